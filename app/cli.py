@@ -1,0 +1,249 @@
+"""The ``waflens`` command line: a thin layer over the packages, for people and cron.
+
+Every command accepts the global options ``--db PATH`` (default ``./waflens.duckdb``
+or ``$WAFLENS_DB``) and ``--json`` (one JSON object on stdout). Errors print one
+line on stderr and exit with the codes listed by ``waflens --help`` (see
+:data:`data.errors.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from data.errors import EXIT_CODES, InputError, WaflensError
+
+EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+class Context:
+    def __init__(self, db: Path, as_json: bool, debug: bool):
+        self.db = db
+        self.as_json = as_json
+        self.debug = debug
+        self.failures: list[WaflensError] = []
+
+    def connect(self, read_only: bool = False):
+        from data.db import connect
+
+        return connect(self.db, read_only=read_only)
+
+    def emit(self, summary: dict, text: str) -> None:
+        if self.as_json:
+            click.echo(json.dumps(summary, default=str, ensure_ascii=False))
+        else:
+            click.echo(text)
+
+    def warn(self, message: str) -> None:
+        click.echo(f"waflens: {message}", err=True)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(epilog=f"Exit codes:\n\n{EXIT_HELP}", context_settings={"max_content_width": 100})
+@click.option("--db", type=click.Path(path_type=Path), default=None,
+              help="DuckDB database file [default: $WAFLENS_DB or ./waflens.duckdb]")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary on stdout.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.version_option(package_name="waflens")
+@click.pass_context
+def cli(ctx: click.Context, db: Path | None, as_json: bool, debug: bool) -> None:
+    """waflens: web-attack analytics for WAF operators."""
+    from data.db import default_db_path
+
+    ctx.obj = Context(db or default_db_path(), as_json, debug)
+
+
+def _parse_json_fields(values: tuple[str, ...]) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    for value in values:
+        column, sep, paths = value.partition("=")
+        if not sep or not column or not paths:
+            raise InputError(f"--json-field wants COLUMN=$.path[,$.other], got {value!r}")
+        fields[column.strip()] = [p.strip() for p in paths.split(",") if p.strip()]
+    return fields
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "combined", "common", "json", "raw-http"]),
+              default="auto", show_default=True, help="Input format; auto sniffs it.")
+@click.option("--log-format", default=None,
+              help="An Apache LogFormat or nginx log_format string (e.g. '%h %l %u %t \"%r\" %>s %b').")
+@click.option("--source", default=None, help="Name recorded for these files [default: file name].")
+@click.option("--no-pseudonymize", is_flag=True, help="Keep raw client IPs (labs only: IPs are personal data).")
+@click.option("--session-key", type=click.Choice(["ip-ua", "cookie"]), default="ip-ua", show_default=True,
+              help="Build sessions from IP + User-Agent, or from the session cookie where the log has one.")
+@click.option("--session-cookie", default=None, help="Name of the cookie that carries the session.")
+@click.option("--json-field", multiple=True, metavar="COLUMN=PATH[,PATH]",
+              help="Map a column to JSON paths for JSON-lines logs (e.g. client_ip=$.client.address).")
+@click.option("--no-sessionize", is_flag=True, help="Do not update sessions and features after ingest.")
+@click.option("--gap-minutes", type=float, default=30.0, show_default=True, help="Session inactivity gap.")
+@pass_context
+def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, session_key, session_cookie,
+           json_field, no_sessionize, gap_minutes) -> None:
+    """Ingest access logs or raw HTTP dumps (optionally gzip-compressed) into the database."""
+    from data.ingest import IngestOptions, ingest_files
+    from data.pseudonymize import Pseudonymizer, load_key
+    from data.sessionize import update_derived
+
+    options = IngestOptions(format=fmt, log_format=log_format, source=source, session_key=session_key,
+                            session_cookie=session_cookie, json_fields=_parse_json_fields(json_field))
+    pseudonymizer = Pseudonymizer(None if no_pseudonymize else load_key(obj.db))
+    con = obj.connect()
+    try:
+        def on_error(path: Path, error: WaflensError) -> None:
+            obj.failures.append(error)
+            obj.warn(str(error))
+
+        summaries = ingest_files(con, list(files), options, pseudonymizer, on_error)
+        derived = update_derived(con, gap_minutes) if not no_sessionize else None
+    finally:
+        con.close()
+    result = {
+        "files": [{"path": s.path, "format": s.format, "records": s.records, "parsed": s.parsed,
+                   "quarantined": s.quarantined, "status": s.status, "source_id": s.source_id,
+                   "seconds": round(s.seconds, 3)} for s in summaries],
+        "failed": [str(e) for e in obj.failures],
+        "sessions": derived.sessions_total if derived else None,
+    }
+    lines = [f"{s.path}: {s.format}, {s.records} records read = {s.parsed} parsed + {s.quarantined} quarantined"
+             + (" (already ingested, nothing added)" if s.status != "ingested" else "") for s in summaries]
+    if derived:
+        lines.append(f"sessions: {derived.sessions_touched} updated, {derived.sessions_total} in total")
+    obj.emit(result, "\n".join(lines) if lines else "nothing ingested")
+    if obj.failures:
+        raise _Exit(obj.failures[0].exit_code)
+
+
+@cli.command()
+@click.option("--gap-minutes", type=float, default=30.0, show_default=True, help="Session inactivity gap.")
+@click.option("--session-key", type=click.Choice(["ip-ua", "cookie"]), default=None,
+              help="Rebuild client keys from IP + User-Agent or from the session cookie.")
+@click.option("--rebuild", is_flag=True, help="Rebuild all sessions instead of only the new requests'.")
+@pass_context
+def sessionize(obj: Context, gap_minutes: float, session_key: str | None, rebuild: bool) -> None:
+    """Update (or rebuild) sessions and their features."""
+    from data.sessionize import resessionize, update_derived
+
+    con = obj.connect()
+    try:
+        if rebuild or session_key:
+            touched = resessionize(con, gap_minutes, session_key)
+            total = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
+        else:
+            derived = update_derived(con, gap_minutes)
+            touched, total = derived.sessions_touched, derived.sessions_total
+    finally:
+        con.close()
+    obj.emit({"sessions_updated": touched, "sessions": total}, f"sessions: {touched} updated, {total} in total")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Log file to write.")
+@click.option("--requests", "n_requests", type=click.IntRange(min=1), default=50_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--days", type=float, default=3.0, show_default=True, help="Length of the traffic window.")
+@click.option("--attack-share", type=click.FloatRange(0.0, 0.9), default=0.15, show_default=True)
+@pass_context
+def generate(obj: Context, out: Path, n_requests: int, seed: int, days: float, attack_share: float) -> None:
+    """Write synthetic traffic (combined log) with labelled attack campaigns and <out>.truth.csv."""
+    from data.synthetic import generate_traffic
+
+    summary = generate_traffic(out, n_requests, seed, days=days, attack_share=attack_share)
+    obj.emit({"log": str(summary.log_path), "truth": str(summary.truth_path), "requests": summary.requests,
+              "campaigns": summary.campaigns, "start": summary.start, "end": summary.end},
+             f"wrote {summary.requests} requests to {summary.log_path} (truth: {summary.truth_path})")
+
+
+@cli.command()
+@pass_context
+def status(obj: Context) -> None:
+    """Counts of what the database holds."""
+    from data.status import database_status
+
+    con = obj.connect(read_only=True)
+    try:
+        counts = database_status(con)
+    finally:
+        con.close()
+    obj.emit(counts, "\n".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@cli.command()
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--headless/--browser", default=True, show_default=True, help="Do not open a browser window.")
+@pass_context
+def app(obj: Context, port: int, headless: bool) -> None:
+    """Start the Streamlit workbench on the database."""
+    import subprocess
+
+    script = Path(__file__).with_name("workbench.py")
+    env = {**os.environ, "WAFLENS_DB": str(Path(obj.db).resolve())}
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+               "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+    click.echo(f"workbench on http://localhost:{port} (database {obj.db}); Ctrl-C stops it", err=True)
+    raise _Exit(subprocess.call(command, env=env))
+
+
+@cli.command()
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
+              help="Where the demo log goes.")
+@click.option("--requests", "n_requests", type=click.IntRange(min=1000), default=60_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--no-app", is_flag=True, help="Stop after the pipeline instead of starting the workbench.")
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int) -> None:
+    """The whole pipeline on generated traffic: generate, ingest, sessionize, then the workbench."""
+    obj: Context = ctx.obj
+    log = workdir / "traffic.log"
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not log.exists():
+        ctx.invoke(generate, out=log, n_requests=n_requests, seed=seed, days=3.0, attack_share=0.15)
+    ctx.invoke(ingest, files=(log,), fmt="combined", log_format=None, source="demo", no_pseudonymize=False,
+               session_key="ip-ua", session_cookie=None, json_field=(), no_sessionize=False, gap_minutes=30.0)
+    if not no_app:
+        ctx.invoke(app, port=port, headless=True)
+
+
+class _Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn errors into one line and an exit code."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="waflens", standalone_mode=False)
+    except _Exit as done:
+        return done.code
+    except WaflensError as error:
+        click.echo(f"waflens: error: {error}", err=True)
+        return error.exit_code
+    except click.exceptions.Abort:
+        click.echo("waflens: interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("waflens: interrupted; the file being ingested was rolled back", err=True)
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except Exception as error:  # a bug: one line unless --debug
+        if debug:
+            raise
+        click.echo(f"waflens: internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                   " (rerun with --debug and report it)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Opening the waflens DuckDB database and running the SQL files that ship with it.
+
+DuckDB admits one writing process at a time. A second process that tries gets a
+:class:`~data.errors.DatabaseError` saying the database is busy, after a short
+retry, instead of a lock traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from data.db_functions import register_functions
+from data.errors import DatabaseError
+
+SCHEMA_VERSION = "1"
+DB_ENV = "WAFLENS_DB"
+DEFAULT_DB = "waflens.duckdb"
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def load_sql(name: str) -> str:
+    """The text of ``data/sql/<name>.sql``."""
+    return resources.files("data").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
+    """Run every statement of a SQL file; named parameters (``$name``) are bound per statement."""
+    for statement in split_statements(load_sql(name)):
+        used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
+        con.execute(statement, used or None)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a SQL file on ';' at line ends (our files keep one statement per ';\\n')."""
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";\n") if s.strip().rstrip(";").strip()]
+
+
+def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
+            retries: int = 20, retry_delay: float = 0.25) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the database with the schema applied, in UTC."""
+    db_path = Path(path) if path is not None else default_db_path()
+    if db_path.is_dir():
+        raise DatabaseError(f"{db_path} is a directory: pass a database file with --db")
+    if read_only and not db_path.exists():
+        raise DatabaseError(f"no database at {db_path}: run `waflens ingest` first or pass --db")
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            con = duckdb.connect(str(db_path), read_only=read_only)
+            break
+        except duckdb.IOException as error:  # lock held by another process, or unreadable file
+            last_error = error
+            if "lock" not in str(error).lower():
+                raise DatabaseError(f"cannot open database {db_path}: {_first_line(error)}") from error
+            time.sleep(retry_delay * min(1 + attempt, 4))
+        except duckdb.Error as error:
+            raise DatabaseError(f"cannot open database {db_path}: {_first_line(error)}") from error
+    else:
+        raise DatabaseError(
+            f"database {db_path} is busy: another waflens process is writing to it; retry when it finishes"
+        ) from last_error
+    con.execute("SET TimeZone = 'UTC'")
+    register_functions(con)
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    from data.feature_spec import feature_table_ddl  # late: the spec imports nothing of the db
+
+    run_sql_file(con, "schema")
+    for statement in feature_table_ddl():
+        con.execute(statement)
+    con.execute(
+        "INSERT INTO schema_info VALUES ('schema_version', $v) ON CONFLICT (key) DO NOTHING",
+        {"v": SCHEMA_VERSION},
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

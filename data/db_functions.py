@@ -1,0 +1,54 @@
+"""SQL functions waflens registers on every connection (temporary: nothing persists).
+
+``waflens_url_decode(text, plus_as_space)`` decodes in DuckDB (vectorized) and falls
+back to :func:`data.url_decoding.url_decode` only for the rare values DuckDB's
+``url_decode`` refuses (escapes that are not UTF-8, such as Latin-1 ``%F1``).
+"""
+
+import duckdb
+from duckdb.sqltypes import BLOB, BOOLEAN, VARCHAR
+
+from data.url_decoding import url_decode
+
+
+def _python_url_decode(text: str | None, plus_as_space: bool | None) -> str | None:
+    return None if text is None else url_decode(text, bool(plus_as_space))
+
+
+def _decode_bytes(raw: bytes | None) -> str | None:
+    """Bytes that are not UTF-8, as text with Apache's \\xHH escapes for the bad bytes."""
+    return None if raw is None else bytes(raw).decode("utf-8", "backslashreplace")
+
+
+def register_functions(con: duckdb.DuckDBPyConnection) -> None:
+    con.create_function("waflens_decode_bytes", _decode_bytes, [BLOB], VARCHAR, null_handling="special")
+    con.create_function("waflens_url_decode_py", _python_url_decode, [VARCHAR, BOOLEAN], VARCHAR,
+                        null_handling="special")
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO waflens_url_decode(s, plus) AS
+        CASE
+            WHEN s IS NULL THEN ''
+            WHEN NOT contains(s, '%') THEN (CASE WHEN plus THEN replace(s, '+', ' ') ELSE s END)
+            ELSE coalesce(try(url_decode(CASE WHEN plus THEN replace(s, '+', ' ') ELSE s END)),
+                          waflens_url_decode_py(s, plus))
+        END
+        """
+    )
+    register_macros(con)
+
+
+def register_macros(con: duckdb.DuckDBPyConnection) -> None:
+    # The key sessions are built on. Inputs are already pseudonymized tokens, so hashing them
+    # again needs no secret; md5 only makes a compact, fixed-width key.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO waflens_client_key(ip, ua, cookie, mode) AS
+        substr(md5(CASE
+            WHEN mode = 'cookie' AND cookie IS NOT NULL THEN 'cookie' || chr(31) || cookie
+            WHEN ip IS NOT NULL THEN 'ip-ua' || chr(31) || ip || chr(31) || coalesce(ua, '')
+            WHEN cookie IS NOT NULL THEN 'cookie' || chr(31) || cookie
+            ELSE 'ua' || chr(31) || coalesce(ua, '')
+        END), 1, 16)
+        """
+    )

@@ -1,0 +1,254 @@
+"""``waflens ingest``: files in, requests and quarantine rows out, one transaction per file.
+
+Every record read is either a row of ``requests`` or a row of ``quarantine`` with
+the reason, so ``parsed + quarantined == records`` for each file. A file whose
+bytes were ingested before (same sha256) adds nothing. A failure or Ctrl-C inside
+a file rolls the whole file back: the database never holds half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import duckdb
+import pyarrow as pa
+
+from data.db import run_sql_file
+from data.errors import InputError, WaflensError
+from data.log_file import read_log_file, line_batches, sniff_format
+from data.log_formats import COMBINED, LineFormat, compile_log_format
+from data.parse_lines import STAGE_DDL, stage_json_batch, stage_line_batch
+from data.pseudonymize import Pseudonymizer
+from data.raw_http import RawHttpReject, iter_raw_http
+
+SESSION_KEYS = ("ip-ua", "cookie")
+RAW_HTTP_BATCH = 20_000
+# Headers whose values identify a client: tokenized like the client IP.
+_IP_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded", "true-client-ip", "cf-connecting-ip", "x-client-ip")
+_SESSION_COOKIES = ("jsessionid", "phpsessid", "asp.net_sessionid", "sessionid", "session", "sid",
+                    "connect.sid", "laravel_session", "_session_id", "session_id")
+
+
+@dataclass
+class IngestOptions:
+    format: str = "auto"
+    log_format: str | None = None          # Apache LogFormat / nginx log_format / preset name
+    source: str | None = None              # name recorded in `sources` (default: file name)
+    session_key: str = "ip-ua"             # what client_key is built from (see data/sessionize.py)
+    session_cookie: str | None = None      # cookie name that carries the session, if any
+    json_fields: dict[str, list[str]] = field(default_factory=dict)
+
+
+class FileSummary(NamedTuple):
+    path: str
+    format: str
+    records: int
+    parsed: int
+    quarantined: int
+    source_id: int
+    status: str  # "ingested" | "already ingested"
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return self._asdict()
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options: IngestOptions,
+                pseudonymizer: Pseudonymizer) -> FileSummary:
+    """Ingest one file in one transaction; see the module docstring for the guarantees."""
+    started = time.perf_counter()
+    log = read_log_file(path)
+    known = con.execute(
+        "SELECT source_id, format, records, parsed, quarantined FROM sources WHERE sha256 = $sha",
+        {"sha": log.sha256},
+    ).fetchall()
+    if known:
+        source_id, fmt, records, parsed, quarantined = known[0]
+        return FileSummary(str(path), fmt, records, parsed, quarantined, source_id, "already ingested",
+                           time.perf_counter() - started)
+    fmt_name, line_format = _resolve_format(log.content, options, Path(path))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(STAGE_DDL)
+        if fmt_name == "raw-http":
+            _stage_raw_http(con, log.content, options, pseudonymizer)
+        else:
+            for batch in line_batches(log.content):
+                if fmt_name == "json":
+                    stage_json_batch(con, batch, options.json_fields)
+                else:
+                    stage_line_batch(con, batch, line_format, unwrap_quotes=line_format is COMBINED,
+                                     session_cookie=options.session_cookie)
+        source_id = _next_id(con, "sources", "source_id")
+        records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options.session_key)
+        con.execute(
+            """INSERT INTO sources VALUES ($id, $path, $name, $sha, $format, $log_format, $records, $parsed,
+                                           $quarantined, $pseudonymized, $at)""",
+            {"id": source_id, "path": str(Path(path).resolve()), "name": options.source or Path(path).name,
+             "sha": log.sha256, "format": fmt_name, "log_format": options.log_format, "records": records,
+             "parsed": parsed, "quarantined": quarantined, "pseudonymized": pseudonymizer.enabled,
+             "at": datetime.now(timezone.utc).replace(tzinfo=None)},
+        )
+        con.execute("DROP TABLE stage")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return FileSummary(str(path), fmt_name, records, parsed, quarantined, source_id, "ingested",
+                       time.perf_counter() - started)
+
+
+def ingest_files(con: duckdb.DuckDBPyConnection, paths: list[str | os.PathLike], options: IngestOptions,
+                 pseudonymizer: Pseudonymizer,
+                 on_error: Callable[[Path, WaflensError], None] | None = None) -> list[FileSummary]:
+    """Ingest several files; a file that fails is reported through ``on_error`` and skipped."""
+    summaries = []
+    for path in paths:
+        try:
+            summaries.append(ingest_file(con, path, options, pseudonymizer))
+        except WaflensError as error:
+            if on_error is None:
+                raise
+            on_error(Path(path), error)
+    return summaries
+
+
+def _resolve_format(content: bytes, options: IngestOptions, path: Path) -> tuple[str, LineFormat | None]:
+    if options.session_key not in SESSION_KEYS:
+        raise InputError(f"unknown session key {options.session_key!r}: use one of {', '.join(SESSION_KEYS)}")
+    if options.log_format:
+        fmt = compile_log_format(options.log_format)
+        return ("combined" if fmt is COMBINED else fmt.name), fmt
+    name = options.format
+    if name == "auto":
+        try:
+            name = sniff_format(content)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
+    if name in ("combined", "common"):
+        return "combined", COMBINED
+    if name in ("json", "raw-http"):
+        return name, None
+    raise InputError(f"unknown format {name!r}: use auto, combined, common, json or raw-http")
+
+
+def _next_id(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int:
+    return con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall()[0][0]
+
+
+def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseudonymizer,
+            session_key: str) -> tuple[int, int, int]:
+    """Pseudonymize, then move stage rows into requests and quarantine."""
+    values = con.execute(
+        """SELECT DISTINCT v FROM (
+               SELECT client_ip AS v FROM stage WHERE reason IS NULL
+               UNION ALL SELECT remote_user FROM stage WHERE reason IS NULL
+               UNION ALL SELECT session_cookie FROM stage WHERE reason IS NULL) WHERE v IS NOT NULL"""
+    ).fetchall()
+    plain = [v for (v,) in values]
+    tokens = pa.table({"value": pa.array(plain, pa.string()),
+                       "token": pa.array([pseudonymizer.token(v) for v in plain], pa.string())})
+    con.register("pseudonym_values", tokens)
+    con.execute("CREATE OR REPLACE TEMP TABLE pseudonyms AS SELECT * FROM pseudonym_values")
+    con.unregister("pseudonym_values")
+    base = _next_id(con, "requests", "request_id") - 1
+    run_sql_file(con, "ingest_finish", {"base_request_id": base, "source_id": source_id, "session_key": session_key})
+    rejected = con.execute("SELECT record, raw, reason FROM stage WHERE reason IS NOT NULL ORDER BY record").fetchall()
+    if rejected:
+        quarantine = pa.table({
+            "source_id": pa.array([source_id] * len(rejected), pa.int64()),
+            "record": pa.array([r[0] for r in rejected], pa.int64()),
+            "raw": pa.array([pseudonymizer.scrub(r[1] or "") for r in rejected], pa.string()),
+            "reason": pa.array([r[2] for r in rejected], pa.string()),
+        })
+        con.register("quarantine_rows", quarantine)
+        con.execute("INSERT INTO quarantine BY NAME SELECT * FROM quarantine_rows")
+        con.unregister("quarantine_rows")
+    con.execute("DROP TABLE pseudonyms")
+    records, parsed = con.execute("SELECT count(*), count(*) FILTER (reason IS NULL) FROM stage").fetchall()[0]
+    return records, parsed, records - parsed
+
+
+def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: IngestOptions,
+                    pseudonymizer: Pseudonymizer) -> None:
+    """Parse a raw HTTP dump in Python (it is small next to access logs) into ``stage``."""
+    rows: list[dict] = []
+    for item in iter_raw_http(content.decode("latin-1")):
+        rows.append(_raw_http_row(item, options, pseudonymizer))
+        if len(rows) >= RAW_HTTP_BATCH:
+            _insert_stage_rows(con, rows)
+            rows = []
+    if rows:
+        _insert_stage_rows(con, rows)
+
+
+def _raw_http_row(item, options: IngestOptions, pseudonymizer: Pseudonymizer) -> dict:
+    if isinstance(item, RawHttpReject):
+        return {"record": item.record, "raw": item.raw, "reason": item.reason}
+    headers: dict[str, str] = {}
+    for name, value in item.headers:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    cookies = _parse_cookies(headers.get("cookie", ""))
+    session_cookie = _pick_session_cookie(cookies, options.session_cookie)
+    client_ip = None
+    for name in _IP_HEADERS:
+        if name in headers:
+            client_ip = headers[name].split(",")[0].strip() or None
+            break
+    safe_headers = dict(headers)
+    if "cookie" in safe_headers:
+        safe_headers["cookie"] = "; ".join(f"{k}={pseudonymizer.token(v) or ''}" for k, v in cookies)
+    for name in ("authorization", "proxy-authorization"):
+        if name in safe_headers:
+            safe_headers[name] = safe_headers[name].split(" ", 1)[0] + " [redacted]"
+    for name in _IP_HEADERS:
+        if name in safe_headers:
+            safe_headers[name] = ", ".join(pseudonymizer.token(v.strip()) or "" for v in safe_headers[name].split(","))
+    return {
+        "record": item.record, "raw": None, "reason": None, "client_ip": client_ip,
+        "session_cookie": session_cookie, "vhost": item.authority or None, "ts": None,
+        "method": item.method, "target": item.target, "protocol": item.protocol or None,
+        "referer": headers.get("referer"), "user_agent": headers.get("user-agent"),
+        "headers": json.dumps(safe_headers, ensure_ascii=False), "body": item.body or None,
+    }
+
+
+def _parse_cookies(header: str) -> list[tuple[str, str]]:
+    pairs = []
+    for piece in header.split(";"):
+        name, _, value = piece.strip().partition("=")
+        if name:
+            pairs.append((name, value))
+    return pairs
+
+
+def _pick_session_cookie(cookies: list[tuple[str, str]], wanted: str | None) -> str | None:
+    names = (wanted.lower(),) if wanted else _SESSION_COOKIES
+    for name, value in cookies:
+        if name.lower() in names and value:
+            return value
+    return None
+
+
+_STAGE_SCHEMA = pa.schema([
+    ("record", pa.int64()), ("raw", pa.string()), ("reason", pa.string()), ("client_ip", pa.string()),
+    ("session_cookie", pa.string()), ("vhost", pa.string()), ("ts", pa.timestamp("us")),
+    ("method", pa.string()), ("target", pa.string()), ("protocol", pa.string()), ("referer", pa.string()),
+    ("user_agent", pa.string()), ("headers", pa.string()), ("body", pa.string()),
+])
+
+
+def _insert_stage_rows(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    table = pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA)
+    con.register("stage_rows", table)
+    try:
+        con.execute("INSERT INTO stage BY NAME SELECT * FROM stage_rows")
+    finally:
+        con.unregister("stage_rows")

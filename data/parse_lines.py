@@ -1,0 +1,229 @@
+"""Parsing line-oriented logs (Apache/nginx formats, JSON lines) inside DuckDB.
+
+Each batch of raw lines becomes rows of the temporary ``stage`` table: either a
+parsed request (``reason`` NULL) or a record for quarantine (``reason`` says why).
+The regex comes from :mod:`data.log_formats`; it and every JSON path are bound as
+query parameters, and the SQL around them is assembled only from the fixed
+fragments below, so nothing read from a log or typed by a user becomes SQL.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from data.log_formats import LineFormat
+
+STAGE_DDL = """
+CREATE OR REPLACE TEMP TABLE stage (
+    record BIGINT, raw VARCHAR, reason VARCHAR,
+    client_ip VARCHAR, remote_user VARCHAR, session_cookie VARCHAR, vhost VARCHAR,
+    ts TIMESTAMP, method VARCHAR, target VARCHAR, protocol VARCHAR,
+    status SMALLINT, bytes BIGINT, referer VARCHAR, user_agent VARCHAR,
+    duration_ms DOUBLE, headers VARCHAR, body VARCHAR
+)
+"""
+
+# How a raw batch becomes text lines: UTF-8 when valid, else Python's backslashreplace
+# (Apache's own \xHH convention); line endings stripped; NUL shown as the text \x00.
+_LINES = """
+SELECT record,
+       replace(rtrim(coalesce(try(decode(raw)), waflens_decode_bytes(raw)), chr(13) || chr(10)),
+               chr(0), '\\x00') AS line
+FROM batch
+"""
+
+_UNESCAPE = "regexp_replace({0}, '\\\\([\"\\\\])', '\\1', 'g')"
+_CLF_TIME = "try_strptime({0}, '%d/%b/%Y:%H:%M:%S %z')::TIMESTAMP"
+_ISO_TIME = "try_cast({0} AS TIMESTAMPTZ)::TIMESTAMP"
+_EPOCH_TIME = "to_timestamp(try_cast({0} AS DOUBLE))::TIMESTAMP"
+_EPOCH_MS_TIME = "to_timestamp(try_cast({0} AS DOUBLE) / 1000)::TIMESTAMP"
+_REQUEST_PARTS = "regexp_extract({0}, '^(\\S+)\\s+(.*?)(?:\\s+(HTTP/[0-9.]+))?$', ['method', 'target', 'protocol'])"
+
+
+def _dash(expr: str) -> str:
+    return f"nullif(nullif({expr}, '-'), '')"
+
+
+def _field_sql(fmt: LineFormat, session_cookie: str | None) -> dict[str, str]:
+    """Column expressions of ``stage`` for the fields this format has."""
+    index = {}
+    for i, name in enumerate(fmt.fields):
+        index.setdefault(name, f"m.f{i}")
+    cookie_fields = [(name.split(":", 1)[1], col) for name, col in index.items() if name.startswith("cookie:")]
+    cols: dict[str, str] = {}
+    if "client_ip" in index:
+        cols["client_ip"] = _dash(index["client_ip"])
+    if "remote_user" in index:
+        cols["remote_user"] = _dash(_UNESCAPE.format(index["remote_user"]))
+    if "vhost" in index:
+        cols["vhost"] = _dash(index["vhost"])
+    chosen = [col for name, col in cookie_fields if session_cookie is None or name.lower() == session_cookie.lower()]
+    if chosen:
+        cols["session_cookie"] = _dash(chosen[0])
+    for name, template in (("time_clf", _CLF_TIME), ("time_iso8601", _ISO_TIME),
+                           ("time_epoch", _EPOCH_TIME), ("time_epoch_ms", _EPOCH_MS_TIME)):
+        if name in index:
+            cols["ts"] = template.format(index[name])
+            cols["_time_text"] = index[name]
+            break
+    if "request_line" in index:
+        cols["_request"] = _REQUEST_PARTS.format(_UNESCAPE.format(index["request_line"]))
+        cols["method"] = "nullif(_request.method, '')"
+        cols["target"] = "CASE WHEN _request.method = '' THEN '' ELSE _request.target END"
+        cols["protocol"] = "nullif(_request.protocol, '')"
+    else:
+        if "method" in index:
+            cols["method"] = _dash(index["method"])
+        if "protocol" in index:
+            cols["protocol"] = _dash(index["protocol"])
+        if "target" in index:
+            cols["target"] = _UNESCAPE.format(index["target"])
+        elif "path" in index:
+            query = index.get("query")
+            query_sql = f"CASE WHEN {query} IN ('', '-', '?') THEN '' ELSE '?' || ltrim({query}, '?') END" if query else "''"
+            cols["target"] = f"{_UNESCAPE.format(index['path'])} || {query_sql}"
+    if "status" in index:
+        cols["status"] = f"try_cast({index['status']} AS SMALLINT)"
+    if "bytes" in index:
+        cols["bytes"] = f"try_cast({index['bytes']} AS BIGINT)"
+    if "referer" in index:
+        cols["referer"] = _dash(_UNESCAPE.format(index["referer"]))
+    if "user_agent" in index:
+        cols["user_agent"] = "nullif(" + _UNESCAPE.format(index["user_agent"]) + ", '-')"
+    for name, factor in (("duration_ms", "1.0"), ("duration_us", "0.001"), ("duration_s", "1000.0")):
+        if name in index:
+            cols["duration_ms"] = f"try_cast({index[name]} AS DOUBLE) * {factor}"
+            break
+    headers = [(name.split(":", 1)[1], col) for name, col in index.items() if name.startswith("header:")]
+    if headers:
+        cols["_headers_list"] = "[" + ", ".join(f"{col}" for _, col in headers) + "]"
+        cols["_header_names"] = [name for name, _ in headers]  # bound as a parameter, see below
+    return cols
+
+
+def stage_line_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, fmt: LineFormat, *,
+                     unwrap_quotes: bool, session_cookie: str | None = None) -> None:
+    """Parse one batch of lines with ``fmt`` into the ``stage`` table."""
+    cols = _field_sql(fmt, session_cookie)
+    header_names = cols.pop("_header_names", None)
+    inner = fmt.regex
+    if not (inner.startswith("^") and inner.endswith("$")):
+        raise ValueError("log format regexes must be anchored with ^ and $")
+    pattern = "^(" + inner[1:-1] + ")$"
+    names = ["whole"] + [f"f{i}" for i in range(len(fmt.fields))]
+    unwrap = ("CASE WHEN strlen(line) > 1 AND starts_with(line, '\"') AND ends_with(line, '\"') "
+              "THEN line[2:-2] ELSE line END") if unwrap_quotes else "line"
+    time_ok = f"({cols['ts']}) IS NOT NULL OR {_dash(cols['_time_text'])} IS NULL" if "ts" in cols else "true"
+    request = f", {cols.pop('_request')} AS _request" if "_request" in cols else ""
+    headers_sql = "NULL"
+    if "_headers_list" in cols:
+        headers_sql = f"to_json(map_from_entries(list_zip($header_names, {cols.pop('_headers_list')})))::VARCHAR"
+    cols.pop("_time_text", None)
+    select = ",\n".join(f"{expr} AS {name}" for name, expr in cols.items())
+    sql = f"""
+        INSERT INTO stage BY NAME
+        WITH lines AS ({_LINES}),
+        matched AS (
+            SELECT record, line, regexp_extract({unwrap}, $pattern, $names) AS m FROM lines
+        ),
+        typed AS (SELECT * {request} FROM matched)
+        SELECT record, line AS raw,
+               CASE WHEN line = '' THEN 'empty line'
+                    WHEN m.whole = '' THEN 'line does not match the ' || $format_name || ' log format'
+                    WHEN NOT ({time_ok}) THEN 'timestamp not understood'
+               END AS reason,
+               {select}{',' if select else ''}
+               {headers_sql} AS headers
+        FROM typed
+    """
+    params = {"pattern": pattern, "names": names, "format_name": fmt.name}
+    if header_names:
+        params["header_names"] = header_names
+    con.register("batch", batch)
+    try:
+        con.execute(sql, params)
+    finally:
+        con.unregister("batch")
+
+
+# JSON lines: each output column takes the first present of a list of JSON paths.
+DEFAULT_JSON_FIELDS: dict[str, list[str]] = {
+    "client_ip": ["$.remote_addr", "$.client_ip", "$.\"client.ip\"", "$.client.ip", "$.\"source.ip\"",
+                  "$.source.ip", "$.clientip", "$.ip", "$.remote_ip"],
+    "remote_user": ["$.remote_user", "$.\"user.name\"", "$.user.name", "$.user"],
+    "time": ["$.time_iso8601", "$.\"@timestamp\"", "$.timestamp", "$.time", "$.time_local", "$.ts", "$.msec"],
+    "request_line": ["$.request"],
+    "method": ["$.request_method", "$.method", "$.\"http.request.method\"", "$.http.request.method"],
+    "target": ["$.request_uri", "$.uri", "$.\"url.original\"", "$.url.original", "$.path", "$.url"],
+    "query": ["$.args", "$.query_string", "$.\"url.query\"", "$.url.query"],
+    "protocol": ["$.server_protocol", "$.protocol", "$.\"http.version\"", "$.http.version"],
+    "status": ["$.status", "$.\"http.response.status_code\"", "$.http.response.status_code", "$.response"],
+    "bytes": ["$.body_bytes_sent", "$.bytes_sent", "$.\"http.response.body.bytes\"", "$.http.response.body.bytes",
+              "$.bytes", "$.size"],
+    "referer": ["$.http_referer", "$.referer", "$.referrer", "$.\"http.request.referrer\"", "$.http.request.referrer"],
+    "user_agent": ["$.http_user_agent", "$.user_agent", "$.\"user_agent.original\"", "$.user_agent.original",
+                   "$.agent", "$.ua"],
+    "vhost": ["$.host", "$.server_name", "$.\"url.domain\"", "$.url.domain", "$.vhost"],
+    "session_cookie": ["$.session_cookie", "$.cookie_session"],
+    "duration_s": ["$.request_time", "$.duration_s"],
+    "body": ["$.request_body", "$.body"],
+}
+
+
+def stage_json_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table,
+                     fields: dict[str, list[str]] | None = None) -> None:
+    """Parse one batch of JSON lines into ``stage`` (paths bound as parameters)."""
+    mapping = {**DEFAULT_JSON_FIELDS, **(fields or {})}
+    params: dict[str, object] = {}
+    exprs: dict[str, str] = {}
+    for column, paths in mapping.items():
+        params[f"p_{column}"] = list(paths)
+        exprs[column] = (f"list_filter(list_transform($p_{column}, lambda p: json_extract_string(j, p)), "
+                         f"lambda v: v IS NOT NULL AND v NOT IN ('', '-'))[1]")
+    sql = f"""
+        INSERT INTO stage BY NAME
+        WITH lines AS ({_LINES}),
+        parsed AS (
+            SELECT record, line, CASE WHEN json_valid(line) THEN line::JSON END AS j FROM lines
+        ),
+        picked AS (
+            SELECT record, line, j, json_type(j) AS jt,
+                   {", ".join(f"{expr} AS {name}" for name, expr in exprs.items())}
+            FROM parsed
+        ),
+        shaped AS (
+            SELECT *,
+                   regexp_extract(coalesce(request_line, ''), '^(\\S+)\\s+(.*?)(?:\\s+(HTTP/[0-9.]+))?$',
+                                  ['method', 'target', 'protocol']) AS _request,
+                   coalesce(try_cast(time AS TIMESTAMPTZ)::TIMESTAMP,
+                            try_strptime(time, '%d/%b/%Y:%H:%M:%S %z')::TIMESTAMP,
+                            to_timestamp(try_cast(time AS DOUBLE))::TIMESTAMP) AS parsed_ts
+            FROM picked
+        )
+        SELECT record, line AS raw,
+               CASE WHEN line = '' THEN 'empty line'
+                    WHEN j IS NULL THEN 'not valid JSON'
+                    WHEN jt <> 'OBJECT' THEN 'JSON value is not an object'
+                    WHEN request_line IS NULL AND target IS NULL
+                        THEN 'no request field (map one with --json-field target=$.path)'
+                    WHEN time IS NOT NULL AND parsed_ts IS NULL THEN 'timestamp not understood'
+               END AS reason,
+               client_ip, remote_user, session_cookie, vhost, parsed_ts AS ts,
+               coalesce(method, nullif(_request.method, '')) AS method,
+               coalesce(target || CASE WHEN query IS NOT NULL AND NOT contains(target, '?')
+                                       THEN '?' || ltrim(query, '?') ELSE '' END,
+                        _request.target, '') AS target,
+               coalesce(protocol, nullif(_request.protocol, '')) AS protocol,
+               try_cast(try_cast(status AS DOUBLE) AS SMALLINT) AS status,
+               try_cast(try_cast(bytes AS DOUBLE) AS BIGINT) AS bytes,
+               referer, user_agent,
+               try_cast(duration_s AS DOUBLE) * 1000.0 AS duration_ms,
+               NULL AS headers, body
+        FROM shaped
+    """
+    con.register("batch", batch)
+    try:
+        con.execute(sql, params)
+    finally:
+        con.unregister("batch")

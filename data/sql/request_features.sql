@@ -1,0 +1,95 @@
+-- Request features for requests with request_id > $after_request_id (see data/feature_spec.py for
+-- definitions; token and extension lists arrive as named parameters). Uses only what is known when
+-- the request arrives: never status or bytes of its own response.
+-- waflens_url_decode(text, plus_as_space) is registered by data/db_functions.py.
+INSERT INTO request_features BY NAME
+WITH base AS (
+    SELECT
+        request_id,
+        method,
+        path,
+        query,
+        coalesce(body, '') AS body,
+        coalesce(user_agent, '') AS user_agent,
+        referer,
+        path_decoded,
+        query_decoded,
+        waflens_url_decode(coalesce(body, ''), true) AS body_decoded
+    FROM requests
+    WHERE request_id > $after_request_id
+), texts AS (
+    SELECT
+        *,
+        path_decoded || chr(10) || query_decoded || chr(10) || body_decoded AS p,
+        translate(path_decoded || chr(10) || query_decoded || chr(10) || body_decoded,
+                  'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS lp,
+        translate(path || chr(10) || query, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS lraw,
+        path || chr(10) || query || chr(10) || body AS raw_all,
+        translate(query_decoded || chr(10) || body_decoded, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS largs,
+        list_filter(string_split(query, '&') || string_split(body, '&'), lambda x: x <> '') AS pieces,
+        regexp_extract(path_decoded, '([^/]*)$', 1) AS last_segment,
+        translate(trim(user_agent), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS lua
+    FROM base
+), counted AS (
+    SELECT
+        *,
+        strlen(p) AS n_bytes,
+        CAST(list_sum(list_transform($sql_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) AS sql_tokens,
+        CAST(list_sum(list_transform($traversal_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t)
+                                                          + (strlen(lraw) - strlen(replace(lraw, t, ''))) // strlen(t))) AS INTEGER) AS traversal_tokens,
+        CAST(list_sum(list_transform($xss_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) AS xss_tokens,
+        CAST(list_sum(list_transform($shell_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) AS shell_tokens,
+        CAST(list_sum(list_transform($template_tokens, lambda t: (strlen(p) - strlen(replace(p, t, ''))) // strlen(t))) AS INTEGER) AS template_tokens,
+        CAST(list_sum(list_transform($scheme_tokens, lambda t: (strlen(largs) - strlen(replace(largs, t, ''))) // strlen(t))) AS INTEGER) AS scheme_tokens,
+        CASE
+            WHEN NOT contains(last_segment, '.') THEN 0
+            WHEN list_contains($static_ext, lower_ext) THEN 1
+            WHEN list_contains($script_ext, lower_ext) THEN 2
+            WHEN list_contains($sensitive_ext, lower_ext) THEN 3
+            ELSE 4
+        END AS ext_class
+    FROM (
+        SELECT *, translate(regexp_extract(last_segment, '\.([^.]*)$', 1),
+                            'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS lower_ext
+        FROM texts
+    )
+)
+SELECT
+    request_id,
+    CAST(coalesce(method = 'POST', false) AS TINYINT) AS method_is_post,
+    CAST(coalesce(method NOT IN ('GET', 'POST', 'HEAD'), true) AS TINYINT) AS method_is_rare,
+    strlen(path) AS path_len,
+    strlen(query) AS query_len,
+    strlen(body) AS body_len,
+    length(path_decoded) - length(replace(path_decoded, '/', '')) AS path_depth,
+    len(pieces) AS n_params,
+    coalesce(list_max(list_transform(pieces, lambda x: strlen(CASE WHEN contains(x, '=') THEN x[strpos(x, '=') + 1:] ELSE x END))), 0) AS max_value_len,
+    n_bytes AS payload_len,
+    strlen(regexp_replace(p, '[^0-9]', '', 'g')) / greatest(n_bytes, 1) AS digit_ratio,
+    strlen(regexp_replace(p, '[^A-Za-z]', '', 'g')) / greatest(n_bytes, 1) AS alpha_ratio,
+    strlen(regexp_replace(p, '[^A-Z]', '', 'g')) / greatest(n_bytes, 1) AS upper_ratio,
+    strlen(regexp_replace(p, '[^\x00-\x7F]|[A-Za-z0-9]|[ \t\r\n\x0B\x0C]|[/.\-_=&?]', '', 'g')) / greatest(n_bytes, 1) AS special_ratio,
+    (n_bytes - strlen(regexp_replace(p, '[^\x00-\x7F]', '', 'g'))) / greatest(n_bytes, 1) AS nonascii_ratio,
+    coalesce(list_aggregate(string_split(p, ''), 'entropy'), 0) AS entropy,
+    len(regexp_extract_all(raw_all, '%[0-9a-fA-F]{2}')) AS pct_encoded,
+    len(regexp_extract_all(translate(raw_all, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), '%25[0-9a-f]{2}')) AS double_encoded,
+    (strlen(p) - strlen(replace(replace(p, '''', ''), '"', ''))) AS quote_count,
+    sql_tokens,
+    traversal_tokens,
+    xss_tokens,
+    shell_tokens,
+    template_tokens,
+    scheme_tokens,
+    strlen(p) - strlen(replace(p, chr(0), '')) AS null_bytes,
+    sql_tokens + traversal_tokens + xss_tokens + shell_tokens + template_tokens AS attack_tokens,
+    ext_class,
+    CASE
+        WHEN lua IN ('', '-') THEN 3
+        WHEN list_bool_or(list_transform($tool_ua, lambda t: contains(lua, t))) THEN 1
+        WHEN list_bool_or(list_transform($bot_ua, lambda t: contains(lua, t))) THEN 2
+        WHEN starts_with(lua, 'mozilla/') OR starts_with(lua, 'opera/') THEN 0
+        ELSE 4
+    END AS ua_class,
+    strlen(user_agent) AS ua_len,
+    CAST(coalesce(referer NOT IN ('', '-'), false) AS TINYINT) AS has_referer
+FROM counted;

@@ -1,0 +1,38 @@
+"""Shared fixtures: the public datasets beside the project, and fresh databases.
+
+Tests that need ``../shared/datasets`` skip on a user's machine without it, but
+fail in CI (``CI=true``), where a missing dataset means a broken set-up.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("WAFLENS_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+def _require_shared() -> Path:
+    if SHARED_DATASETS.is_dir():
+        return SHARED_DATASETS
+    message = f"shared datasets not found at {SHARED_DATASETS}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " (required in CI)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """Path of ``../shared/datasets``; skips (or fails in CI) when absent."""
+    return _require_shared()
+
+
+@pytest.fixture(scope="session")
+def access_logs(shared_datasets) -> list[Path]:
+    return sorted((shared_datasets / "access_logs").glob("*.gz"))
+
+
+@pytest.fixture(scope="session")
+def payload_dir(shared_datasets) -> Path:
+    return shared_datasets / "payloads"
