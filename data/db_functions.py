@@ -39,6 +39,15 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def register_macros(con: duckdb.DuckDBPyConnection) -> None:
+    # ASCII-only lower-casing, so SQL, Python and the numba runtime agree byte for byte;
+    # lower() is the fast path when a string is pure ASCII (bytes == characters).
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO waflens_ascii_lower(s) AS
+        CASE WHEN strlen(s) = length(s) THEN lower(s)
+             ELSE translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END
+        """
+    )
     # The key sessions are built on. Inputs are already pseudonymized tokens, so hashing them
     # again needs no secret; md5 only makes a compact, fixed-width key.
     con.execute(

@@ -21,9 +21,9 @@ import pyarrow as pa
 
 from data.db import run_sql_file
 from data.errors import InputError, WaflensError
-from data.log_file import read_log_file, line_batches, sniff_format
+from data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
 from data.log_formats import COMBINED, LineFormat, compile_log_format
-from data.parse_lines import STAGE_DDL, stage_json_batch, stage_line_batch
+from data.parse_lines import STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
 from data.pseudonymize import Pseudonymizer
 from data.raw_http import RawHttpReject, iter_raw_http
 
@@ -78,12 +78,16 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
         con.execute(STAGE_DDL)
         if fmt_name == "raw-http":
             _stage_raw_http(con, log.content, options, pseudonymizer)
+        elif line_format is COMBINED:
+            starts, ends = line_spans(log.content)
+            for lo, hi in span_chunks(starts):
+                stage_clf_batch(con, log.content, starts[lo:hi], ends[lo:hi], lo + 1, line_format)
         else:
             for batch in line_batches(log.content):
                 if fmt_name == "json":
                     stage_json_batch(con, batch, options.json_fields)
                 else:
-                    stage_line_batch(con, batch, line_format, unwrap_quotes=line_format is COMBINED,
+                    stage_line_batch(con, batch, line_format, unwrap_quotes=False,
                                      session_cookie=options.session_cookie)
         source_id = _next_id(con, "sources", "source_id")
         records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options.session_key)

@@ -82,29 +82,41 @@ def sniff_format(content: bytes) -> str:
     raise InputError("cannot tell the log format from the first lines: pass --format or --log-format")
 
 
-def line_batches(content: bytes, first_record: int = 1, chunk_bytes: int = CHUNK_BYTES):
-    """Yield arrow tables (record, raw) of at most ``chunk_bytes`` each, split at newlines.
+def line_spans(content: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive, newline included) byte offsets of every line.
 
-    ``raw`` keeps each line's bytes including its line ending; SQL strips it. A last
-    line without a newline is a record; a final newline does not start another.
+    A last line without a newline is a record; a final newline does not start another.
     """
-    buffer = np.frombuffer(content, dtype=np.uint8)
-    newlines = np.flatnonzero(buffer == 10)
-    ends = newlines + 1
-    if ends.size == 0 or ends[-1] != buffer.size:
-        ends = np.append(ends, buffer.size)
-    starts = np.concatenate(([0], ends[:-1]))
-    record = first_record
+    from data.clf_kernel import line_spans as kernel  # numba: one pass, no temporaries
+
+    return kernel(np.frombuffer(content, dtype=np.uint8))
+
+
+def span_chunks(starts: np.ndarray, chunk_bytes: int = CHUNK_BYTES):
+    """Index ranges [lo, hi) of consecutive lines holding about ``chunk_bytes`` each."""
     lo = 0
-    while lo < ends.size:
-        limit = starts[lo] + chunk_bytes
-        hi = int(np.searchsorted(ends, limit, side="right"))
-        hi = max(hi, lo + 1)
-        offsets = (ends[lo:hi] - starts[lo]).astype(np.int64)
-        offsets = np.concatenate(([0], offsets))
-        data = pa.py_buffer(memoryview(content)[int(starts[lo]):int(ends[hi - 1])])
-        raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), hi - lo, [None, pa.py_buffer(offsets), data])
-        records = pa.array(np.arange(record, record + hi - lo, dtype=np.int64))
-        yield pa.table({"record": records, "raw": raw})
-        record += hi - lo
+    while lo < starts.size:
+        hi = int(np.searchsorted(starts, starts[lo] + chunk_bytes, side="left"))
+        hi = min(max(hi, lo + 1), starts.size)
+        yield lo, hi
         lo = hi
+
+
+def binary_lines(content: bytes, starts: np.ndarray, ends: np.ndarray, records: np.ndarray) -> pa.Table:
+    """Arrow table (record, raw) of the given lines; ``raw`` keeps the line ending, SQL strips it."""
+    lengths = (ends - starts).astype(np.int64)
+    if records.size and np.all(starts[1:] == ends[:-1]):  # contiguous lines: zero copy
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        data = pa.py_buffer(memoryview(content)[int(starts[0]):int(ends[-1])])
+    else:
+        data = pa.py_buffer(b"".join(content[a:b] for a, b in zip(starts.tolist(), ends.tolist())))
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+    raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), records.size, [None, pa.py_buffer(offsets), data])
+    return pa.table({"record": pa.array(records.astype(np.int64)), "raw": raw})
+
+
+def line_batches(content: bytes, chunk_bytes: int = CHUNK_BYTES):
+    """Yield arrow tables (record, raw) of about ``chunk_bytes`` each, split at newlines."""
+    starts, ends = line_spans(content)
+    for lo, hi in span_chunks(starts, chunk_bytes):
+        yield binary_lines(content, starts[lo:hi], ends[lo:hi], np.arange(lo + 1, hi + 1, dtype=np.int64))

@@ -127,15 +127,20 @@ def stage_line_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, fmt: LineF
         matched AS (
             SELECT record, line, regexp_extract({unwrap}, $pattern, $names) AS m FROM lines
         ),
-        typed AS (SELECT * {request} FROM matched)
-        SELECT record, line AS raw,
-               CASE WHEN line = '' THEN 'empty line'
-                    WHEN m.whole = '' THEN 'line does not match the ' || $format_name || ' log format'
-                    WHEN NOT ({time_ok}) THEN 'timestamp not understood'
-               END AS reason,
+        typed AS (SELECT * {request} FROM matched),
+        judged AS (
+            SELECT *,
+                   CASE WHEN line = '' THEN 'empty line'
+                        WHEN m.whole = '' THEN 'line does not match the ' || $format_name || ' log format'
+                        WHEN NOT ({time_ok}) THEN 'timestamp not understood'
+                   END AS reason
+            FROM typed
+        )
+        SELECT record, reason,
+               CASE WHEN reason IS NOT NULL THEN line END AS raw,  -- kept only for quarantine
                {select}{',' if select else ''}
                {headers_sql} AS headers
-        FROM typed
+        FROM judged
     """
     params = {"pattern": pattern, "names": names, "format_name": fmt.name}
     if header_names:
@@ -200,15 +205,19 @@ def stage_json_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table,
                             try_strptime(time, '%d/%b/%Y:%H:%M:%S %z')::TIMESTAMP,
                             to_timestamp(try_cast(time AS DOUBLE))::TIMESTAMP) AS parsed_ts
             FROM picked
+        ),
+        judged AS (
+            SELECT *,
+                   CASE WHEN line = '' THEN 'empty line'
+                        WHEN j IS NULL THEN 'not valid JSON'
+                        WHEN jt <> 'OBJECT' THEN 'JSON value is not an object'
+                        WHEN request_line IS NULL AND target IS NULL
+                            THEN 'no request field (map one with --json-field target=$.path)'
+                        WHEN time IS NOT NULL AND parsed_ts IS NULL THEN 'timestamp not understood'
+                   END AS reason
+            FROM shaped
         )
-        SELECT record, line AS raw,
-               CASE WHEN line = '' THEN 'empty line'
-                    WHEN j IS NULL THEN 'not valid JSON'
-                    WHEN jt <> 'OBJECT' THEN 'JSON value is not an object'
-                    WHEN request_line IS NULL AND target IS NULL
-                        THEN 'no request field (map one with --json-field target=$.path)'
-                    WHEN time IS NOT NULL AND parsed_ts IS NULL THEN 'timestamp not understood'
-               END AS reason,
+        SELECT record, reason, CASE WHEN reason IS NOT NULL THEN line END AS raw,
                client_ip, remote_user, session_cookie, vhost, parsed_ts AS ts,
                coalesce(method, nullif(_request.method, '')) AS method,
                coalesce(target || CASE WHEN query IS NOT NULL AND NOT contains(target, '?')
@@ -220,10 +229,69 @@ def stage_json_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table,
                referer, user_agent,
                try_cast(duration_s AS DOUBLE) * 1000.0 AS duration_ms,
                NULL AS headers, body
-        FROM shaped
+        FROM judged
     """
     con.register("batch", batch)
     try:
         con.execute(sql, params)
     finally:
         con.unregister("batch")
+
+
+# --- the fast path for common/combined lines (see data/clf_kernel.py) ---
+
+_FAST_INSERT = """
+INSERT INTO stage BY NAME
+SELECT record,
+       NULL AS reason,
+       NULL AS raw,
+       nullif(vhost, '') AS vhost,
+       nullif(client_ip, '-') AS client_ip,
+       nullif(CASE WHEN escaped THEN {unescape_user} ELSE remote_user END, '-') AS remote_user,
+       ts,
+       nullif(method, '') AS method,
+       CASE WHEN escaped THEN {unescape_target} ELSE target END AS target,
+       nullif(protocol, '') AS protocol,
+       status,
+       bytes,
+       nullif(nullif(CASE WHEN escaped THEN {unescape_referer} ELSE referer END, '-'), '') AS referer,
+       nullif(CASE WHEN escaped THEN {unescape_agent} ELSE user_agent END, '-') AS user_agent
+FROM fast_rows
+""".format(unescape_user=_UNESCAPE.format("remote_user"), unescape_target=_UNESCAPE.format("target"),
+           unescape_referer=_UNESCAPE.format("referer"), unescape_agent=_UNESCAPE.format("user_agent"))
+
+_FAST_COLUMNS = ("vhost", "client_ip", "remote_user", "method", "target", "protocol", "referer", "user_agent")
+
+
+def stage_clf_batch(con: duckdb.DuckDBPyConnection, content: bytes, starts, ends, first_record: int,
+                    fmt: LineFormat) -> None:
+    """Common/combined lines: the numba kernel parses what it can, RE2 the rest."""
+    import numpy as np
+
+    from data import clf_kernel
+    from data.log_file import binary_lines
+
+    buffer = np.frombuffer(content, dtype=np.uint8)
+    ok, spans, status, size, ts_us, escaped = clf_kernel.parse_clf(buffer, starts, ends)
+    rows = np.flatnonzero(ok)
+    records = np.arange(first_record, first_record + starts.size, dtype=np.int64)
+    if rows.size:
+        fields = {name: clf_kernel.string_column(buffer, spans, rows, clf_kernel.SPAN_NAMES.index(name))
+                  for name in _FAST_COLUMNS}
+        table = pa.table({
+            "record": pa.array(records[rows]),
+            **fields,
+            "ts": pa.array(ts_us[rows], pa.timestamp("us")),
+            "status": pa.array(status[rows], mask=status[rows] < 0),
+            "bytes": pa.array(size[rows], mask=size[rows] < 0),
+            "escaped": pa.array(escaped[rows]),
+        })
+        con.register("fast_rows", table)
+        try:
+            con.execute(_FAST_INSERT)
+        finally:
+            con.unregister("fast_rows")
+    slow = np.flatnonzero(~ok)
+    if slow.size:
+        batch = binary_lines(content, starts[slow], ends[slow], records[slow])
+        stage_line_batch(con, batch, fmt, unwrap_quotes=True)

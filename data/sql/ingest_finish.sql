@@ -3,7 +3,8 @@
 INSERT INTO requests BY NAME
 WITH parsed AS (
     SELECT *,
-           regexp_replace(coalesce(target, ''), '^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*', '') AS origin_target
+           CASE WHEN starts_with(target, '/') THEN target
+                ELSE regexp_replace(coalesce(target, ''), '^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*', '') END AS origin_target
     FROM stage
     WHERE reason IS NULL
 ), split AS (
@@ -15,7 +16,7 @@ WITH parsed AS (
     FROM parsed
 )
 SELECT
-    $base_request_id + row_number() OVER (ORDER BY s.record) AS request_id,
+    $base_request_id + s.record AS request_id,   -- increasing in file order; gaps where records were quarantined
     $source_id AS source_id,
     s.record,
     s.ts,

@@ -1,0 +1,40 @@
+"""Small builders shared by the data tests: log lines and fresh databases."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from data.db import connect
+from data.ingest import IngestOptions, ingest_file
+from data.pseudonymize import Pseudonymizer
+
+TEST_KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def combined_line(ip: str, when: datetime, request: str, status: int = 200, size: int = 100,
+                  referer: str = "-", agent: str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0") -> str:
+    stamp = when.strftime("%d/%b/%Y:%H:%M:%S %z")
+    escape = lambda s: s.replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
+    return f'{ip} - - [{stamp}] "{escape(request)}" {status} {size} "{escape(referer)}" "{escape(agent)}"'
+
+
+def write_log(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def fresh_db(tmp_path: Path):
+    return connect(tmp_path / "test.duckdb")
+
+
+def ingest(con, path: Path, **options):
+    pseudonymize = options.pop("pseudonymize", True)
+    return ingest_file(con, path, IngestOptions(**options), Pseudonymizer(TEST_KEY if pseudonymize else None))
+
+
+T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
