@@ -162,6 +162,30 @@ def generate(obj: Context, out: Path, n_requests: int, seed: int, days: float, a
 
 
 @cli.command()
+@click.option("--older-than-days", type=float, default=None,
+              help="Delete traffic older than this [default: $WAFLENS_RETENTION_DAYS].")
+@pass_context
+def purge(obj: Context, older_than_days: float | None) -> None:
+    """Apply the retention policy: delete requests, sessions and quarantine older than N days."""
+    from data.retention import purge_older_than
+
+    days = older_than_days if older_than_days is not None else os.environ.get("WAFLENS_RETENTION_DAYS")
+    if days is None:
+        raise InputError("no retention given: pass --older-than-days N or set WAFLENS_RETENTION_DAYS")
+    try:
+        days = float(days)
+    except ValueError:
+        raise InputError(f"WAFLENS_RETENTION_DAYS must be a number of days, got {days!r}") from None
+    con = obj.connect()
+    try:
+        summary = purge_older_than(con, days)
+    finally:
+        con.close()
+    obj.emit(summary._asdict(), f"deleted {summary.requests} requests, {summary.sessions} sessions and "
+                                f"{summary.quarantined} quarantined records older than {summary.cutoff:%Y-%m-%d %H:%M} UTC")
+
+
+@cli.command()
 @pass_context
 def status(obj: Context) -> None:
     """Counts of what the database holds."""

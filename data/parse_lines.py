@@ -249,15 +249,16 @@ SELECT record,
        nullif(client_ip, '-') AS client_ip,
        nullif(CASE WHEN escaped THEN {unescape_user} ELSE remote_user END, '-') AS remote_user,
        ts,
-       nullif(method, '') AS method,
+       nullif(CASE WHEN escaped THEN {unescape_method} ELSE method END, '') AS method,
        CASE WHEN escaped THEN {unescape_target} ELSE target END AS target,
-       nullif(protocol, '') AS protocol,
+       nullif(CASE WHEN escaped THEN {unescape_protocol} ELSE protocol END, '') AS protocol,
        status,
        bytes,
        nullif(nullif(CASE WHEN escaped THEN {unescape_referer} ELSE referer END, '-'), '') AS referer,
        nullif(CASE WHEN escaped THEN {unescape_agent} ELSE user_agent END, '-') AS user_agent
 FROM fast_rows
-""".format(unescape_user=_UNESCAPE.format("remote_user"), unescape_target=_UNESCAPE.format("target"),
+""".format(unescape_user=_UNESCAPE.format("remote_user"), unescape_method=_UNESCAPE.format("method"),
+           unescape_protocol=_UNESCAPE.format("protocol"), unescape_target=_UNESCAPE.format("target"),
            unescape_referer=_UNESCAPE.format("referer"), unescape_agent=_UNESCAPE.format("user_agent"))
 
 _FAST_COLUMNS = ("vhost", "client_ip", "remote_user", "method", "target", "protocol", "referer", "user_agent")
