@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -47,6 +48,8 @@ def run_once(log: Path, db: Path) -> dict:
     floor_con.close()
 
     con = connect(db)
+    if os.environ.get("BENCH_MEMORY_LIMIT"):
+        con.execute(f"SET memory_limit = '{os.environ['BENCH_MEMORY_LIMIT']}'")
     started = time.perf_counter()
     summary = ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"benchmark-key-0123456789"))
     timings["parse_insert"] = time.perf_counter() - started

@@ -8,6 +8,7 @@ retry, instead of a lock traceback.
 from __future__ import annotations
 
 import os
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,8 @@ from data.errors import DatabaseError
 SCHEMA_VERSION = "1"
 DB_ENV = "WAFLENS_DB"
 DEFAULT_DB = "waflens.duckdb"
+MEMORY_ENV = "WAFLENS_DUCKDB_MEMORY"
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 def default_db_path() -> Path:
@@ -34,7 +37,8 @@ def load_sql(name: str) -> str:
 def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
     """Run every statement of a SQL file; named parameters (``$name``) are bound per statement."""
     for statement in split_statements(load_sql(name)):
-        used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
+        named = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", statement))
+        used = {k: v for k, v in (params or {}).items() if k in named}
         con.execute(statement, used or None)
 
 
@@ -69,6 +73,8 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
             f"database {db_path} is busy: another waflens process is writing to it; retry when it finishes"
         ) from last_error
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's default (80% of RAM) lets one ingest take the machine; spill to disk instead.
+    con.execute("SET memory_limit = $limit", {"limit": os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_LIMIT)})
     register_functions(con)
     if not read_only:
         ensure_schema(con)

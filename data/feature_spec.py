@@ -95,7 +95,7 @@ REQUEST_FEATURES = (
     Feature("special_ratio", "request", "DOUBLE",
             "share of ASCII bytes of P that are neither letters, digits, whitespace nor one of / . - _ = & ?"),
     Feature("nonascii_ratio", "request", "DOUBLE", "share of non-ASCII bytes in P"),
-    Feature("entropy", "request", "DOUBLE", "Shannon entropy (bits per character) of the characters of P; 0 for empty P"),
+    Feature("entropy", "request", "DOUBLE", "Shannon entropy (bits per byte) of the UTF-8 bytes of P; 0 for empty P"),
     Feature("pct_encoded", "request", "INTEGER", "number of %XX escapes in the raw path, query and body"),
     Feature("double_encoded", "request", "INTEGER", "number of %25XX (double-encoded) escapes in the raw path, query and body, any case"),
     Feature("quote_count", "request", "INTEGER", "number of ' and \" in P"),
@@ -147,16 +147,27 @@ def feature_names(level: str) -> list[str]:
     return [f.name for f in FEATURES if f.level == level]
 
 
+def token_regex(tokens: tuple[str, ...]) -> str:
+    """An RE2 alternation matching any of the tokens literally."""
+    return "|".join("".join("\\" + c if c in _REGEX_META else c for c in token) for token in tokens)
+
+
+_REGEX_META = set("\\^$.|?*+()[]{}")
+
+
 def sql_parameters() -> dict[str, object]:
     """Named parameters of the feature SQL files: the token and extension lists."""
-    return {
+    lists = {"sql_tokens": SQL_TOKENS, "traversal_tokens": TRAVERSAL_TOKENS, "xss_tokens": XSS_TOKENS,
+             "shell_tokens": SHELL_TOKENS, "template_tokens": TEMPLATE_TOKENS, "scheme_tokens": SCHEME_TOKENS,
+             "tool_ua": TOOL_UA_TOKENS, "bot_ua": BOT_UA_TOKENS}
+    return {**{f"{name}_re": token_regex(tokens) for name, tokens in lists.items()}, **{
         "sql_tokens": list(SQL_TOKENS), "traversal_tokens": list(TRAVERSAL_TOKENS),
         "xss_tokens": list(XSS_TOKENS), "shell_tokens": list(SHELL_TOKENS),
         "template_tokens": list(TEMPLATE_TOKENS), "scheme_tokens": list(SCHEME_TOKENS),
         "static_ext": list(STATIC_EXTENSIONS), "script_ext": list(SCRIPT_EXTENSIONS),
         "sensitive_ext": list(SENSITIVE_EXTENSIONS), "tool_ua": list(TOOL_UA_TOKENS),
         "bot_ua": list(BOT_UA_TOKENS),
-    }
+    }}
 
 
 def feature_table_ddl() -> list[str]:
@@ -235,9 +246,8 @@ def reference_request_features(method: str | None, path: str, query: str, body: 
     raw_all = path + "\n" + query + "\n" + body
     raw_lower = ascii_lower(path + "\n" + query)
     pieces = _pieces(query) + _pieces(body)
-    counts = Counter(text)
-    chars = len(text)
-    entropy = -sum(c / chars * math.log2(c / chars) for c in counts.values()) if chars else 0.0
+    counts = Counter(data)
+    entropy = -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
     digits = sum(1 for b in data if 48 <= b <= 57)
     alpha = sum(1 for b in data if 65 <= b <= 90 or 97 <= b <= 122)
     upper = sum(1 for b in data if 65 <= b <= 90)

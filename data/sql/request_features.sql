@@ -1,5 +1,6 @@
 -- Request features for requests with request_id > $after_request_id (see data/feature_spec.py for
--- definitions; token and extension lists arrive as named parameters). Uses only what is known when
+-- definitions; token and extension lists arrive as named parameters, each with a *_re alternation
+-- of its tokens: one RE2 pass skips the exact per-token counting for the many requests without any). Uses only what is known when
 -- the request arrives: never status or bytes of its own response.
 -- waflens_url_decode(text, plus_as_space) is registered by data/db_functions.py.
 INSERT INTO request_features BY NAME
@@ -27,19 +28,21 @@ WITH base AS (
         waflens_ascii_lower(query_decoded || chr(10) || body_decoded) AS largs,
         list_filter(string_split(query, '&') || string_split(body, '&'), lambda x: x <> '') AS pieces,
         regexp_extract(path_decoded, '([^/]*)$', 1) AS last_segment,
-        waflens_ascii_lower(trim(user_agent)) AS lua
+        waflens_ascii_lower(trim(user_agent, ' ')) AS lua
     FROM base
 ), counted AS (
     SELECT
         *,
         strlen(p) AS n_bytes,
-        CAST(list_sum(list_transform($sql_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) AS sql_tokens,
-        CAST(list_sum(list_transform($traversal_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t)
-                                                          + (strlen(lraw) - strlen(replace(lraw, t, ''))) // strlen(t))) AS INTEGER) AS traversal_tokens,
-        CAST(list_sum(list_transform($xss_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) AS xss_tokens,
-        CAST(list_sum(list_transform($shell_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) AS shell_tokens,
-        CAST(list_sum(list_transform($template_tokens, lambda t: (strlen(p) - strlen(replace(p, t, ''))) // strlen(t))) AS INTEGER) AS template_tokens,
-        CAST(list_sum(list_transform($scheme_tokens, lambda t: (strlen(largs) - strlen(replace(largs, t, ''))) // strlen(t))) AS INTEGER) AS scheme_tokens,
+        CASE WHEN regexp_matches(lp, $sql_tokens_re) THEN CAST(list_sum(list_transform($sql_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS sql_tokens,
+        CASE WHEN regexp_matches(lp, $traversal_tokens_re) OR regexp_matches(lraw, $traversal_tokens_re)
+             THEN CAST(list_sum(list_transform($traversal_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t)
+                                                          + (strlen(lraw) - strlen(replace(lraw, t, ''))) // strlen(t))) AS INTEGER)
+             ELSE 0 END AS traversal_tokens,
+        CASE WHEN regexp_matches(lp, $xss_tokens_re) THEN CAST(list_sum(list_transform($xss_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS xss_tokens,
+        CASE WHEN regexp_matches(lp, $shell_tokens_re) THEN CAST(list_sum(list_transform($shell_tokens, lambda t: (strlen(lp) - strlen(replace(lp, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS shell_tokens,
+        CASE WHEN regexp_matches(p, $template_tokens_re) THEN CAST(list_sum(list_transform($template_tokens, lambda t: (strlen(p) - strlen(replace(p, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS template_tokens,
+        CASE WHEN regexp_matches(largs, $scheme_tokens_re) THEN CAST(list_sum(list_transform($scheme_tokens, lambda t: (strlen(largs) - strlen(replace(largs, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS scheme_tokens,
         CASE
             WHEN NOT contains(last_segment, '.') THEN 0
             WHEN list_contains($static_ext, lower_ext) THEN 1
@@ -70,7 +73,7 @@ SELECT
     -- ASCII that is not a letter, digit, whitespace or one of / . - _ = & ?
     (n_bytes - strlen(regexp_replace(p, '[\x00-\x08\x0E-\x1F!-%''-,:-<>@\[-\^\x60{-\x7F]+', '', 'g'))) / greatest(n_bytes, 1) AS special_ratio,
     (n_bytes - strlen(regexp_replace(p, '[^\x00-\x7F]+', '', 'g'))) / greatest(n_bytes, 1) AS nonascii_ratio,
-    coalesce(list_aggregate(string_split(p, ''), 'entropy'), 0) AS entropy,
+    waflens_entropy(p) AS entropy,
     len(regexp_extract_all(raw_all, '%[0-9a-fA-F]{2}')) AS pct_encoded,
     len(regexp_extract_all(waflens_ascii_lower(raw_all), '%25[0-9a-f]{2}')) AS double_encoded,
     (strlen(p) - strlen(replace(replace(p, '''', ''), '"', ''))) AS quote_count,
@@ -85,8 +88,8 @@ SELECT
     ext_class,
     CASE
         WHEN lua IN ('', '-') THEN 3
-        WHEN list_bool_or(list_transform($tool_ua, lambda t: contains(lua, t))) THEN 1
-        WHEN list_bool_or(list_transform($bot_ua, lambda t: contains(lua, t))) THEN 2
+        WHEN regexp_matches(lua, $tool_ua_re) THEN 1
+        WHEN regexp_matches(lua, $bot_ua_re) THEN 2
         WHEN starts_with(lua, 'mozilla/') OR starts_with(lua, 'opera/') THEN 0
         ELSE 4
     END AS ua_class,
