@@ -1,19 +1,14 @@
 import streamlit as st
 
 from app.state import database_path, query
-from data.errors import WaflensError
 
 st.title("Overview")
-try:
-    totals = query("""SELECT (SELECT count(*) FROM requests) AS requests,
-                             (SELECT count(*) FROM sessions) AS sessions,
-                             (SELECT count(*) FROM quarantine) AS quarantined,
-                             (SELECT count(*) FROM sources) AS sources,
-                             (SELECT min(ts) FROM requests) AS first_ts,
-                             (SELECT max(ts) FROM requests) AS last_ts""").iloc[0]
-except WaflensError as error:
-    st.error(str(error))
-    st.stop()
+totals = query("""SELECT (SELECT count(*) FROM requests) AS requests,
+                         (SELECT count(*) FROM sessions) AS sessions,
+                         (SELECT count(*) FROM quarantine) AS quarantined,
+                         (SELECT count(*) FROM sources) AS sources,
+                         (SELECT min(ts) FROM requests) AS first_ts,
+                         (SELECT max(ts) FROM requests) AS last_ts""").iloc[0]
 
 st.caption(f"Database: {database_path()}")
 columns = st.columns(4)

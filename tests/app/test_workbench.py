@@ -40,3 +40,10 @@ def test_data_page_shows_quarantine_as_text(workbench_db):
     quarantine = app.dataframe[1].value
     assert list(quarantine["raw"]) == [f"garbage line {XSS}"]
     assert "does not match" in quarantine["reason"][0]
+
+
+def test_missing_database_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAFLENS_DB", str(tmp_path / "absent.duckdb"))
+    app = AppTest.from_file(WORKBENCH, default_timeout=60).run()
+    assert not app.exception
+    assert "no database" in app.error[0].value
