@@ -1,0 +1,417 @@
+"""numba kernels: request features computed online, exactly as ``data/sql/request_features.sql``.
+
+Imports only numpy and numba: the scoring runtime (what WAF workers embed) uses it.
+The definitions are in ``data/feature_spec.py``; the token and extension lists come
+in as a :class:`TokenTables` built from the artifact's manifest, so the runtime
+evaluates the spec the model was trained with. Tests check every feature against
+the reference implementation and the SQL.
+
+Everything works on UTF-8 bytes (``uint8`` arrays). Feature order is the spec's.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+# token groups, in the order of TokenTables.groups
+SQL, TRAVERSAL, XSS, SHELL, TEMPLATE, SCHEME, TOOL_UA, BOT_UA = range(8)
+GROUP_NAMES = ("sql_tokens", "traversal_tokens", "xss_tokens", "shell_tokens", "template_tokens",
+               "scheme_tokens", "tool_ua", "bot_ua")
+EXT_GROUPS = ("static_ext", "script_ext", "sensitive_ext")
+N_REQUEST_FEATURES = 30
+
+
+class TokenTables(NamedTuple):
+    """Tokens of every group, flattened for numba, with an index by first byte."""
+    data: np.ndarray          # uint8, all tokens concatenated
+    offsets: np.ndarray       # int64, token i is data[offsets[i]:offsets[i+1]]
+    group: np.ndarray         # int64, group of token i
+    by_first: np.ndarray      # int64 CSR offsets: tokens starting with byte b are order[by_first[b]:by_first[b+1]]
+    order: np.ndarray         # int64 token ids sorted by first byte
+    ext_data: np.ndarray      # uint8, extensions concatenated
+    ext_offsets: np.ndarray   # int64
+    ext_class: np.ndarray     # int64: 1 static, 2 script, 3 sensitive
+
+
+def build_token_tables(lists: dict[str, list[str]]) -> TokenTables:
+    """Tables from the spec's lists (keys as in ``data.feature_spec.sql_parameters``)."""
+    tokens, groups = [], []
+    for g, name in enumerate(GROUP_NAMES):
+        for token in lists[name]:
+            tokens.append(token.encode("utf-8"))
+            groups.append(g)
+    offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(t) for t in tokens])
+    first = np.array([t[0] for t in tokens], dtype=np.int64)
+    order = np.argsort(first, kind="stable").astype(np.int64)
+    by_first = np.searchsorted(first[order], np.arange(257)).astype(np.int64)
+    extensions, classes = [], []
+    for c, name in enumerate(EXT_GROUPS, start=1):
+        for ext in lists[name]:
+            extensions.append(ext.encode("utf-8"))
+            classes.append(c)
+    ext_offsets = np.zeros(len(extensions) + 1, dtype=np.int64)
+    ext_offsets[1:] = np.cumsum([len(e) for e in extensions])
+    return TokenTables(np.frombuffer(b"".join(tokens), np.uint8).copy(), offsets, np.array(groups, np.int64),
+                       by_first, order, np.frombuffer(b"".join(extensions), np.uint8).copy(), ext_offsets,
+                       np.array(classes, np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _hex(c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _valid_utf8(b, n):
+    """Strict UTF-8 validation, as Python's decoder (no overlongs, surrogates or > U+10FFFF)."""
+    i = 0
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            need, lo, hi = 1, 0x80, 0xBF
+        elif c == 0xE0:
+            need, lo, hi = 2, 0xA0, 0xBF
+        elif 0xE1 <= c <= 0xEC or 0xEE <= c <= 0xEF:
+            need, lo, hi = 2, 0x80, 0xBF
+        elif c == 0xED:
+            need, lo, hi = 2, 0x80, 0x9F
+        elif c == 0xF0:
+            need, lo, hi = 3, 0x90, 0xBF
+        elif 0xF1 <= c <= 0xF3:
+            need, lo, hi = 3, 0x80, 0xBF
+        elif c == 0xF4:
+            need, lo, hi = 3, 0x80, 0x8F
+        else:
+            return False
+        if i + need >= n:
+            return False
+        if not (lo <= b[i + 1] <= hi):
+            return False
+        for k in range(2, need + 1):
+            if not (0x80 <= b[i + k] <= 0xBF):
+                return False
+        i += need + 1
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def url_decode(src, plus_as_space):
+    """``data.url_decoding.url_decode`` on UTF-8 bytes: %XX escapes, '+' as space, UTF-8 else Latin-1."""
+    n = src.size
+    out = np.empty(n, dtype=np.uint8)
+    m = 0
+    i = 0
+    while i < n:
+        c = src[i]
+        if c == 37 and i + 2 < n:
+            h1 = _hex(src[i + 1])
+            h2 = _hex(src[i + 2])
+            if h1 >= 0 and h2 >= 0:
+                out[m] = h1 * 16 + h2
+                m += 1
+                i += 3
+                continue
+        if c == 43 and plus_as_space:
+            out[m] = 32
+        else:
+            out[m] = c
+        m += 1
+        i += 1
+    if _valid_utf8(out, m):
+        return out[:m]
+    wide = np.empty(2 * m, dtype=np.uint8)
+    w = 0
+    for k in range(m):
+        c = out[k]
+        if c < 0x80:
+            wide[w] = c
+            w += 1
+        else:
+            wide[w] = 0xC0 | (c >> 6)
+            wide[w + 1] = 0x80 | (c & 0x3F)
+            w += 2
+    return wide[:w]
+
+
+@numba.njit(cache=True, nogil=True)
+def _lower(b):
+    out = b.copy()
+    for i in range(out.size):
+        if 65 <= out[i] <= 90:
+            out[i] += 32
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_groups(text, tables_data, tables_offsets, tables_group, by_first, order, counts, only_group):
+    """Add to counts[group] the non-overlapping occurrences of each token (per token, left to right)."""
+    n_tokens = tables_group.size
+    next_free = np.zeros(n_tokens, dtype=np.int64)
+    n = text.size
+    for i in range(n):
+        b = text[i]
+        for k in range(by_first[b], by_first[b + 1]):
+            t = order[k]
+            g = tables_group[t]
+            if only_group >= 0 and g != only_group:
+                continue
+            if only_group < 0 and (g == TRAVERSAL or g == TEMPLATE or g == SCHEME or g >= TOOL_UA):
+                continue
+            if i < next_free[t]:
+                continue
+            a = tables_offsets[t]
+            length = tables_offsets[t + 1] - a
+            if i + length > n:
+                continue
+            match = True
+            for j in range(1, length):
+                if text[i + j] != tables_data[a + j]:
+                    match = False
+                    break
+            if match:
+                counts[g] += 1
+                next_free[t] = i + length
+
+
+@numba.njit(cache=True, nogil=True)
+def _contains_group(text, tables_data, tables_offsets, tables_group, by_first, order, group):
+    n = text.size
+    for i in range(n):
+        b = text[i]
+        for k in range(by_first[b], by_first[b + 1]):
+            t = order[k]
+            if tables_group[t] != group:
+                continue
+            a = tables_offsets[t]
+            length = tables_offsets[t + 1] - a
+            if i + length > n:
+                continue
+            match = True
+            for j in range(1, length):
+                if text[i + j] != tables_data[a + j]:
+                    match = False
+                    break
+            if match:
+                return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _join3(a, b, c):
+    out = np.empty(a.size + b.size + c.size + 2, dtype=np.uint8)
+    out[:a.size] = a
+    out[a.size] = 10
+    out[a.size + 1:a.size + 1 + b.size] = b
+    out[a.size + 1 + b.size] = 10
+    out[a.size + 2 + b.size:] = c
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _pieces_stats(raw, n_params, max_value):
+    """Count non-empty '&' pieces of raw and the longest value; returns the updated pair."""
+    start = 0
+    n = raw.size
+    for i in range(n + 1):
+        if i == n or raw[i] == 38:
+            if i > start:
+                n_params += 1
+                eq = -1
+                for j in range(start, i):
+                    if raw[j] == 61:
+                        eq = j
+                        break
+                length = i - eq - 1 if eq >= 0 else i - start
+                if length > max_value:
+                    max_value = length
+            start = i + 1
+    return n_params, max_value
+
+
+@numba.njit(cache=True, nogil=True)
+def _extension_class(path_decoded, ext_data, ext_offsets, ext_class):
+    n = path_decoded.size
+    seg = 0
+    for i in range(n):
+        if path_decoded[i] == 47:
+            seg = i + 1
+    dot = -1
+    for i in range(seg, n):
+        if path_decoded[i] == 46:
+            dot = i
+    if dot < 0:
+        return 0
+    ext = _lower(path_decoded[dot + 1:n])
+    for e in range(ext_class.size):
+        a = ext_offsets[e]
+        b = ext_offsets[e + 1]
+        if b - a != ext.size:
+            continue
+        same = True
+        for j in range(ext.size):
+            if ext[j] != ext_data[a + j]:
+                same = False
+                break
+        if same:
+            return ext_class[e]
+    return 4
+
+
+@numba.njit(cache=True, nogil=True)
+def _ua_class(ua, tables_data, tables_offsets, tables_group, by_first, order):
+    lo = 0
+    hi = ua.size
+    while lo < hi and ua[lo] == 32:
+        lo += 1
+    while hi > lo and ua[hi - 1] == 32:
+        hi -= 1
+    if hi == lo or (hi - lo == 1 and ua[lo] == 45):
+        return 3
+    lower = _lower(ua[lo:hi])
+    if _contains_group(lower, tables_data, tables_offsets, tables_group, by_first, order, TOOL_UA):
+        return 1
+    if _contains_group(lower, tables_data, tables_offsets, tables_group, by_first, order, BOT_UA):
+        return 2
+    prefix1 = np.array([109, 111, 122, 105, 108, 108, 97, 47], dtype=np.uint8)  # mozilla/
+    prefix2 = np.array([111, 112, 101, 114, 97, 47], dtype=np.uint8)            # opera/
+    for prefix in (prefix1, prefix2):
+        if lower.size >= prefix.size:
+            same = True
+            for j in range(prefix.size):
+                if lower[j] != prefix[j]:
+                    same = False
+                    break
+            if same:
+                return 0
+    return 4
+
+
+@numba.njit(cache=True, nogil=True)
+def request_features(method_code, path, query, body, user_agent, has_referer,
+                     tables_data, tables_offsets, tables_group, by_first, order,
+                     ext_data, ext_offsets, ext_class, out):
+    """Fill ``out`` (float64, N_REQUEST_FEATURES) with the spec's request features.
+
+    method_code: 0 GET, 1 POST, 2 HEAD, 3 anything else or missing.
+    """
+    path_decoded = url_decode(path, False)
+    query_decoded = url_decode(query, True)
+    body_decoded = url_decode(body, True)
+    p = _join3(path_decoded, query_decoded, body_decoded)
+    lp = _lower(p)
+    raw_all = _join3(path, query, body)
+    n = p.size
+    counts = np.zeros(8, dtype=np.int64)
+    _count_groups(lp, tables_data, tables_offsets, tables_group, by_first, order, counts, -1)
+    _count_groups(lp, tables_data, tables_offsets, tables_group, by_first, order, counts, TRAVERSAL)
+    raw_lower = np.empty(path.size + 1 + query.size, dtype=np.uint8)
+    raw_lower[:path.size] = path
+    raw_lower[path.size] = 10
+    raw_lower[path.size + 1:] = query
+    _count_groups(_lower(raw_lower), tables_data, tables_offsets, tables_group, by_first, order, counts, TRAVERSAL)
+    _count_groups(p, tables_data, tables_offsets, tables_group, by_first, order, counts, TEMPLATE)
+    args = np.empty(query_decoded.size + 1 + body_decoded.size, dtype=np.uint8)
+    args[:query_decoded.size] = query_decoded
+    args[query_decoded.size] = 10
+    args[query_decoded.size + 1:] = body_decoded
+    _count_groups(_lower(args), tables_data, tables_offsets, tables_group, by_first, order, counts, SCHEME)
+
+    digits = alpha = upper = special = nonascii = quotes = nul = 0
+    histogram = np.zeros(256, dtype=np.int64)
+    for i in range(n):
+        c = p[i]
+        histogram[c] += 1
+        if 48 <= c <= 57:
+            digits += 1
+        elif 65 <= c <= 90:
+            alpha += 1
+            upper += 1
+        elif 97 <= c <= 122:
+            alpha += 1
+        elif c >= 128:
+            nonascii += 1
+        elif c in (9, 10, 11, 12, 13, 32, 47, 46, 45, 95, 61, 38, 63):
+            pass
+        else:
+            special += 1
+        if c == 39 or c == 34:
+            quotes += 1
+        if c == 0:
+            nul += 1
+    entropy = 0.0
+    for c in range(256):
+        if histogram[c]:
+            share = histogram[c] / n
+            entropy -= share * np.log2(share)
+    denominator = max(n, 1)
+
+    pct = 0
+    double = 0
+    i = 0
+    m = raw_all.size
+    while i < m:
+        if raw_all[i] == 37 and i + 2 < m and _hex(raw_all[i + 1]) >= 0 and _hex(raw_all[i + 2]) >= 0:
+            pct += 1
+            i += 3
+        else:
+            i += 1
+    i = 0
+    while i < m:
+        if raw_all[i] == 37 and i + 4 < m and raw_all[i + 1] == 50 and raw_all[i + 2] == 53 \
+                and _hex(raw_all[i + 3]) >= 0 and _hex(raw_all[i + 4]) >= 0:
+            double += 1
+            i += 5
+        else:
+            i += 1
+
+    n_params, max_value = _pieces_stats(query, 0, 0)
+    n_params, max_value = _pieces_stats(body, n_params, max_value)
+    depth = 0
+    for c in path_decoded:
+        if c == 47:
+            depth += 1
+    attack = counts[SQL] + counts[TRAVERSAL] + counts[XSS] + counts[SHELL] + counts[TEMPLATE]
+
+    out[0] = 1.0 if method_code == 1 else 0.0
+    out[1] = 1.0 if method_code == 3 else 0.0
+    out[2] = path.size
+    out[3] = query.size
+    out[4] = body.size
+    out[5] = depth
+    out[6] = n_params
+    out[7] = max_value
+    out[8] = n
+    out[9] = digits / denominator
+    out[10] = alpha / denominator
+    out[11] = upper / denominator
+    out[12] = special / denominator
+    out[13] = nonascii / denominator
+    out[14] = entropy
+    out[15] = pct
+    out[16] = double
+    out[17] = quotes
+    out[18] = counts[SQL]
+    out[19] = counts[TRAVERSAL]
+    out[20] = counts[XSS]
+    out[21] = counts[SHELL]
+    out[22] = counts[TEMPLATE]
+    out[23] = counts[SCHEME]
+    out[24] = nul
+    out[25] = attack
+    out[26] = _extension_class(path_decoded, ext_data, ext_offsets, ext_class)
+    out[27] = _ua_class(user_agent, tables_data, tables_offsets, tables_group, by_first, order)
+    out[28] = user_agent.size
+    out[29] = 1.0 if has_referer else 0.0
