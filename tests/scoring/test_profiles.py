@@ -1,0 +1,45 @@
+"""Endpoint and parameter profiles: what they flag, and that out-of-fold deviations are informative."""
+
+import numpy as np
+
+from scoring.profile_kernel import PROFILE_FEATURE_NAMES
+from scoring.profiles import deviations, encode_request, fit_profiles, out_of_fold_deviations
+
+
+def _training():
+    rng = np.random.default_rng(0)
+    requests = [encode_request("GET", f"/item/{rng.integers(1, 10**6)}", f"id={rng.integers(1, 999)}&color={c}", None)
+                for c in rng.choice(["red", "blue"], size=200)]
+    requests += [encode_request("POST", "/login", "", f"user=u{rng.integers(100)}&pass=p{rng.integers(1000)}")
+                 for _ in range(50)]
+    return requests
+
+
+def _deviation(tables, method, path, query, body=None):
+    return dict(zip(PROFILE_FEATURE_NAMES, deviations([encode_request(method, path, query, body)], tables)[0]))
+
+
+def test_normal_requests_do_not_deviate():
+    tables = fit_profiles(_training())
+    d = _deviation(tables, "GET", "/item/77", "id=5&color=red")     # numeric segment generalised
+    assert all(v <= 0 for k, v in d.items() if k != "max_length_z"), d
+    assert _deviation(tables, "POST", "/login", "", "user=u3&pass=p9")["max_novel_bytes"] == 0
+
+
+def test_each_kind_of_deviation_is_flagged():
+    tables = fit_profiles(_training())
+    injected = _deviation(tables, "GET", "/item/5", "id=1%27%20OR%201%3D1--&color=red")
+    assert injected["max_novel_bytes"] >= 5 and injected["max_novel_share"] > 0.3
+    assert injected["max_length_excess"] > 0
+    assert _deviation(tables, "GET", "/item/5", "id=1&color=green")["enum_violations"] == 1
+    assert _deviation(tables, "GET", "/item/5", "id=1&color=red&debug=1")["unknown_params"] == 1
+    unknown = _deviation(tables, "GET", "/admin/config.php", "x=1")
+    assert unknown["endpoint_unknown"] == 1 and unknown["unknown_params"] == 1
+    assert _deviation(tables, "POST", "/item/5", "id=1")["endpoint_unknown"] == 1   # method is part of the endpoint
+
+
+def test_out_of_fold_deviations_are_mostly_small_for_normal_traffic():
+    oof = out_of_fold_deviations(_training(), folds=5)
+    assert oof.shape == (250, len(PROFILE_FEATURE_NAMES))
+    assert np.mean(oof[:, 0]) < 0.05            # endpoints are known out of fold
+    assert np.mean(oof[:, 4] > 0) < 0.5         # most values bring no new bytes
