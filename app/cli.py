@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from data.errors import EXIT_CODES, InputError, WaflensError
+from scoring.artifact import ArtifactError
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -161,6 +162,64 @@ def generate(obj: Context, out: Path, n_requests: int, seed: int, days: float, a
              f"wrote {summary.requests} requests to {summary.log_path} (truth: {summary.truth_path})")
 
 
+def _parse_time(value: str | None):
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"cannot read time {value!r}: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00Z") from None
+    return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+@cli.command()
+@click.option("--level", type=click.Choice(["request"]), default="request", show_default=True,
+              help="What the model scores (session level arrives with its runtime state).")
+@click.option("--since", default=None, help="Train on traffic from this time (ISO 8601, UTC).")
+@click.option("--until", default=None, help="... up to this time (exclusive).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Model directory to write [default: models/<level>-<UTC time>].")
+@click.option("--trees", type=click.IntRange(10, 2000), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@pass_context
+def train(obj: Context, level: str, since: str | None, until: str | None, out: Path | None, trees: int,
+          seed: int) -> None:
+    """Fit the anomaly model on the database's features and export it as an artifact."""
+    from datetime import datetime, timezone
+
+    from scoring.train import TrainingOptions, train_request_model
+
+    out = out or Path("models") / f"{level}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    options = TrainingOptions(since=_parse_time(since), until=_parse_time(until), n_estimators=trees, seed=seed)
+    con = obj.connect(read_only=True)
+    try:
+        manifest = train_request_model(con, out, options)
+    finally:
+        con.close()
+    obj.emit({"model": str(out), "level": level, "training": manifest["training"], "thresholds": manifest["thresholds"]},
+             f"model written to {out} ({manifest['training']['requests']} requests, "
+             f"{manifest['model']['n_estimators']} trees)")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Exported model directory.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "combined", "common", "json", "raw-http"]),
+              default="auto", show_default=True)
+@click.option("--log-format", default=None, help="An Apache LogFormat or nginx log_format string.")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="CSV to write: file,record,score.")
+@pass_context
+def score(obj: Context, files, model_dir: Path, fmt: str, log_format: str | None, output: Path) -> None:
+    """Score the requests of log files with an exported model, without a database."""
+    from scoring.batch import score_files
+
+    summary = score_files(list(files), model_dir, output, fmt=fmt, log_format=log_format)
+    obj.emit(summary, f"scored {summary['scored']} requests into {output} "
+                      f"({summary['unparsed']} records did not parse)")
+
+
 @cli.command()
 @click.option("--older-than-days", type=float, default=None,
               help="Delete traffic older than this [default: $WAFLENS_RETENTION_DAYS].")
@@ -249,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     except _Exit as done:
         return done.code
     except WaflensError as error:
+        click.echo(f"waflens: error: {error}", err=True)
+        return error.exit_code
+    except ArtifactError as error:  # the runtime's own error type (it may not import data.errors)
         click.echo(f"waflens: error: {error}", err=True)
         return error.exit_code
     except click.exceptions.Abort:

@@ -1,0 +1,184 @@
+"""The scoring runtime WAF workers embed: load an exported model, score live requests.
+
+Imports only numpy, numba, the standard library and our kernel modules (a test
+checks it). All compilation happens at load — kernels come from numba's on-disk
+cache and a warm-up call — so no request ever waits for the JIT. Set
+``WAFLENS_NUMBA_CACHE_DIR`` (before importing this module) when the package
+directory is read-only.
+
+    scorer = Scorer.load("models/request-20261122")
+    result = scorer.score_request("GET", "/search?q=%27%20OR%201=1--", {"User-Agent": "curl/8"})
+    result.score, result.score_class          # 0.71, 'attack'
+
+Fail-open: with ``fail_open=True`` (default) an unexpected error while scoring
+returns ``score=nan, score_class="error"`` (count in ``scorer.errors``) instead of
+raising, so a scoring bug never blocks traffic; the WAF decides what "error" means.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("WAFLENS_NUMBA_CACHE_DIR"):
+    import numba
+
+    numba.config.CACHE_DIR = os.environ["WAFLENS_NUMBA_CACHE_DIR"]
+
+import math
+import re
+import threading
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from scoring.artifact import ArtifactError, read_artifact
+from scoring.forest_kernel import anomaly_score, anomaly_scores, sanitize
+from scoring.profile_kernel import N_PROFILE_FEATURES, profile_deviations
+from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, request_features
+
+FEATURE_SPEC_VERSION = "1.0"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
+DEFAULT_MAX_BODY_BYTES = 8192
+_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+_CLASSES = ("clean", "likely_clean", "likely_attack", "attack")
+
+
+class ScoreResult(NamedTuple):
+    score: float                 # higher = more anomalous, in (0, 1]
+    score_class: str             # clean | likely_clean | likely_attack | attack | error
+    explanation: tuple = ()      # ((feature, value, score change), ...) when asked for
+
+
+def _as_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def _encode(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of a request target, as ingest stores them (absolute URIs reduced)."""
+    if not target.startswith("/"):
+        target = _ABSOLUTE_URI.sub("", target, count=1)
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def _header(headers, name: str) -> str | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        if _as_text(key).lower() == name:
+            return _as_text(value)
+    return None
+
+
+class Scorer:
+    """A loaded model. Thread-safe: scoring allocates only per call."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], manifest: dict, *, fail_open: bool = True,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
+        self.manifest = manifest
+        self.path = path
+        self.fail_open = fail_open
+        self.max_body_bytes = max_body_bytes
+        self.errors = 0
+        self._lock = threading.Lock()
+        spec = manifest["feature_spec"]
+        if len(spec["request_features"]) != N_REQUEST_FEATURES or len(spec["profile_features"]) != N_PROFILE_FEATURES:
+            raise ArtifactError("the artifact's feature list does not match this runtime: retrain or upgrade")
+        self.feature_names = tuple(spec["names"])
+        self._tables = build_token_tables(spec["lists"])
+        self._forest = tuple(np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
+                             ("feature", "threshold", "left", "right", "value", "roots"))
+        self._normaliser = float(arrays["forest_normaliser"])
+        self._profiles = tuple(np.ascontiguousarray(arrays[f"profile_{k}"]) for k in
+                               ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean",
+                                "length_std", "length_max", "seen_bytes", "is_enum", "enum_keys"))
+        self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
+        thresholds = manifest["thresholds"]
+        self._thresholds = (thresholds["likely_clean"], thresholds["likely_attack"], thresholds["attack"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "Scorer":
+        """Verify and load an artifact directory; compile and warm up the kernels."""
+        arrays, manifest = read_artifact(path, expected_spec_version=FEATURE_SPEC_VERSION)
+        if manifest.get("level") != "request":
+            raise ArtifactError(f"{path} is a {manifest.get('level')!r}-level model; Scorer scores requests")
+        scorer = cls(arrays, manifest, path=str(Path(path)), **options)
+        if warm_up:
+            scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=True)
+        return scorer
+
+    # --- features ---
+    def request_features(self, method: str | None, target, headers=None, body=b"") -> np.ndarray:
+        """The model's feature row for one request (float64, in ``feature_names`` order)."""
+        path, query = split_target(_as_text(target))
+        body_text = _as_text(body[: self.max_body_bytes] if body else b"")
+        referer = _header(headers, "referer")
+        row = np.zeros(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
+        code = {"GET": 0, "POST": 1, "HEAD": 2}.get(method or "", 3)
+        path_bytes, query_bytes, body_bytes = _encode(path), _encode(query), _encode(body_text)
+        request_features(code, path_bytes, query_bytes, body_bytes, _encode(_header(headers, "user-agent") or ""),
+                         bool(referer) and referer != "-", *self._tables, row[:N_REQUEST_FEATURES])
+        profile_deviations(code, path_bytes, query_bytes, body_bytes, *self._profiles, row[N_REQUEST_FEATURES:])
+        return row
+
+    # --- scores ---
+    def score_features(self, row: np.ndarray) -> float:
+        return anomaly_score(sanitize(row[None, :])[0], *self._forest, self._normaliser)
+
+    def score_batch(self, features: np.ndarray) -> np.ndarray:
+        """Scores of a (n, n_features) matrix, in parallel."""
+        rows = sanitize(np.atleast_2d(features))
+        if rows.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
+        out = np.empty(rows.shape[0])
+        anomaly_scores(rows, *self._forest, self._normaliser, out)
+        return out
+
+    def score_class(self, score: float) -> str:
+        if math.isnan(score):
+            return "error"
+        return _CLASSES[sum(score >= t for t in self._thresholds)]
+
+    def score_request(self, method: str | None, target, headers=None, body=b"", client=None, ts=None,
+                      *, explain: bool = False) -> ScoreResult:
+        """Score one request from its raw fields (target = path with query string)."""
+        try:
+            row = self.request_features(method, target, headers, body)
+            score = self.score_features(row)
+            explanation = self._explain(row, score) if explain else ()
+            return ScoreResult(score, self.score_class(score), explanation)
+        except Exception:
+            if not self.fail_open:
+                raise
+            with self._lock:
+                self.errors += 1
+            return ScoreResult(float("nan"), "error", ())
+
+    def _explain(self, row: np.ndarray, score: float, top: int = 5) -> tuple:
+        """Features whose replacement by the training median lowers the score most."""
+        changes = []
+        for j, name in enumerate(self.feature_names):
+            if row[j] == self._median[j]:
+                continue
+            probe = row.copy()
+            probe[j] = self._median[j]
+            changes.append((name, float(row[j]), score - self.score_features(probe)))
+        changes.sort(key=lambda item: -item[2])
+        return tuple(c for c in changes[:top] if c[2] > 0)
+
+
+def score_class_names() -> Sequence[str]:
+    return _CLASSES

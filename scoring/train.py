@@ -1,0 +1,124 @@
+"""``waflens train``: fit the request-level anomaly model on the database and export it.
+
+Features: the spec's request features (from the ``request_features`` table) and the
+request's deviations from endpoint/parameter profiles (out of fold during training,
+see :func:`scoring.profiles.out_of_fold_deviations`). Model: scikit-learn's
+IsolationForest, exported to flat arrays for the numba runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from sklearn.ensemble import IsolationForest
+
+from data.errors import InsufficientDataError
+from data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
+from scoring.artifact import write_artifact
+from scoring.forest_export import flatten_isolation_forest
+from scoring.forest_kernel import anomaly_scores, sanitize
+from scoring.profile_kernel import PROFILE_FEATURE_NAMES
+from scoring.profiles import encode_request, fit_profiles, out_of_fold_deviations
+
+MIN_TRAINING_REQUESTS = 200
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
+# Score classes start at median + k * MAD of the training scores (MAD scaled to a normal sigma).
+# Quantiles would put the thresholds inside the attacks that training traffic contains; the
+# median and MAD ignore up to half of it being attacks.
+CLASS_MADS = {"likely_clean": 2.0, "likely_attack": 3.5, "attack": 5.0}
+
+
+@dataclass
+class TrainingOptions:
+    since: datetime | None = None
+    until: datetime | None = None
+    n_estimators: int = 100
+    max_samples: int | str = 256
+    seed: int = 0
+    folds: int = 5
+
+
+def request_feature_names() -> list[str]:
+    return feature_names("request") + list(PROFILE_FEATURE_NAMES)
+
+
+def load_training_requests(con: duckdb.DuckDBPyConnection, options: TrainingOptions):
+    names = feature_names("request")
+    rows = con.execute(
+        f"""SELECT r.request_id, r.ts, r.method, r.path, r.query, r.body, {", ".join("f." + n for n in names)}
+            FROM requests r JOIN request_features f USING (request_id)
+            WHERE ($since IS NULL OR r.ts >= $since) AND ($until IS NULL OR r.ts < $until)
+            ORDER BY r.request_id""",
+        {"since": options.since, "until": options.until},
+    ).fetchnumpy()
+    return rows, names
+
+
+def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None) -> dict:
+    """Fit, score the training data for thresholds, and export; returns the manifest."""
+    options = options or TrainingOptions()
+    started = time.perf_counter()
+    rows, names = load_training_requests(con, options)
+    n = len(rows["request_id"])
+    if n < MIN_TRAINING_REQUESTS:
+        raise InsufficientDataError(
+            f"only {n} requests with features in the training window; at least {MIN_TRAINING_REQUESTS} are needed "
+            "(ingest more traffic or widen --since/--until)")
+    encoded = [encode_request(m, p, q, b) for m, p, q, b in zip(rows["method"], rows["path"], rows["query"], rows["body"])]
+    generic = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
+    profile_features = out_of_fold_deviations(encoded, folds=options.folds, seed=options.seed)
+    X = np.hstack([generic, profile_features])
+    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=options.max_samples,
+                             random_state=options.seed).fit(X.astype(np.float32))
+    flat = flatten_isolation_forest(forest)
+    profiles = fit_profiles(encoded)
+    scores = np.empty(n)
+    anomaly_scores(sanitize(X), *flat, scores)
+    quantiles = {str(q): float(np.quantile(scores, q)) for q in QUANTILES}
+    median = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
+    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
+    arrays = {f"forest_{k}": v for k, v in flat._asdict().items() if k != "normaliser"}
+    arrays["forest_normaliser"] = np.array(flat.normaliser)
+    arrays.update({f"profile_{k}": v for k, v in profiles._asdict().items()})
+    arrays["feature_median"] = np.median(X, axis=0)
+    timestamps = [t for t in rows["ts"] if t is not None and not (isinstance(t, float) and np.isnan(t))]
+    manifest = {
+        "level": "request",
+        "model": {"kind": "isolation_forest", "n_estimators": options.n_estimators,
+                  "max_samples": forest.max_samples_, "seed": options.seed, "profile_folds": options.folds},
+        "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": request_feature_names(),
+                         "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
+                         "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
+        "training": {"since": _iso(options.since), "until": _iso(options.until), "requests": n,
+                     "first_ts": _iso(min(timestamps)) if timestamps else None,
+                     "last_ts": _iso(max(timestamps)) if timestamps else None,
+                     "seconds": round(time.perf_counter() - started, 3)},
+        "score_quantiles": quantiles,
+        "thresholds": thresholds,
+        "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max()),
+                    "train_share_by_class": {name: float(np.mean(scores >= t)) for name, t in thresholds.items()}},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "package_version": _package_version(),
+    }
+    write_artifact(out, arrays, manifest)
+    return manifest
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    return np.datetime_as_string(np.datetime64(value, "s")) if not isinstance(value, datetime) else value.isoformat()
+
+
+def _package_version() -> str:
+    try:
+        return version("waflens")
+    except PackageNotFoundError:
+        return "unknown"
