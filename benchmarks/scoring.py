@@ -1,0 +1,137 @@
+"""Scoring speed: the numba runtime against scikit-learn on the same fitted forest.
+
+    .venv/bin/python benchmarks/scoring.py [--rows 1000000] [--repeat 5] [--requests 20000]
+
+One table; every baseline is measured in the same run; medians of repeats.
+- batch: --rows feature rows, runtime vs IsolationForest.score_samples, one thread and all cores
+  (goal: >= 5x faster);
+- one request end to end from raw fields (URL decoding, 37 features, profile lookups, 100 trees)
+  in a Python loop (goal: p50 <= 10 us, p99 <= 50 us, >= 500x faster than scikit-learn on one row);
+- artifact load + warm-up with a warm numba cache (goal <= 0.5 s) and cold (empty cache), each in a
+  fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _train_model(tmp: Path) -> tuple[Path, object, np.ndarray, list]:
+    """A 100-tree model on generated traffic, its sklearn twin, feature rows and raw requests."""
+    from sklearn.ensemble import IsolationForest
+
+    from data.db import connect
+    from data.ingest import IngestOptions, ingest_file
+    from data.pseudonymize import Pseudonymizer
+    from data.sessionize import update_derived
+    from data.synthetic import generate_traffic
+    from scoring.train import TrainingOptions, train_request_model
+
+    log = tmp / "traffic.log"
+    generate_traffic(log, 30_000, seed=11, attack_share=0.05)
+    con = connect(tmp / "bench.duckdb")
+    ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"benchmark-key-0123456789"))
+    update_derived(con)
+    model = tmp / "model"
+    train_request_model(con, model, TrainingOptions(n_estimators=100, seed=0))
+    requests = con.execute("SELECT method, path, query, user_agent, referer FROM requests ORDER BY request_id").fetchall()
+    con.close()
+    from scoring.runtime import Scorer
+
+    scorer = Scorer.load(model)
+    rows = np.array([scorer.request_features(m, p + ("?" + q if q else ""), {"User-Agent": ua, "Referer": ref})
+                     for m, p, q, ua, ref in requests])
+    # the same forest, refitted by sklearn with the same seed on the same matrix, for the baseline
+    twin = IsolationForest(n_estimators=100, max_samples=256, random_state=0).fit(rows.astype(np.float32))
+    return model, twin, rows, requests
+
+
+def _median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _load_time(model: Path, cache_dir: str) -> float:
+    code = ("import time; t = time.perf_counter(); from scoring.runtime import Scorer; "
+            f"Scorer.load({str(model)!r}); print(time.perf_counter() - t)")
+    env = {**os.environ, "WAFLENS_NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20_000)
+    args = parser.parse_args()
+
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from scoring.forest_export import flatten_isolation_forest
+    from scoring.forest_kernel import anomaly_scores, sanitize
+    from scoring.runtime import Scorer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model, twin, rows, requests = _train_model(tmp)
+        scorer = Scorer.load(model)
+        flat = flatten_isolation_forest(twin)
+        batch = sanitize(np.resize(rows, (args.rows, rows.shape[1])))
+        out = np.empty(args.rows)
+        assert np.allclose(-twin.score_samples(batch[:2000]), (anomaly_scores(batch[:2000], *flat, out[:2000]), out[:2000])[1], atol=1e-9)
+        table = []
+        for threads in (1, os.cpu_count() or 1):
+            numba.set_num_threads(threads)
+            ours = _median_time(lambda: anomaly_scores(batch, *flat, out), args.repeat)
+            with threadpool_limits(threads):
+                from joblib import parallel_backend
+                with parallel_backend("threading", n_jobs=threads):
+                    theirs = _median_time(lambda: twin.score_samples(batch), max(1, args.repeat // 2))
+            table.append((f"batch {args.rows:,} rows, {threads} thread(s)", ours, theirs))
+        numba.set_num_threads(os.cpu_count() or 1)
+
+        sample = [requests[i % len(requests)] for i in range(args.requests)]
+        latencies = np.empty(len(sample))
+        for i, (m, p, q, ua, ref) in enumerate(sample):
+            target = p + ("?" + q if q else "")
+            started = time.perf_counter_ns()
+            scorer.score_request(m, target, {"User-Agent": ua, "Referer": ref})
+            latencies[i] = (time.perf_counter_ns() - started) / 1000
+        one_row = rows[:1].astype(np.float32)
+        sklearn_one = _median_time(lambda: twin.score_samples(one_row), 50)
+        p50, p99 = np.percentile(latencies, [50, 99])
+        _load_time(model, str(tmp / "numba-cache"))  # fills the cache
+        warm = statistics.median(_load_time(model, str(tmp / "numba-cache")) for _ in range(3))
+        cold_dir = tempfile.mkdtemp(dir=tmp)
+        cold = _load_time(model, cold_dir)
+
+    print(f"\n{'measurement':<44}{'waflens':>14}{'scikit-learn':>14}{'speed-up':>10}")
+    for name, ours, theirs in table:
+        print(f"{name:<44}{ours:>12.3f} s{theirs:>12.3f} s{theirs / ours:>9.1f}x")
+    print(f"{'one request end to end, p50':<44}{p50:>11.1f} us{sklearn_one * 1e6:>11.0f} us{sklearn_one * 1e6 / p50:>9.0f}x")
+    print(f"{'one request end to end, p99':<44}{p99:>11.1f} us")
+    print(f"{'load + warm-up, warm numba cache (median 3)':<44}{warm:>12.3f} s")
+    print(f"{'load + warm-up, cold (empty cache)':<44}{cold:>12.3f} s")
+    print("\ngoals: batch >= 5x; p50 <= 10 us, p99 <= 50 us, >= 500x sklearn on one row; warm load <= 0.5 s")
+
+
+if __name__ == "__main__":
+    main()
