@@ -86,7 +86,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from scoring.forest_export import flatten_isolation_forest
-    from scoring.forest_kernel import anomaly_scores, sanitize
+    from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
     from scoring.runtime import Scorer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,13 +94,17 @@ def main() -> None:
         model, twin, rows, requests = _train_model(tmp)
         scorer = Scorer.load(model)
         flat = flatten_isolation_forest(twin)
+        depth = int(np.ceil(np.log2(max(twin._max_samples, 2))))
+        trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value,
+                               flat.roots, depth)
         batch = sanitize(np.resize(rows, (args.rows, rows.shape[1])))
         out = np.empty(args.rows)
-        assert np.allclose(-twin.score_samples(batch[:2000]), (anomaly_scores(batch[:2000], *flat, out[:2000]), out[:2000])[1], atol=1e-9)
+        perfect_scores(batch[:2000], *trees, depth, flat.normaliser, out[:2000])
+        assert np.allclose(-twin.score_samples(batch[:2000]), out[:2000], rtol=0, atol=1e-9)  # same forest, same scores
         table = []
         for threads in (1, os.cpu_count() or 1):
             numba.set_num_threads(threads)
-            ours = _median_time(lambda: anomaly_scores(batch, *flat, out), args.repeat)
+            ours = _median_time(lambda: perfect_scores(batch, *trees, depth, flat.normaliser, out), args.repeat)
             with threadpool_limits(threads):
                 from joblib import parallel_backend
                 with parallel_backend("threading", n_jobs=threads):

@@ -24,7 +24,6 @@ if os.environ.get("WAFLENS_NUMBA_CACHE_DIR"):
 
     numba.config.CACHE_DIR = os.environ["WAFLENS_NUMBA_CACHE_DIR"]
 
-import math
 import re
 import threading
 from pathlib import Path
@@ -33,9 +32,10 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from scoring.artifact import ArtifactError, read_artifact
-from scoring.forest_kernel import anomaly_score, anomaly_scores, sanitize
-from scoring.profile_kernel import N_PROFILE_FEATURES, profile_deviations
-from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, request_features
+from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
+from scoring.profile_kernel import N_PROFILE_FEATURES
+from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables
+from scoring.runtime_kernel import features_one, pack, score_one, score_row
 
 FEATURE_SPEC_VERSION = "1.0"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -63,6 +63,40 @@ def _as_text(value) -> str:
 
 def _encode(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
+_METHOD_CODES = {"GET": 0, "POST": 1, "HEAD": 2}
+
+
+def _user_agent_and_referer(headers) -> tuple[str, str | None]:
+    """User-Agent and Referer; a dict is looked up by the usual spellings before any scan."""
+    if not headers:
+        return "", None
+    if isinstance(headers, dict):
+        agent = headers.get("User-Agent", headers.get("user-agent"))
+        referer = headers.get("Referer", headers.get("referer"))
+        if agent is None:
+            agent = _header(headers, "user-agent")
+        if referer is None:
+            referer = _header(headers, "referer")
+        return (agent if type(agent) is str else _as_text(agent)), (
+            referer if referer is None or type(referer) is str else _as_text(referer))
+    return _header(headers, "user-agent") or "", _header(headers, "referer")
+
+
+def _depth_of(forest: dict[str, np.ndarray]) -> int:
+    """Depth of the deepest leaf over all trees (the perfect layout's depth)."""
+    deepest = 0
+    for root in forest["roots"]:
+        stack = [(int(root), 0)]
+        while stack:
+            node, level = stack.pop()
+            if forest["feature"][node] < 0:
+                deepest = max(deepest, level)
+            else:
+                stack.append((int(forest["left"][node]), level + 1))
+                stack.append((int(forest["right"][node]), level + 1))
+    return deepest
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -98,13 +132,24 @@ class Scorer:
         if len(spec["request_features"]) != N_REQUEST_FEATURES or len(spec["profile_features"]) != N_PROFILE_FEATURES:
             raise ArtifactError("the artifact's feature list does not match this runtime: retrain or upgrade")
         self.feature_names = tuple(spec["names"])
-        self._tables = build_token_tables(spec["lists"])
-        self._forest = tuple(np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
-                             ("feature", "threshold", "left", "right", "value", "roots"))
+        tables = build_token_tables(spec["lists"])
+        forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
+                  ("feature", "threshold", "left", "right", "value", "roots")}
         self._normaliser = float(arrays["forest_normaliser"])
-        self._profiles = tuple(np.ascontiguousarray(arrays[f"profile_{k}"]) for k in
-                               ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean",
-                                "length_std", "length_max", "seen_bytes", "is_enum", "enum_keys"))
+        self._depth = _depth_of(forest)
+        self._trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"],
+                                     forest["right"], forest["value"], forest["roots"], self._depth)
+        sections = {
+            "tok_offsets": tables.offsets, "tok_group": tables.group, "tok_by_first": tables.by_first,
+            "tok_order": tables.order, "ext_offsets": tables.ext_offsets, "ext_class": tables.ext_class,
+            "tok_data": tables.data, "ext_data": tables.ext_data,
+            "tree_feature": self._trees[0], "tree_threshold": self._trees[1], "tree_value": self._trees[2],
+        }
+        for name in ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean", "length_std",
+                     "length_max", "seen_bytes", "is_enum", "enum_keys"):
+            sections[name] = arrays[f"profile_{name}"]
+        self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), int(forest["roots"].size),
+                            self._depth, self._normaliser)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         thresholds = manifest["thresholds"]
         self._thresholds = (thresholds["likely_clean"], thresholds["likely_attack"], thresholds["attack"])
@@ -121,45 +166,57 @@ class Scorer:
         return scorer
 
     # --- features ---
+    def _fields(self, method, target, headers, body):
+        if type(target) is not str:
+            target = _as_text(target)
+        if not target.startswith("/"):
+            target = _ABSOLUTE_URI.sub("", target, count=1)
+        path, _, query = target.partition("?")
+        if body:
+            body = _as_text(body[: self.max_body_bytes])
+        user_agent, referer = _user_agent_and_referer(headers)
+        return (_METHOD_CODES.get(method, 3), path.encode("utf-8", "surrogatepass"),
+                query.encode("utf-8", "surrogatepass"), (body or "").encode("utf-8", "surrogatepass"),
+                user_agent.encode("utf-8", "surrogatepass"), bool(referer) and referer != "-")
+
     def request_features(self, method: str | None, target, headers=None, body=b"") -> np.ndarray:
         """The model's feature row for one request (float64, in ``feature_names`` order)."""
-        path, query = split_target(_as_text(target))
-        body_text = _as_text(body[: self.max_body_bytes] if body else b"")
-        referer = _header(headers, "referer")
         row = np.zeros(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
-        code = {"GET": 0, "POST": 1, "HEAD": 2}.get(method or "", 3)
-        path_bytes, query_bytes, body_bytes = _encode(path), _encode(query), _encode(body_text)
-        request_features(code, path_bytes, query_bytes, body_bytes, _encode(_header(headers, "user-agent") or ""),
-                         bool(referer) and referer != "-", *self._tables, row[:N_REQUEST_FEATURES])
-        profile_deviations(code, path_bytes, query_bytes, body_bytes, *self._profiles, row[N_REQUEST_FEATURES:])
+        ints, floats, data, layout, _ = self._packed
+        features_one(*self._fields(method, target, headers, body), ints, floats, data, layout, row)
         return row
 
     # --- scores ---
     def score_features(self, row: np.ndarray) -> float:
-        return anomaly_score(sanitize(row[None, :])[0], *self._forest, self._normaliser)
+        ints, floats, _, layout, normaliser = self._packed
+        return score_row(np.asarray(row, dtype=np.float64), ints, floats, layout, normaliser)
 
     def score_batch(self, features: np.ndarray) -> np.ndarray:
-        """Scores of a (n, n_features) matrix, in parallel."""
+        """Scores of a (n, n_features) matrix, in parallel over rows."""
         rows = sanitize(np.atleast_2d(features))
         if rows.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
         out = np.empty(rows.shape[0])
-        anomaly_scores(rows, *self._forest, self._normaliser, out)
+        perfect_scores(rows, *self._trees, self._depth, self._normaliser, out)
         return out
 
     def score_class(self, score: float) -> str:
-        if math.isnan(score):
+        if score != score:
             return "error"
-        return _CLASSES[sum(score >= t for t in self._thresholds)]
+        likely_clean, likely_attack, attack = self._thresholds
+        if score >= likely_attack:
+            return "attack" if score >= attack else "likely_attack"
+        return "likely_clean" if score >= likely_clean else "clean"
 
     def score_request(self, method: str | None, target, headers=None, body=b"", client=None, ts=None,
                       *, explain: bool = False) -> ScoreResult:
         """Score one request from its raw fields (target = path with query string)."""
         try:
-            row = self.request_features(method, target, headers, body)
-            score = self.score_features(row)
-            explanation = self._explain(row, score) if explain else ()
-            return ScoreResult(score, self.score_class(score), explanation)
+            row = np.empty(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
+            score = score_one(*self._fields(method, target, headers, body), *self._packed, row)
+            if explain:
+                return ScoreResult(score, self.score_class(score), self._explain(row, score))
+            return ScoreResult(score, self.score_class(score), ())
         except Exception:
             if not self.fail_open:
                 raise

@@ -22,7 +22,7 @@ from data.errors import InsufficientDataError
 from data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
 from scoring.artifact import write_artifact
 from scoring.forest_export import flatten_isolation_forest
-from scoring.forest_kernel import anomaly_scores, sanitize
+from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import PROFILE_FEATURE_NAMES
 from scoring.profiles import encode_request, fit_profiles, out_of_fold_deviations
 
@@ -79,7 +79,9 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     flat = flatten_isolation_forest(forest)
     profiles = fit_profiles(encoded)
     scores = np.empty(n)
-    anomaly_scores(sanitize(X), *flat, scores)
+    depth = int(np.ceil(np.log2(max(forest.max_samples_, 2))))
+    trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
+    perfect_scores(sanitize(X), *trees, depth, flat.normaliser, scores)
     quantiles = {str(q): float(np.quantile(scores, q)) for q in QUANTILES}
     median = float(np.median(scores))
     mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6

@@ -5,29 +5,48 @@ import pytest
 from sklearn.ensemble import IsolationForest
 
 from scoring.forest_export import flatten_isolation_forest
-from scoring.forest_kernel import anomaly_score, anomaly_scores, sanitize
+from scoring.forest_kernel import float32_floor, perfect_layout, perfect_path_sum, perfect_scores, sanitize
 
 
-@pytest.mark.parametrize("max_features", [1.0, 0.6])
-def test_scores_equal_sklearn(max_features):
+def _perfect(forest):
+    flat = flatten_isolation_forest(forest)
+    depth = int(np.ceil(np.log2(max(forest._max_samples, 2))))
+    trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value,
+                           flat.roots, depth)
+    return trees, depth, flat.normaliser
+
+
+@pytest.mark.parametrize("max_features, max_samples", [(1.0, 256), (0.6, 256), (1.0, 100), (1.0, 2000)])
+def test_scores_equal_sklearn(max_features, max_samples):
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(3000, 12)), rng.normal(5, 1, size=(30, 12))])
     X[:, 3] = np.round(X[:, 3])              # ties on thresholds
-    forest = IsolationForest(n_estimators=60, max_features=max_features, random_state=1).fit(X)
-    flat = flatten_isolation_forest(forest)
-    test = np.vstack([rng.normal(size=(500, 12)) * 3, X[:50]])
+    X[:, 5] = X[:, 5] * 1e-3 + 1 / 3         # thresholds that float32 cannot represent
+    forest = IsolationForest(n_estimators=60, max_features=max_features, max_samples=max_samples,
+                             random_state=1).fit(X)
+    (feat, thr, val), depth, normaliser = _perfect(forest)
+    test = np.vstack([rng.normal(size=(501, 12)) * 3, X[:57], X[:, :][::-1][:40]])
     expected = -forest.score_samples(test)
     rows = sanitize(test)
     out = np.empty(rows.shape[0])
-    anomaly_scores(rows, *flat, out)
+    perfect_scores(rows, feat, thr, val, depth, normaliser, out)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
-    one = np.array([anomaly_score(rows[i], *flat) for i in range(len(rows))])
+    one = np.array([2.0 ** (-perfect_path_sum(rows[i], feat, thr, val, depth) / normaliser) for i in range(len(rows))])
     np.testing.assert_allclose(one, expected, rtol=0, atol=1e-9)
+
+
+def test_float32_floor_keeps_comparisons_exact():
+    t = np.array([1 / 3, 0.1, -0.7, 1e30, 2.5], dtype=np.float64)
+    t32 = float32_floor(t)
+    x = np.array([np.float32(v) for v in t] + [np.nextafter(np.float32(v), np.float32(np.inf)) for v in t], np.float32)
+    for value in x:
+        assert list(value <= t32) == list(np.float64(value) <= t)
 
 
 def test_nan_and_infinity_get_defined_scores():
     X = np.random.default_rng(2).normal(size=(500, 3))
-    flat = flatten_isolation_forest(IsolationForest(n_estimators=10, random_state=0).fit(X))
+    (feat, thr, val), depth, normaliser = _perfect(IsolationForest(n_estimators=10, random_state=0).fit(X))
     rows = sanitize(np.array([[np.nan, np.inf, -np.inf]]))
-    score = anomaly_score(rows[0], *flat)
-    assert 0 < score <= 1
+    out = np.empty(1)
+    perfect_scores(rows, feat, thr, val, depth, normaliser, out)
+    assert 0 < out[0] <= 1
