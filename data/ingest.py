@@ -217,11 +217,22 @@ def _raw_http_row(item, options: IngestOptions, pseudonymizer: Pseudonymizer) ->
             safe_headers[name] = ", ".join(pseudonymizer.token(v.strip()) or "" for v in safe_headers[name].split(","))
     return {
         "record": item.record, "raw": None, "reason": None, "client_ip": client_ip,
-        "session_cookie": session_cookie, "vhost": item.authority or None, "ts": None,
-        "method": item.method, "target": item.target, "protocol": item.protocol or None,
-        "referer": headers.get("referer"), "user_agent": headers.get("user-agent"),
-        "headers": json.dumps(safe_headers, ensure_ascii=False), "body": item.body or None,
+        "session_cookie": session_cookie, "vhost": _utf8(item.authority) or None, "ts": None,
+        "method": item.method, "target": _utf8(item.target), "protocol": item.protocol or None,
+        "referer": _utf8(headers.get("referer")), "user_agent": _utf8(headers.get("user-agent")),
+        "headers": json.dumps({k: _utf8(v) for k, v in safe_headers.items()}, ensure_ascii=False),
+        "body": _utf8(item.body) or None,
     }
+
+
+def _utf8(text: str | None) -> str | None:
+    """A field of a dump read as Latin-1 (for exact byte lengths), as UTF-8 when its bytes are UTF-8."""
+    if text is None or text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
 
 
 def _parse_cookies(header: str) -> list[tuple[str, str]]:
