@@ -175,8 +175,8 @@ def _parse_time(value: str | None):
 
 
 @cli.command()
-@click.option("--level", type=click.Choice(["request"]), default="request", show_default=True,
-              help="What the model scores (session level arrives with its runtime state).")
+@click.option("--level", type=click.Choice(["request", "session"]), default="request", show_default=True,
+              help="Score lone requests, or sessions as they unfold.")
 @click.option("--since", default=None, help="Train on traffic from this time (ISO 8601, UTC).")
 @click.option("--until", default=None, help="... up to this time (exclusive).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -189,18 +189,18 @@ def train(obj: Context, level: str, since: str | None, until: str | None, out: P
     """Fit the anomaly model on the database's features and export it as an artifact."""
     from datetime import datetime, timezone
 
-    from scoring.train import TrainingOptions, train_request_model
+    from scoring.train import TrainingOptions, train_request_model, train_session_model
 
     out = out or Path("models") / f"{level}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     options = TrainingOptions(since=_parse_time(since), until=_parse_time(until), n_estimators=trees, seed=seed)
     con = obj.connect(read_only=True)
     try:
-        manifest = train_request_model(con, out, options)
+        manifest = (train_request_model if level == "request" else train_session_model)(con, out, options)
     finally:
         con.close()
+    rows = manifest["training"].get("requests", manifest["training"].get("sessions"))
     obj.emit({"model": str(out), "level": level, "training": manifest["training"], "thresholds": manifest["thresholds"]},
-             f"model written to {out} ({manifest['training']['requests']} requests, "
-             f"{manifest['model']['n_estimators']} trees)")
+             f"{level} model written to {out} (trained on {rows} {level}s, {manifest['model']['n_estimators']} trees)")
 
 
 @cli.command()

@@ -239,3 +239,98 @@ class Scorer:
 
 def score_class_names() -> Sequence[str]:
     return _CLASSES
+
+
+class SessionScorer:
+    """A session-level model: scores each client's session so far, as it unfolds.
+
+    ``client`` keys the session state (pass what the request model's client key is
+    built from, e.g. a pseudonymized IP + User-Agent); ``ts`` is epoch seconds
+    (default: now). Report statuses with :meth:`observe_response` so error and 404
+    ratios count. Memory: see :class:`scoring.session_state.SessionTracker`.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], manifest: dict, *, max_clients: int = 100_000,
+                 max_distinct: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
+        from scoring.session_state import SessionTracker
+
+        self.manifest = manifest
+        self.path = path
+        self.max_body_bytes = max_body_bytes
+        self.errors = 0
+        self._lock = threading.Lock()
+        spec = manifest["feature_spec"]
+        self.feature_names = tuple(spec["names"])
+        self._tables = build_token_tables(spec["lists"])
+        forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
+                  ("feature", "threshold", "left", "right", "value", "roots")}
+        self._normaliser = float(arrays["forest_normaliser"])
+        self._depth = _depth_of(forest)
+        self._trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"],
+                                     forest["right"], forest["value"], forest["roots"], self._depth)
+        thresholds = manifest["thresholds"]
+        self._thresholds = (thresholds["likely_clean"], thresholds["likely_attack"], thresholds["attack"])
+        self.tracker = SessionTracker(float(manifest["training"].get("gap_seconds", 1800.0)), max_clients, max_distinct)
+
+    score_class = Scorer.score_class
+    _fields = Scorer._fields
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "SessionScorer":
+        arrays, manifest = read_artifact(path, expected_spec_version=FEATURE_SPEC_VERSION)
+        if manifest.get("level") != "session":
+            raise ArtifactError(f"{path} is a {manifest.get('level')!r}-level model; SessionScorer scores sessions")
+        scorer = cls(arrays, manifest, path=str(Path(path)), **options)
+        if warm_up:
+            scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"", client=("warm-up",), ts=0.0)
+            scorer.tracker.expire(float("inf"))
+        return scorer
+
+    def request_facts(self, method, target, headers=None, body=b""):
+        from scoring.request_kernel import request_features, url_decode
+        from scoring.session_state import RequestFacts
+
+        code, path, query, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
+        row = np.zeros(N_REQUEST_FEATURES)
+        request_features(code, np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8),
+                         np.frombuffer(body_bytes, np.uint8), np.frombuffer(agent, np.uint8), has_referer,
+                         *self._tables, row)
+        names = tuple(hash(piece.split(b"=", 1)[0]) for raw in (query, body_bytes) for piece in raw.split(b"&") if piece)
+        return RequestFacts(row[0] == 1, method == "HEAD", row[1] == 1, int(row[26]), row[25], row[8], row[14],
+                            row[12], row[29] == 1, int(row[27]),
+                            hash(bytes(url_decode(np.frombuffer(path, np.uint8), False))), hash(agent), names)
+
+    def session_features(self, method, target, headers=None, body=b"", client=None, ts=None) -> np.ndarray:
+        """Add the request to its client's session and return the session's features so far."""
+        facts = self.request_facts(method, target, headers, body)
+        key = client if client is not None else facts.user_agent_key
+        return self.tracker.observe_request(key, _epoch(ts), facts)
+
+    def observe_response(self, client, status: int | None) -> None:
+        self.tracker.observe_response(client, status)
+
+    def score_features(self, row: np.ndarray) -> float:
+        x = sanitize(np.asarray(row, dtype=np.float64)[None, :])
+        out = np.empty(1)
+        perfect_scores(x, *self._trees, self._depth, self._normaliser, out)
+        return float(out[0])
+
+    def score_request(self, method, target, headers=None, body=b"", client=None, ts=None) -> ScoreResult:
+        try:
+            score = self.score_features(self.session_features(method, target, headers, body, client, ts))
+            return ScoreResult(score, self.score_class(score), ())
+        except Exception:
+            with self._lock:
+                self.errors += 1
+            return ScoreResult(float("nan"), "error", ())
+
+
+def _epoch(ts) -> float:
+    import time as _time
+    from datetime import datetime as _datetime, timezone as _timezone
+
+    if ts is None:
+        return _time.time()
+    if isinstance(ts, _datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=_timezone.utc)).timestamp()
+    return float(ts)

@@ -27,6 +27,7 @@ from scoring.profile_kernel import PROFILE_FEATURE_NAMES
 from scoring.profiles import encode_request, fit_profiles, out_of_fold_deviations
 
 MIN_TRAINING_REQUESTS = 200
+MIN_TRAINING_SESSIONS = 50
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
 # Score classes start at median + k * MAD of the training scores (MAD scaled to a normal sigma).
 # Quantiles would put the thresholds inside the attacks that training traffic contains; the
@@ -42,6 +43,7 @@ class TrainingOptions:
     max_samples: int | str = 256
     seed: int = 0
     folds: int = 5
+    gap_minutes: float = 30.0  # the sessionizing gap the session features were built with
 
 
 def request_feature_names() -> list[str]:
@@ -124,3 +126,51 @@ def _package_version() -> str:
         return version("waflens")
     except PackageNotFoundError:
         return "unknown"
+
+
+def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None) -> dict:
+    """Fit the session-level model on ``session_features`` of sessions in the window."""
+    options = options or TrainingOptions()
+    started = time.perf_counter()
+    names = feature_names("session")
+    rows = con.execute(
+        f"""SELECT s.start_ts, {", ".join("f." + n for n in names)}
+            FROM sessions s JOIN session_features f USING (session_id)
+            WHERE ($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.end_ts < $until)""",
+        {"since": options.since, "until": options.until},
+    ).fetchnumpy()
+    n = len(rows["n_requests"])
+    if n < MIN_TRAINING_SESSIONS:
+        raise InsufficientDataError(
+            f"only {n} sessions in the training window; at least {MIN_TRAINING_SESSIONS} are needed "
+            "(ingest more traffic or widen --since/--until)")
+    X = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
+    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=options.max_samples,
+                             random_state=options.seed).fit(X.astype(np.float32))
+    flat = flatten_isolation_forest(forest)
+    scores = np.empty(n)
+    depth = int(np.ceil(np.log2(max(forest.max_samples_, 2))))
+    trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
+    perfect_scores(sanitize(X), *trees, depth, flat.normaliser, scores)
+    median = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
+    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
+    arrays = {f"forest_{k}": v for k, v in flat._asdict().items() if k != "normaliser"}
+    arrays["forest_normaliser"] = np.array(flat.normaliser)
+    arrays["feature_median"] = np.median(X, axis=0)
+    manifest = {
+        "level": "session",
+        "model": {"kind": "isolation_forest", "n_estimators": options.n_estimators,
+                  "max_samples": forest.max_samples_, "seed": options.seed},
+        "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": names, "request_features": feature_names("request"),
+                         "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
+        "training": {"since": _iso(options.since), "until": _iso(options.until), "sessions": n,
+                     "gap_seconds": options.gap_minutes * 60.0, "seconds": round(time.perf_counter() - started, 3)},
+        "score_quantiles": {str(q): float(np.quantile(scores, q)) for q in QUANTILES},
+        "thresholds": thresholds,
+        "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max())},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "package_version": _package_version(),
+    }
+    write_artifact(out, arrays, manifest)
+    return manifest
