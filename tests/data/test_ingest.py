@@ -83,7 +83,7 @@ def test_timestamps_are_utc_and_paths_decoded(shared_db):
     ts = con.execute("""SELECT ts FROM requests JOIN sources USING (source_id)
                         WHERE name = 'hackers-access.log.gz' AND record = 1""").fetchall()[0][0]
     assert str(ts) == "2015-10-25 03:11:25"
-    path, decoded = con.execute("""SELECT path, path_decoded FROM requests JOIN sources USING (source_id)
+    path, decoded = con.execute("""SELECT r.path, r.path_decoded FROM requests r JOIN sources USING (source_id)
                                    WHERE name = 'secrepo_2021-10-22_to_27.log.gz' AND record = 1""").fetchall()[0]
     assert path == "/Datasets%20Description/Network/ftp.html"
     assert decoded == "/Datasets Description/Network/ftp.html"
