@@ -53,7 +53,7 @@ def request_feature_names() -> list[str]:
 def load_training_requests(con: duckdb.DuckDBPyConnection, options: TrainingOptions):
     names = feature_names("request")
     rows = con.execute(
-        f"""SELECT r.request_id, r.ts, r.method, r.path, r.query, r.body, {", ".join("f." + n for n in names)}
+        f"""SELECT r.request_id, r.method, r.path, r.query, r.body, {", ".join("f." + n for n in names)}
             FROM requests r JOIN request_features f USING (request_id)
             WHERE ($since IS NULL OR r.ts >= $since) AND ($until IS NULL OR r.ts < $until)
             ORDER BY r.request_id""",
@@ -92,7 +92,9 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     arrays["forest_normaliser"] = np.array(flat.normaliser)
     arrays.update({f"profile_{k}": v for k, v in profiles._asdict().items()})
     arrays["feature_median"] = np.median(X, axis=0)
-    timestamps = [t for t in rows["ts"] if t is not None and not (isinstance(t, float) and np.isnan(t))]
+    first_ts, last_ts = con.execute(
+        "SELECT min(ts), max(ts) FROM requests WHERE ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)",
+        {"since": options.since, "until": options.until}).fetchall()[0]
     manifest = {
         "level": "request",
         "model": {"kind": "isolation_forest", "n_estimators": options.n_estimators,
@@ -101,8 +103,7 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
                          "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "requests": n,
-                     "first_ts": _iso(min(timestamps)) if timestamps else None,
-                     "last_ts": _iso(max(timestamps)) if timestamps else None,
+                     "first_ts": _iso(first_ts), "last_ts": _iso(last_ts),
                      "seconds": round(time.perf_counter() - started, 3)},
         "score_quantiles": quantiles,
         "thresholds": thresholds,
@@ -115,10 +116,8 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     return manifest
 
 
-def _iso(value) -> str | None:
-    if value is None:
-        return None
-    return np.datetime_as_string(np.datetime64(value, "s")) if not isinstance(value, datetime) else value.isoformat()
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _package_version() -> str:
