@@ -40,7 +40,9 @@ class TrainingOptions:
     since: datetime | None = None
     until: datetime | None = None
     n_estimators: int = 100
-    max_samples: int | str = 256
+    # 1024 rather than the paper's 256: on CSIC with injected payloads (benchmarks/detection.py) it lifts
+    # detection at 1% false positives from 88% to 98%, at 10-level instead of 8-level trees.
+    max_samples: int = 1024
     seed: int = 0
     folds: int = 5
     gap_minutes: float = 30.0  # the sessionizing gap the session features were built with
@@ -76,7 +78,7 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     generic = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
     profile_features = out_of_fold_deviations(encoded, folds=options.folds, seed=options.seed)
     X = np.hstack([generic, profile_features])
-    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=options.max_samples,
+    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=min(options.max_samples, n),
                              random_state=options.seed).fit(X.astype(np.float32))
     flat = flatten_isolation_forest(forest)
     profiles = fit_profiles(encoded)
@@ -144,7 +146,7 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             f"only {n} sessions in the training window; at least {MIN_TRAINING_SESSIONS} are needed "
             "(ingest more traffic or widen --since/--until)")
     X = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
-    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=options.max_samples,
+    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=min(options.max_samples, n),
                              random_state=options.seed).fit(X.astype(np.float32))
     flat = flatten_isolation_forest(forest)
     scores = np.empty(n)
