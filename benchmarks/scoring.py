@@ -54,7 +54,7 @@ def _train_model(tmp: Path) -> tuple[Path, object, np.ndarray, list]:
     rows = np.array([scorer.request_features(m, p + ("?" + q if q else ""), {"User-Agent": ua, "Referer": ref})
                      for m, p, q, ua, ref in requests])
     # the same forest, refitted by sklearn with the same seed on the same matrix, for the baseline
-    twin = IsolationForest(n_estimators=100, max_samples=256, random_state=0).fit(rows.astype(np.float32))
+    twin = IsolationForest(n_estimators=100, max_samples=1024, random_state=0).fit(rows.astype(np.float32))
     return model, twin, rows, requests
 
 

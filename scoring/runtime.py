@@ -143,13 +143,15 @@ class Scorer:
             "tok_offsets": tables.offsets, "tok_group": tables.group, "tok_by_first": tables.by_first,
             "tok_order": tables.order, "ext_offsets": tables.ext_offsets, "ext_class": tables.ext_class,
             "tok_data": tables.data, "ext_data": tables.ext_data,
-            "tree_feature": self._trees[0], "tree_threshold": self._trees[1], "tree_value": self._trees[2],
         }
         for name in ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean", "length_std",
                      "length_max", "seen_bytes", "is_enum", "enum_keys"):
             sections[name] = arrays[f"profile_{name}"]
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), int(forest["roots"].size),
                             self._depth, self._normaliser)
+        if len(self.feature_names) > 255:
+            raise ArtifactError("more than 255 features: this runtime indexes features with one byte")
+        self._compact_trees = (self._trees[0].astype(np.uint8), self._trees[1], self._trees[2])
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         thresholds = manifest["thresholds"]
         self._thresholds = (thresholds["likely_clean"], thresholds["likely_attack"], thresholds["attack"])
@@ -188,8 +190,7 @@ class Scorer:
 
     # --- scores ---
     def score_features(self, row: np.ndarray) -> float:
-        ints, floats, _, layout, normaliser = self._packed
-        return score_row(np.asarray(row, dtype=np.float64), ints, floats, layout, normaliser)
+        return score_row(np.asarray(row, dtype=np.float64), *self._compact_trees, self._depth, self._normaliser)
 
     def score_batch(self, features: np.ndarray) -> np.ndarray:
         """Scores of a (n, n_features) matrix, in parallel over rows."""
@@ -213,7 +214,7 @@ class Scorer:
         """Score one request from its raw fields (target = path with query string)."""
         try:
             row = np.empty(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
-            score = score_one(*self._fields(method, target, headers, body), *self._packed, row)
+            score = score_one(*self._fields(method, target, headers, body), *self._packed, *self._compact_trees, row)
             if explain:
                 return ScoreResult(score, self.score_class(score), self._explain(row, score))
             return ScoreResult(score, self.score_class(score), ())

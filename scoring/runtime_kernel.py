@@ -15,15 +15,16 @@ from scoring.profile_kernel import N_PROFILE_FEATURES, profile_deviations
 from scoring.request_kernel import N_REQUEST_FEATURES, request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
-                "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys", "tree_feature")
-FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "tree_threshold", "tree_value")
+                "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
+FLOAT_SECTIONS = ("length_mean", "length_std", "length_max")
 BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum")
 N_FEATURES = N_REQUEST_FEATURES + N_PROFILE_FEATURES
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
 def pack(sections: dict[str, np.ndarray], n_param_rows: int, n_trees: int, depth: int, normaliser: float):
-    """(ints, floats, bytes, layout) for :func:`score_one`."""
+    """(ints, floats, bytes, layout, normaliser) for :func:`features_one`; the forest travels apart, compact
+    (uint8 features, float32 thresholds: a 10-level forest of 100 trees stays within ~1.3 MB)."""
     layout = []
     packed = []
     for names, dtype in ((INT_SECTIONS, np.int64), (FLOAT_SECTIONS, np.float64), (BYTE_SECTIONS, np.uint8)):
@@ -50,7 +51,7 @@ def features_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has
     query = np.frombuffer(query_bytes, np.uint8)
     body = np.frombuffer(body_bytes, np.uint8)
     ua = np.frombuffer(ua_bytes, np.uint8)
-    n_int, n_float = 12, 5
+    n_int, n_float = 11, 3
     request_features(method_code, path, query, body, ua, has_referer,
                      _section(B, L, n_int + n_float + 0), _section(I, L, 0), _section(I, L, 1), _section(I, L, 2),
                      _section(I, L, 3), _section(B, L, n_int + n_float + 1), _section(I, L, 4), _section(I, L, 5),
@@ -64,14 +65,10 @@ def features_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has
 
 
 @numba.njit(cache=True, nogil=True)
-def score_row(row, I, F, L, normaliser):
+def score_row(row, feat, thr, val, depth, normaliser):
     """Score a feature row with the perfect-tree forest (float32 semantics, NaN as 0)."""
-    n_int, n_float = 12, 5
-    base = 2 * (n_int + n_float + 4)
-    n_trees = L[base + 1]
-    depth = L[base + 2]
     internal = 2 ** depth - 1
-    x = np.empty(row.size)
+    x = np.empty(row.size, dtype=np.float32)
     for j in range(row.size):
         v = row[j]
         if v != v:
@@ -80,24 +77,22 @@ def score_row(row, I, F, L, normaliser):
             v = _F32_MAX
         elif v < -_F32_MAX:
             v = -_F32_MAX
-        x[j] = np.float64(np.float32(v))
-    feat = _section(I, L, 11)
-    thr = _section(F, L, n_int + 3)
-    val = _section(F, L, n_int + 4)
+        x[j] = v
     total = 0.0
-    for t in range(n_trees):
-        base_node = t * internal
+    for t in range(feat.shape[0]):
+        f = feat[t]
+        th = thr[t]
         index = 0
         for _ in range(depth):
-            k = base_node + index
-            index = 2 * index + 1 + (x[feat[k]] > thr[k])
-        total += val[t * (internal + 1) + index - internal]
+            index = 2 * index + 1 + (x[f[index]] > th[index])
+        total += val[t, index - internal]
     if normaliser == 0.0:
         return 1.0
     return 2.0 ** (-total / normaliser)
 
 
 @numba.njit(cache=True, nogil=True)
-def score_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, normaliser, row):
+def score_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, normaliser,
+              feat, thr, val, row):
     features_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row)
-    return score_row(row, I, F, L, normaliser)
+    return score_row(row, feat, thr, val, L[2 * (11 + 3 + 4) + 2], normaliser)
