@@ -291,6 +291,12 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
         ctx.invoke(generate, out=log, n_requests=n_requests, seed=seed, days=3.0, attack_share=0.15)
     ctx.invoke(ingest, files=(log,), fmt="combined", log_format=None, source="demo", no_pseudonymize=False,
                session_key="ip-ua", session_cookie=None, json_field=(), no_sessionize=False, gap_minutes=30.0)
+    for level in ("request", "session"):
+        model = workdir / "models" / level
+        if model.exists():
+            obj.warn(f"{model} exists: keeping it (delete it to retrain)")
+            continue
+        ctx.invoke(train, level=level, since=None, until=None, out=model, trees=100, seed=0)
     if not no_app:
         ctx.invoke(app, port=port, headless=True)
 

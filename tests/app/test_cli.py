@@ -89,3 +89,7 @@ def test_demo_pipeline_without_app(tmp_path, monkeypatch):
                                    (SELECT count(*) FROM request_features), (SELECT count(*) FROM session_features)""").fetchall()[0]
     assert counts[0] == 4000 and counts[2] == 4000
     assert counts[1] > 10 and counts[3] == counts[1]
+    from scoring.runtime import Scorer, SessionScorer
+    scorer = Scorer.load(tmp_path / "demo" / "models" / "request")
+    assert scorer.score_request("GET", "/", {"User-Agent": "Mozilla/5.0"}).score_class != "error"
+    SessionScorer.load(tmp_path / "demo" / "models" / "session")
