@@ -126,6 +126,8 @@ class Scorer:
         self.path = path
         self.fail_open = fail_open
         self.max_body_bytes = max_body_bytes
+        # A model trained without bodies (access logs) ignores them: any body would look anomalous to it.
+        self.uses_bodies = manifest.get("training", {}).get("body_share", 1.0) > 0
         self.errors = 0
         self._lock = threading.Lock()
         spec = manifest["feature_spec"]
@@ -174,8 +176,7 @@ class Scorer:
         if not target.startswith("/"):
             target = _ABSOLUTE_URI.sub("", target, count=1)
         path, _, query = target.partition("?")
-        if body:
-            body = _as_text(body[: self.max_body_bytes])
+        body = _as_text(body[: self.max_body_bytes]) if body and self.uses_bodies and self.max_body_bytes else ""
         user_agent, referer = _user_agent_and_referer(headers)
         return (_METHOD_CODES.get(method, 3), path.encode("utf-8", "surrogatepass"),
                 query.encode("utf-8", "surrogatepass"), (body or "").encode("utf-8", "surrogatepass"),
@@ -258,6 +259,7 @@ class SessionScorer:
         self.manifest = manifest
         self.path = path
         self.max_body_bytes = max_body_bytes
+        self.uses_bodies = True
         self.errors = 0
         self._lock = threading.Lock()
         spec = manifest["feature_spec"]

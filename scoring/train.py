@@ -106,6 +106,8 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "requests": n,
                      "first_ts": _iso(first_ts), "last_ts": _iso(last_ts),
+                     # access logs carry no bodies: a model that never saw one must not judge one
+                     "body_share": float(np.mean(generic[:, names.index("body_len")] > 0)),
                      "seconds": round(time.perf_counter() - started, 3)},
         "score_quantiles": quantiles,
         "thresholds": thresholds,
