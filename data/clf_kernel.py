@@ -74,7 +74,8 @@ def _clf_time(buf, start, end):
     offset = _digits(buf, start + 22, 4)
     sign = buf[start + 21]
     if day < 1 or day > 31 or year < 0 or hour < 0 or hour > 23 or minute < 0 or minute > 59 \
-            or second < 0 or second > 60 or offset < 0 or (sign != 43 and sign != 45):
+            or second < 0 or second > 59 or offset < 0 or offset % 100 > 59 or offset > 2359 \
+            or (sign != 43 and sign != 45):
         return bad
     month = 0
     for m in range(12):
@@ -252,11 +253,17 @@ def _parse_block(buf, starts, ends, first, last, ok, spans, status, size, ts_us,
             spans[k, AGENT, 1] = agent_end
             line_escaped = line_escaped or esc
             i = after2
-        # trailing fields / spaces
-        while i < e and buf[i] == 32:
-            i += 1
-        spans[k, TRAILING, 0] = i
-        spans[k, TRAILING, 1] = e
+            # trailing fields after the user agent
+            while i < e and buf[i] == 32:
+                i += 1
+            spans[k, TRAILING, 0] = i
+            spans[k, TRAILING, 1] = e
+        else:
+            # common format: nothing but spaces may follow the size
+            while i < e and buf[i] == 32:
+                i += 1
+            if i != e:
+                continue
         # request line: METHOD SP target [SP HTTP/x]
         rs = spans[k, REQUEST, 0]
         re_ = spans[k, REQUEST, 1]
