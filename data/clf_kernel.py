@@ -317,26 +317,43 @@ def line_spans(buf):
     return starts, ends
 
 
-@numba.njit(cache=True, nogil=True)
-def _gather(buf, spans, rows, field):
-    total = 0
-    for r in rows:
-        total += spans[r, field, 1] - spans[r, field, 0]
-    data = np.empty(total, dtype=np.uint8)
-    offsets = np.empty(rows.size + 1, dtype=np.int64)
-    offsets[0] = 0
-    pos = 0
-    for idx in range(rows.size):
-        r = rows[idx]
-        a = spans[r, field, 0]
-        b = spans[r, field, 1]
-        data[pos:pos + b - a] = buf[a:b]
-        pos += b - a
-        offsets[idx + 1] = pos
-    return data, offsets
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather_fields(buf, spans, rows, fields):
+    """All chosen fields at once: one data buffer, per-field offsets, fields copied in parallel."""
+    n_fields = fields.size
+    sizes = np.zeros(n_fields, dtype=np.int64)
+    for f in numba.prange(n_fields):
+        field = fields[f]
+        total = 0
+        for r in rows:
+            total += spans[r, field, 1] - spans[r, field, 0]
+        sizes[f] = total
+    starts = np.zeros(n_fields + 1, dtype=np.int64)
+    for f in range(n_fields):
+        starts[f + 1] = starts[f] + sizes[f]
+    data = np.empty(starts[n_fields], dtype=np.uint8)
+    offsets = np.empty((n_fields, rows.size + 1), dtype=np.int64)
+    for f in numba.prange(n_fields):
+        field = fields[f]
+        pos = starts[f]
+        offsets[f, 0] = 0
+        for idx in range(rows.size):
+            r = rows[idx]
+            a = spans[r, field, 0]
+            b = spans[r, field, 1]
+            data[pos:pos + b - a] = buf[a:b]
+            pos += b - a
+            offsets[f, idx + 1] = pos - starts[f]
+    return data, starts, offsets
 
 
-def string_column(buf: np.ndarray, spans: np.ndarray, rows: np.ndarray, field: int) -> pa.Array:
-    """The field's bytes of the given rows as an Arrow string array (ASCII, so valid UTF-8)."""
-    data, offsets = _gather(buf, spans, rows, field)
-    return pa.LargeStringArray.from_buffers(rows.size, pa.py_buffer(offsets), pa.py_buffer(data))
+def string_columns(buf: np.ndarray, spans: np.ndarray, rows: np.ndarray, names: tuple[str, ...]) -> dict[str, pa.Array]:
+    """Several fields of the given rows as Arrow string arrays sharing one buffer (ASCII, so valid UTF-8)."""
+    fields = np.array([SPAN_NAMES.index(name) for name in names], dtype=np.int64)
+    data, starts, offsets = _gather_fields(buf, spans, rows, fields)
+    shared = pa.py_buffer(data)
+    columns = {}
+    for f, name in enumerate(names):
+        piece = shared.slice(int(starts[f]), int(starts[f + 1] - starts[f]))
+        columns[name] = pa.LargeStringArray.from_buffers(rows.size, pa.py_buffer(offsets[f]), piece)
+    return columns

@@ -64,6 +64,9 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
     """Ingest one file in one transaction; see the module docstring for the guarantees."""
     started = time.perf_counter()
     log = read_log_file(path)
+    fmt_name, line_format = _resolve_format(log.content, options, Path(path))
+    # find the lines while the file's hash is computed (both release the GIL)
+    spans = line_spans(log.content) if line_format is COMBINED else None
     known = con.execute(
         "SELECT source_id, format, records, parsed, quarantined FROM sources WHERE sha256 = $sha",
         {"sha": log.sha256},
@@ -72,14 +75,13 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
         source_id, fmt, records, parsed, quarantined = known[0]
         return FileSummary(str(path), fmt, records, parsed, quarantined, source_id, "already ingested",
                            time.perf_counter() - started)
-    fmt_name, line_format = _resolve_format(log.content, options, Path(path))
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(STAGE_DDL)
         if fmt_name == "raw-http":
             _stage_raw_http(con, log.content, options, pseudonymizer)
         elif line_format is COMBINED:
-            starts, ends = line_spans(log.content)
+            starts, ends = spans
             for lo, hi in span_chunks(starts):
                 stage_clf_batch(con, log.content, starts[lo:hi], ends[lo:hi], lo + 1, line_format)
         else:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,8 +31,19 @@ _REQUEST_LINE = re.compile(r"^[A-Z][A-Z0-9_-]{0,19} \S+ HTTP/\d")
 class LogFile(NamedTuple):
     path: Path
     content: bytes  # decompressed
-    sha256: str  # of the bytes on disk
+    digest: Future  # sha256 hex of the bytes on disk, computed in a thread while parsing starts
     compressed: bool
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.result()
+
+
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="waflens-sha256")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()  # hashlib releases the GIL on large buffers
 
 
 def read_log_file(path: str | os.PathLike) -> LogFile:
@@ -45,7 +57,7 @@ def read_log_file(path: str | os.PathLike) -> LogFile:
         stored = path.read_bytes()
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror})") from error
-    digest = hashlib.sha256(stored).hexdigest()
+    digest = _HASHER.submit(_sha256, stored)
     compressed = stored[:2] == b"\x1f\x8b"
     content = stored
     if compressed:

@@ -277,8 +277,7 @@ def stage_clf_batch(con: duckdb.DuckDBPyConnection, content: bytes, starts, ends
     rows = np.flatnonzero(ok)
     records = np.arange(first_record, first_record + starts.size, dtype=np.int64)
     if rows.size:
-        fields = {name: clf_kernel.string_column(buffer, spans, rows, clf_kernel.SPAN_NAMES.index(name))
-                  for name in _FAST_COLUMNS}
+        fields = clf_kernel.string_columns(buffer, spans, rows, _FAST_COLUMNS)
         table = pa.table({
             "record": pa.array(records[rows]),
             **fields,
