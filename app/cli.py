@@ -206,17 +206,30 @@ def train(obj: Context, level: str, since: str | None, until: str | None, out: P
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Exported model directory.")
+@click.option("--level", type=click.Choice(["request", "session"]), default="request", show_default=True,
+              help="Score each record, or each session (the model's level must match).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "combined", "common", "json", "raw-http"]),
               default="auto", show_default=True)
 @click.option("--log-format", default=None, help="An Apache LogFormat or nginx log_format string.")
-@click.option("--output", type=click.Path(path_type=Path), required=True, help="CSV to write: file,record,score.")
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="CSV to write: file,record,score (request) or file,client,first_record,last_record,requests,score.")
+@click.option("--no-pseudonymize", is_flag=True, help="Write raw client keys' inputs (labs only).")
+@click.option("--session-key", type=click.Choice(["ip-ua", "cookie"]), default="ip-ua", show_default=True)
+@click.option("--session-cookie", default=None, help="Name of the cookie that carries the session.")
+@click.option("--gap-minutes", type=float, default=30.0, show_default=True, help="Session inactivity gap.")
 @pass_context
-def score(obj: Context, files, model_dir: Path, fmt: str, log_format: str | None, output: Path) -> None:
-    """Score the requests of log files with an exported model, without a database."""
+def score(obj: Context, files, model_dir: Path, level: str, fmt: str, log_format: str | None, output: Path,
+          no_pseudonymize: bool, session_key: str, session_cookie: str | None, gap_minutes: float) -> None:
+    """Score the requests (or sessions) of log files with an exported model, without a database."""
+    from data.ingest import IngestOptions
+    from data.pseudonymize import Pseudonymizer, load_key
     from scoring.batch import score_files
 
-    summary = score_files(list(files), model_dir, output, fmt=fmt, log_format=log_format)
-    obj.emit(summary, f"scored {summary['scored']} requests into {output} "
+    options = IngestOptions(format=fmt, log_format=log_format, session_key=session_key, session_cookie=session_cookie)
+    pseudonymizer = Pseudonymizer(None if no_pseudonymize or level == "request" else load_key(obj.db))
+    summary = score_files(list(files), model_dir, output, options=options, pseudonymizer=pseudonymizer,
+                          level=level, gap_minutes=gap_minutes)
+    obj.emit(summary, f"scored {summary['scored']} {level}s into {output} "
                       f"({summary['unparsed']} records did not parse)")
 
 

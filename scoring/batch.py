@@ -1,8 +1,9 @@
 """``waflens score``: score log files with an exported model, without a database file.
 
 Files are parsed by the same ingest code (into an in-memory DuckDB, raw client
-identifiers never written anywhere) and every parsed record is scored by the
-runtime, so batch and live scores are the same numbers.
+identifiers never written anywhere) and every parsed record — or, at session
+level, every session — is scored by the runtime, so batch and live scores are
+the same numbers.
 """
 
 from __future__ import annotations
@@ -12,33 +13,64 @@ from pathlib import Path
 
 from data.db import connect
 from data.errors import WaflensError
+from data.feature_spec import feature_names
 from data.ingest import IngestOptions, ingest_file
 from data.pseudonymize import Pseudonymizer
-from scoring.runtime import Scorer
+from data.sessionize import update_derived
+from scoring.runtime import Scorer, SessionScorer
 
 
-def score_files(files: list[Path], model_dir: Path, output: Path, *, fmt: str = "auto",
-                log_format: str | None = None) -> dict:
-    scorer = Scorer.load(model_dir)
+def score_files(files: list[Path], model_dir: Path, output: Path, *, options: IngestOptions | None = None,
+                pseudonymizer: Pseudonymizer | None = None, level: str = "request",
+                gap_minutes: float = 30.0) -> dict:
+    """Write one CSV row per parsed record (request level) or per session (session level)."""
+    options = options or IngestOptions()
+    pseudonymizer = pseudonymizer or Pseudonymizer(None)
+    scorer = (Scorer if level == "request" else SessionScorer).load(model_dir)
     con = connect(":memory:")
-    scored = unparsed = 0
-    per_file = []
+    sources, per_file = [], []
+    for path in files:
+        summary = ingest_file(con, path, options, pseudonymizer)
+        if summary.status != "ingested":
+            raise WaflensError(f"{path} was given twice (same content as an earlier file)")
+        sources.append((summary.source_id, str(path)))
+        per_file.append({"path": str(path), "records": summary.records, "parsed": summary.parsed,
+                         "unparsed": summary.quarantined})
     with open(output, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "record", "score"])
-        for path in files:
-            summary = ingest_file(con, path, IngestOptions(format=fmt, log_format=log_format), Pseudonymizer(None))
-            if summary.status != "ingested":  # the same bytes given twice: score them again
-                raise WaflensError(f"{path} was given twice (same content as an earlier file)")
-            rows = con.execute(
-                """SELECT record, method, path, query, body, user_agent, referer FROM requests
-                   WHERE source_id = $s ORDER BY record""", {"s": summary.source_id}).fetchall()
-            for record, method, path_, query, body, agent, referer in rows:
-                target = path_ + ("?" + query if query else "")
-                headers = {"User-Agent": agent, "Referer": referer}
-                writer.writerow([str(path), record, repr(scorer.score_request(method, target, headers, body or "").score)])
-            scored += len(rows)
-            unparsed += summary.quarantined
-            per_file.append({"path": str(path), "records": summary.records, "scored": len(rows),
-                             "unparsed": summary.quarantined})
-    return {"files": per_file, "scored": scored, "unparsed": unparsed, "output": str(output)}
+        if level == "request":
+            writer.writerow(["file", "record", "score"])
+            scored = _score_requests(con, scorer, sources, writer)
+        else:
+            update_derived(con, gap_minutes)
+            writer.writerow(["file", "client", "first_record", "last_record", "requests", "score"])
+            scored = _score_sessions(con, scorer, sources, writer)
+    return {"files": per_file, "level": level, "scored": scored,
+            "unparsed": sum(f["unparsed"] for f in per_file), "output": str(output)}
+
+
+def _score_requests(con, scorer: Scorer, sources, writer) -> int:
+    scored = 0
+    for source_id, path in sources:
+        rows = con.execute("""SELECT record, method, path, query, body, user_agent, referer FROM requests
+                              WHERE source_id = $s ORDER BY record""", {"s": source_id}).fetchall()
+        for record, method, path_, query, body, agent, referer in rows:
+            target = path_ + ("?" + query if query else "")
+            result = scorer.score_request(method, target, {"User-Agent": agent, "Referer": referer}, body or "")
+            writer.writerow([path, record, repr(result.score)])
+        scored += len(rows)
+    return scored
+
+
+def _score_sessions(con, scorer: SessionScorer, sources, writer) -> int:
+    names = feature_names("session")
+    rows = con.execute(
+        f"""SELECT first.source_id, s.client_key, first.record, last.record, s.n_requests, {", ".join("f." + n for n in names)}
+            FROM sessions s JOIN session_features f USING (session_id)
+            JOIN requests first ON first.request_id = s.first_request_id
+            JOIN requests last ON last.request_id = s.last_request_id
+            ORDER BY first.source_id, first.record""").fetchall()
+    paths = dict(sources)
+    for source_id, client, first, last, n, *features in rows:
+        writer.writerow([paths[source_id], client, first, last, n, repr(scorer.score_features(features))])
+    return len(rows)

@@ -56,3 +56,25 @@ def test_score_refuses_a_corrupt_model(tmp_path):
     log.write_text('1.2.3.4 - - [01/Nov/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x"\n')
     code, _, err = run("score", "--model", str(model), "--output", str(tmp_path / "o.csv"), str(log))
     assert code == 3 and "not valid JSON" in err
+
+
+def test_score_sessions_to_csv(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "cli-scoring-key-0123456789")
+    db = str(tmp_path / "s.duckdb")
+    log = tmp_path / "traffic.log"
+    generate_traffic(log, 4000, seed=5, attack_share=0.05)
+    assert run("--db", db, "ingest", str(log))[0] == 0
+    assert run("--db", db, "train", "--level", "session", "--out", str(tmp_path / "sm"), "--trees", "20")[0] == 0
+    code, out, err = run("--db", db, "--json", "score", "--level", "session", "--model", str(tmp_path / "sm"),
+                         "--output", str(tmp_path / "sessions.csv"), str(log))
+    assert code == 0, err
+    with open(tmp_path / "sessions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["file", "client", "first_record", "last_record", "requests", "score"]
+    assert sum(int(r["requests"]) for r in rows) == 4000 and json.loads(out)["scored"] == len(rows) > 50
+    assert all(len(r["client"]) == 16 and int(r["first_record"]) <= int(r["last_record"]) for r in rows)
+    from data.db import connect
+    stored = {k for (k,) in connect(db, read_only=True).execute("SELECT DISTINCT client_key FROM sessions").fetchall()}
+    assert {r["client"] for r in rows} == stored      # the same pseudonymized keys as the database
+    code, _, err = run("score", "--model", str(tmp_path / "sm"), "--output", str(tmp_path / "x.csv"), str(log))
+    assert code == 3 and "session" in err              # a session model cannot score requests

@@ -6,6 +6,7 @@ from sklearn.ensemble import IsolationForest
 
 from scoring.forest_export import flatten_isolation_forest
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_path_sum, perfect_scores, sanitize
+from scoring.runtime_kernel import score_row
 
 
 def _perfect(forest):
@@ -33,6 +34,9 @@ def test_scores_equal_sklearn(max_features, max_samples):
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
     one = np.array([2.0 ** (-perfect_path_sum(rows[i], feat, thr, val, depth) / normaliser) for i in range(len(rows))])
     np.testing.assert_allclose(one, expected, rtol=0, atol=1e-9)
+    # the runtime's per-request path: float64 rows in, compact uint8 features
+    runtime = np.array([score_row(row, feat.astype(np.uint8), thr, val, depth, normaliser) for row in test])
+    np.testing.assert_allclose(runtime, expected, rtol=0, atol=1e-9)
 
 
 def test_float32_floor_keeps_comparisons_exact():
