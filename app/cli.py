@@ -342,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except Exception as error:  # a bug: one line unless --debug
+        from data.ingest import was_interrupted
+
+        if was_interrupted(error):  # Ctrl-C inside a DuckDB query (its transaction was rolled back)
+            click.echo("waflens: interrupted", err=True)
+            return 130
         if debug:
             raise
         click.echo(f"waflens: internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -103,11 +103,24 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
         )
         con.execute("DROP TABLE stage")
         con.execute("COMMIT")
-    except BaseException:
+    except BaseException as error:
         con.execute("ROLLBACK")
+        if was_interrupted(error):  # Ctrl-C inside DuckDB surfaces as its own errors; say what happened
+            raise KeyboardInterrupt from None
         raise
     return FileSummary(str(path), fmt_name, records, parsed, quarantined, source_id, "ingested",
                        time.perf_counter() - started)
+
+
+def was_interrupted(error: BaseException | None) -> bool:
+    """True when Ctrl-C caused this error, directly or as the cause of a later one."""
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, duckdb.InterruptException)):
+            return True
+        if isinstance(error, RuntimeError) and "interrupted" in str(error).lower():  # DuckDB 2's "Query interrupted"
+            return True
+        error = error.__context__
+    return False
 
 
 def ingest_files(con: duckdb.DuckDBPyConnection, paths: list[str | os.PathLike], options: IngestOptions,

@@ -238,3 +238,23 @@ def test_killed_ingest_leaves_no_half_file(tmp_path):
         sources = con.execute("SELECT count(*) FROM sources").fetchall()[0][0]
         con.close()
         assert (requests, sources) in ((0, 0), (400_000, 1))
+
+
+def test_ctrl_c_rolls_the_file_back(tmp_path):
+    log = tmp_path / "big.log"
+    with log.open("w") as out:
+        for i in range(400_000):
+            out.write(combined_line(f"10.{i % 200}.0.1", at(i), f"GET /item/{i}?q={i} HTTP/1.1") + "\n")
+    db = tmp_path / "int.duckdb"
+    env = {**os.environ, "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "ingest", "--no-sessionize", str(log)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    con = connect(db)
+    requests = con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    if process.returncode == 130:
+        assert requests == 0 and "interrupted" in err
+    else:  # the file was done before the signal arrived
+        assert process.returncode == 0 and requests == 400_000
