@@ -234,6 +234,29 @@ def score(obj: Context, files, model_dir: Path, level: str, fmt: str, log_format
 
 
 @cli.command()
+@click.option("--since", default=None, help="Cluster sessions starting at or after this time (ISO 8601, UTC).")
+@click.option("--until", default=None, help="... and before this time.")
+@click.option("--min-cluster-size", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--select", "selection", type=click.Choice(["suspicious", "all"]), default="suspicious", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@pass_context
+def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size: int, selection: str, seed: int) -> None:
+    """Cluster (suspicious) sessions of a window with HDBSCAN; link clusters to the previous run."""
+    from clustering.run import ClusterOptions, cluster_sessions
+
+    options = ClusterOptions(since=_parse_time(since), until=_parse_time(until), min_cluster_size=min_cluster_size,
+                             select=selection, seed=seed)
+    con = obj.connect()
+    try:
+        summary = cluster_sessions(con, options)
+    finally:
+        con.close()
+    text = (f"cluster run {summary.cluster_run_id}: {summary.n_selected} of {summary.n_sessions} sessions clustered "
+            f"into {summary.n_clusters} clusters ({summary.n_noise} noise); emerging: {summary.emerging or 'none'}")
+    obj.emit(summary._asdict(), text + (f"\n{summary.message}" if summary.message else ""))
+
+
+@cli.command()
 @click.option("--older-than-days", type=float, default=None,
               help="Delete traffic older than this [default: $WAFLENS_RETENTION_DAYS].")
 @pass_context

@@ -1,0 +1,171 @@
+"""``waflens cluster``: HDBSCAN over (suspicious) sessions of a window, stored as a cluster run.
+
+A run stores its parameters, window, timings, every clustered session's cluster
+(-1 for noise), membership probability, GLOSH outlier score and map coordinates,
+and one profile per cluster (see :mod:`clustering.profiles`), linked to the
+previous run's clusters (see :mod:`clustering.emerging`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from typing import NamedTuple
+
+import duckdb
+import numpy as np
+
+from data.db import split_statements
+from data.errors import InputError
+from data.feature_spec import feature_names
+from clustering.matrix import build_matrix
+from clustering.select import suspicious_mask
+
+
+@dataclass
+class ClusterOptions:
+    since: datetime | None = None
+    until: datetime | None = None
+    min_cluster_size: int = 10
+    min_samples: int | None = None       # default: min(min_cluster_size, 5)
+    select: str = "suspicious"           # suspicious | all
+    svd_components: int = 16
+    # HDBSCAN's cluster_selection_epsilon, in the matrix's robust-scaled units: clusters closer than this
+    # merge. 1.5 joins the sub-behaviours of one campaign (e.g. stuffing with and without a GET /login
+    # first) that plain EOM splits; on generated traffic it lifts ARI over attack sessions 0.59 -> 0.99.
+    merge_distance: float = 1.5
+    seed: int = 0
+
+
+class RunSummary(NamedTuple):
+    cluster_run_id: int
+    n_sessions: int
+    n_selected: int
+    n_clusters: int
+    n_noise: int
+    emerging: list[int]
+    message: str | None
+    seconds: dict
+
+
+def ensure_cluster_schema(con: duckdb.DuckDBPyConnection) -> None:
+    sql = resources.files("clustering").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
+    for statement in split_statements(sql):
+        con.execute(statement)
+
+
+def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None) -> RunSummary:
+    """Cluster the window's sessions and store the run; a run with no clusters says why."""
+    from clustering.emerging import link_to_previous_run
+    from clustering.profiles import build_profiles
+
+    options = options or ClusterOptions()
+    if options.select not in ("suspicious", "all"):
+        raise InputError(f"unknown selection {options.select!r}: use suspicious or all")
+    if options.min_cluster_size < 2:
+        raise InputError("--min-cluster-size must be at least 2")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    ensure_cluster_schema(con)
+    names = feature_names("session")
+    rows = con.execute(
+        f"""SELECT s.session_id, {", ".join("f." + n for n in names)}
+            FROM sessions s JOIN session_features f USING (session_id)
+            WHERE ($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.start_ts < $until)
+            ORDER BY s.session_id""",
+        {"since": options.since, "until": options.until},
+    ).fetchall()
+    session_ids = np.array([r[0] for r in rows], dtype=np.int64)
+    numeric = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+    numeric = np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0)  # a defined value for every feature
+    mask = suspicious_mask(numeric) if options.select == "suspicious" else np.ones(len(rows), dtype=bool)
+    selected_ids, selected = session_ids[mask], numeric[mask]
+    timings["load"] = time.perf_counter() - started
+
+    labels = np.full(len(selected_ids), -1, dtype=np.int64)
+    probabilities = np.zeros(len(selected_ids))
+    outliers = np.zeros(len(selected_ids))
+    coordinates = np.zeros((len(selected_ids), 2))
+    message = None
+    matrix = None
+    if len(rows) == 0:
+        message = "no sessions in the window"
+    elif len(selected_ids) < options.min_cluster_size:
+        message = (f"{len(selected_ids)} sessions selected, fewer than min-cluster-size {options.min_cluster_size}: "
+                   "all are noise (lower --min-cluster-size or widen the window)")
+    else:
+        step = time.perf_counter()
+        matrix = build_matrix(con, selected_ids, selected, options.svd_components, options.seed)
+        timings["matrix"] = time.perf_counter() - step
+        step = time.perf_counter()
+        labels, probabilities, outliers = _hdbscan(matrix.X, options)
+        timings["hdbscan"] = time.perf_counter() - step
+        coordinates = _map_coordinates(matrix.X, options.seed)
+        if labels.max() < 0:
+            message = "no dense group found: every selected session is noise"
+
+    run_id = con.execute("SELECT coalesce(max(cluster_run_id), 0) + 1 FROM cluster_runs").fetchall()[0][0]
+    n_clusters = int(labels.max() + 1) if len(labels) else 0
+    params = {**asdict(options), "since": _iso(options.since), "until": _iso(options.until),
+              "min_samples": options.min_samples or min(options.min_cluster_size, 5)}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            """INSERT INTO cluster_runs VALUES ($id, $at, $start, $end, $select, $params, $n, $selected, $clusters,
+                                                $noise, '{}', $message)""",
+            {"id": run_id, "at": datetime.now(timezone.utc).replace(tzinfo=None), "start": options.since,
+             "end": options.until, "select": options.select, "params": json.dumps(params), "n": len(rows),
+             "selected": len(selected_ids), "clusters": n_clusters, "noise": int((labels < 0).sum()), "message": message})
+        if len(selected_ids):
+            con.register("clustered", {"cluster_run_id": np.full(len(selected_ids), run_id, dtype=np.int64),
+                                       "session_id": selected_ids, "cluster_id": labels.astype(np.int32),
+                                       "probability": probabilities, "outlier_score": outliers,
+                                       "map_x": coordinates[:, 0], "map_y": coordinates[:, 1]})
+            con.execute("INSERT INTO session_clusters BY NAME SELECT * FROM clustered")
+            con.unregister("clustered")
+        step = time.perf_counter()
+        profiles = build_profiles(con, run_id, labels, selected_ids, selected, numeric, probabilities) if n_clusters else []
+        timings["profiles"] = time.perf_counter() - step
+        emerging = link_to_previous_run(con, run_id, options, profiles)
+        timings["total"] = time.perf_counter() - started
+        con.execute("UPDATE cluster_runs SET seconds = $s WHERE cluster_run_id = $id",
+                    {"s": json.dumps({k: round(v, 3) for k, v in timings.items()}), "id": run_id})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return RunSummary(run_id, len(rows), len(selected_ids), n_clusters, int((labels < 0).sum()), emerging, message,
+                      timings)
+
+
+def _hdbscan(X: np.ndarray, options: ClusterOptions):
+    import hdbscan
+
+    unique = np.unique(X, axis=0)
+    if len(unique) == 1:  # all sessions identical: one cluster, by definition
+        return np.zeros(len(X), dtype=np.int64), np.ones(len(X)), np.zeros(len(X))
+    model = hdbscan.HDBSCAN(min_cluster_size=options.min_cluster_size,
+                            min_samples=options.min_samples or min(options.min_cluster_size, 5),
+                            cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=1,
+                            allow_single_cluster=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    outliers = np.nan_to_num(np.asarray(model.outlier_scores_, dtype=np.float64), nan=0.0)
+    return model.labels_.astype(np.int64), np.asarray(model.probabilities_, dtype=np.float64), outliers
+
+
+def _map_coordinates(X: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    if X.shape[0] < 3:
+        return np.zeros((X.shape[0], 2))
+    return PCA(n_components=2, random_state=seed).fit_transform(X)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,122 @@
+"""Clustering sessions: real scanners stay apart, generated campaigns are recovered, edge cases hold."""
+
+import csv
+import json
+from collections import Counter
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from clustering.run import ClusterOptions, cluster_sessions
+from data.sessionize import update_derived
+from data.synthetic import generate_traffic
+from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
+
+
+def _campaign_of_sessions(con, log):
+    with open(f"{log}.truth.csv") as handle:
+        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
+    return {sid: Counter(truth[r] for r in records).most_common(1)[0][0]
+            for sid, records in con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}
+
+
+def _clusters(con, run_id):
+    return dict(con.execute("SELECT session_id, cluster_id FROM session_clusters WHERE cluster_run_id = $r",
+                            {"r": run_id}).fetchall())
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    log = tmp / "traffic.log"
+    summary = generate_traffic(log, 40_000, seed=7)
+    con = fresh_db(tmp)
+    ingest(con, log)
+    update_derived(con)
+    return con, log, summary
+
+
+def test_generated_campaigns_are_recovered(generated):
+    con, log, _ = generated
+    run = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
+    campaign = _campaign_of_sessions(con, log)
+    clusters = _clusters(con, run.cluster_run_id)
+    attack = [s for s in clusters if campaign[s] != "benign"]
+    ari = adjusted_rand_score([campaign[s] for s in attack], [clusters[s] for s in attack])
+    assert ari >= 0.9, ari
+    for cid in set(clusters.values()) - {-1}:       # no cluster mixes benign sessions into an attack cluster
+        members = Counter(campaign[s] for s in clusters if clusters[s] == cid)
+        assert len(members) == 1 or members.most_common(1)[0][1] >= 0.95 * sum(members.values()), members
+    profiles = con.execute("SELECT profile FROM cluster_profiles WHERE cluster_run_id = $r", {"r": run.cluster_run_id}).fetchall()
+    first = json.loads(profiles[0][0])
+    assert first["top_paths"] and first["distinguishing_features"] and first["typical_sessions"]
+    assert first["exemplar_requests"][0]["path"]
+
+
+def test_same_input_same_run(generated):
+    con, _, _ = generated
+    a = cluster_sessions(con, ClusterOptions(min_cluster_size=10, seed=3))
+    b = cluster_sessions(con, ClusterOptions(min_cluster_size=10, seed=3))
+    assert list(_clusters(con, a.cluster_run_id).items()) and _clusters(con, a.cluster_run_id) == _clusters(con, b.cluster_run_id)
+
+
+def test_late_campaigns_emerge_in_a_later_window(generated):
+    con, log, summary = generated
+    start = summary.start.replace(tzinfo=None)
+    span = (summary.end.replace(tzinfo=None) - start) / 4
+    runs = [cluster_sessions(con, ClusterOptions(since=start + i * span, until=start + (i + 1) * span + timedelta(seconds=1)))
+            for i in range(4)]
+    campaign = _campaign_of_sessions(con, log)
+    last = runs[-1]
+    clusters = _clusters(con, last.cluster_run_id)
+    emerging_campaigns = {Counter(campaign[s] for s, c in clusters.items() if c == cid).most_common(1)[0][0]
+                          for cid in last.emerging}
+    assert {"path_traversal", "cmd_injection"} <= emerging_campaigns
+    statuses = dict(con.execute("SELECT cluster_id, status FROM cluster_profiles WHERE cluster_run_id = $r",
+                                {"r": last.cluster_run_id}).fetchall())
+    assert set(statuses.values()) <= {"new", "growing", "stable", "fading"}
+
+
+def test_real_scanners_are_selected_and_never_merged_with_browsing(tmp_path, access_logs):
+    con = fresh_db(tmp_path)
+    for path in access_logs:
+        ingest(con, path, source=path.name)
+    update_derived(con)
+    run = cluster_sessions(con, ClusterOptions(min_cluster_size=5))
+    clusters = _clusters(con, run.cluster_run_id)
+    source_of = dict(con.execute("""SELECT session_id, any_value(s.name) FROM requests r JOIN sources s USING (source_id)
+                                   GROUP BY 1""").fetchall())
+    scanner_sessions = [s for s, src in source_of.items() if src.startswith("scanner_")
+                        and con.execute("SELECT n_requests FROM sessions WHERE session_id = $s", {"s": s}).fetchall()[0][0] > 100]
+    assert scanner_sessions and all(s in clusters for s in scanner_sessions)   # selected as suspicious
+    for s in scanner_sessions:
+        cid = clusters[s]
+        if cid >= 0:
+            mates = {source_of[o] for o, c in clusters.items() if c == cid}
+            assert all(m.startswith("scanner_") for m in mates), mates
+
+
+@pytest.mark.parametrize("case", ["empty window", "too few", "identical", "non-finite"])
+def test_edge_cases_give_a_defined_result(tmp_path, case):
+    con = fresh_db(tmp_path)
+    count = 3 if case == "too few" else 30
+    lines = [combined_line(f"10.0.{i // 250}.{i % 250}", at(i * 3600), "GET /wp-login.php?x=%27or%201=1 HTTP/1.1",
+                           agent="sqlmap/1.0") for i in range(count)]
+    ingest(con, write_log(tmp_path / "a.log", lines))
+    update_derived(con)
+    if case == "non-finite":
+        con.execute("UPDATE session_features SET iat_cv = 'nan'::DOUBLE, request_rate = 'inf'::DOUBLE")
+    options = ClusterOptions(min_cluster_size=5)
+    if case == "empty window":
+        options.since, options.until = datetime(2001, 1, 1), datetime(2001, 1, 2)
+    run = cluster_sessions(con, options)
+    stored = con.execute("SELECT n_selected, n_clusters, message FROM cluster_runs WHERE cluster_run_id = $r",
+                         {"r": run.cluster_run_id}).fetchall()[0]
+    if case == "empty window":
+        assert stored == (0, 0, "no sessions in the window")
+    elif case == "too few":
+        assert stored[0] == 3 and stored[1] == 0 and "fewer than min-cluster-size" in stored[2]
+    else:
+        assert run.n_selected == 30 and run.n_clusters <= 1 and (run.n_clusters == 1 or run.message)
