@@ -1,8 +1,8 @@
 """Emerging patterns: link each cluster to its predecessor in the previous run, and rate its growth.
 
 The previous run is the latest earlier run with the same selection whose window
-ends at or before this one starts (or, for runs without windows, the latest earlier
-run). Clusters are matched by the Jaccard similarity of their signatures — the
+ends at or before this one starts (a windowed run never follows an unbounded one);
+a run without a lower bound follows the latest earlier run. Clusters are matched by the Jaccard similarity of their signatures — the
 sets of their top path templates, parameter names and user agents — which do not
 depend on either run's feature scaling. Sizes are compared per hour of window when
 both windows are bounded.
@@ -43,7 +43,7 @@ def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, p
     previous = con.execute(
         """SELECT cluster_run_id, window_start, window_end FROM cluster_runs
            WHERE cluster_run_id < $run AND selection = $select
-             AND ($start IS NULL OR window_end IS NULL OR window_end <= $start)
+             AND ($start IS NULL OR (window_end IS NOT NULL AND window_end <= $start))
            ORDER BY coalesce(window_end, window_start) DESC NULLS LAST, cluster_run_id DESC LIMIT 1""",
         {"run": run_id, "select": options.select, "start": options.since}).fetchall()
     predecessors: list[tuple[int, int, set]] = []
