@@ -8,7 +8,10 @@ depend on either run's feature scaling. Sizes are compared per hour of window wh
 both windows are bounded.
 
 Status: ``new`` (no predecessor at similarity >= 0.25), ``growing`` (>= 1.5x),
-``fading`` (<= 0.67x), else ``stable``. Emerging = new, or growing at >= 2x.
+``fading`` (<= 0.67x), else ``stable``. Emerging = new, or growing at >= 2x; new
+clusters that started most recently come first. A run with no previous run compares
+the second half of its own time span with the first (a cluster with no session in
+the first half is new).
 """
 
 from __future__ import annotations
@@ -57,16 +60,22 @@ def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, p
         now_hours, then_hours = _hours(options.since, options.until), _hours(prev_start, prev_end)
         if now_hours and then_hours:
             scale = then_hours / now_hours
+    halves = _halves(con, run_id) if not previous else {}
     emerging = []
     for profile in profiles:
         mine = signature(profile)
         best = max(((cid, n, _jaccard(mine, sig)) for cid, n, sig in predecessors), key=lambda t: t[2], default=None)
-        if best is None or best[2] < MATCH_SIMILARITY:
-            status, growth, predecessor = "new", None, None
+        predecessor = None
+        if not previous:  # the first run: compare the second half of its own span with the first
+            early, late = halves.get(profile["cluster_id"], (0, 0))
+            growth = None if early == 0 else late / early
+            status = "new" if early == 0 else _status(growth)
+        elif best is None or best[2] < MATCH_SIMILARITY:
+            status, growth = "new", None
         else:
             predecessor = best[0]
             growth = profile["n_sessions"] * scale / best[1]
-            status = "growing" if growth >= GROWING else "fading" if growth <= FADING else "stable"
+            status = _status(growth)
         is_emerging = status == "new" or (growth is not None and growth >= EMERGING_GROWTH)
         if is_emerging:
             emerging.append((profile["cluster_id"], growth if growth is not None else float("inf"), profile["n_sessions"]))
@@ -77,5 +86,25 @@ def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, p
              "requests": profile["n_requests"], "first": profile["first_ts"], "last": profile["last_ts"],
              "status": status, "prev_run": prev_id if predecessor is not None else None, "prev": predecessor,
              "growth": growth, "emerging": is_emerging, "profile": profile_json(profile)})
-    emerging.sort(key=lambda item: (-item[1], -item[2]))
+    # new before growing; among new ones the most recent start first (what began late is what emerges)
+    first_ts = {p["cluster_id"]: p["first_ts"] for p in profiles}
+    emerging.sort(key=lambda item: (-item[1], -(first_ts[item[0]].timestamp() if first_ts[item[0]] else 0), -item[2]))
     return [cluster for cluster, _, _ in emerging]
+
+
+def _status(growth: float) -> str:
+    return "growing" if growth >= GROWING else "fading" if growth <= FADING else "stable"
+
+
+def _halves(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[int, tuple[int, int]]:
+    """Per cluster: sessions starting in the first and in the second half of the run's time span."""
+    rows = con.execute(
+        """WITH member AS (
+               SELECT c.cluster_id, s.start_ts FROM session_clusters c JOIN sessions s USING (session_id)
+               WHERE c.cluster_run_id = $run AND s.start_ts IS NOT NULL),
+           span AS (SELECT min(start_ts) AS lo, max(start_ts) AS hi FROM member)
+           SELECT cluster_id,
+                  count(*) FILTER (WHERE start_ts < lo + (hi - lo) / 2),
+                  count(*) FILTER (WHERE start_ts >= lo + (hi - lo) / 2)
+           FROM member, span WHERE cluster_id >= 0 GROUP BY 1""", {"run": run_id}).fetchall()
+    return {cluster: (early, late) for cluster, early, late in rows}

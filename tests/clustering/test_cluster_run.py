@@ -120,3 +120,17 @@ def test_edge_cases_give_a_defined_result(tmp_path, case):
         assert stored[0] == 3 and stored[1] == 0 and "fewer than min-cluster-size" in stored[2]
     else:
         assert run.n_selected == 30 and run.n_clusters <= 1 and (run.n_clusters == 1 or run.message)
+
+
+def test_a_single_run_lists_the_late_campaigns_first(generated):
+    con, log, _ = generated
+    for table in ("cluster_runs", "session_clusters", "cluster_profiles"):   # a first run: no predecessor
+        con.execute(f"DELETE FROM {table}")
+    fresh = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
+    campaign = _campaign_of_sessions(con, log)
+    clusters = _clusters(con, fresh.cluster_run_id)
+    names = [Counter(campaign[s] for s, c in clusters.items() if c == cid).most_common(1)[0][0] for cid in fresh.emerging]
+    late = {"path_traversal", "cmd_injection"}          # they start in the last quarter of the window
+    assert late <= set(names), names
+    until_both = max(names.index(n) for n in late)
+    assert set(names[:until_both + 1]) == late, names   # nothing else comes before them
