@@ -37,11 +37,19 @@ def _arrow_entropy(strings: pa.Array) -> pa.Array:
     return pa.array(out)
 
 
+def _create_function(con: duckdb.DuckDBPyConnection, name: str, *args, **kwargs) -> None:
+    # Connections to one file in one process share a database instance, and with it these functions.
+    try:
+        con.create_function(name, *args, **kwargs)
+    except duckdb.CatalogException:
+        pass
+
+
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:
-    con.create_function("waflens_entropy", _arrow_entropy, [VARCHAR], DOUBLE, type="arrow", null_handling="special")
-    con.create_function("waflens_decode_bytes", _decode_bytes, [BLOB], VARCHAR, null_handling="special")
-    con.create_function("waflens_url_decode_py", _python_url_decode, [VARCHAR, BOOLEAN], VARCHAR,
-                        null_handling="special")
+    _create_function(con, "waflens_entropy", _arrow_entropy, [VARCHAR], DOUBLE, type="arrow", null_handling="special")
+    _create_function(con, "waflens_decode_bytes", _decode_bytes, [BLOB], VARCHAR, null_handling="special")
+    _create_function(con, "waflens_url_decode_py", _python_url_decode, [VARCHAR, BOOLEAN], VARCHAR,
+                     null_handling="special")
     con.execute(
         """
         CREATE OR REPLACE TEMP MACRO waflens_url_decode(s, plus) AS

@@ -131,7 +131,8 @@ def compile_log_format(spec: str) -> LineFormat:
         if text.lower() == "nginx":
             return _compile("nginx", NGINX_COMBINED, _nginx_tokens(NGINX_COMBINED))
         return COMBINED
-    if _APACHE_HINT.search(text) or "%" in text and "$" not in text:
+    apache, nginx = len(_APACHE_HINT.findall(text)), len(_NGINX_VARIABLE.findall(text))
+    if apache >= nginx and (apache or "%" in text):    # '%2F' in an nginx spec is not a directive
         return _compile("apache", spec, _apache_tokens(text))
     return _compile("nginx", spec, _nginx_tokens(text))
 

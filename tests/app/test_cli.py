@@ -93,3 +93,5 @@ def test_demo_pipeline_without_app(tmp_path, monkeypatch):
     scorer = Scorer.load(tmp_path / "demo" / "models" / "request")
     assert scorer.score_request("GET", "/", {"User-Agent": "Mozilla/5.0"}).score_class != "error"
     SessionScorer.load(tmp_path / "demo" / "models" / "session")
+    con = connect(db, read_only=True)
+    assert con.execute("SELECT count(*) FROM cluster_runs").fetchall()[0][0] == 1
