@@ -45,6 +45,9 @@ except free text (request line, referer, user agent, headers), which is a lazy
 tolerates raw ``"`` inside it (``"GET /a"b HTTP/1.1"``, old nginx, scanners): it is
 tried strictly first and only widened when the strict reading fails, so well-formed
 lines parse exactly as the strict regex would.
+
+A group that takes no part in a match (COMBINED's optional vhost, referer, user agent,
+trailing) is ``''`` in DuckDB's ``regexp_extract`` and ``None`` in Python's ``re``.
 """
 
 from __future__ import annotations
@@ -71,8 +74,11 @@ _QUOTED_PATH = r'(?:[^"\\?\t\n\v\f\r ]|\\.)*'
 # Strict first; the lazy branch is only taken when the strict reading cannot match the line.
 _REQUEST = _QUOTED + "|.*?"
 
-# One regex for common, combined, vhost_combined (vhost or vhost:port first), IPv6
-# clients, '-' for status or bytes, and anything after the user agent (``trailing``).
+# One regex for common, combined, vhost_combined (vhost or vhost:port first, kept whole in
+# ``vhost``), IPv6 clients, '-' for status or bytes, and anything after the user agent
+# (``trailing``: nginx extras such as '"-" 0.123 upstream=...'). Text after the bytes is
+# only accepted behind a complete "referer" "user-agent" pair, so a line whose user agent
+# lost its closing quote is rejected rather than parsed with the tail in ``trailing``.
 _COMBINED_REGEX = (
     f"^(?:({_WORD}+) +)?({_WORD}+) +({_WORD}+) +({_WORD}+) +"
     r"\[([^\]]*)\] +"
@@ -89,7 +95,7 @@ COMBINED = LineFormat(
             "referer", "user_agent", "trailing"),
 )
 
-NGINX_COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+_NGINX_DEFAULT = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
                   '"$http_referer" "$http_user_agent"')
 
 _APACHE_FIELDS = {
@@ -99,7 +105,6 @@ _APACHE_FIELDS = {
 }
 _APACHE_IGNORED = set("AefIkLnoPRSXcx") | {"^ti", "^to", "^FB", "^FU"}
 _APACHE_DIRECTIVE = re.compile(r"%((?:[<>!,0-9]|\{[^}]*\})*)(\^[a-zA-Z]{2}|[a-zA-Z%])")
-_APACHE_HINT = re.compile(r"%(?:[<>!,0-9]|\{[^}]*\})*(?:\^[a-zA-Z]{2}|[a-zA-Z%])")
 
 _NGINX_FIELDS = {
     "remote_addr": "client_ip", "realip_remote_addr": "client_ip", "remote_user": "remote_user",
@@ -129,9 +134,9 @@ def compile_log_format(spec: str) -> LineFormat:
                           "an Apache LogFormat such as '%h %l %u %t \"%r\" %>s %b' or an nginx log_format")
     if text.lower() in _PRESETS:
         if text.lower() == "nginx":
-            return _compile("nginx", NGINX_COMBINED, _nginx_tokens(NGINX_COMBINED))
+            return _compile("nginx", _NGINX_DEFAULT, _nginx_tokens(_NGINX_DEFAULT))
         return COMBINED
-    apache, nginx = len(_APACHE_HINT.findall(text)), len(_NGINX_VARIABLE.findall(text))
+    apache, nginx = len(_APACHE_DIRECTIVE.findall(text)), len(_NGINX_VARIABLE.findall(text))
     if apache >= nginx and (apache or "%" in text):    # '%2F' in an nginx spec is not a directive
         return _compile("apache", spec, _apache_tokens(text))
     return _compile("nginx", spec, _nginx_tokens(text))
