@@ -10,8 +10,9 @@ sessions versus the first window in which a cluster of it is flagged emerging.
 Goals: ARI >= 0.9, every campaign F1 >= 0.85, >= 95% benign outside attack clusters,
 flagged in the first window with enough sessions.
 
-Scaling: synthetic session-feature rows replicated to N sessions (with noise), timed
-from features to stored profiles (matrix, HDBSCAN, profiles), with peak RSS.
+Scaling: about N real generated sessions (N x 34 requests), clustered with select=all,
+timed from session features to stored profiles (matrix, HDBSCAN, profiles), with the
+process's peak RSS (which includes generating and ingesting the traffic).
 """
 
 from __future__ import annotations
@@ -98,12 +99,13 @@ def _quality(requests: int, seed: int, min_cluster_size: int) -> dict:
             "sessions": run.n_sessions, "clusters": run.n_clusters}
 
 
-def _scaling(n: int) -> tuple[float, float]:
-    """Seconds from features to stored profiles for n sessions (replicated generated sessions)."""
+def _scaling(n: int) -> tuple[int, float, float, dict]:
+    """Seconds from session features to stored profiles for about n real generated sessions."""
+    import json
     import subprocess
 
     code = f"""
-import sys, time, resource, tempfile, numpy as np
+import sys, json, resource, tempfile
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
 from data.db import connect
@@ -114,25 +116,18 @@ from data.synthetic import generate_traffic
 from clustering.run import ClusterOptions, cluster_sessions
 tmp = Path(tempfile.mkdtemp())
 log = tmp / "t.log"
-generate_traffic(log, max(20000, {n} * 2), seed=1, attack_share=0.5)
+generate_traffic(log, {n} * 34, seed=1)          # about 34 requests per generated session
 con = connect(tmp / "s.duckdb")
 ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"scaling-key-0123456789"))
 update_derived(con)
-have = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
-# replicate sessions (new ids, jittered features) until there are n
-copies = -(-{n} // have)
-con.execute("CREATE TABLE sf2 AS SELECT * FROM session_features")
-for k in range(1, copies):
-    con.execute(f"INSERT INTO session_features SELECT session_id + {{k}} * 100000000, * EXCLUDE (session_id) FROM sf2")
-    con.execute(f"INSERT INTO sessions SELECT session_id + {{k}} * 100000000, * EXCLUDE (session_id) FROM sessions WHERE session_id < 100000000")
-con.execute(f"DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions ORDER BY session_id DESC LIMIT (SELECT count(*) - {n} FROM sessions))")
-started = time.perf_counter()
-cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
+print(json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  {{k: round(v, 2) for k, v in run.seconds.items()}}]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    seconds, rss = out.stdout.strip().splitlines()[-1].split()
-    return float(seconds), float(rss)
+    sessions, seconds, rss, stages = json.loads(out.stdout.strip().splitlines()[-1])
+    return sessions, seconds, rss, stages
 
 
 def main() -> None:
@@ -140,7 +135,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
     parser.add_argument("--min-cluster-size", type=int, default=10)
-    parser.add_argument("--scaling", type=int, nargs="*", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--scaling", type=int, nargs="*", default=[10_000, 30_000, 100_000, 300_000])
     args = parser.parse_args()
 
     results = [_quality(args.requests, seed, args.min_cluster_size) for seed in args.seeds]
@@ -156,10 +151,10 @@ def main() -> None:
         flags = "  ".join(f"{r['first_enough'].get(name, '-')}->{r['first_flagged'].get(name, '-')}" for r in results)
         print(f"{name:<22}" + "".join(f"{r['f1'].get(name, 0):>9.3f}" for r in results) + f"   {flags}")
     if args.scaling:
-        print(f"\n{'sessions':>10}{'seconds':>10}{'peak RSS MiB':>14}   (features -> stored profiles, select=all)")
+        print(f"\n{'sessions':>10}{'seconds':>10}{'peak RSS MiB':>14}   (features -> stored profiles, select=all; per stage)")
         for n in args.scaling:
-            seconds, rss = _scaling(n)
-            print(f"{n:>10,}{seconds:>10.1f}{rss:>14.0f}")
+            sessions, seconds, rss, stages = _scaling(n)
+            print(f"{sessions:>10,}{seconds:>10.1f}{rss:>14.0f}   {stages}")
     print("\ngoals: ARI >= 0.9, every F1 >= 0.85, benign outside attack clusters >= 0.95, "
           "flagged in the first window with enough sessions; 100k sessions <= 30 s, <= 4 GiB")
 

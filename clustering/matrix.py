@@ -21,7 +21,7 @@ from data.feature_spec import feature_names
 
 LOG_COMPRESSED = {"n_requests", "duration_s", "request_rate", "iat_mean", "iat_std", "max_payload_len",
                   "mean_attack_tokens", "distinct_params", "ua_changes"}
-MAX_TARGETS_PER_SESSION = 40
+MAX_TARGETS_PER_SESSION = 12
 CONTENT_WEIGHT = 1.5  # the content block's weight against the numeric block
 
 
@@ -69,7 +69,7 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
     documents = session_documents(con, session_ids)
     if len(session_ids) >= 3 and any(documents):
         try:
-            tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, max_features=20_000,
+            tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 4), min_df=2, max_features=8_192,
                                     sublinear_tf=True, dtype=np.float32).fit_transform(documents)
         except ValueError:  # no n-gram occurs twice
             tfidf = None

@@ -26,6 +26,9 @@ from clustering.matrix import build_matrix
 from clustering.select import suspicious_mask
 
 
+HDBSCAN_DIMENSIONS = 12
+
+
 @dataclass
 class ClusterOptions:
     since: datetime | None = None
@@ -144,13 +147,17 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
 
 def _hdbscan(X: np.ndarray, options: ClusterOptions):
     import hdbscan
+    from sklearn.decomposition import PCA
 
     unique = np.unique(X, axis=0)
     if len(unique) == 1:  # all sessions identical: one cluster, by definition
         return np.zeros(len(X), dtype=np.int64), np.ones(len(X)), np.zeros(len(X))
+    if X.shape[1] > HDBSCAN_DIMENSIONS and X.shape[0] > HDBSCAN_DIMENSIONS:
+        # kd-tree Boruvka is fast in a dozen dimensions, slow in forty
+        X = PCA(n_components=HDBSCAN_DIMENSIONS, random_state=options.seed).fit_transform(X)
     model = hdbscan.HDBSCAN(min_cluster_size=options.min_cluster_size,
                             min_samples=options.min_samples or min(options.min_cluster_size, 5),
-                            cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=1,
+                            cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=-1,
                             allow_single_cluster=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
