@@ -116,19 +116,19 @@ def perfect_scores(rows, feat, thr, val, depth, normaliser, out):
                 a5 += v[i5 - internal]
                 a6 += v[i6 - internal]
                 a7 += v[i7 - internal]
-            out[lo] = _normalise(a0, normaliser)
-            out[lo + 1] = _normalise(a1, normaliser)
-            out[lo + 2] = _normalise(a2, normaliser)
-            out[lo + 3] = _normalise(a3, normaliser)
-            out[lo + 4] = _normalise(a4, normaliser)
-            out[lo + 5] = _normalise(a5, normaliser)
-            out[lo + 6] = _normalise(a6, normaliser)
-            out[lo + 7] = _normalise(a7, normaliser)
+            out[lo] = normalise(a0, normaliser)
+            out[lo + 1] = normalise(a1, normaliser)
+            out[lo + 2] = normalise(a2, normaliser)
+            out[lo + 3] = normalise(a3, normaliser)
+            out[lo + 4] = normalise(a4, normaliser)
+            out[lo + 5] = normalise(a5, normaliser)
+            out[lo + 6] = normalise(a6, normaliser)
+            out[lo + 7] = normalise(a7, normaliser)
         else:
             for i in range(lo, n):
-                out[i] = _normalise(perfect_path_sum(rows[i], feat, thr, val, depth), normaliser)
+                out[i] = normalise(perfect_path_sum(rows[i], feat, thr, val, depth), normaliser)
 
 
 @numba.njit(cache=True, nogil=True)
-def _normalise(total, normaliser):
+def normalise(total, normaliser):
     return 1.0 if normaliser == 0.0 else 2.0 ** (-total / normaliser)

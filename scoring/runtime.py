@@ -84,6 +84,16 @@ def _user_agent_and_referer(headers) -> tuple[str, str | None]:
     return _header(headers, "user-agent") or "", _header(headers, "referer")
 
 
+def _load_forest(arrays: dict[str, np.ndarray]):
+    """(flat node arrays, perfect-tree layout, depth, normaliser) of an artifact's forest."""
+    forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
+              ("feature", "threshold", "left", "right", "value", "roots")}
+    depth = _depth_of(forest)
+    trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"], forest["right"],
+                           forest["value"], forest["roots"], depth)
+    return forest, trees, depth, float(arrays["forest_normaliser"])
+
+
 def _depth_of(forest: dict[str, np.ndarray]) -> int:
     """Depth of the deepest leaf over all trees (the perfect layout's depth)."""
     deepest = 0
@@ -135,12 +145,7 @@ class Scorer:
             raise ArtifactError("the artifact's feature list does not match this runtime: retrain or upgrade")
         self.feature_names = tuple(spec["names"])
         tables = build_token_tables(spec["lists"])
-        forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
-                  ("feature", "threshold", "left", "right", "value", "roots")}
-        self._normaliser = float(arrays["forest_normaliser"])
-        self._depth = _depth_of(forest)
-        self._trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"],
-                                     forest["right"], forest["value"], forest["roots"], self._depth)
+        forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
         sections = {
             "tok_offsets": tables.offsets, "tok_group": tables.group, "tok_by_first": tables.by_first,
             "tok_order": tables.order, "ext_offsets": tables.ext_offsets, "ext_class": tables.ext_class,
@@ -155,8 +160,7 @@ class Scorer:
             raise ArtifactError("more than 255 features: this runtime indexes features with one byte")
         self._compact_trees = (self._trees[0].astype(np.uint8), self._trees[1], self._trees[2])
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
-        thresholds = manifest["thresholds"]
-        self._thresholds = (thresholds["likely_clean"], thresholds["likely_attack"], thresholds["attack"])
+        self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "Scorer":
@@ -265,14 +269,8 @@ class SessionScorer:
         spec = manifest["feature_spec"]
         self.feature_names = tuple(spec["names"])
         self._tables = build_token_tables(spec["lists"])
-        forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
-                  ("feature", "threshold", "left", "right", "value", "roots")}
-        self._normaliser = float(arrays["forest_normaliser"])
-        self._depth = _depth_of(forest)
-        self._trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"],
-                                     forest["right"], forest["value"], forest["roots"], self._depth)
-        thresholds = manifest["thresholds"]
-        self._thresholds = (thresholds["likely_clean"], thresholds["likely_attack"], thresholds["attack"])
+        forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
+        self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
         self.tracker = SessionTracker(float(manifest["training"].get("gap_seconds", 1800.0)), max_clients, max_distinct)
 
     score_class = Scorer.score_class

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from scoring.forest_kernel import normalise, perfect_path_sum
 from scoring.profile_kernel import N_PROFILE_FEATURES, profile_deviations
 from scoring.request_kernel import N_REQUEST_FEATURES, request_features
 
@@ -67,7 +68,6 @@ def features_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has
 @numba.njit(cache=True, nogil=True)
 def score_row(row, feat, thr, val, depth, normaliser):
     """Score a feature row with the perfect-tree forest (float32 semantics, NaN as 0)."""
-    internal = 2 ** depth - 1
     x = np.empty(row.size, dtype=np.float32)
     for j in range(row.size):
         v = row[j]
@@ -78,17 +78,7 @@ def score_row(row, feat, thr, val, depth, normaliser):
         elif v < -_F32_MAX:
             v = -_F32_MAX
         x[j] = v
-    total = 0.0
-    for t in range(feat.shape[0]):
-        f = feat[t]
-        th = thr[t]
-        index = 0
-        for _ in range(depth):
-            index = 2 * index + 1 + (x[f[index]] > th[index])
-        total += val[t, index - internal]
-    if normaliser == 0.0:
-        return 1.0
-    return 2.0 ** (-total / normaliser)
+    return normalise(perfect_path_sum(x, feat, thr, val, depth), normaliser)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -78,29 +79,16 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     generic = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
     profile_features = out_of_fold_deviations(encoded, folds=options.folds, seed=options.seed)
     X = np.hstack([generic, profile_features])
-    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=min(options.max_samples, n),
-                             random_state=options.seed).fit(X.astype(np.float32))
-    flat = flatten_isolation_forest(forest)
+    fitted = _fit_forest(X, options)
     profiles = fit_profiles(encoded)
-    scores = np.empty(n)
-    depth = int(np.ceil(np.log2(max(forest.max_samples_, 2))))
-    trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
-    perfect_scores(sanitize(X), *trees, depth, flat.normaliser, scores)
-    quantiles = {str(q): float(np.quantile(scores, q)) for q in QUANTILES}
-    median = float(np.median(scores))
-    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
-    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
-    arrays = {f"forest_{k}": v for k, v in flat._asdict().items() if k != "normaliser"}
-    arrays["forest_normaliser"] = np.array(flat.normaliser)
+    arrays = fitted.arrays
     arrays.update({f"profile_{k}": v for k, v in profiles._asdict().items()})
-    arrays["feature_median"] = np.median(X, axis=0)
     first_ts, last_ts = con.execute(
         "SELECT min(ts), max(ts) FROM requests WHERE ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)",
         {"since": options.since, "until": options.until}).fetchall()[0]
     manifest = {
         "level": "request",
-        "model": {"kind": "isolation_forest", "n_estimators": options.n_estimators,
-                  "max_samples": forest.max_samples_, "seed": options.seed, "profile_folds": options.folds},
+        "model": {**fitted.model, "profile_folds": options.folds},
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": request_feature_names(),
                          "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
@@ -109,15 +97,44 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
                      # access logs carry no bodies: a model that never saw one must not judge one
                      "body_share": float(np.mean(generic[:, names.index("body_len")] > 0)),
                      "seconds": round(time.perf_counter() - started, 3)},
-        "score_quantiles": quantiles,
-        "thresholds": thresholds,
-        "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max()),
-                    "train_share_by_class": {name: float(np.mean(scores >= t)) for name, t in thresholds.items()}},
+        **fitted.summary,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "package_version": _package_version(),
     }
     write_artifact(out, arrays, manifest)
     return manifest
+
+
+class FittedForest(NamedTuple):
+    arrays: dict        # forest_* arrays and feature_median, for the artifact
+    model: dict         # the manifest's "model" entry
+    summary: dict       # score_quantiles, thresholds and metrics for the manifest
+
+
+def _fit_forest(X: np.ndarray, options: TrainingOptions) -> FittedForest:
+    """Fit the isolation forest, score the training rows as the runtime will, derive the thresholds."""
+    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=min(options.max_samples, len(X)),
+                             random_state=options.seed).fit(X.astype(np.float32))
+    flat = flatten_isolation_forest(forest)
+    depth = int(np.ceil(np.log2(max(forest.max_samples_, 2))))
+    trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
+    scores = np.empty(len(X))
+    perfect_scores(sanitize(X), *trees, depth, flat.normaliser, scores)
+    median = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
+    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
+    arrays = {f"forest_{k}": v for k, v in flat._asdict().items() if k != "normaliser"}
+    arrays["forest_normaliser"] = np.array(flat.normaliser)
+    arrays["feature_median"] = np.median(X, axis=0)
+    model = {"kind": "isolation_forest", "n_estimators": options.n_estimators, "max_samples": forest.max_samples_,
+             "seed": options.seed}
+    summary = {
+        "score_quantiles": {str(q): float(np.quantile(scores, q)) for q in QUANTILES},
+        "thresholds": thresholds,
+        "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max()),
+                    "train_share_by_class": {name: float(np.mean(scores >= t)) for name, t in thresholds.items()}},
+    }
+    return FittedForest(arrays, model, summary)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -148,30 +165,16 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             f"only {n} sessions in the training window; at least {MIN_TRAINING_SESSIONS} are needed "
             "(ingest more traffic or widen --since/--until)")
     X = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
-    forest = IsolationForest(n_estimators=options.n_estimators, max_samples=min(options.max_samples, n),
-                             random_state=options.seed).fit(X.astype(np.float32))
-    flat = flatten_isolation_forest(forest)
-    scores = np.empty(n)
-    depth = int(np.ceil(np.log2(max(forest.max_samples_, 2))))
-    trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
-    perfect_scores(sanitize(X), *trees, depth, flat.normaliser, scores)
-    median = float(np.median(scores))
-    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
-    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
-    arrays = {f"forest_{k}": v for k, v in flat._asdict().items() if k != "normaliser"}
-    arrays["forest_normaliser"] = np.array(flat.normaliser)
-    arrays["feature_median"] = np.median(X, axis=0)
+    fitted = _fit_forest(X, options)
+    arrays = fitted.arrays
     manifest = {
         "level": "session",
-        "model": {"kind": "isolation_forest", "n_estimators": options.n_estimators,
-                  "max_samples": forest.max_samples_, "seed": options.seed},
+        "model": fitted.model,
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": names, "request_features": feature_names("request"),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "sessions": n,
                      "gap_seconds": options.gap_minutes * 60.0, "seconds": round(time.perf_counter() - started, 3)},
-        "score_quantiles": {str(q): float(np.quantile(scores, q)) for q in QUANTILES},
-        "thresholds": thresholds,
-        "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max())},
+        **fitted.summary,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "package_version": _package_version(),
     }
