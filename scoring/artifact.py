@@ -54,6 +54,9 @@ def write_artifact(directory: str | os.PathLike, arrays: dict[str, np.ndarray], 
         manifest = {**manifest, "schema_version": ARTIFACT_SCHEMA_VERSION,
                     "files": {MODEL_FILE: sha256_of(staging / MODEL_FILE)}}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; workers often run as another user
         os.rename(staging, directory)
     except BaseException:
         for child in staging.glob("*"):
