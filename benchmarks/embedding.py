@@ -4,17 +4,17 @@
 
 Trains a 100-tree request model and a session model on generated traffic (as benchmarks/scoring.py
 does), then prints one table, each row with its same-run baseline where one exists:
-- start-up, each in a fresh process (``--child``): ``import scoring.runtime`` (baseline: numpy +
-  numba alone), ``Scorer.load`` + warm-up with a warm numba cache and with an empty one
+- start-up, each in a fresh process (``--child``): ``import scoring.runtime`` (baseline: numba and
+  numpy alone), ``Scorer.load`` + warm-up with a warm numba cache and with an empty one
   (``WAFLENS_NUMBA_CACHE_DIR`` at a fresh directory);
 - ``score_request`` p50 / p99 over generated requests: GET, POST with an 8 KB form body (the model is
   told to use bodies: one trained on access logs skips them), ``explain=True`` (baseline: GET);
 - ``ModelWatcher.maybe_reload()`` not due, and due with nothing changed (check_interval=0);
 - WSGI / ASGI middleware overhead excluding scoring: the middleware with a stub scorer around a
   trivial app, driven in-process, minus the bare app on the same prepared requests;
-- memory: RSS growth of ``Scorer.load`` in a fresh process (tracemalloc: what Python and numpy hold),
-  and of a ``SessionScorer`` tracking ``--clients`` distinct clients (3 requests each) per client,
-  with the time of each ``SessionScorer.score_request``.
+- memory, in fresh processes: RSS growth of ``Scorer.load`` after the import (and the model's arrays
+  in it); RSS growth of a ``SessionScorer`` tracking ``--clients`` distinct clients (3 requests
+  each) divided by ``--clients``, with the time of each ``SessionScorer.score_request``.
 Latencies are medians over ``--repeat`` rounds of each round's p50 / p99; loop totals are medians.
 """
 
@@ -59,16 +59,12 @@ def _child(kind: str, args: list[str]) -> dict:
         cls.load(args[0])
         return {"seconds": time.perf_counter() - started}
     if kind == "memory":
-        import tracemalloc
-
         gc.collect()
         before = _rss_mb()
-        tracemalloc.start()
         scorer = runtime.Scorer.load(args[0])
         gc.collect()
-        traced = tracemalloc.get_traced_memory()[0] / 2**20
-        tracemalloc.stop()
-        return {"rss_mb": _rss_mb() - before, "traced_mb": traced, "total_mb": _rss_mb(), "ok": scorer is not None}
+        arrays = [scorer._median, *scorer._trees, *scorer._compact_trees, *scorer._packed[:4]]
+        return {"rss_mb": _rss_mb() - before, "arrays_mb": sum(a.nbytes for a in arrays) / 2**20, "total_mb": _rss_mb()}
     if kind == "sessions":
         return _sessions(runtime.SessionScorer.load(args[0]), json.loads(Path(args[1]).read_text()), int(args[2]))
     raise SystemExit(f"unknown child {kind!r}")
@@ -297,7 +293,7 @@ def main() -> None:
         row("Scorer.load + warm-up, cache empty", cold_load, "s", "cache warm", warm_load)
         memory = fresh("memory", str(request_model))
         row("memory of a loaded Scorer, RSS growth", median(memory, "rss_mb"), "MB")
-        row("  of which Python/numpy objects (tracemalloc)", median(memory, "traced_mb"), "MB")
+        row("  of which the model's arrays", median(memory, "arrays_mb"), "MB")
         row("  process RSS after import + load", median(memory, "total_mb"), "MB")
 
         # score_request, in this process

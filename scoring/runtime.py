@@ -270,6 +270,7 @@ class SessionScorer:
         self.feature_names = tuple(spec["names"])
         self._tables = build_token_tables(spec["lists"])
         forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
+        self._compact_trees = (self._trees[0].astype(np.uint8), self._trees[1], self._trees[2])
         self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
         self.tracker = SessionTracker(float(manifest["training"].get("gap_seconds", 1800.0)), max_clients, max_distinct)
 
@@ -311,10 +312,8 @@ class SessionScorer:
         self.tracker.observe_response(client, status)
 
     def score_features(self, row: np.ndarray) -> float:
-        x = sanitize(np.asarray(row, dtype=np.float64)[None, :])
-        out = np.empty(1)
-        perfect_scores(x, *self._trees, self._depth, self._normaliser, out)
-        return float(out[0])
+        # single-threaded on purpose: a parallel kernel per request would wake numba's thread pool
+        return score_row(np.asarray(row, dtype=np.float64), *self._compact_trees, self._depth, self._normaliser)
 
     def score_request(self, method, target, headers=None, body=b"", client=None, ts=None) -> ScoreResult:
         try:
