@@ -56,28 +56,49 @@ def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -
 
 
 def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeric: np.ndarray,
-                 n_components: int = 16, seed: int = 0) -> SessionMatrix:
+                 n_components: int = 16, seed: int = 0, extra_ids: np.ndarray | None = None,
+                 extra_numeric: np.ndarray | None = None) -> tuple[SessionMatrix, np.ndarray | None]:
+    """The matrix of ``session_ids`` (transforms fitted on them) and, when given, of further sessions
+    placed in the same space with the same fitted transforms (for assigning them to a run's clusters)."""
     names = feature_names("session")
-    values = np.nan_to_num(np.asarray(numeric, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    transformed = values.copy()
-    for j, name in enumerate(names):
-        if name in LOG_COMPRESSED:
-            transformed[:, j] = np.log1p(np.maximum(transformed[:, j], 0.0))
-    scaled = RobustScaler(quantile_range=(10.0, 90.0)).fit_transform(transformed)
-    scaled = np.clip(scaled, -20, 20)
-    blocks, block_names = [scaled], list(names)
+    scaler = RobustScaler(quantile_range=(10.0, 90.0))
+    values = _clean(numeric)
+    scaled = np.clip(scaler.fit_transform(_compress(values, names)), -20, 20)
+    extra_scaled = None if extra_ids is None else np.clip(scaler.transform(_compress(_clean(extra_numeric), names)), -20, 20)
+    blocks, extra_blocks, block_names = [scaled], [extra_scaled], list(names)
     documents = session_documents(con, session_ids)
     if len(session_ids) >= 3 and any(documents):
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 4), min_df=2, max_features=8_192,
+                                     sublinear_tf=True, dtype=np.float32)
         try:
-            tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 4), min_df=2, max_features=8_192,
-                                    sublinear_tf=True, dtype=np.float32).fit_transform(documents)
+            tfidf = vectorizer.fit_transform(documents)
         except ValueError:  # no n-gram occurs twice
             tfidf = None
         if tfidf is not None and tfidf.shape[1] > 2:
             k = min(n_components, tfidf.shape[1] - 1, len(session_ids) - 1)
-            content = TruncatedSVD(n_components=k, random_state=seed).fit_transform(tfidf)
-            norms = np.linalg.norm(content, axis=1, keepdims=True)
-            content = np.divide(content, norms, out=np.zeros_like(content), where=norms > 0)
-            blocks.append(CONTENT_WEIGHT * np.sqrt(scaled.shape[1] / k) * content)
+            svd = TruncatedSVD(n_components=k, random_state=seed)
+            weight = CONTENT_WEIGHT * np.sqrt(scaled.shape[1] / k)
+            blocks.append(weight * _unit_rows(svd.fit_transform(tfidf)))
+            if extra_ids is not None:
+                extra_tfidf = vectorizer.transform(session_documents(con, extra_ids))
+                extra_blocks.append(weight * _unit_rows(svd.transform(extra_tfidf)))
             block_names += [f"content_{i}" for i in range(k)]
-    return SessionMatrix(np.asarray(session_ids), values, np.hstack(blocks), block_names)
+    matrix = SessionMatrix(np.asarray(session_ids), values, np.hstack(blocks), block_names)
+    return matrix, (None if extra_ids is None else np.hstack(extra_blocks))
+
+
+def _clean(numeric) -> np.ndarray:
+    return np.nan_to_num(np.asarray(numeric, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _compress(values: np.ndarray, names: list[str]) -> np.ndarray:
+    out = values.copy()
+    for j, name in enumerate(names):
+        if name in LOG_COMPRESSED:
+            out[:, j] = np.log1p(np.maximum(out[:, j], 0.0))
+    return out
+
+
+def _unit_rows(content: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(content, axis=1, keepdims=True)
+    return np.divide(content, norms, out=np.zeros_like(content), where=norms > 0)

@@ -102,7 +102,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
                    "all are noise (lower --min-cluster-size or widen the window)")
     else:
         step = time.perf_counter()
-        matrix = build_matrix(con, selected_ids, selected, options.svd_components, options.seed)
+        matrix, _ = build_matrix(con, selected_ids, selected, options.svd_components, options.seed)
         timings["matrix"] = time.perf_counter() - step
         step = time.perf_counter()
         labels, probabilities, outliers = _hdbscan(matrix.X, options)
@@ -145,16 +145,23 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
                       timings)
 
 
+def reduce_for_hdbscan(X: np.ndarray, seed: int, extra: np.ndarray | None = None):
+    """kd-tree Boruvka is fast in a dozen dimensions, slow in forty: PCA fitted on X (and applied to extra)."""
+    from sklearn.decomposition import PCA
+
+    if X.shape[1] <= HDBSCAN_DIMENSIONS or X.shape[0] <= HDBSCAN_DIMENSIONS:
+        return X, extra
+    pca = PCA(n_components=HDBSCAN_DIMENSIONS, random_state=seed).fit(X)
+    return pca.transform(X), (None if extra is None else pca.transform(extra))
+
+
 def _hdbscan(X: np.ndarray, options: ClusterOptions):
     import hdbscan
-    from sklearn.decomposition import PCA
 
     unique = np.unique(X, axis=0)
     if len(unique) == 1:  # all sessions identical: one cluster, by definition
         return np.zeros(len(X), dtype=np.int64), np.ones(len(X)), np.zeros(len(X))
-    if X.shape[1] > HDBSCAN_DIMENSIONS and X.shape[0] > HDBSCAN_DIMENSIONS:
-        # kd-tree Boruvka is fast in a dozen dimensions, slow in forty
-        X = PCA(n_components=HDBSCAN_DIMENSIONS, random_state=options.seed).fit_transform(X)
+    X, _ = reduce_for_hdbscan(X, options.seed)
     model = hdbscan.HDBSCAN(min_cluster_size=options.min_cluster_size,
                             min_samples=options.min_samples or min(options.min_cluster_size, 5),
                             cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=-1,

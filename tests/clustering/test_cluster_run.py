@@ -134,3 +134,23 @@ def test_a_single_run_lists_the_late_campaigns_first(generated):
     assert late <= set(names), names
     until_both = max(names.index(n) for n in late)
     assert set(names[:until_both + 1]) == late, names   # nothing else comes before them
+
+
+def test_assignment_agrees_with_the_fit_and_places_later_sessions(generated):
+    from clustering.assign import assign_sessions
+
+    con, log, summary = generated
+    start = summary.start.replace(tzinfo=None)
+    cut = start + (summary.end.replace(tzinfo=None) - start) * 0.7
+    run = cluster_sessions(con, ClusterOptions(until=cut, min_cluster_size=10))
+    fitted = _clusters(con, run.cluster_run_id)
+    assert assign_sessions(con, run.cluster_run_id, list(fitted)) == fitted          # the fit, exactly
+    assert assign_sessions(con, run.cluster_run_id, list(fitted)) == fitted          # and deterministic
+    campaign = _campaign_of_sessions(con, log)
+    majority = {cid: Counter(campaign[s] for s, c in fitted.items() if c == cid).most_common(1)[0][0]
+                for cid in set(fitted.values()) if cid >= 0}
+    later = [s for (s,) in con.execute("SELECT session_id FROM sessions WHERE start_ts >= $c", {"c": cut}).fetchall()
+             if campaign[s] in set(majority.values()) - {"benign"}]
+    assigned = assign_sessions(con, run.cluster_run_id, later)
+    placed = [s for s in later if assigned[s] >= 0]
+    assert placed and all(majority[assigned[s]] == campaign[s] for s in placed)

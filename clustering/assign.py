@@ -1,0 +1,74 @@
+"""Assigning sessions to an existing cluster run, deterministically and in agreement with the fit.
+
+HDBSCAN's ``approximate_predict`` is known to disagree with the fit, so we do not
+use it. The run's feature space is rebuilt exactly — the same member sessions, the
+same seeded transforms (scaler, TF-IDF, SVD, PCA) — and a session joins the
+cluster of its nearest member, if it is no farther from it than that cluster's
+members are from each other (its largest nearest-neighbour distance); otherwise it
+is noise (-1). A member assigned again gets its own fitted label: its nearest
+member is itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from clustering.matrix import build_matrix
+from clustering.run import reduce_for_hdbscan
+from data.errors import InputError
+from data.feature_spec import feature_names
+
+
+def _features(con, session_ids: np.ndarray) -> np.ndarray:
+    names = feature_names("session")
+    con.register("wanted", {"session_id": session_ids, "position": np.arange(len(session_ids))})
+    try:
+        rows = con.execute(f"""SELECT {", ".join("f." + n for n in names)} FROM wanted w
+                               JOIN session_features f USING (session_id) ORDER BY w.position""").fetchall()
+    finally:
+        con.unregister("wanted")
+    if len(rows) != len(session_ids):
+        raise InputError("some sessions have no features: run `waflens sessionize` first")
+    return np.array(rows, dtype=np.float64).reshape(len(session_ids), len(names))
+
+
+def assign_sessions(con: duckdb.DuckDBPyConnection, cluster_run_id: int, session_ids) -> dict[int, int]:
+    """Cluster id (or -1) for each session, in the space of run ``cluster_run_id``."""
+    found = con.execute("SELECT params FROM cluster_runs WHERE cluster_run_id = $r", {"r": cluster_run_id}).fetchall()
+    if not found:
+        raise InputError(f"no cluster run {cluster_run_id}: see `waflens cluster`")
+    params = json.loads(found[0][0])
+    members = con.execute("""SELECT session_id, cluster_id FROM session_clusters WHERE cluster_run_id = $r
+                             ORDER BY session_id""", {"r": cluster_run_id}).fetchall()
+    wanted = np.asarray(list(session_ids), dtype=np.int64)
+    if not members or len(wanted) == 0:
+        return {int(s): -1 for s in wanted}
+    member_ids = np.array([m[0] for m in members], dtype=np.int64)
+    labels = np.array([m[1] for m in members], dtype=np.int64)
+    matrix, extra = build_matrix(con, member_ids, _features(con, member_ids), params["svd_components"], params["seed"],
+                                 extra_ids=wanted, extra_numeric=_features(con, wanted))
+    X, Y = reduce_for_hdbscan(matrix.X, params["seed"], extra)
+    radius = _cluster_radii(X, labels)
+    distance, index = NearestNeighbors(n_neighbors=1).fit(X).kneighbors(Y)
+    nearest = labels[index[:, 0]]
+    out = {}
+    for session, label, d in zip(wanted, nearest, distance[:, 0]):
+        out[int(session)] = int(label) if label >= 0 and d <= radius.get(int(label), 0.0) + 1e-12 else -1
+    return out
+
+
+def _cluster_radii(X: np.ndarray, labels: np.ndarray) -> dict[int, float]:
+    """Per cluster, the largest distance from a member to its nearest fellow member."""
+    radii = {}
+    for cluster in np.unique(labels[labels >= 0]):
+        points = X[labels == cluster]
+        if len(points) < 2:
+            radii[int(cluster)] = 0.0
+            continue
+        d, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+        radii[int(cluster)] = float(d[:, 1].max())
+    return radii
