@@ -257,6 +257,32 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 
 
 @cli.command()
+@click.argument("cluster_id", type=int)
+@click.option("--verdict", type=click.Choice(["malicious", "suspicious", "benign"]), required=True)
+@click.option("--family", required=True, help="Attack family (sqli, xss, path_traversal, cmd_injection, ssrf, xxe, "
+                                              "ssti, scanner, credential_stuffing, scraping, benign, other).")
+@click.option("--note", default=None)
+@click.option("--run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
+@click.option("--reject", is_flag=True, help="Record a rejection of the current label instead of a confirmation.")
+@click.option("--analyst", default=None, help="Who labels [default: the login name].")
+@pass_context
+def label(obj: Context, cluster_id: int, verdict: str, family: str, note: str | None, cluster_run_id: int | None,
+          reject: bool, analyst: str | None) -> None:
+    """Record an analyst's label for a cluster (an append-only event; the latest one counts)."""
+    from labeling.labels import latest_run, record_label
+
+    con = obj.connect()
+    try:
+        run = cluster_run_id or latest_run(con)
+        event = record_label(con, run, cluster_id, family=family, verdict=verdict,
+                             source="rejected" if reject else "confirmed", analyst=analyst, note=note)
+    finally:
+        con.close()
+    obj.emit({"label_event_id": event, "cluster_run_id": run, "cluster_id": cluster_id, "family": family,
+              "verdict": verdict}, f"label event {event}: cluster {cluster_id} of run {run} is {verdict} ({family})")
+
+
+@cli.command()
 @click.option("--older-than-days", type=float, default=None,
               help="Delete traffic older than this [default: $WAFLENS_RETENTION_DAYS].")
 @pass_context
