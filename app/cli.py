@@ -257,6 +257,28 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 
 
 @cli.command()
+@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER or offline].")
+@click.option("--cluster-run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
+@pass_context
+def summarize(obj: Context, provider: str | None, cluster_run_id: int | None) -> None:
+    """Propose a label for every cluster of a run (emerging first) from its evidence."""
+    from labeling.labels import latest_run
+    from labeling.summarize import summarize_run
+
+    provider = provider or os.environ.get("WAFLENS_LLM_PROVIDER") or "offline"
+    con = obj.connect()
+    try:
+        run = cluster_run_id or latest_run(con)
+        results = summarize_run(con, run, provider)
+    finally:
+        con.close()
+    lines = [f"cluster {r['cluster_id']}: {r['verdict']} {r['family']} (confidence {r['confidence']}, {r['status']}"
+             + (", prompt injection in the traffic" if r["prompt_injection_detected"] else "") + ")" for r in results]
+    obj.emit({"cluster_run_id": run, "provider": provider, "clusters": results},
+             "\n".join(lines) or f"run {run} has no clusters")
+
+
+@cli.command()
 @click.argument("cluster_id", type=int)
 @click.option("--verdict", type=click.Choice(["malicious", "suspicious", "benign"]), required=True)
 @click.option("--family", required=True, help="Attack family (sqli, xss, path_traversal, cmd_injection, ssrf, xxe, "

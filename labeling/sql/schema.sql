@@ -18,3 +18,17 @@ SELECT * EXCLUDE (k) FROM (
     SELECT *, row_number() OVER (PARTITION BY cluster_run_id, cluster_id ORDER BY label_event_id DESC) AS k
     FROM label_events
 ) WHERE k = 1;
+
+CREATE TABLE IF NOT EXISTS cluster_summaries (
+    cluster_run_id BIGINT NOT NULL,
+    cluster_id     INTEGER NOT NULL,
+    provider       VARCHAR NOT NULL,
+    model          VARCHAR NOT NULL,
+    evidence_hash  VARCHAR NOT NULL,       -- responses are cached by it
+    status         VARCHAR NOT NULL,       -- ok | unverified | error: <why>
+    summary        VARCHAR,                -- JSON of labeling.summary.Summary
+    tokens         BIGINT NOT NULL,
+    cost_usd       DOUBLE NOT NULL,
+    seconds        DOUBLE NOT NULL,
+    created_at     TIMESTAMP NOT NULL
+);
