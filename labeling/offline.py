@@ -82,6 +82,9 @@ class OfflineSummarizer:
         if not hits and "request_rate" in fast and fast["request_rate"]["effect_size"] > 1 \
                 and "static_ratio" in fast and fast["static_ratio"]["cluster_mean"] == 0:
             scores["scraping"] += 3
+        tools = [t for t in TOOL_AGENTS if t in agents]
+        if not scores and tools:  # a scripted client that neither injects nor probes: harvesting content
+            scores["scraping"] += 3
         family, score = scores.most_common(1)[0] if scores else ("benign", 0)
         runner_up = scores.most_common(2)[1][1] if len(scores) > 1 else 0
         verdict = "benign" if family == "benign" else ("suspicious" if family in ("scraping",) else "malicious")
@@ -90,7 +93,6 @@ class OfflineSummarizer:
                       for q in dict.fromkeys(hits.get(family, []))][:5]
         indicators += [Indicator(evidence=p, description="probe of a sensitive path") for p in scanner_paths[:3]
                        if family == "scanner" and p in text]
-        tools = [t for t in TOOL_AGENTS if t in agents]
         if tools:
             quoted = _quote(lower, text, tools[0])
             if quoted:
