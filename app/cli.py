@@ -382,6 +382,7 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
             continue
         ctx.invoke(train, level=level, since=None, until=None, out=model, trees=100, seed=0)
     ctx.invoke(cluster, since=None, until=None, min_cluster_size=10, selection="suspicious", seed=0)
+    ctx.invoke(summarize, provider="offline", cluster_run_id=None)
     if not no_app:
         ctx.invoke(app, port=port, headless=True)
 

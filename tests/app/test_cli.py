@@ -95,3 +95,5 @@ def test_demo_pipeline_without_app(tmp_path, monkeypatch):
     SessionScorer.load(tmp_path / "demo" / "models" / "session")
     con = connect(db, read_only=True)
     assert con.execute("SELECT count(*) FROM cluster_runs").fetchall()[0][0] == 1
+    clusters = con.execute("SELECT count(*) FROM cluster_profiles").fetchall()[0][0]
+    assert con.execute("SELECT count(*) FROM current_labels WHERE source = 'suggested'").fetchall()[0][0] == clusters > 0
