@@ -140,12 +140,14 @@ class ReplayInput:
         self._stream = stream
         self._remaining = remaining   # bytes of the body still in the stream; None = unknown (read to EOF)
 
-    def _from_stream(self, size: int) -> bytes:
+    def _from_stream(self, size: int, method: str = "read") -> bytes:
+        """read/readline on the stream, never past the body's declared length."""
         if self._remaining is not None:
             size = self._remaining if size < 0 else min(size, self._remaining)
             if size == 0:
                 return b""
-        data = self._stream.read(size) if size >= 0 else self._stream.read()
+        call = getattr(self._stream, method)
+        data = call(size) if size >= 0 else call()
         if self._remaining is not None:
             self._remaining -= len(data)
         return data
@@ -169,18 +171,9 @@ class ReplayInput:
             line, self._prefix = self._prefix[:end], self._prefix[end:]
             if line.endswith(b"\n") or self._prefix or len(line) == size:
                 return line
-            return line + self._readline_stream(-1 if size < 0 else size - len(line))
-        return self._readline_stream(size)
+            return line + self._from_stream(-1 if size < 0 else size - len(line), "readline")
+        return self._from_stream(size, "readline")
 
-    def _readline_stream(self, size: int) -> bytes:
-        if self._remaining is not None:
-            size = self._remaining if size < 0 else min(size, self._remaining)
-            if size == 0:
-                return b""
-        line = self._stream.readline(size) if size >= 0 else self._stream.readline()
-        if self._remaining is not None:
-            self._remaining -= len(line)
-        return line
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines, total = [], 0

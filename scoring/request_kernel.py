@@ -156,12 +156,23 @@ def _lower(b):
 
 
 @numba.njit(cache=True, nogil=True)
+def _token_at(text, i, tables_data, tables_offsets, t):
+    """True when token t occurs in text at position i (its first byte already matched)."""
+    a = tables_offsets[t]
+    length = tables_offsets[t + 1] - a
+    if i + length > text.size:
+        return False
+    for j in range(1, length):
+        if text[i + j] != tables_data[a + j]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
 def _count_groups(text, tables_data, tables_offsets, tables_group, by_first, order, counts, only_group):
     """Add to counts[group] the non-overlapping occurrences of each token (per token, left to right)."""
-    n_tokens = tables_group.size
-    next_free = np.zeros(n_tokens, dtype=np.int64)
-    n = text.size
-    for i in range(n):
+    next_free = np.zeros(tables_group.size, dtype=np.int64)
+    for i in range(text.size):
         b = text[i]
         for k in range(by_first[b], by_first[b + 1]):
             t = order[k]
@@ -170,41 +181,18 @@ def _count_groups(text, tables_data, tables_offsets, tables_group, by_first, ord
                 continue
             if only_group < 0 and (g == TRAVERSAL or g == TEMPLATE or g == SCHEME or g >= TOOL_UA):
                 continue
-            if i < next_free[t]:
-                continue
-            a = tables_offsets[t]
-            length = tables_offsets[t + 1] - a
-            if i + length > n:
-                continue
-            match = True
-            for j in range(1, length):
-                if text[i + j] != tables_data[a + j]:
-                    match = False
-                    break
-            if match:
+            if i >= next_free[t] and _token_at(text, i, tables_data, tables_offsets, t):
                 counts[g] += 1
-                next_free[t] = i + length
+                next_free[t] = i + tables_offsets[t + 1] - tables_offsets[t]
 
 
 @numba.njit(cache=True, nogil=True)
 def _contains_group(text, tables_data, tables_offsets, tables_group, by_first, order, group):
-    n = text.size
-    for i in range(n):
+    for i in range(text.size):
         b = text[i]
         for k in range(by_first[b], by_first[b + 1]):
             t = order[k]
-            if tables_group[t] != group:
-                continue
-            a = tables_offsets[t]
-            length = tables_offsets[t + 1] - a
-            if i + length > n:
-                continue
-            match = True
-            for j in range(1, length):
-                if text[i + j] != tables_data[a + j]:
-                    match = False
-                    break
-            if match:
+            if tables_group[t] == group and _token_at(text, i, tables_data, tables_offsets, t):
                 return True
     return False
 
