@@ -258,9 +258,10 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 
 @cli.command()
 @click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER or offline].")
+@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL].")
 @click.option("--cluster-run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
 @pass_context
-def summarize(obj: Context, provider: str | None, cluster_run_id: int | None) -> None:
+def summarize(obj: Context, provider: str | None, model: str | None, cluster_run_id: int | None) -> None:
     """Propose a label for every cluster of a run (emerging first) from its evidence."""
     from labeling.labels import latest_run
     from labeling.summarize import summarize_run
@@ -269,10 +270,11 @@ def summarize(obj: Context, provider: str | None, cluster_run_id: int | None) ->
     con = obj.connect()
     try:
         run = cluster_run_id or latest_run(con)
-        results = summarize_run(con, run, provider)
+        results = summarize_run(con, run, provider, **({"model": model} if model and provider == "openai" else {}))
     finally:
         con.close()
-    lines = [f"cluster {r['cluster_id']}: {r['verdict']} {r['family']} (confidence {r['confidence']}, {r['status']}"
+    lines = [f"cluster {r['cluster_id']}: {r['status']}" if r["status"].startswith("error") else
+             f"cluster {r['cluster_id']}: {r['verdict']} {r['family']} (confidence {r['confidence']}, {r['status']}"
              + (", prompt injection in the traffic" if r["prompt_injection_detected"] else "") + ")" for r in results]
     obj.emit({"cluster_run_id": run, "provider": provider, "clusters": results},
              "\n".join(lines) or f"run {run} has no clusters")
@@ -382,7 +384,7 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
             continue
         ctx.invoke(train, level=level, since=None, until=None, out=model, trees=100, seed=0)
     ctx.invoke(cluster, since=None, until=None, min_cluster_size=10, selection="suspicious", seed=0)
-    ctx.invoke(summarize, provider="offline", cluster_run_id=None)
+    ctx.invoke(summarize, provider="offline", model=None, cluster_run_id=None)
     if not no_app:
         ctx.invoke(app, port=port, headless=True)
 

@@ -8,6 +8,7 @@ edit or reject. A provider failure is a status on that cluster, never a crash.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 
@@ -16,17 +17,30 @@ import duckdb
 from labeling.evidence import build_evidence, evidence_hash
 from labeling.labels import ensure_label_schema, record_label
 from labeling.offline import OfflineSummarizer
+from labeling.summary import Summary
 
-PROVIDERS = {"offline": OfflineSummarizer}
+PROVIDERS = ("offline", "openai")
 
 
-def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider: str = "offline") -> list[dict]:
-    if provider not in PROVIDERS:
-        from data.errors import ConfigError
+def make_summarizer(provider: str, **options):
+    if provider == "offline":
+        return OfflineSummarizer()
+    if provider == "openai":
+        from labeling.openai_provider import OpenAISummarizer
 
-        raise ConfigError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
+        return OpenAISummarizer(**options)
+    from data.errors import ConfigError
+
+    raise ConfigError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
+
+
+def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider: str = "offline",
+                  **provider_options) -> list[dict]:
+    from labeling.openai_provider import ProviderError
+
     ensure_label_schema(con)
-    summarizer = PROVIDERS[provider]()
+    summarizer = make_summarizer(provider, **provider_options)
+    price = float(os.environ.get("WAFLENS_LLM_USD_PER_1K_TOKENS", "0") or 0)
     clusters = con.execute(
         """SELECT cluster_id FROM cluster_profiles WHERE cluster_run_id = $r
            ORDER BY emerging DESC, last_ts DESC NULLS LAST, cluster_id""", {"r": cluster_run_id}).fetchall()
@@ -36,20 +50,23 @@ def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider:
         pack = build_evidence(con, cluster_run_id, cluster_id)
         digest = evidence_hash(pack)
         cached = con.execute("""SELECT status, summary FROM cluster_summaries
-                                WHERE evidence_hash = $h AND provider = $p AND model = $m AND status <> 'error'
+                                WHERE evidence_hash = $h AND provider = $p AND model = $m AND summary IS NOT NULL
                                 ORDER BY created_at DESC LIMIT 1""",
                              {"h": digest, "p": summarizer.name, "m": summarizer.model}).fetchall()
+        tokens = 0
         if cached:
-            from labeling.summary import Summary
-
             summary = Summary.model_validate_json(cached[0][1])
         else:
-            summary = summarizer.summarize(pack)
-        con.execute(
-            """INSERT INTO cluster_summaries VALUES ($r, $c, $p, $m, $h, $status, $summary, 0, 0.0, $s, $at)""",
-            {"r": cluster_run_id, "c": cluster_id, "p": summarizer.name, "m": summarizer.model, "h": digest,
-             "status": summary.status, "summary": summary.model_dump_json(), "s": time.perf_counter() - started,
-             "at": datetime.now(timezone.utc).replace(tzinfo=None)})
+            try:
+                summary = summarizer.summarize(pack)
+                tokens = getattr(summarizer, "last_tokens", 0)
+            except ProviderError as error:
+                _store(con, cluster_run_id, cluster_id, summarizer, digest, error.status, None, 0, 0.0, started)
+                results.append({"cluster_id": cluster_id, "family": None, "verdict": None, "confidence": None,
+                                "status": error.status, "prompt_injection_detected": False, "cached": False})
+                continue
+        _store(con, cluster_run_id, cluster_id, summarizer, digest, summary.status, summary.model_dump_json(),
+               tokens, tokens / 1000 * price, started)
         record_label(con, cluster_run_id, cluster_id, family=summary.family, verdict=summary.verdict,
                      source="suggested", analyst=f"{summarizer.name}:{summarizer.model}",
                      note=summary.title)
@@ -57,3 +74,11 @@ def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider:
                         "confidence": summary.confidence, "status": summary.status,
                         "prompt_injection_detected": summary.prompt_injection_detected, "cached": bool(cached)})
     return results
+
+
+def _store(con, run_id, cluster_id, summarizer, digest, status, summary_json, tokens, cost, started) -> None:
+    con.execute(
+        """INSERT INTO cluster_summaries VALUES ($r, $c, $p, $m, $h, $status, $summary, $tokens, $cost, $s, $at)""",
+        {"r": run_id, "c": cluster_id, "p": summarizer.name, "m": summarizer.model, "h": digest, "status": status,
+         "summary": summary_json, "tokens": tokens, "cost": cost, "s": time.perf_counter() - started,
+         "at": datetime.now(timezone.utc).replace(tzinfo=None)})
