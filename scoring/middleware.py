@@ -214,8 +214,8 @@ def _read_wsgi_body(environ, limit: int) -> bytes:
     return prefix
 
 
-class WaflensWSGIMiddleware:
-    """WSGI middleware: ``app = WaflensWSGIMiddleware(app, ModelWatcher("models/production"))``."""
+class _Middleware:
+    """What both middlewares hold: the wrapped app and the scoring policy."""
 
     def __init__(self, app, watcher_or_scorer: ModelWatcher | Scorer, *, block_class: str = "attack",
                  mode: str = "block", header: str | None = "X-Waflens-Score",
@@ -226,6 +226,10 @@ class WaflensWSGIMiddleware:
     @property
     def errors(self) -> int:
         return self.policy.errors
+
+
+class WaflensWSGIMiddleware(_Middleware):
+    """WSGI middleware: ``app = WaflensWSGIMiddleware(app, ModelWatcher("models/production"))``."""
 
     def __call__(self, environ, start_response):
         policy = self.policy
@@ -251,21 +255,11 @@ class WaflensWSGIMiddleware:
         return self.app(environ, start_with_score)
 
 
-class WaflensASGIMiddleware:
+class WaflensASGIMiddleware(_Middleware):
     """ASGI middleware for ``http`` scopes (others pass through): same options as the WSGI one.
 
     Scoring runs inline on the event loop: it is CPU-only and takes microseconds.
     """
-
-    def __init__(self, app, watcher_or_scorer: ModelWatcher | Scorer, *, block_class: str = "attack",
-                 mode: str = "block", header: str | None = "X-Waflens-Score",
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, on_error: str = "allow"):
-        self.app = app
-        self.policy = _Policy(watcher_or_scorer, block_class, mode, header, max_body_bytes, on_error)
-
-    @property
-    def errors(self) -> int:
-        return self.policy.errors
 
     async def __call__(self, scope, receive, send):
         if scope.get("type") != "http":

@@ -84,6 +84,14 @@ def _user_agent_and_referer(headers) -> tuple[str, str | None]:
     return _header(headers, "user-agent") or "", _header(headers, "referer")
 
 
+def _read_level(path, level: str, what: str):
+    """Arrays and manifest of a verified artifact of the given level."""
+    arrays, manifest = read_artifact(path, expected_spec_version=FEATURE_SPEC_VERSION)
+    if manifest.get("level") != level:
+        raise ArtifactError(f"{path} is a {manifest.get('level')!r}-level model; {what}")
+    return arrays, manifest
+
+
 def _load_forest(arrays: dict[str, np.ndarray]):
     """(flat node arrays, perfect-tree layout, depth, normaliser) of an artifact's forest."""
     forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
@@ -165,10 +173,7 @@ class Scorer:
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "Scorer":
         """Verify and load an artifact directory; compile and warm up the kernels."""
-        arrays, manifest = read_artifact(path, expected_spec_version=FEATURE_SPEC_VERSION)
-        if manifest.get("level") != "request":
-            raise ArtifactError(f"{path} is a {manifest.get('level')!r}-level model; Scorer scores requests")
-        scorer = cls(arrays, manifest, path=str(Path(path)), **options)
+        scorer = cls(*_read_level(path, "request", "Scorer scores requests"), path=str(Path(path)), **options)
         if warm_up:
             scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=True)
         return scorer
@@ -279,10 +284,7 @@ class SessionScorer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "SessionScorer":
-        arrays, manifest = read_artifact(path, expected_spec_version=FEATURE_SPEC_VERSION)
-        if manifest.get("level") != "session":
-            raise ArtifactError(f"{path} is a {manifest.get('level')!r}-level model; SessionScorer scores sessions")
-        scorer = cls(arrays, manifest, path=str(Path(path)), **options)
+        scorer = cls(*_read_level(path, "session", "SessionScorer scores sessions"), path=str(Path(path)), **options)
         if warm_up:
             scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"", client=("warm-up",), ts=0.0)
             scorer.tracker.expire(float("inf"))
