@@ -46,7 +46,7 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(epilog=f"Exit codes:\n\n{EXIT_HELP}", context_settings={"max_content_width": 100})
+@click.group(epilog=f"Exit codes:\n\n\b\n{EXIT_HELP}", context_settings={"max_content_width": 100})
 @click.option("--db", type=click.Path(path_type=Path), default=None,
               help="DuckDB database file [default: $WAFLENS_DB or ./waflens.duckdb]")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary on stdout.")
@@ -430,5 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m app.cli`: run the package module, which the subcommand modules import
+    import app.cli
+
+    sys.exit(app.cli.main())
+
+# Command groups that live in their own modules (they import Context and pass_context from here).
+from app.labels_cli import allowlist, labels  # noqa: E402
+
+cli.add_command(labels)
+cli.add_command(allowlist)

@@ -86,6 +86,12 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
     numeric = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
     numeric = np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0)  # a defined value for every feature
     mask = suspicious_mask(numeric) if options.select == "suspicious" else np.ones(len(rows), dtype=bool)
+    if options.select == "suspicious":  # known good traffic stays out of alerts (labeling.allowlist)
+        from labeling.allowlist import allowlisted_sessions
+
+        allowed = allowlisted_sessions(con)
+        if allowed:
+            mask &= ~np.isin(session_ids, np.fromiter(allowed, dtype=np.int64))
     selected_ids, selected = session_ids[mask], numeric[mask]
     timings["load"] = time.perf_counter() - started
 

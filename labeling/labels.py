@@ -21,6 +21,9 @@ DEFAULT_MEMBERSHIP = 0.5
 
 
 def ensure_label_schema(con: duckdb.DuckDBPyConnection) -> None:
+    from clustering.run import ensure_cluster_schema  # the session_labels view reads cluster tables
+
+    ensure_cluster_schema(con)
     sql = resources.files("labeling").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
     for statement in split_statements(sql):
         con.execute(statement)

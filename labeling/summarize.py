@@ -67,13 +67,43 @@ def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider:
                 continue
         _store(con, cluster_run_id, cluster_id, summarizer, digest, summary.status, summary.model_dump_json(),
                tokens, tokens / 1000 * price, started)
-        record_label(con, cluster_run_id, cluster_id, family=summary.family, verdict=summary.verdict,
-                     source="suggested", analyst=f"{summarizer.name}:{summarizer.model}",
-                     note=summary.title)
+        carried = _suggest(con, cluster_run_id, cluster_id, summary, f"{summarizer.name}:{summarizer.model}")
         results.append({"cluster_id": cluster_id, "family": summary.family, "verdict": summary.verdict,
                         "confidence": summary.confidence, "status": summary.status,
-                        "prompt_injection_detected": summary.prompt_injection_detected, "cached": bool(cached)})
+                        "prompt_injection_detected": summary.prompt_injection_detected, "cached": bool(cached),
+                        "carried_over": carried})
     return results
+
+
+def _suggest(con, run_id: int, cluster_id: int, summary: Summary, author: str) -> dict | None:
+    """Propose the summary's label, then the predecessor cluster's analyst label if it has one.
+
+    An analyst's decision on this cluster is never buried under a new suggestion, and
+    a rerun does not repeat a suggestion that is already current. The carried-over
+    label goes last so it is the one shown: an analyst's judgement of the same
+    pattern yesterday outranks the machine's today. Returns what was carried, if anything.
+    """
+    current = con.execute("""SELECT source, family, verdict FROM current_labels
+                             WHERE cluster_run_id = $r AND cluster_id = $c""", {"r": run_id, "c": cluster_id}).fetchall()
+    if current and current[0][0] != "suggested":
+        return None
+    carried = con.execute(
+        """SELECT l.family, l.verdict, l.analyst, l.note, p.predecessor_run_id, p.predecessor_id
+           FROM cluster_profiles p JOIN current_labels l
+             ON l.cluster_run_id = p.predecessor_run_id AND l.cluster_id = p.predecessor_id
+           WHERE p.cluster_run_id = $r AND p.cluster_id = $c AND l.source IN ('confirmed', 'edited')""",
+        {"r": run_id, "c": cluster_id}).fetchall()
+    proposals = [(summary.family, summary.verdict, author, summary.title)]
+    if carried:
+        family, verdict, analyst, note, prev_run, prev_cluster = carried[0]
+        proposals.append((family, verdict, f"carried-over:{analyst}",
+                          f"carried over from cluster {prev_cluster} of run {prev_run}" + (f": {note}" if note else "")))
+    if current and current[0][1:] == proposals[-1][:2]:
+        return None if not carried else {"run": carried[0][4], "cluster": carried[0][5]}
+    for family, verdict, analyst, note in proposals:
+        record_label(con, run_id, cluster_id, family=family, verdict=verdict, source="suggested", analyst=analyst,
+                     note=note)
+    return {"run": carried[0][4], "cluster": carried[0][5]} if carried else None
 
 
 def _store(con, run_id, cluster_id, summarizer, digest, status, summary_json, tokens, cost, started) -> None:

@@ -32,3 +32,32 @@ CREATE TABLE IF NOT EXISTS cluster_summaries (
     seconds        DOUBLE NOT NULL,
     created_at     TIMESTAMP NOT NULL
 );
+
+-- The label each session carries: that of its latest cluster run in which it is a member (membership
+-- probability >= 0.5, labeling.labels.DEFAULT_MEMBERSHIP) of a labelled cluster. Rejected labels are kept
+-- here so that a rejection in a newer run hides an older run's label; consumers filter on source.
+CREATE OR REPLACE VIEW session_labels AS
+SELECT * EXCLUDE (k) FROM (
+    SELECT c.session_id, c.cluster_run_id, c.cluster_id, c.probability, l.family, l.verdict, l.source,
+           l.analyst, l.note, l.created_at AS labelled_at,
+           row_number() OVER (PARTITION BY c.session_id ORDER BY c.cluster_run_id DESC) AS k
+    FROM session_clusters c JOIN current_labels l USING (cluster_run_id, cluster_id)
+    WHERE c.probability >= 0.5 AND c.cluster_id >= 0
+) WHERE k = 1;
+
+-- Known good traffic kept out of alerts (issue D): a client key (exact, as stored: pseudonymized), or an
+-- RE2 regular expression searched in the request path or the User-Agent. Rules expire or are revoked,
+-- never deleted, so who allowed what and why stays on record.
+CREATE SEQUENCE IF NOT EXISTS allow_rule_id_seq;
+
+CREATE TABLE IF NOT EXISTS allowlist (
+    rule_id    BIGINT PRIMARY KEY DEFAULT nextval('allow_rule_id_seq'),
+    kind       VARCHAR NOT NULL,        -- client_key | path | user_agent
+    pattern    VARCHAR NOT NULL,
+    reason     VARCHAR NOT NULL,
+    author     VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP,               -- NULL: until revoked
+    revoked_at TIMESTAMP,
+    revoked_by VARCHAR
+);
