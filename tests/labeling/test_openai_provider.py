@@ -38,12 +38,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             return
         if self.mode == "timeout":
             time.sleep(3)
-        content = {"good": json.dumps(GOOD), "invented": json.dumps({**GOOD, "indicators": [
+        message = {"role": "assistant", "content": None, "refusal": "I can't help with that."} \
+            if self.mode == "refusal" else None
+        content = {"good": json.dumps(GOOD), "refusal": None, "invented": json.dumps({**GOOD, "indicators": [
             {"evidence": "DROP TABLE users", "description": "not in the evidence"}]}),
                    "malformed": "this is not JSON {", "timeout": json.dumps(GOOD)}[self.mode]
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                  "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": content}}],
+                              "message": message or {"role": "assistant", "content": content}}],
                  "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
         data = json.dumps(reply).encode()
         try:
@@ -89,6 +91,7 @@ def test_invented_indicator_marks_unverified(server):
 
 
 @pytest.mark.parametrize("mode, status", [("malformed", "error: malformed output"), ("429", "error: rate limited"),
+                                          ("refusal", "error: refused"),
                                           ("timeout", "error: time-out")])
 def test_failures_end_in_a_status(server, mode, status):
     FakeOpenAI.mode = mode
