@@ -440,3 +440,5 @@ from app.labels_cli import allowlist, labels  # noqa: E402
 
 cli.add_command(labels)
 cli.add_command(allowlist)
+from app.models_cli import models  # noqa: E402
+cli.add_command(models)

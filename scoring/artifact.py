@@ -68,8 +68,13 @@ def write_artifact(directory: str | os.PathLike, arrays: dict[str, np.ndarray], 
 
 def read_artifact(directory: str | os.PathLike, expected_spec_version: str | None = None
                   ) -> tuple[dict[str, np.ndarray], dict]:
-    """Arrays and manifest, after checking schema, feature spec and every file's hash."""
-    directory = Path(directory)
+    """Arrays and manifest, after checking schema, feature spec and every file's hash.
+
+    The directory is resolved once, first: through a registry alias (``production``,
+    a symlink that may be switched at any moment) the manifest and ``model.npz``
+    then come from the same version, never one from each.
+    """
+    directory = Path(os.path.realpath(directory))
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise ArtifactError(f"{directory} is not a waflens model: {MANIFEST_FILE} is missing")
