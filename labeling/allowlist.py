@@ -22,7 +22,7 @@ from typing import NamedTuple
 import duckdb
 
 from data.errors import InputError
-from labeling.labels import ensure_label_schema
+from labeling.labels import ensure_label_schema, has_relation
 
 KINDS = ("client_key", "path", "user_agent")
 MAX_PATTERN_LENGTH = 1000
@@ -108,7 +108,7 @@ _MATCHED_REQUESTS = """
 def allowlisted_sessions(con: duckdb.DuckDBPyConnection) -> dict[int, int]:
     """{session_id: id of a rule that allows it} for every session all of whose requests are allowed."""
     ensure_label_schema(con)
-    if not con.execute("SELECT count(*) FROM allowlist").fetchall()[0][0]:
+    if not has_relation(con, "allowlist") or not con.execute("SELECT count(*) FROM allowlist").fetchall()[0][0]:
         return {}
     rows = con.execute(
         f"""WITH matched AS ({_MATCHED_REQUESTS})
@@ -122,6 +122,6 @@ def allowlisted_sessions(con: duckdb.DuckDBPyConnection) -> dict[int, int]:
 def allowlisted_requests(con: duckdb.DuckDBPyConnection) -> dict[int, int]:
     """{request_id: id of a rule that allows it}."""
     ensure_label_schema(con)
-    if not con.execute("SELECT count(*) FROM allowlist").fetchall()[0][0]:
+    if not has_relation(con, "allowlist") or not con.execute("SELECT count(*) FROM allowlist").fetchall()[0][0]:
         return {}
     return dict(con.execute(f"SELECT request_id, rule_id FROM ({_MATCHED_REQUESTS})", {"now": _now()}).fetchall())

@@ -21,12 +21,24 @@ DEFAULT_MEMBERSHIP = 0.5
 
 
 def ensure_label_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the label tables and views if needed; on a read-only connection, do nothing.
+
+    Readers on read-only connections check :func:`has_relation` before reading.
+    """
     from clustering.run import ensure_cluster_schema  # the session_labels view reads cluster tables
 
+    if con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]:
+        return
     ensure_cluster_schema(con)
     sql = resources.files("labeling").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
     for statement in split_statements(sql):
         con.execute(statement)
+
+
+def has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether a table or view of that name exists (a read-only database may predate it)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $n", {"n": name}).fetchall()[0][0]
+                or con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $n", {"n": name}).fetchall()[0][0])
 
 
 def record_label(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id: int, *, family: str, verdict: str,

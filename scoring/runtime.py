@@ -32,6 +32,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from scoring.artifact import ArtifactError, read_artifact
+from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import N_PROFILE_FEATURES
 from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables
@@ -100,6 +101,23 @@ def _load_forest(arrays: dict[str, np.ndarray]):
     trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"], forest["right"],
                            forest["value"], forest["roots"], depth)
     return forest, trees, depth, float(arrays["forest_normaliser"])
+
+
+def _load_feedback(arrays: dict[str, np.ndarray], manifest: dict):
+    """The analyst-feedback model's kernel arguments (see scoring.feedback), or None when it has none."""
+    info = manifest.get("feedback")
+    if not info:
+        return None
+    try:
+        flat = {k: np.ascontiguousarray(arrays[f"feedback_{k}"]) for k in
+                ("feature", "threshold", "left", "right", "value", "roots")}
+        depth = _depth_of(flat)
+        trees = perfect_layout(flat["feature"], float32_floor(flat["threshold"]), flat["left"], flat["right"],
+                               flat["value"], flat["roots"], depth)
+        return (*trees, depth, int(info["n_outputs"]), np.asarray(arrays["feedback_init"], dtype=np.float64),
+                int(arrays["feedback_benign_index"]), np.asarray(arrays["feedback_attack_mask"], dtype=np.bool_))
+    except (KeyError, ValueError) as error:
+        raise ArtifactError(f"the artifact's feedback model is incomplete ({error}): export it again") from None
 
 
 def _depth_of(forest: dict[str, np.ndarray]) -> int:
@@ -277,6 +295,8 @@ class SessionScorer:
         forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
         self._compact_trees = (self._trees[0].astype(np.uint8), self._trees[1], self._trees[2])
         self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
+        self._feedback = _load_feedback(arrays, manifest)
+        self.classes = tuple(manifest["feedback"]["classes"]) if self._feedback else ()
         self.tracker = SessionTracker(float(manifest["training"].get("gap_seconds", 1800.0)), max_clients, max_distinct)
 
     score_class = Scorer.score_class
@@ -315,7 +335,31 @@ class SessionScorer:
 
     def score_features(self, row: np.ndarray) -> float:
         # single-threaded on purpose: a parallel kernel per request would wake numba's thread pool
-        return score_row(np.asarray(row, dtype=np.float64), *self._compact_trees, self._depth, self._normaliser)
+        u = score_row(np.asarray(row, dtype=np.float64), *self._compact_trees, self._depth, self._normaliser)
+        if self._feedback is None:
+            return u
+        return blend_one(sanitize(row[None, :])[0], u, *self._feedback, np.empty(len(self.classes)))
+
+    def family_scores(self, row: np.ndarray) -> dict[str, float]:
+        """Per-class probabilities of the feedback model (attack families, benign, unlabelled); {} without one."""
+        if self._feedback is None:
+            return {}
+        probs = np.empty(len(self.classes))
+        class_probabilities(sanitize(row[None, :])[0], *self._feedback[:6], probs)
+        return dict(zip(self.classes, probs.tolist()))
+
+    def score_batch(self, features: np.ndarray) -> np.ndarray:
+        """Scores of a (n, n_features) matrix of session features, in parallel over rows."""
+        rows = sanitize(np.atleast_2d(features))
+        if rows.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
+        u = np.empty(rows.shape[0])
+        perfect_scores(rows, *self._trees, self._depth, self._normaliser, u)
+        if self._feedback is None:
+            return u
+        out = np.empty(rows.shape[0])
+        blend_batch(rows, u, *self._feedback, out, np.empty((rows.shape[0], len(self.classes))))
+        return out
 
     def score_request(self, method, target, headers=None, body=b"", client=None, ts=None) -> ScoreResult:
         try:

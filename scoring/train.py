@@ -46,6 +46,7 @@ class TrainingOptions:
     max_samples: int = 1024
     seed: int = 0
     folds: int = 5
+    feedback: bool = True      # blend in a model of the analysts' confirmed labels when there are any
     gap_minutes: float = 30.0  # the sessionizing gap the session features were built with
 
 
@@ -109,6 +110,7 @@ class FittedForest(NamedTuple):
     arrays: dict        # forest_* arrays and feature_median, for the artifact
     model: dict         # the manifest's "model" entry
     summary: dict       # score_quantiles, thresholds and metrics for the manifest
+    scores: np.ndarray  # the training rows' scores, as the runtime computes them
 
 
 def _fit_forest(X: np.ndarray, options: TrainingOptions) -> FittedForest:
@@ -120,21 +122,25 @@ def _fit_forest(X: np.ndarray, options: TrainingOptions) -> FittedForest:
     trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
     scores = np.empty(len(X))
     perfect_scores(sanitize(X), *trees, depth, flat.normaliser, scores)
-    median = float(np.median(scores))
-    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
-    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
     arrays = {f"forest_{k}": v for k, v in flat._asdict().items() if k != "normaliser"}
     arrays["forest_normaliser"] = np.array(flat.normaliser)
     arrays["feature_median"] = np.median(X, axis=0)
     model = {"kind": "isolation_forest", "n_estimators": options.n_estimators, "max_samples": forest.max_samples_,
              "seed": options.seed}
-    summary = {
+    return FittedForest(arrays, model, score_summary(scores), scores)
+
+
+def score_summary(scores: np.ndarray) -> dict:
+    """Quantiles, class thresholds (median + k MAD) and training metrics of the training scores."""
+    median = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
+    thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
+    return {
         "score_quantiles": {str(q): float(np.quantile(scores, q)) for q in QUANTILES},
         "thresholds": thresholds,
         "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max()),
                     "train_share_by_class": {name: float(np.mean(scores >= t)) for name, t in thresholds.items()}},
     }
-    return FittedForest(arrays, model, summary)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -154,9 +160,10 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     started = time.perf_counter()
     names = feature_names("session")
     rows = con.execute(
-        f"""SELECT s.start_ts, {", ".join("f." + n for n in names)}
+        f"""SELECT s.session_id, {", ".join("f." + n for n in names)}
             FROM sessions s JOIN session_features f USING (session_id)
-            WHERE ($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.end_ts < $until)""",
+            WHERE ($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.end_ts < $until)
+            ORDER BY s.session_id""",
         {"since": options.since, "until": options.until},
     ).fetchnumpy()
     n = len(rows["n_requests"])
@@ -166,15 +173,25 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             "(ingest more traffic or widen --since/--until)")
     X = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
     fitted = _fit_forest(X, options)
-    arrays = fitted.arrays
+    arrays, summary, feedback = fitted.arrays, fitted.summary, None
+    if options.feedback:
+        from scoring.feedback import fit_feedback, label_snapshot, session_classes
+
+        classes = session_classes(con, np.asarray(rows["session_id"], dtype=np.int64))
+        feedback = fit_feedback(X, classes, fitted.scores, options.seed)
+        if feedback is not None:
+            arrays = {**arrays, **feedback.arrays}
+            summary = score_summary(feedback.scores)
     manifest = {
         "level": "session",
         "model": fitted.model,
+        "feedback": feedback.manifest if feedback is not None else None,
+        "labels": label_snapshot(con) if options.feedback else None,
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": names, "request_features": feature_names("request"),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "sessions": n,
                      "gap_seconds": options.gap_minutes * 60.0, "seconds": round(time.perf_counter() - started, 3)},
-        **fitted.summary,
+        **summary,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "package_version": _package_version(),
     }
