@@ -437,8 +437,8 @@ if __name__ == "__main__":  # `python -m app.cli`: run the package module, which
 
 # Command groups that live in their own modules (they import Context and pass_context from here).
 from app.labels_cli import allowlist, labels  # noqa: E402
-
-cli.add_command(labels)
-cli.add_command(allowlist)
 from app.models_cli import models  # noqa: E402
-cli.add_command(models)
+from app.retrain_cli import retrain  # noqa: E402
+
+for command in (labels, allowlist, models, retrain):
+    cli.add_command(command)

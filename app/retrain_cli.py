@@ -1,0 +1,59 @@
+"""``waflens retrain``: the cron entry point (see scoring/retrain.py for the stages and exit codes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli import Context, _Exit, pass_context
+from scoring.retrain import RETRAIN_EXIT_CODES
+
+EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in RETRAIN_EXIT_CODES.items())
+
+
+@click.command(epilog=f"Exit codes (besides the general ones of `waflens --help`):\n\n\b\n{EXIT_HELP}")
+@click.option("--source", "sources", multiple=True, metavar="FILE_OR_GLOB",
+              help="Log files to ingest first (already ingested files are skipped) [default: $WAFLENS_SOURCES, "
+                   "paths separated by ':'].")
+@click.option("--models", "registry_root", type=click.Path(path_type=Path), default=None,
+              help="Model registry [default: $WAFLENS_MODELS or <database dir>/models].")
+@click.option("--provider", default=None, help="Summarizer for new clusters [default: $WAFLENS_LLM_PROVIDER, the "
+                                               "workbench settings, or offline].")
+@click.option("--trees", type=click.IntRange(10, 2000), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--holdout", "holdout_fraction", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
+              help="Share of the latest sessions held out for the gates (0: none).")
+@click.option("--tolerance", type=click.FloatRange(0.0, 0.5), default=0.02, show_default=True,
+              help="How much AUC or recall the candidate may lose against production on labelled holdout data.")
+@click.option("--max-alert-rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.25, show_default=True,
+              help="Largest share of latest-window sessions the candidate may alert on.")
+@click.option("--max-p99-us", type=click.FloatRange(1.0), default=2000.0, show_default=True,
+              help="Latency gate: p99 of one request scored end to end, in microseconds.")
+@click.option("--force", is_flag=True, help="Retrain even when nothing is new.")
+@click.option("--no-promote", is_flag=True, help="Register the candidate and run the gates, but leave production.")
+@click.option("--prometheus", "prometheus_textfile", type=click.Path(path_type=Path), default=None,
+              help="Write run metrics for node_exporter's textfile collector [default: $WAFLENS_PROMETHEUS_TEXTFILE].")
+@pass_context
+def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout_fraction, tolerance, max_alert_rate,
+            max_p99_us, force, no_promote, prometheus_textfile) -> None:
+    """Ingest → sessionize → cluster → summarize → train → gates → promote, for cron."""
+    from scoring.gates import GateConfig
+    from scoring.retrain import RetrainOptions, retrain as run_retrain
+
+    options = RetrainOptions(sources=tuple(sources), registry_root=registry_root, provider=provider, trees=trees,
+                             seed=seed, holdout_fraction=holdout_fraction, force=force, promote=not no_promote,
+                             prometheus_textfile=prometheus_textfile,
+                             gates=GateConfig(tolerance=tolerance, max_alert_rate=max_alert_rate,
+                                              max_p99_us=max_p99_us))
+    result = run_retrain(obj.db, options, progress=lambda message: click.echo(f"retrain: {message}", err=True))
+    report = result.report
+    lines = [f"{result.status}: {report.get('message')}"]
+    for g in report.get("gates") or []:
+        mark = {True: "pass", False: "FAIL", None: "skip"}[g["passed"]]
+        lines.append(f"  [{mark}] {g['name']}: {g['detail']}")
+    if report.get("report_path"):
+        lines.append(f"report: {report['report_path']}")
+    obj.emit(report, "\n".join(lines))
+    if result.exit_code:
+        raise _Exit(result.exit_code)

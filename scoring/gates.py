@@ -1,0 +1,146 @@
+"""Promotion gates: what a candidate model must show before it replaces production.
+
+Each gate returns ``{"name", "passed", "value", "limit", "detail"}``; a failed gate
+keeps production and the run report says which gate failed and by how much.
+
+* ``labelled_holdout`` — on held-out sessions with analyst labels (attack vs benign),
+  the candidate's ROC AUC and recall at its ``likely_attack`` threshold must not fall
+  more than ``tolerance`` below production's (skipped when the holdout has no
+  labelled sessions of both kinds, or there is no production model);
+* ``time_holdout`` — on the latest window (never trained on), the candidate's alert
+  rate must not exceed production's by more than ``max_alert_rate_increase`` (an
+  absolute share), and must stay under ``max_alert_rate`` in any case;
+* ``parity`` — features the runtime computes from raw requests equal the SQL
+  features the model was trained on (1e-9), and the one-row path scores like the
+  batch path;
+* ``latency`` — p99 of one request scored end to end from raw fields stays under
+  ``max_p99_us`` (a generous bound: this catches a model that got much slower, not
+  noise on a shared machine);
+* ``score_sanity`` — scores are finite, in [0, 1] and not constant.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from data.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    tolerance: float = 0.02                 # allowed drop in AUC / recall against production
+    max_alert_rate: float = 0.25            # share of latest-window sessions at likely_attack or above
+    max_alert_rate_increase: float = 0.05
+    max_p99_us: float = 2000.0
+    parity_sample: int = 500
+    latency_sample: int = 500
+
+    def __post_init__(self):
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"gate tolerance {self.tolerance!r} must be in [0, 1), e.g. 0.02")
+        if not 0 < self.max_alert_rate <= 1:
+            raise ConfigError(f"max_alert_rate {self.max_alert_rate!r} must be in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gate(name: str, passed: bool | None, value=None, limit=None, detail: str = "") -> dict:
+    """``passed`` None means skipped (it does not block promotion)."""
+    return {"name": name, "passed": passed, "value": value, "limit": limit, "detail": detail}
+
+
+def failed(gates: list[dict]) -> list[dict]:
+    return [g for g in gates if g["passed"] is False]
+
+
+def _auc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, scores))
+
+
+def labelled_holdout_gate(y: np.ndarray, candidate: np.ndarray, production: np.ndarray | None,
+                          candidate_threshold: float, production_threshold: float | None,
+                          config: GateConfig) -> list[dict]:
+    """AUC and recall on labelled held-out sessions (y = 1 attack, 0 benign)."""
+    if production is None:
+        return [gate("labelled_holdout", None, detail="no production model: nothing to regress from")]
+    if len(y) == 0 or y.min() == y.max():
+        return [gate("labelled_holdout", None, detail=f"{len(y)} labelled held-out sessions, not of both kinds "
+                                                      "(attack and benign): nothing to compare on")]
+    results = []
+    c_auc, p_auc = _auc(y, candidate), _auc(y, production)
+    results.append(gate("labelled_holdout_auc", c_auc >= p_auc - config.tolerance, round(c_auc, 4),
+                        round(p_auc - config.tolerance, 4),
+                        f"candidate {c_auc:.4f} vs production {p_auc:.4f} on {len(y)} labelled held-out sessions"))
+    attacks = y == 1
+    c_recall = float(np.mean(candidate[attacks] >= candidate_threshold))
+    p_recall = float(np.mean(production[attacks] >= production_threshold))
+    results.append(gate("labelled_holdout_recall", c_recall >= p_recall - config.tolerance, round(c_recall, 4),
+                        round(p_recall - config.tolerance, 4),
+                        f"share of {int(attacks.sum())} labelled attack sessions at likely_attack or above: "
+                        f"candidate {c_recall:.3f} vs production {p_recall:.3f}"))
+    return results
+
+
+def time_holdout_gate(candidate: np.ndarray, production: np.ndarray | None, candidate_threshold: float,
+                      production_threshold: float | None, config: GateConfig) -> dict:
+    if len(candidate) == 0:
+        return gate("time_holdout", None, detail="no sessions in the latest window")
+    rate = float(np.mean(candidate >= candidate_threshold))
+    limit = config.max_alert_rate
+    detail = f"candidate alerts on {rate:.2%} of {len(candidate)} latest-window sessions"
+    if production is not None:
+        production_rate = float(np.mean(production >= production_threshold))
+        limit = min(limit, production_rate + config.max_alert_rate_increase)
+        detail += f" (production {production_rate:.2%})"
+    return gate("time_holdout_alert_rate", rate <= limit, round(rate, 4), round(limit, 4), detail)
+
+
+def score_sanity_gate(scores: np.ndarray) -> dict:
+    if len(scores) == 0:
+        return gate("score_sanity", None, detail="no scores to check")
+    finite = np.isfinite(scores)
+    problems = []
+    if not finite.all():
+        problems.append(f"{int((~finite).sum())} scores are not finite")
+    elif scores.min() < 0 or scores.max() > 1:
+        problems.append(f"scores outside [0, 1]: {scores.min():.3g}..{scores.max():.3g}")
+    elif float(np.std(scores)) < 1e-9:
+        problems.append("every score is the same: the model separates nothing")
+    return gate("score_sanity", not problems, round(float(np.nanstd(scores)), 6), None,
+                "; ".join(problems) or f"{len(scores)} scores finite in [0, 1], spread {np.std(scores):.3g}")
+
+
+def parity_gate(scorer, requests: list[tuple], expected: np.ndarray) -> dict:
+    """Runtime features of raw requests vs the SQL features (first columns of each row)."""
+    if not requests:
+        return gate("parity", None, detail="no requests to compare")
+    worst, where = 0.0, None
+    for (method, target, headers, body), want in zip(requests, expected):
+        got = scorer.request_features(method, target, headers, body)[: len(want)]
+        difference = float(np.max(np.abs(got - want))) if len(want) else 0.0
+        if difference > worst:
+            worst, where = difference, target
+    return gate("parity", worst <= 1e-9, worst, 1e-9,
+                f"{len(requests)} requests: runtime features equal the SQL features" if worst <= 1e-9 else
+                f"largest difference {worst:.3g} on a request for {where[:80]!r}")
+
+
+def latency_gate(scorer, requests: list[tuple], config: GateConfig) -> dict:
+    if not requests:
+        return gate("latency", None, detail="no requests to time")
+    for method, target, headers, body in requests[:20]:   # warm caches; compilation happened at load
+        scorer.score_request(method, target, headers, body)
+    times = []
+    for method, target, headers, body in requests:
+        started = time.perf_counter_ns()
+        scorer.score_request(method, target, headers, body)
+        times.append(time.perf_counter_ns() - started)
+    p50, p99 = (float(np.percentile(times, q)) / 1000 for q in (50, 99))
+    return gate("latency", p99 <= config.max_p99_us, round(p99, 1), config.max_p99_us,
+                f"one request end to end: p50 {p50:.1f} µs, p99 {p99:.1f} µs over {len(times)} requests")

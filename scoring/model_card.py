@@ -1,0 +1,83 @@
+"""The model card of a registered version (Markdown, ``MODEL_CARD.md`` in its directory).
+
+Only our own values go into it (numbers, version ids, feature and family names,
+gate details we wrote): no string from the traffic, so it can be rendered as
+Markdown by the workbench without escaping.
+"""
+
+from __future__ import annotations
+
+
+def _number(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def model_card(info, request_manifest: dict, session_manifest: dict, evaluation: dict, drift: dict,
+               labels: dict) -> str:
+    feedback = session_manifest.get("feedback")
+    training = info.training or {}
+    lines = [
+        f"# waflens model {info.version}",
+        "",
+        f"Created {info.created_at} from parent {info.parent or '(none: first version)'}.",
+        "",
+        "## Intended use",
+        "Scoring web requests (`request/`) and client sessions as they unfold (`session/`) in a WAF worker with",
+        "`scoring.runtime.Scorer` / `SessionScorer`; higher scores are more anomalous. Score classes (clean,",
+        "likely_clean, likely_attack, attack) start at the training median plus 2, 3.5 and 5 MADs.",
+        "It ranks traffic for analysts and rate limits; it is not a signature WAF and should not be the",
+        "only control in front of an application.",
+        "",
+        "## Data",
+        f"- Training window: up to {training.get('until') or 'the latest traffic'} "
+        f"({_number(training.get('requests'))} requests, {_number(training.get('sessions'))} sessions).",
+        f"- Held out for the gates: sessions starting at or after {training.get('until') or '— (no timestamps)'}.",
+        f"- Request features: {len(request_manifest['feature_spec']['names'])} (spec "
+        f"{request_manifest['feature_spec']['version']}), including per-endpoint/parameter profile deviations.",
+        f"- Session features: {len(session_manifest['feature_spec']['names'])}.",
+        "",
+        "## Labels used",
+        f"- Analyst label events: {labels.get('analyst_events', 0)} (up to event {labels.get('last_label_event_id', 0)});"
+        f" allowlist rules: {labels.get('allowlist_rules', 0)}.",
+    ]
+    if feedback:
+        per_class = ", ".join(f"{name} {count}" for name, count in feedback["sessions_per_class"].items())
+        lines += [f"- Feedback model: {feedback['kind']} over classes ({per_class} sessions), blended as "
+                  f"`{feedback['blend']}`."]
+    else:
+        lines += ["- No confirmed labels: the session model is the unsupervised isolation forest alone."]
+    lines += ["", "## Metrics", "| metric | value |", "|---|---:|"]
+    for name, value in sorted(evaluation["metrics"].items()):
+        lines.append(f"| {name} | {_number(value)} |")
+    for level, manifest in (("request", request_manifest), ("session", session_manifest)):
+        thresholds = manifest["thresholds"]
+        lines.append(f"| {level} likely_attack threshold | {_number(thresholds['likely_attack'])} |")
+    alert = evaluation.get("alert_rate") or {}
+    lines.append(f"| latest-window alert rate (candidate / production) | {_number(alert.get('candidate'))} / "
+                 f"{_number(alert.get('production'))} |")
+    lines += ["", "## Gates", "| gate | result | value | limit | detail |", "|---|---|---:|---:|---|"]
+    for g in evaluation["gates"]:
+        result = {True: "passed", False: "**failed**", None: "skipped"}[g["passed"]]
+        lines.append(f"| {g['name']} | {result} | {_number(g['value'])} | {_number(g['limit'])} | {g['detail']} |")
+    shadow = evaluation["shadow"]
+    lines += ["", "## Shadow run (latest window)"]
+    if shadow.get("compared"):
+        lines.append(f"On {shadow['sessions']} sessions: {shadow['both_alert']} alert with both models, "
+                     f"{shadow['new_alerts']} new alerts, {shadow['dropped_alerts']} dropped alerts.")
+    else:
+        lines.append(f"Not compared: {shadow.get('reason')}.")
+    lines += ["", "## Drift (training window vs latest window)",
+              f"Status: {drift.get('status')}; features by status: {drift.get('counts', {})}."]
+    drifting = [f for f in drift.get("features", []) if f.get("status") in ("warn", "drift")]
+    for feature in drifting[:10]:
+        lines.append(f"- {feature['name']}: {feature['status']} (PSI {_number(feature.get('psi'))})")
+    lines += ["", "## Known limits",
+              "- Trained on this site's own traffic: attacks that were frequent in the training window look normal.",
+              "- Access logs carry no bodies; a model trained on them ignores request bodies.",
+              "- The feedback model knows only the families analysts confirmed; new campaigns rely on the forest.",
+              ""]
+    return "\n".join(lines)

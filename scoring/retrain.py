@@ -1,0 +1,461 @@
+"""``waflens retrain``: the cron job that turns new traffic and analyst labels into a better model, safely.
+
+Stages: ingest new files from the configured sources → sessionize → cluster →
+summarize (offline unless configured) → train request and session models (the
+session model with the analysts' feedback) on everything before a time split →
+register the candidate → gates on the held-out latest window → shadow run →
+drift → model card → promote, or keep production and say which gate failed.
+
+Safety while the workbench is open on the same database: DuckDB admits one
+writing process, so every write here is a short transaction on its own
+connection (the app's label writes wait for it and get through), and training
+reads an in-memory snapshot of the tables it needs, taken in seconds, so no lock
+is held while models fit. A file lock (``<registry>/retrain.lock``) keeps two
+runs from overlapping. A run with no new traffic and no new analyst labels or
+allowlist changes since the last registered version does nothing.
+
+Exit codes (also in the README): 0 promoted (or candidate registered with
+``--no-promote``), 10 nothing new, 11 a gate failed (production kept), 75 lock
+held by another run (EX_TEMPFAIL: retry later); errors keep the general codes
+(3 input, 4 database, 5 configuration, 6 not enough data, 1 bug). Every run
+writes a JSON report to ``<registry>/runs/`` and, when configured, a Prometheus
+textfile for node_exporter.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import duckdb
+import numpy as np
+
+from data.errors import InputError, WaflensError
+from scoring.gates import GateConfig
+
+EXIT_PROMOTED = 0
+EXIT_NOTHING_NEW = 10
+EXIT_GATE_FAILED = 11
+EXIT_LOCK_HELD = 75
+RETRAIN_EXIT_CODES = {EXIT_PROMOTED: "promoted (or candidate registered with --no-promote)",
+                      EXIT_NOTHING_NEW: "nothing new since the last version: nothing done",
+                      EXIT_GATE_FAILED: "a promotion gate failed: production kept",
+                      EXIT_LOCK_HELD: "another retrain holds the lock: try again later"}
+SOURCES_ENV = "WAFLENS_SOURCES"              # os.pathsep-separated files or globs
+PROMETHEUS_ENV = "WAFLENS_PROMETHEUS_TEXTFILE"
+SNAPSHOT_TABLES = ("requests", "request_features", "sessions", "session_features", "cluster_runs",
+                   "session_clusters", "cluster_profiles", "label_events", "allowlist")
+SHADOW_EXAMPLES = 5
+
+
+@dataclass
+class RetrainOptions:
+    sources: tuple[str, ...] = ()            # files or globs to ingest [default: $WAFLENS_SOURCES]
+    registry_root: Path | None = None        # [default: $WAFLENS_MODELS or <db dir>/models]
+    provider: str | None = None              # [default: $WAFLENS_LLM_PROVIDER, the settings, offline]
+    trees: int = 100
+    seed: int = 0
+    holdout_fraction: float = 0.25           # the latest quarter of sessions is held out for the gates
+    min_cluster_size: int | None = None      # [default: the settings' min_cluster_size]
+    gates: GateConfig = field(default_factory=GateConfig)
+    force: bool = False                      # retrain even when nothing is new
+    promote: bool = True
+    prometheus_textfile: Path | None = None  # [default: $WAFLENS_PROMETHEUS_TEXTFILE]
+    actor: str = "waflens-retrain"
+    gap_minutes: float = 30.0
+    write_timeout_s: float = 120.0           # how long a write waits for the workbench's short writes
+
+
+class RetrainResult(NamedTuple):
+    status: str          # promoted | candidate | nothing_to_do | gate_failed | lock_held | error
+    exit_code: int
+    report: dict
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
+            progress: Callable[[str], None] = _quiet) -> RetrainResult:
+    """Run every stage; returns the status, the exit code and the run report (also written to disk)."""
+    from scoring.registry import Registry, default_registry_root
+
+    options = options or RetrainOptions()
+    db_path = Path(db_path)
+    root = Path(options.registry_root or default_registry_root(db_path))
+    started = datetime.now(timezone.utc)
+    report: dict = {"started_at": started.isoformat(timespec="seconds"), "database": str(db_path),
+                    "registry": str(root), "stages": {}, "production_version": None, "candidate_version": None}
+    clock = time.perf_counter()
+
+    @contextmanager
+    def stage(name: str):
+        progress(f"{name}…")
+        begun = time.perf_counter()
+        try:
+            yield
+        finally:
+            report["stages"][name] = round(time.perf_counter() - begun, 3)
+
+    def finish(status: str, code: int, message: str) -> RetrainResult:
+        report.update(status=status, exit_code=code, message=message,
+                      duration_seconds=round(time.perf_counter() - clock, 3))
+        _write_report(root, started, report, options)
+        progress(message)
+        return RetrainResult(status, code, report)
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / "retrain.lock", "a+")
+    except OSError as error:
+        from data.errors import ConfigError
+
+        raise ConfigError(f"cannot use the model registry at {root}: {error.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return finish("lock_held", EXIT_LOCK_HELD, f"another retrain is running ({root / 'retrain.lock'} is locked)")
+    try:
+        registry = Registry(root)
+        report["production_version"] = registry.alias("production")
+        return _run(db_path, options, registry, report, stage, finish, progress)
+    except WaflensError as error:
+        return finish("error", error.exit_code, str(error))
+    except Exception as error:
+        finish("error", 1, f"internal error: {type(error).__name__}: {error}")
+        raise
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, progress) -> RetrainResult:
+    from app.writes import write
+    from data.settings import get_settings
+    from scoring.gates import failed
+
+    with stage("ingest"):
+        report["ingested"] = _ingest_sources(db_path, options)
+    if any(f["parsed"] for f in report["ingested"]):
+        with stage("sessionize"):
+            from data.sessionize import update_derived
+
+            write(db_path, lambda con: update_derived(con, options.gap_minutes), timeout_s=options.write_timeout_s)
+    if not db_path.exists():
+        raise InputError(f"no database at {db_path}: ingest traffic first or pass --source FILE")
+    settings = write(db_path, get_settings, timeout_s=options.write_timeout_s)
+    fingerprint = write(db_path, _fingerprint, timeout_s=options.write_timeout_s)
+    report["fingerprint"] = fingerprint
+    versions = registry.versions()
+    last = versions[-1] if versions else None
+    last_fingerprint = (last.training or {}).get("fingerprint") if last else None
+    if not options.force and last_fingerprint == fingerprint:
+        return finish("nothing_to_do", EXIT_NOTHING_NEW,
+                      f"nothing new since {last.version}: no new traffic, analyst labels or allowlist changes")
+    if last_fingerprint is None or last_fingerprint.get("data") != fingerprint["data"]:
+        with stage("cluster"):
+            from clustering.run import ClusterOptions, cluster_sessions
+
+            size = options.min_cluster_size or int(settings.get("min_cluster_size") or 10)
+            run = write(db_path, lambda con: cluster_sessions(con, ClusterOptions(min_cluster_size=size,
+                                                                                 seed=options.seed)),
+                        timeout_s=options.write_timeout_s)
+            report["cluster_run"] = {"id": run.cluster_run_id, "clusters": run.n_clusters,
+                                     "emerging": list(run.emerging)}
+        if run.n_clusters:
+            with stage("summarize"):
+                report["summaries"] = _summarize(db_path, run.cluster_run_id, options, settings)
+
+    with stage("snapshot"):
+        snap = snapshot(db_path)
+    try:
+        return _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, progress, failed)
+    finally:
+        snap.close()
+
+
+def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, progress, failed) -> RetrainResult:
+    from scoring.feedback import label_snapshot
+    from scoring.train import TrainingOptions, train_request_model, train_session_model
+
+    split = holdout_split(snap, options.holdout_fraction)
+    report["holdout_from"] = split.isoformat() if split else None
+    staging = registry.root / f".bundle-{os.getpid()}-{time.time_ns()}"
+    training = TrainingOptions(until=split, n_estimators=options.trees, seed=options.seed,
+                               gap_minutes=options.gap_minutes)
+    try:
+        with stage("train"):
+            request_manifest = train_request_model(snap, staging / "request", training)
+            session_manifest = train_session_model(snap, staging / "session", training)
+        labels = label_snapshot(snap)
+        production = registry.alias("production")
+        with stage("register"):
+            info = registry.register(
+                staging, metrics={"request": request_manifest["metrics"], "session": session_manifest["metrics"],
+                                  "feedback_classes": (session_manifest.get("feedback") or {}).get("classes")},
+                training={"until": report["holdout_from"], "requests": request_manifest["training"]["requests"],
+                          "sessions": session_manifest["training"]["sessions"], "fingerprint": fingerprint,
+                          "trees": options.trees, "seed": options.seed},
+                labels=labels, parent=production)
+            registry.set_alias("candidate", info.version, actor=options.actor, reason="retrain")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report["candidate_version"] = info.version
+    with stage("gates"):
+        evaluation = evaluate(snap, registry, info.version, production, split, options.gates)
+    report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
+                  metrics=evaluation["metrics"])
+    with stage("drift"):
+        report["drift"] = _drift(snap, split, evaluation)
+    from scoring.model_card import model_card
+
+    registry.update_metadata(info.version, gates=evaluation["gates"],
+                             card=model_card(registry.get(info.version), request_manifest, session_manifest,
+                                             evaluation, report["drift"], labels),
+                             extra={"shadow": evaluation["shadow"], "holdout_metrics": evaluation["metrics"],
+                                    "drift_status": report["drift"].get("status")})
+    blocking = failed(evaluation["gates"])
+    if blocking:
+        worst = "; ".join(f"{g['name']}: {g['detail']} (limit {g['limit']})" for g in blocking)
+        return finish("gate_failed", EXIT_GATE_FAILED, f"{info.version} not promoted, production "
+                                                       f"{production or '(none)'} kept — failed {worst}")
+    if not options.promote:
+        return finish("candidate", EXIT_PROMOTED, f"{info.version} passed every gate; it is the candidate "
+                                                  "(promote it with `waflens models promote`)")
+    registry.promote(info.version, actor=options.actor, reason="retrain: every gate passed")
+    report["production_version"] = info.version
+    return finish("promoted", EXIT_PROMOTED, f"{info.version} promoted to production (was {production or 'none'})")
+
+
+# --- stages ---------------------------------------------------------------------------------------
+
+def expand_sources(patterns: tuple[str, ...]) -> list[Path]:
+    patterns = patterns or tuple(p for p in os.environ.get(SOURCES_ENV, "").split(os.pathsep) if p)
+    files: list[Path] = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched and not glob.has_magic(pattern):
+            raise InputError(f"source {pattern} does not exist: fix --source or ${SOURCES_ENV}")
+        files.extend(Path(m) for m in matched if Path(m).is_file())
+    return list(dict.fromkeys(files))
+
+
+def _ingest_sources(db_path: Path, options: RetrainOptions) -> list[dict]:
+    """Each file in its own short write (already-ingested files are recognised by hash and skipped)."""
+    from app.writes import write
+    from data.ingest import IngestOptions, ingest_file
+    from data.pseudonymize import Pseudonymizer, load_key
+
+    files = expand_sources(options.sources)
+    if not files:
+        return []
+    pseudonymizer = Pseudonymizer(load_key(db_path))
+    done = []
+    for path in files:
+        summary = write(db_path, lambda con: ingest_file(con, path, IngestOptions(), pseudonymizer),
+                        timeout_s=options.write_timeout_s)
+        done.append({"path": str(path), "status": summary.status, "records": summary.records,
+                     "parsed": summary.parsed if summary.status == "ingested" else 0,
+                     "quarantined": summary.quarantined})
+    return done
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection) -> dict:
+    """What a model version was trained from: traffic counts and the analysts' labels."""
+    from scoring.feedback import label_snapshot
+
+    requests, last_request, sessions = con.execute(
+        "SELECT (SELECT count(*) FROM requests), (SELECT coalesce(max(request_id), 0) FROM requests), "
+        "(SELECT count(*) FROM sessions)").fetchall()[0]
+    return {"data": {"requests": int(requests), "last_request_id": int(last_request), "sessions": int(sessions)},
+            "labels": label_snapshot(con)}
+
+
+def _summarize(db_path: Path, run_id: int, options: RetrainOptions, settings: dict) -> dict:
+    from app.writes import write
+    from labeling.summarize import summarize_run
+
+    provider = options.provider or os.environ.get("WAFLENS_LLM_PROVIDER") or settings.get("llm_provider") or "offline"
+    extra = {}
+    if provider == "openai":
+        extra = {"model": os.environ.get("WAFLENS_LLM_MODEL") or settings.get("llm_model"),
+                 "base_url": settings.get("llm_base_url") or None}
+    results = write(db_path, lambda con: summarize_run(con, run_id, provider, **extra), timeout_s=options.write_timeout_s)
+    statuses: dict[str, int] = {}
+    for result in results:
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+    return {"provider": provider, "clusters": len(results), "statuses": statuses}
+
+
+def snapshot(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory copy of the tables training and the gates read; the file is released at once."""
+    from data.db import connect
+    from labeling.labels import ensure_label_schema
+
+    source = connect(db_path, read_only=True)
+    try:
+        present = {name for (name,) in source.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        frames = {name: source.sql(f"SELECT * FROM {name}").to_arrow_table()
+                  for name in SNAPSHOT_TABLES if name in present}
+    finally:
+        source.close()
+    snap = duckdb.connect(":memory:")
+    snap.execute("SET TimeZone = 'UTC'")
+    for name, frame in frames.items():
+        snap.register("frame", frame)
+        snap.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+        snap.unregister("frame")
+    ensure_label_schema(snap)
+    return snap
+
+
+def holdout_split(con: duckdb.DuckDBPyConnection, fraction: float) -> datetime | None:
+    """Sessions starting at or after this time are held out (None: no timestamps, nothing held out)."""
+    if not 0 < fraction < 1:
+        return None
+    return con.execute("SELECT quantile_disc(start_ts, $q) FROM sessions WHERE start_ts IS NOT NULL",
+                       {"q": 1.0 - fraction}).fetchall()[0][0]
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, registry, candidate: str, production: str | None,
+             split: datetime | None, config: GateConfig) -> dict:
+    """Gates, shadow diff, alert rates and holdout metrics of the candidate against production."""
+    from data.feature_spec import feature_names
+    from scoring.artifact import ArtifactError
+    from scoring.feedback import BENIGN, UNLABELLED, session_classes
+    from scoring.gates import (gate, labelled_holdout_gate, latency_gate, parity_gate, score_sanity_gate,
+                               time_holdout_gate)
+    from scoring.runtime import Scorer, SessionScorer
+
+    names = feature_names("session")
+    held = con.execute(
+        f"""SELECT s.session_id, s.client_key, s.n_requests, {", ".join("f." + n for n in names)}
+            FROM sessions s JOIN session_features f USING (session_id)
+            WHERE $split IS NULL OR s.start_ts >= $split ORDER BY s.session_id""", {"split": split}).fetchnumpy()
+    ids = np.asarray(held["session_id"], dtype=np.int64)
+    X = np.column_stack([np.asarray(held[n], dtype=np.float64) for n in names]) if len(ids) else np.empty((0, len(names)))
+    cand_session = SessionScorer.load(registry.path(candidate, "session"))
+    cand_scores = cand_session.score_batch(X) if len(ids) else np.empty(0)
+    cand_threshold = cand_session.manifest["thresholds"]["likely_attack"]
+    prod_session, prod_scores, prod_threshold, gates = None, None, None, []
+    if production is not None:
+        try:
+            prod_session = SessionScorer.load(registry.path(production, "session"))
+            prod_scores = prod_session.score_batch(X) if len(ids) else np.empty(0)
+            prod_threshold = prod_session.manifest["thresholds"]["likely_attack"]
+        except (ArtifactError, FileNotFoundError) as error:
+            gates.append(gate("production_loads", None, detail=f"production {production} cannot be compared: {error}"))
+    classes = session_classes(con, ids) if len(ids) else np.empty(0, dtype=object)
+    labelled = classes != UNLABELLED
+    y = (classes[labelled] != BENIGN).astype(int)
+    gates += labelled_holdout_gate(y, cand_scores[labelled], None if prod_scores is None else prod_scores[labelled],
+                                   cand_threshold, prod_threshold, config)
+    gates.append(time_holdout_gate(cand_scores, prod_scores, cand_threshold, prod_threshold, config))
+    requests, expected = _sample_requests(con, split, config.parity_sample)
+    cand_request = Scorer.load(registry.path(candidate, "request"))
+    gates.append(parity_gate(cand_request, requests, expected))
+    gates.append(latency_gate(cand_request, requests[: config.latency_sample], config))
+    request_scores = np.array([cand_request.score_request(*request).score for request in requests[:200]])
+    gates.append(score_sanity_gate(np.concatenate([cand_scores, request_scores])))
+    metrics = {"holdout_sessions": int(len(ids)), "labelled_holdout_sessions": int(labelled.sum()),
+               "labelled_holdout_attacks": int(y.sum())}
+    if len(y) and y.min() != y.max():
+        from sklearn.metrics import roc_auc_score
+
+        metrics["candidate_auc"] = round(float(roc_auc_score(y, cand_scores[labelled])), 4)
+        if prod_scores is not None:
+            metrics["production_auc"] = round(float(roc_auc_score(y, prod_scores[labelled])), 4)
+    alert_rate = {"candidate": round(float(np.mean(cand_scores >= cand_threshold)), 4) if len(ids) else None,
+                  "production": round(float(np.mean(prod_scores >= prod_threshold)), 4)
+                  if prod_scores is not None and len(ids) else None}
+    shadow = _shadow(con, ids, held, cand_scores, cand_threshold, prod_scores, prod_threshold)
+    return {"gates": gates, "shadow": shadow, "alert_rate": alert_rate, "metrics": metrics,
+            "candidate_scores": cand_scores, "ids": ids, "scorer": cand_session}
+
+
+def _sample_requests(con, split, limit: int):
+    """Up to ``limit`` held-out requests as raw fields, with their SQL features (the parity gate's input)."""
+    from data.feature_spec import feature_names
+
+    names = feature_names("request")
+    rows = con.execute(
+        f"""SELECT r.method, r.path, r.query, r.body, r.user_agent, r.referer, {", ".join("f." + n for n in names)}
+            FROM requests r JOIN request_features f USING (request_id)
+            WHERE $split IS NULL OR r.ts >= $split
+            ORDER BY hash(r.request_id) LIMIT $n""", {"split": split, "n": limit}).fetchall()
+    requests = [(method, path + ("?" + query if query else ""), {"User-Agent": agent, "Referer": referer}, body or b"")
+                for method, path, query, body, agent, referer, *_ in rows]
+    expected = np.array([row[6:] for row in rows], dtype=np.float64).reshape(len(rows), len(names))
+    return requests, expected
+
+
+def _shadow(con, ids, held, cand_scores, cand_threshold, prod_scores, prod_threshold) -> dict:
+    """How alerts on the latest window would change if the candidate replaced production."""
+    if prod_scores is None:
+        return {"compared": False, "reason": "no production model to compare with",
+                "candidate_alerts": int(np.sum(cand_scores >= cand_threshold))}
+    cand_alert, prod_alert = cand_scores >= cand_threshold, prod_scores >= prod_threshold
+
+    def examples(mask):
+        chosen = np.flatnonzero(mask)[np.argsort(-np.abs(cand_scores[mask] - prod_scores[mask]))][:SHADOW_EXAMPLES]
+        return [{"session_id": int(ids[i]), "client_key": str(held["client_key"][i])[:12],
+                 "requests": int(held["n_requests"][i]), "candidate_score": round(float(cand_scores[i]), 4),
+                 "production_score": round(float(prod_scores[i]), 4)} for i in chosen]
+
+    return {"compared": True, "sessions": int(len(ids)), "both_alert": int(np.sum(cand_alert & prod_alert)),
+            "new_alerts": int(np.sum(cand_alert & ~prod_alert)), "dropped_alerts": int(np.sum(prod_alert & ~cand_alert)),
+            "new_examples": examples(cand_alert & ~prod_alert), "dropped_examples": examples(prod_alert & ~cand_alert)}
+
+
+def _drift(con, split, evaluation) -> dict:
+    from scoring.drift import score_drift, window_drift
+
+    if split is None:
+        return {"status": "insufficient_data", "features": [], "counts": {}, "reason": "no timestamps to split on"}
+    drift = window_drift(con, "session", (None, split), (split, None)).to_dict()
+    ids = evaluation["ids"]
+    if len(ids):
+        from data.feature_spec import feature_names
+
+        names = feature_names("session")
+        before = con.execute(f"""SELECT {", ".join("f." + n for n in names)} FROM sessions s JOIN session_features f
+                                 USING (session_id) WHERE s.start_ts < $split""", {"split": split}).fetchnumpy()
+        reference = np.column_stack([np.asarray(before[n], dtype=np.float64) for n in names]) \
+            if len(before[names[0]]) else np.empty((0, len(names)))
+        scorer = evaluation.get("scorer")
+        if scorer is not None and len(reference):
+            drift["score"] = score_drift(scorer.score_batch(reference), evaluation["candidate_scores"]).to_dict()
+    return drift
+
+
+def _write_report(root: Path, started: datetime, report: dict, options: RetrainOptions) -> None:
+    runs = root / "runs"
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        path = runs / f"{started:%Y%m%dT%H%M%S%fZ}.json"
+        tmp = path.with_suffix(".partial")
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+        report["report_path"] = str(path)
+    except OSError as error:
+        print(f"waflens: cannot write the run report to {runs}: {error.strerror}", file=sys.stderr)
+    textfile = options.prometheus_textfile or os.environ.get(PROMETHEUS_ENV)
+    if textfile:
+        from scoring.prometheus import write_run_metrics
+
+        try:
+            write_run_metrics(textfile, report)
+        except (OSError, WaflensError) as error:
+            print(f"waflens: cannot write Prometheus metrics to {textfile}: {error}", file=sys.stderr)
