@@ -369,22 +369,20 @@ def app(obj: Context, port: int, headless: bool) -> None:
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.pass_context
 def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int) -> None:
-    """The whole pipeline on generated traffic: generate, ingest, sessionize, then the workbench."""
+    """The whole pipeline on generated traffic (generate, then `retrain`: ingest, sessionize, cluster,
+    summarize, train, gates, promote), then the workbench."""
+    from scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
+
     obj: Context = ctx.obj
     log = workdir / "traffic.log"
     workdir.mkdir(parents=True, exist_ok=True)
     if not log.exists():
         ctx.invoke(generate, out=log, n_requests=n_requests, seed=seed, days=3.0, attack_share=0.15)
-    ctx.invoke(ingest, files=(log,), fmt="combined", log_format=None, source="demo", no_pseudonymize=False,
-               session_key="ip-ua", session_cookie=None, json_field=(), no_sessionize=False, gap_minutes=30.0)
-    for level in ("request", "session"):
-        model = workdir / "models" / level
-        if model.exists():
-            obj.warn(f"{model} exists: keeping it (delete it to retrain)")
-            continue
-        ctx.invoke(train, level=level, since=None, until=None, out=model, trees=100, seed=0)
-    ctx.invoke(cluster, since=None, until=None, min_cluster_size=10, selection="suspicious", seed=0)
-    ctx.invoke(summarize, provider="offline", model=None, cluster_run_id=None)
+    result = run_retrain(obj.db, RetrainOptions(sources=(str(log),), seed=0),
+                         progress=lambda message: click.echo(f"retrain: {message}", err=True))
+    if result.exit_code not in (0, EXIT_NOTHING_NEW):
+        raise _Exit(result.exit_code)
+    ctx.invoke(status)
     if not no_app:
         ctx.invoke(app, port=port, headless=True)
 
