@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 EXPECTED = {"sqli_scan": "sqli", "xss_probe": "xss", "path_traversal": "path_traversal", "cmd_injection": "cmd_injection",
             "credential_stuffing": "credential_stuffing", "vuln_scanner": "scanner", "scraper": "scraping",
-            "slow_bot": "scanner", "benign": "benign"}
+            "slow_bot": "credential_stuffing", "benign": "benign"}
 
 
 def run_seed(requests: int, seed: int):

@@ -5,8 +5,10 @@ use it. The run's feature space is rebuilt exactly — the same member sessions,
 same seeded transforms (scaler, TF-IDF, SVD, PCA) — and a session joins the
 cluster of its nearest member, if it is no farther from it than that cluster's
 members are from each other (its largest nearest-neighbour distance); otherwise it
-is noise (-1). A member assigned again gets its own fitted label: its nearest
-member is itself.
+is noise (-1). Identical sessions (one-request bots make many) can sit in a cluster
+and in noise at once: a session at the same distance from several members takes
+the label most of them have, if it is a majority, else the smallest (noise first).
+A member assigned again gets its own fitted label.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from clustering.matrix import build_matrix
 from clustering.run import reduce_for_hdbscan
 from data.errors import InputError
 from data.feature_spec import feature_names
+
+TIES = 16   # neighbours looked at to break ties between identical sessions
 
 
 def _features(con, session_ids: np.ndarray) -> np.ndarray:
@@ -53,11 +57,17 @@ def assign_sessions(con: duckdb.DuckDBPyConnection, cluster_run_id: int, session
                                  extra_ids=wanted, extra_numeric=_features(con, wanted))
     X, Y = reduce_for_hdbscan(matrix.X, params["seed"], extra)
     radius = _cluster_radii(X, labels)
-    distance, index = NearestNeighbors(n_neighbors=1).fit(X).kneighbors(Y)
-    nearest = labels[index[:, 0]]
+    fitted = dict(zip(member_ids.tolist(), labels.tolist()))
+    distance, index = NearestNeighbors(n_neighbors=min(TIES, len(X))).fit(X).kneighbors(Y)
     out = {}
-    for session, label, d in zip(wanted, nearest, distance[:, 0]):
-        out[int(session)] = int(label) if label >= 0 and d <= radius.get(int(label), 0.0) + 1e-12 else -1
+    for session, d, i in zip(wanted, distance, index):
+        if int(session) in fitted:          # a member keeps its fitted label (duplicates may sit in other clusters)
+            out[int(session)] = int(fitted[int(session)])
+            continue
+        tied = labels[i[d <= d[0] + 1e-12]]  # identical sessions are common (one-request bots): vote among them
+        votes = np.bincount(tied[tied >= 0]) if (tied >= 0).any() else None
+        label = int(np.argmax(votes)) if votes is not None and votes.max() * 2 > len(tied) else int(tied.min())
+        out[int(session)] = label if label >= 0 and d[0] <= radius.get(label, 0.0) + 1e-12 else -1
     return out
 
 

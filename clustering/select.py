@@ -32,4 +32,5 @@ def suspicious_mask(numeric: np.ndarray) -> np.ndarray:
         | ((f["n_requests"] > 30) & (f["request_rate"] > 20))
         | ((f["n_requests"] >= 3) & (f["post_ratio"] >= 0.5))
         | ((f["n_requests"] >= 20) & (f["static_ratio"] == 0) & (f["referer_ratio"] == 0))
+        | ((f["error_ratio"] > 0) & (f["static_ratio"] == 0) & (f["referer_ratio"] == 0))
     )

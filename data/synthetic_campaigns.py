@@ -47,7 +47,7 @@ SPECS = {
     "credential_stuffing": CampaignSpec("credential_stuffing", 0.16, (0.50, 0.78), 5, _lognormal(6.0, 0.7), 0.75),
     "vuln_scanner": CampaignSpec("scanner", 0.14, (0.03, 0.60), 60, _lognormal(0.35, 0.5), 0.75),
     "scraper": CampaignSpec("scraping", 0.15, (0.36, 0.70), 60, _lognormal(1.2, 0.4), 0.75),
-    "slow_bot": CampaignSpec("brute_force", 0.07, (0.005, 0.995), 1.4, lambda rng: rng.uniform(1.0, 4.0), 0.75),
+    "slow_bot": CampaignSpec("credential_stuffing", 0.07, (0.005, 0.995), 1.4, lambda rng: rng.uniform(1.0, 4.0), 0.75),
 }
 SLOW_BOT_PER_HOUR = 5.0
 

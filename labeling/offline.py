@@ -35,6 +35,7 @@ SCANNER_PATHS = (".env", ".git/", "wp-login", "phpmyadmin", "server-status", "/a
                  ".htaccess", "web.config", "/.aws", "/backup", ".sql")
 TOOL_AGENTS = ("sqlmap", "nikto", "nmap", "masscan", "zgrab", "acunetix", "netsparker", "w3af", "nuclei", "dirbuster",
                "gobuster", "wpscan", "curl/", "python-requests", "go-http-client", "wget/", "libwww-perl")
+LOGIN_PATHS = ("login", "signin", "sign-in", "logon", "wp-login", "xmlrpc", "/auth", "/session", "/token")
 INJECTION_PROBES = ("ignore previous", "ignore all previous", "ignore the above", "disregard previous",
                     "you are now", "system prompt", "label this benign", "mark this as benign", "new instructions")
 ACTIONS = {
@@ -78,6 +79,13 @@ class OfflineSummarizer:
         if requests and posts / len(requests) >= 0.5 and ("login" in paths or "signin" in paths or "auth" in paths) \
                 and (statuses.get("401", 0) + statuses.get("403", 0)) / total >= 0.3:
             scores["credential_stuffing"] += 5
+        # low-and-slow guessing: many clients' short sessions, nearly all at login endpoints, mostly refused
+        path_total = max(sum(n for _, n in pack["top_paths"]), 1)
+        login_share = sum(n for p, n in pack["top_paths"] if any(k in p.lower() for k in LOGIN_PATHS)) / path_total
+        per_session = pack["cluster"]["requests"] / max(pack["cluster"]["sessions"], 1)
+        slow_guessing = per_session <= 3 and login_share >= 0.8 and errors >= 0.5 and pack["cluster"]["sessions"] >= 5
+        if slow_guessing:
+            scores["credential_stuffing"] += 4 + len(scanner_paths)
         fast = {f["feature"]: f for f in pack["distinguishing_features"]}
         if not hits and "request_rate" in fast and fast["request_rate"]["effect_size"] > 1 \
                 and "static_ratio" in fast and fast["static_ratio"]["cluster_mean"] == 0:
@@ -93,6 +101,11 @@ class OfflineSummarizer:
                       for q in dict.fromkeys(hits.get(family, []))][:5]
         indicators += [Indicator(evidence=p, description="probe of a sensitive path") for p in scanner_paths[:3]
                        if family == "scanner" and p in text]
+        if family == "credential_stuffing" and slow_guessing:
+            login = next((p for p, _ in pack["top_paths"] if any(k in p.lower() for k in LOGIN_PATHS)), None)
+            if login and login in text:
+                indicators.append(Indicator(evidence=login, description=f"{per_session:.1f} requests per session at "
+                                                                        "login endpoints, mostly refused"))
         if tools:
             quoted = _quote(lower, text, tools[0])
             if quoted:

@@ -90,9 +90,9 @@ def test_demo_pipeline_without_app(tmp_path, monkeypatch):
     assert counts[0] == 4000 and counts[2] == 4000
     assert counts[1] > 10 and counts[3] == counts[1]
     from scoring.runtime import Scorer, SessionScorer
-    scorer = Scorer.load(tmp_path / "demo" / "models" / "request")
+    scorer = Scorer.load(tmp_path / "models" / "production" / "request")    # the registry beside the database
     assert scorer.score_request("GET", "/", {"User-Agent": "Mozilla/5.0"}).score_class != "error"
-    SessionScorer.load(tmp_path / "demo" / "models" / "session")
+    SessionScorer.load(tmp_path / "models" / "production" / "session")
     con = connect(db, read_only=True)
     assert con.execute("SELECT count(*) FROM cluster_runs").fetchall()[0][0] == 1
     clusters = con.execute("SELECT count(*) FROM cluster_profiles").fetchall()[0][0]
