@@ -436,7 +436,7 @@ if __name__ == "__main__":  # `python -m app.cli`: run the package module, which
 # Command groups that live in their own modules (they import Context and pass_context from here).
 from app.labels_cli import allowlist, labels  # noqa: E402
 from app.models_cli import models  # noqa: E402
-from app.retrain_cli import retrain  # noqa: E402
+from app.retrain_cli import drift, retrain  # noqa: E402
 
-for command in (labels, allowlist, models, retrain):
+for command in (labels, allowlist, models, retrain, drift):
     cli.add_command(command)

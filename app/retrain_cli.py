@@ -57,3 +57,45 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
     obj.emit(report, "\n".join(lines))
     if result.exit_code:
         raise _Exit(result.exit_code)
+
+
+@click.command()
+@click.option("--level", type=click.Choice(["session", "request"]), default="session", show_default=True)
+@click.option("--split", default=None, help="Compare traffic before this time (ISO 8601, UTC) with traffic after it "
+                                            "[default: where production's training window ended, else the latest "
+                                            "25% of sessions].")
+@click.option("--models", "registry_root", type=click.Path(path_type=Path), default=None,
+              help="Model registry [default: $WAFLENS_MODELS or <database dir>/models].")
+@pass_context
+def drift(obj: Context, level: str, split: str | None, registry_root: Path | None) -> None:
+    """Per-feature drift between the training window and the latest traffic (PSI, KS, Wasserstein)."""
+    from datetime import datetime
+
+    from app.cli import _parse_time
+    from scoring.drift import window_drift
+    from scoring.registry import Registry, default_registry_root
+    from scoring.retrain import holdout_split
+
+    registry = Registry(registry_root or default_registry_root(obj.db))
+    con = obj.connect(read_only=True)
+    try:
+        at = _parse_time(split)
+        if at is None and registry.alias("production"):
+            until = (registry.get("production").training or {}).get("until")
+            at = datetime.fromisoformat(until) if until else None
+        if at is None:
+            at = holdout_split(con, 0.25)
+        if at is None:
+            from data.errors import InsufficientDataError
+
+            raise InsufficientDataError("no timestamps to split on: pass --split")
+        report = window_drift(con, level, (None, at), (at, None)).to_dict()
+    finally:
+        con.close()
+    def number(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [f"  {f['name']:<22} {f['status']:<17} PSI {number(f['psi'], '<8.4f')} "
+            f"KS p {number(f['ks_pvalue'], '<10.3g')} n {f['reference_n']}/{f['current_n']}" for f in report["features"]]
+    obj.emit({"split": at.isoformat(), "level": level, **report},
+             f"drift of {level} features before/after {at:%Y-%m-%d %H:%M} UTC: {report['status']}\n" + "\n".join(rows))

@@ -8,8 +8,10 @@ keeps production and the run report says which gate failed and by how much.
   more than ``tolerance`` below production's (skipped when the holdout has no
   labelled sessions of both kinds, or there is no production model);
 * ``time_holdout`` — on the latest window (never trained on), the candidate's alert
-  rate must not exceed production's by more than ``max_alert_rate_increase`` (an
-  absolute share), and must stay under ``max_alert_rate`` in any case;
+  rate must stay under ``max_alert_rate``, and its alerts that are not attributed to
+  a family the analysts confirmed as an attack (feedback probability >= 0.5) must not
+  exceed production's alert rate by more than ``max_alert_rate_increase``: a model
+  that learnt a confirmed campaign is expected to alert on it;
 * ``parity`` — features the runtime computes from raw requests equal the SQL
   features the model was trained on (1e-9), and the one-row path scores like the
   batch path;
@@ -88,17 +90,27 @@ def labelled_holdout_gate(y: np.ndarray, candidate: np.ndarray, production: np.n
 
 
 def time_holdout_gate(candidate: np.ndarray, production: np.ndarray | None, candidate_threshold: float,
-                      production_threshold: float | None, config: GateConfig) -> dict:
+                      production_threshold: float | None, config: GateConfig,
+                      explained: np.ndarray | None = None) -> dict:
+    """Alert rate on the latest window. ``explained`` marks sessions the candidate attributes to a
+    family analysts confirmed as an attack: alerts on them are what the labels asked for, so the
+    comparison with production counts only the others (the absolute cap counts all)."""
     if len(candidate) == 0:
-        return gate("time_holdout", None, detail="no sessions in the latest window")
-    rate = float(np.mean(candidate >= candidate_threshold))
-    limit = config.max_alert_rate
+        return gate("time_holdout_alert_rate", None, detail="no sessions in the latest window")
+    alerts = candidate >= candidate_threshold
+    rate = float(np.mean(alerts))
     detail = f"candidate alerts on {rate:.2%} of {len(candidate)} latest-window sessions"
-    if production is not None:
-        production_rate = float(np.mean(production >= production_threshold))
-        limit = min(limit, production_rate + config.max_alert_rate_increase)
-        detail += f" (production {production_rate:.2%})"
-    return gate("time_holdout_alert_rate", rate <= limit, round(rate, 4), round(limit, 4), detail)
+    if rate > config.max_alert_rate:
+        return gate("time_holdout_alert_rate", False, round(rate, 4), config.max_alert_rate, detail)
+    if production is None:
+        return gate("time_holdout_alert_rate", True, round(rate, 4), config.max_alert_rate, detail)
+    explained = np.zeros(len(candidate), dtype=bool) if explained is None else explained
+    unexplained = float(np.mean(alerts & ~explained))
+    production_rate = float(np.mean(production >= production_threshold))
+    limit = production_rate + config.max_alert_rate_increase
+    detail += (f"; {unexplained:.2%} not attributed to a confirmed attack family (production alerts on "
+               f"{production_rate:.2%})")
+    return gate("time_holdout_alert_rate", unexplained <= limit, round(unexplained, 4), round(limit, 4), detail)
 
 
 def score_sanity_gate(scores: np.ndarray) -> dict:

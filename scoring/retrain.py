@@ -362,7 +362,10 @@ def evaluate(con: duckdb.DuckDBPyConnection, registry, candidate: str, productio
     y = (classes[labelled] != BENIGN).astype(int)
     gates += labelled_holdout_gate(y, cand_scores[labelled], None if prod_scores is None else prod_scores[labelled],
                                    cand_threshold, prod_threshold, config)
-    gates.append(time_holdout_gate(cand_scores, prod_scores, cand_threshold, prod_threshold, config))
+    probabilities = cand_session.class_probabilities_batch(X) if len(ids) else np.empty((0, 0))
+    attack_columns = [k for k, name in enumerate(cand_session.classes) if name not in (BENIGN, UNLABELLED)]
+    explained = probabilities[:, attack_columns].sum(axis=1) >= 0.5 if attack_columns else None
+    gates.append(time_holdout_gate(cand_scores, prod_scores, cand_threshold, prod_threshold, config, explained))
     requests, expected = _sample_requests(con, split, config.parity_sample)
     cand_request = Scorer.load(registry.path(candidate, "request"))
     gates.append(parity_gate(cand_request, requests, expected))

@@ -348,6 +348,14 @@ class SessionScorer:
         class_probabilities(sanitize(row[None, :])[0], *self._feedback[:6], probs)
         return dict(zip(self.classes, probs.tolist()))
 
+    def class_probabilities_batch(self, features: np.ndarray) -> np.ndarray:
+        """(n, len(classes)) probabilities of the feedback model's classes; (n, 0) without one."""
+        rows = sanitize(np.atleast_2d(features))
+        probs = np.empty((rows.shape[0], len(self.classes)))
+        if self._feedback is not None:
+            blend_batch(rows, np.zeros(rows.shape[0]), *self._feedback, np.empty(rows.shape[0]), probs)
+        return probs
+
     def score_batch(self, features: np.ndarray) -> np.ndarray:
         """Scores of a (n, n_features) matrix of session features, in parallel over rows."""
         rows = sanitize(np.atleast_2d(features))

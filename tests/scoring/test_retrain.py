@@ -183,3 +183,16 @@ def test_app_label_writes_and_a_retrain_in_separate_processes(site):
     notes = {n for (n,) in con.execute("SELECT note FROM label_events WHERE analyst = 'app'").fetchall()}
     con.close()
     assert len(notes) - before == 40 or {f"concurrent {i}" for i in range(40)} <= notes
+
+
+def test_drift_command_compares_training_and_latest_windows(site):
+    tmp, log, db, models = site
+    if not Registry(models).alias("production"):      # run alone: the first retrain makes production
+        assert retrain(site)[0] == 0
+    code, report, err = run_cli("--db", str(db), "--json", "drift", "--models", str(models))
+    assert code == 0, err
+    assert report["split"] == Registry(models).get("production").training["until"]
+    statuses = {f["name"]: f["status"] for f in report["features"]}
+    assert len(statuses) == 23 and set(statuses.values()) <= {"ok", "warn", "drift", "insufficient_data"}
+    code, same, _ = run_cli("--db", str(db), "--json", "drift", "--split", "2000-01-01")
+    assert code == 0 and same["status"] == "insufficient_data"       # nothing before the split
