@@ -201,27 +201,31 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish,
             session_manifest = train_session_model(snap, staging / "session", training)
         labels = label_snapshot(snap)
         production = registry.alias("production")
+        with stage("gates"):
+            evaluation = evaluate(snap, staging, registry.path("production") if production else None, split,
+                                  options.gates)
+        report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
+                      metrics=evaluation["metrics"])
         with stage("register"):
             info = registry.register(
-                staging, metrics={"request": request_manifest["metrics"], "session": session_manifest["metrics"],
+                staging, metrics={**{k: v for k, v in evaluation["metrics"].items() if k.endswith("_auc")},
+                                  "alert_rate": evaluation["alert_rate"]["candidate"],
+                                  "holdout_sessions": evaluation["metrics"]["holdout_sessions"],
+                                  "request": request_manifest["metrics"], "session": session_manifest["metrics"],
                                   "feedback_classes": (session_manifest.get("feedback") or {}).get("classes")},
                 training={"until": report["holdout_from"], "requests": request_manifest["training"]["requests"],
                           "sessions": session_manifest["training"]["sessions"], "fingerprint": fingerprint,
                           "trees": options.trees, "seed": options.seed},
-                labels=labels, parent=production)
+                labels=labels, parent=production, gates=evaluation["gates"])
             registry.set_alias("candidate", info.version, actor=options.actor, reason="retrain")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report["candidate_version"] = info.version
-    with stage("gates"):
-        evaluation = evaluate(snap, registry, info.version, production, split, options.gates)
-    report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
-                  metrics=evaluation["metrics"])
     with stage("drift"):
         report["drift"] = _drift(snap, split, evaluation)
     from scoring.model_card import model_card
 
-    registry.update_metadata(info.version, gates=evaluation["gates"],
+    registry.update_metadata(info.version,
                              card=model_card(registry.get(info.version), request_manifest, session_manifest,
                                              evaluation, report["drift"], labels),
                              extra={"shadow": evaluation["shadow"], "holdout_metrics": evaluation["metrics"],
@@ -329,7 +333,7 @@ def holdout_split(con: duckdb.DuckDBPyConnection, fraction: float) -> datetime |
                        {"q": 1.0 - fraction}).fetchall()[0][0]
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, registry, candidate: str, production: str | None,
+def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path | None,
              split: datetime | None, config: GateConfig) -> dict:
     """Gates, shadow diff, alert rates and holdout metrics of the candidate against production."""
     from data.feature_spec import feature_names
@@ -346,13 +350,13 @@ def evaluate(con: duckdb.DuckDBPyConnection, registry, candidate: str, productio
             WHERE $split IS NULL OR s.start_ts >= $split ORDER BY s.session_id""", {"split": split}).fetchnumpy()
     ids = np.asarray(held["session_id"], dtype=np.int64)
     X = np.column_stack([np.asarray(held[n], dtype=np.float64) for n in names]) if len(ids) else np.empty((0, len(names)))
-    cand_session = SessionScorer.load(registry.path(candidate, "session"))
+    cand_session = SessionScorer.load(candidate / "session")
     cand_scores = cand_session.score_batch(X) if len(ids) else np.empty(0)
     cand_threshold = cand_session.manifest["thresholds"]["likely_attack"]
     prod_session, prod_scores, prod_threshold, gates = None, None, None, []
     if production is not None:
         try:
-            prod_session = SessionScorer.load(registry.path(production, "session"))
+            prod_session = SessionScorer.load(production / "session")
             prod_scores = prod_session.score_batch(X) if len(ids) else np.empty(0)
             prod_threshold = prod_session.manifest["thresholds"]["likely_attack"]
         except (ArtifactError, FileNotFoundError) as error:
@@ -367,7 +371,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, registry, candidate: str, productio
     explained = probabilities[:, attack_columns].sum(axis=1) >= 0.5 if attack_columns else None
     gates.append(time_holdout_gate(cand_scores, prod_scores, cand_threshold, prod_threshold, config, explained))
     requests, expected = _sample_requests(con, split, config.parity_sample)
-    cand_request = Scorer.load(registry.path(candidate, "request"))
+    cand_request = Scorer.load(candidate / "request")
     gates.append(parity_gate(cand_request, requests, expected))
     gates.append(latency_gate(cand_request, requests[: config.latency_sample], config))
     request_scores = np.array([cand_request.score_request(*request).score for request in requests[:200]])
