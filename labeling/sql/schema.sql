@@ -61,3 +61,8 @@ CREATE TABLE IF NOT EXISTS allowlist (
     revoked_at TIMESTAMP,
     revoked_by VARCHAR
 );
+
+-- Labels reach requests through their session (for training and for the workbench's request views).
+CREATE OR REPLACE VIEW request_labels AS
+SELECT r.request_id, l.session_id, l.cluster_run_id, l.cluster_id, l.family, l.verdict, l.source
+FROM requests r JOIN session_labels l USING (session_id);

@@ -39,6 +39,11 @@ def test_history_is_append_only_and_the_latest_event_counts(clustered):
     in_cluster = {s for (s,) in con.execute("SELECT session_id FROM session_clusters WHERE cluster_run_id = $r AND cluster_id = 0",
                                             {"r": run.cluster_run_id}).fetchall()}
     assert {m[0] for m in members} == in_cluster and all(m[1] == "xss" for m in members)
+    reached = con.execute("SELECT count(*), count(DISTINCT session_id), min(family), max(family) FROM request_labels "
+                          "WHERE cluster_run_id = $r AND cluster_id = 0", {"r": run.cluster_run_id}).fetchall()[0]
+    in_requests = con.execute("SELECT count(*) FROM requests WHERE session_id IN (SELECT session_id FROM session_labels "
+                              "WHERE cluster_run_id = $r AND cluster_id = 0)", {"r": run.cluster_run_id}).fetchall()[0][0]
+    assert reached[0] == in_requests > 0 and reached[2] == reached[3] == "xss"      # every request of those sessions
     strict = session_labels(con, run.cluster_run_id, min_probability=0.99)
     assert len(strict) <= len(members)
     record_label(con, run.cluster_run_id, 0, family="xss", verdict="malicious", source="rejected", analyst="bo")
