@@ -142,7 +142,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
 
 
 def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, progress) -> RetrainResult:
-    from app.writes import write
+    from data.writes import write
     from data.settings import get_settings
     from scoring.gates import failed
 
@@ -258,7 +258,7 @@ def expand_sources(patterns: tuple[str, ...]) -> list[Path]:
 
 def _ingest_sources(db_path: Path, options: RetrainOptions) -> list[dict]:
     """Each file in its own short write (already-ingested files are recognised by hash and skipped)."""
-    from app.writes import write
+    from data.writes import write
     from data.ingest import IngestOptions, ingest_file
     from data.pseudonymize import Pseudonymizer, load_key
 
@@ -288,7 +288,7 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 def _summarize(db_path: Path, run_id: int, options: RetrainOptions, settings: dict) -> dict:
-    from app.writes import write
+    from data.writes import write
     from labeling.summarize import summarize_run
 
     provider = options.provider or os.environ.get("WAFLENS_LLM_PROVIDER") or settings.get("llm_provider") or "offline"

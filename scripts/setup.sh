@@ -10,6 +10,18 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${1:-}" = "test" ]; then
     .venv/bin/python -m pip install --quiet -e '.[test]'
+    # The browser tests drive Debian's chromium through Playwright. Never `playwright install`: it
+    # downloads browser builds, and test machines reach package registries only.
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "setup.sh: installing Debian's chromium for the browser tests" >&2
+        if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO="none"; fi
+        if [ "$SUDO" = "none" ] || ! { $SUDO apt-get update -qq \
+                && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium \
+                   >/dev/null; }; then
+            echo "setup.sh: could not install chromium (needs root or sudo, and apt-get); the browser tests" \
+                 "will skip, or fail in CI: install it with 'apt-get install chromium'" >&2
+        fi
+    fi
 else
     .venv/bin/python -m pip install --quiet -e .
 fi

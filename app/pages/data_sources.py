@@ -1,13 +1,89 @@
+"""Data: sources, ingest history, the quarantine browser, and uploading a log file to ingest."""
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
 import streamlit as st
 
-from app.state import query
+from app.jobs import finish, run_cli, show_finished
+from app.paging import pager
+from app.session import require_workbench
+from app.state import config, query
 
+FORMATS = ["auto", "combined", "common", "json", "raw-http"]
+
+require_workbench()
 st.title("Data")
+
 st.subheader("Sources")
-st.dataframe(query("""SELECT source_id, name, format, records, parsed, quarantined, pseudonymized, ingested_at
-                      FROM sources ORDER BY source_id"""), hide_index=True)
+st.caption("One row per source name (as given with --source, else the file name).")
+st.dataframe(query("""SELECT name AS source, count(*) AS files, sum(records) AS records, sum(parsed) AS parsed,
+                             sum(quarantined) AS quarantined, min(ingested_at) AS first_ingest,
+                             max(ingested_at) AS last_ingest
+                      FROM sources GROUP BY name ORDER BY max(ingested_at) DESC"""),
+             hide_index=True, width="stretch")
+
+st.subheader("Ingest history")
+history = query("""SELECT source_id, name, path, format, records, parsed, quarantined, pseudonymized, ingested_at,
+                          sha256
+                   FROM sources ORDER BY source_id DESC""")
+st.dataframe(history.drop(columns=["path", "sha256"]), hide_index=True, width="stretch")
+
 st.subheader("Quarantine")
 st.caption("Records that did not parse, with the reason. Shown as text: log content may be hostile.")
-st.dataframe(query("""SELECT q.source_id, s.name AS source, q.record, q.reason, q.raw
-                      FROM quarantine q JOIN sources s USING (source_id)
-                      ORDER BY q.source_id, q.record LIMIT 1000"""), hide_index=True)
+source_names = {int(r.source_id): f"{r.source_id}: {r.name}" for r in history.itertuples()}
+left, right = st.columns(2)
+source = left.selectbox("Source", [None, *source_names], key="quarantine_source",
+                        format_func=lambda s: "all sources" if s is None else source_names[s])
+reason = right.text_input("Reason contains", key="quarantine_reason", max_chars=200)
+where, params = ["true"], {}
+if source is not None:
+    where.append("q.source_id = $source")
+    params["source"] = int(source)
+if reason:
+    where.append("contains(lower(q.reason), lower($reason))")
+    params["reason"] = reason
+condition = " AND ".join(where)
+total = int(query(f"SELECT count(*) AS n FROM quarantine q WHERE {condition}", params).n.iloc[0])
+page = pager("quarantine_page", total, noun="quarantined records")
+rows = query(f"""SELECT q.source_id, s.name AS source, q.record, q.reason, q.raw
+                 FROM quarantine q JOIN sources s USING (source_id) WHERE {condition}
+                 ORDER BY q.source_id, q.record LIMIT $limit OFFSET $offset""",
+             params | {"limit": page.limit, "offset": page.offset})
+st.dataframe(rows, hide_index=True, width="stretch")
+if len(rows):
+    keys = [f"{r.source_id}:{r.record}" for r in rows.itertuples()]
+    shown = st.selectbox("Show one record in full", keys, key="quarantine_record")
+    record = rows.iloc[keys.index(shown)]
+    st.code(record.raw, language=None, wrap_lines=True)
+
+st.subheader("Upload a log file")
+st.caption("Access logs (Apache/nginx), JSON lines or raw HTTP dumps, optionally gzip-compressed. The file is saved "
+           "beside the database (uploads/) and ingested by `waflens ingest` in its own process; a file ingested "
+           "before adds nothing.")
+with st.form("upload", clear_on_submit=False):
+    upload = st.file_uploader("Log file", key="upload_file")
+    columns = st.columns(2)
+    fmt = columns[0].selectbox("Format", FORMATS, key="upload_format")
+    name = columns[1].text_input("Source name (default: the file name)", key="upload_source", max_chars=200)
+    submitted = st.form_submit_button("Ingest", icon=":material/upload:", type="primary")
+if submitted:
+    if upload is None:
+        st.warning("Choose a file first.")
+    else:
+        folder = config().uploads_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name).name).strip("._") or "upload.log"
+        target = folder / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{safe[:100]}"
+        target.write_bytes(upload.getvalue())
+        arguments = ["ingest", str(target), "--format", fmt] + (["--source", name.strip()] if name.strip() else [])
+        result = run_cli(arguments, f"Ingesting {safe}")
+        for file in (result.summary or {}).get("files", []):
+            if file["status"] == "ingested":
+                finish("upload", f"{safe}: {file['records']:,} records = {file['parsed']:,} parsed + "
+                                 f"{file['quarantined']:,} quarantined ({file['format']}); "
+                                 f"{result.summary.get('sessions') or 0:,} sessions in total.", result)
+            else:
+                finish("upload", f"{safe} was ingested before (same content): nothing added.", result, kind="info")
+show_finished("upload")

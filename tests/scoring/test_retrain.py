@@ -154,7 +154,7 @@ def test_gate_functions_fail_on_regression_mismatch_and_degenerate_scores(site):
 
 LABEL_WRITER = textwrap.dedent("""
     import sys, time
-    from app.writes import write
+    from data.writes import write
     from labeling.labels import latest_run, record_label
     db, n = sys.argv[1], int(sys.argv[2])
     for i in range(n):

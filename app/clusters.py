@@ -1,0 +1,89 @@
+"""Cluster runs, clusters with their current label and summary: the queries several pages share."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from app.state import query, table_exists
+
+STATUS_ORDER = "CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stable' THEN 2 ELSE 3 END"
+CARRIED_PREFIX = "carried-over:"
+
+
+def has_clusters() -> bool:
+    return table_exists("cluster_runs") and bool(query("SELECT count(*) AS n FROM cluster_runs").n.iloc[0])
+
+
+def runs() -> pd.DataFrame:
+    return query("""SELECT cluster_run_id, created_at, window_start, window_end, selection, n_sessions, n_selected,
+                           n_clusters, n_noise, message FROM cluster_runs ORDER BY cluster_run_id DESC""")
+
+
+def latest_run() -> int | None:
+    if not has_clusters():
+        return None
+    return int(query("SELECT max(cluster_run_id) AS r FROM cluster_runs").r.iloc[0])
+
+
+def clusters(run: int) -> pd.DataFrame:
+    """The run's clusters, most emerging first, with their current label and latest summary."""
+    labelled = table_exists("label_events")
+    summarized = table_exists("cluster_summaries")
+    label_columns = ("l.family, l.verdict, l.source AS label_source, l.analyst AS label_analyst, "
+                     "l.note AS label_note, l.created_at AS labelled_at" if labelled else
+                     "NULL AS family, NULL AS verdict, NULL AS label_source, NULL AS label_analyst, "
+                     "NULL AS label_note, NULL AS labelled_at")
+    summary_columns = "s.summary AS summary_json, s.status AS summary_status" if summarized else \
+        "NULL AS summary_json, NULL AS summary_status"
+    joins = ""
+    if labelled:
+        joins += " LEFT JOIN current_labels l ON l.cluster_run_id = p.cluster_run_id AND l.cluster_id = p.cluster_id"
+    if summarized:
+        joins += """ LEFT JOIN (SELECT * FROM cluster_summaries WHERE cluster_run_id = $run
+                                QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY created_at DESC) = 1) s
+                     ON s.cluster_id = p.cluster_id"""
+    return query(
+        f"""SELECT p.cluster_id, p.status, p.emerging, p.growth, p.n_sessions, p.n_clients, p.n_requests,
+                   p.first_ts, p.last_ts, p.predecessor_run_id, p.predecessor_id, {label_columns}, {summary_columns}
+            FROM cluster_profiles p {joins}
+            WHERE p.cluster_run_id = $run
+            ORDER BY p.emerging DESC, {STATUS_ORDER}, p.last_ts DESC NULLS LAST, p.n_sessions DESC, p.cluster_id""",
+        {"run": run})
+
+
+def profile(run: int, cluster: int) -> dict:
+    found = query("SELECT profile FROM cluster_profiles WHERE cluster_run_id = $run AND cluster_id = $c",
+                  {"run": run, "c": cluster})
+    return json.loads(found.profile.iloc[0]) if len(found) else {}
+
+
+def summary(row) -> dict | None:
+    """The stored summary JSON of a cluster row, parsed (None when there is none)."""
+    text = row.get("summary_json") if hasattr(row, "get") else None
+    if text is None or (isinstance(text, float) and pd.isna(text)):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def label_text(row) -> str:
+    """"malicious sqli (confirmed by ana)" — or "unlabelled"."""
+    source = row.get("label_source")
+    if source is None or pd.isna(source):
+        return "unlabelled"
+    who = str(row.get("label_analyst") or "")
+    if source == "suggested" and who.startswith(CARRIED_PREFIX):
+        return f"{row['verdict']} {row['family']} (carried over from {who[len(CARRIED_PREFIX):]}'s label)"
+    return f"{row['verdict']} {row['family']} ({source} by {who})"
+
+
+def cluster_caption(row) -> str:
+    growth = row.get("growth")
+    grown = "" if growth is None or pd.isna(growth) else f", ×{growth:.1f}"
+    flag = "emerging, " if bool(row.get("emerging")) else ""
+    return (f"cluster {int(row['cluster_id'])} — {flag}{row['status']}{grown} — {int(row['n_sessions'])} sessions"
+            f" — {label_text(row)}")

@@ -1,0 +1,194 @@
+"""Models: registered versions, their metrics, gates, shadow diff and model card; promote and roll back.
+
+A thin view of :class:`scoring.registry.Registry` (the files beside the database, or
+``$WAFLENS_MODELS``). Promotion and rollback change what every WAF worker scores
+with, so each asks for a confirmation first and records who did it and why.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from app.jobs import cli_commands, finish, run_cli, show_finished
+from app.render import escape_markdown
+from app.session import analyst, require_workbench
+from app.state import config
+from data.errors import WaflensError
+from scoring.registry import PRODUCTION, Registry, RegistryError
+
+require_workbench()
+st.title("Models")
+registry = Registry(config().models_root)
+st.caption(f"Registry: {escape_markdown(registry.root)} ($WAFLENS_MODELS, else models/ beside the database). "
+           "WAF workers load `production/`; a switch is one atomic rename they pick up at their next check.")
+flash = st.session_state.pop("models_flash", None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
+
+
+def _gates(gates) -> list[dict]:
+    """Gate results as rows: a list of {"name", "passed", ...} (what retrain writes), or a {name: result} dict."""
+    if isinstance(gates, list):
+        return [g if isinstance(g, dict) else {"name": str(g)} for g in gates]
+    if isinstance(gates, dict):
+        if "passed" in gates and not isinstance(gates["passed"], dict):
+            return [{"name": "gates", **gates}]
+        return [{"name": name, **(value if isinstance(value, dict) else {"passed": value})}
+                for name, value in gates.items()]
+    return []
+
+
+def _gate_text(gates) -> str:
+    rows = _gates(gates)
+    if not rows:
+        return "-"
+    failed = [str(g.get("name")) for g in rows if g.get("passed") is False]
+    if failed:
+        return "failed: " + ", ".join(failed)
+    checked = sum(1 for g in rows if g.get("passed") is True)
+    return f"passed ({checked} checks)" if checked > 1 else "passed" if checked else "not run"
+
+
+def _flat(metrics: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _numbers(metrics: dict, limit: int = 3) -> str:
+    shown = [f"{k}={v:.4g}" for k, v in _flat(metrics).items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return " ".join(shown[:limit]) or "-"
+
+
+try:
+    versions = registry.versions()
+    production = registry.alias(PRODUCTION)
+    candidate = registry.alias("candidate")
+except WaflensError as error:
+    st.error(escape_markdown(error))
+    st.stop()
+
+if not versions:
+    st.info("No model versions yet: `waflens retrain` (a cron job) trains, gates and registers them.")
+else:
+    metrics = st.columns(3)
+    metrics[0].metric("Production", production or "none")
+    metrics[1].metric("Candidate", candidate or "none")
+    metrics[2].metric("Versions", len(versions))
+    table = pd.DataFrame([{"version": v.version, "created_at": v.created_at, "aliases": ", ".join(v.aliases),
+                           "levels": ", ".join(v.levels), "parent": v.parent or "", "gates": _gate_text(v.gates),
+                           "metrics": _numbers(v.metrics)} for v in reversed(versions)])
+    st.dataframe(table, hide_index=True, width="stretch")
+
+    names = [v.version for v in reversed(versions)]
+    if st.session_state.get("models_version") not in names:
+        st.session_state["models_version"] = production if production in names else names[0]
+    chosen = st.selectbox("Version", names, key="models_version",
+                          format_func=lambda v: v + (" (production)" if v == production else ""))
+    info = registry.get(chosen)
+    try:
+        meta = registry.metadata(chosen)
+        card = registry.card(chosen)
+    except (WaflensError, OSError, ValueError) as error:
+        st.error(escape_markdown(error))
+        meta, card = {}, None
+    metrics_tab, gates_tab, card_tab, training_tab = st.tabs(["Metrics", "Gates and shadow diff", "Model card",
+                                                              "Training"])
+    with metrics_tab:
+        flat = _flat(info.metrics)
+        if flat:
+            st.dataframe(pd.DataFrame({"metric": list(flat), "value": [str(v) for v in flat.values()]}),
+                         hide_index=True, width="stretch")
+        else:
+            st.caption("No metrics recorded for this version.")
+    with gates_tab:
+        if info.gates:
+            st.markdown(f"**Gates**: {escape_markdown(_gate_text(info.gates))}")
+            st.dataframe(pd.DataFrame(_gates(info.gates)).astype(str), hide_index=True, width="stretch")
+        else:
+            st.caption("No gate results recorded for this version.")
+        shadow = meta.get("shadow")
+        if shadow:
+            st.markdown("**Shadow diff** (this version scored beside production on the same traffic)")
+            st.json(shadow, expanded=2)
+        else:
+            st.caption("No shadow comparison recorded for this version.")
+    with card_tab:
+        if card:
+            st.markdown(card)  # written by the retrain from metrics and counts; raw HTML stays off
+            with st.expander("As plain text"):
+                st.code(card, language="markdown", wrap_lines=True)
+        else:
+            st.caption("This version has no MODEL_CARD.md.")
+    with training_tab:
+        st.json({"created_at": info.created_at, "parent": info.parent, "levels": list(info.levels),
+                 "training": info.training, "labels": info.labels}, expanded=2)
+
+    st.subheader("Promote or roll back")
+    try:
+        rollback_to = registry.rollback_target()
+        rollback_note = None
+    except RegistryError as error:
+        rollback_to, rollback_note = None, str(error)
+    actions = st.columns(2)
+    if actions[0].button(f"Promote {chosen} to production", icon=":material/upgrade:", disabled=chosen == production,
+                         key="models_promote", width="stretch"):
+        st.session_state["models_confirm"] = ("promote", chosen, production)
+    if actions[1].button(f"Roll back to {rollback_to}" if rollback_to else "Roll back", icon=":material/undo:",
+                         disabled=rollback_to is None, key="models_rollback", width="stretch"):
+        st.session_state["models_confirm"] = ("rollback", rollback_to, production)
+    if rollback_note:
+        actions[1].caption(escape_markdown(rollback_note))
+
+    pending = st.session_state.get("models_confirm")
+    if pending:
+        action, target, current = pending
+        with st.container(border=True):
+            verb = "Promote" if action == "promote" else "Roll back production to"
+            st.warning(f"{verb} {target}? Production is now {current or 'unset'}. Every WAF worker following "
+                       f"production switches to {target} at its next check.", icon=":material/warning:")
+            reason = st.text_input("Reason (recorded in the registry's history)", key="models_reason", max_chars=500)
+            yes, no = st.columns(2)
+            if yes.button(f"Yes, {action} to {target}", type="primary", key="models_yes", width="stretch"):
+                who = analyst()
+                try:
+                    if registry.alias(PRODUCTION) != current:
+                        raise RegistryError(f"production changed to {registry.alias(PRODUCTION)} meanwhile: "
+                                            "look again before switching")
+                    if action == "promote":
+                        registry.promote(target, actor=who, reason=reason)
+                    else:
+                        target = registry.rollback(actor=who, reason=reason)
+                except WaflensError as error:
+                    st.error(escape_markdown(error))
+                else:
+                    st.session_state["models_flash"] = (f"Production: {current or 'none'} → {target} "
+                                                        f"({action} by {who}).")
+                    del st.session_state["models_confirm"]
+                    st.session_state.pop("models_reason", None)
+                    st.rerun()
+            if no.button("Cancel", key="models_no", width="stretch"):
+                del st.session_state["models_confirm"]
+                st.rerun()
+
+    history = registry.history(PRODUCTION)
+    with st.expander(f"Production history ({len(history)} changes)"):
+        st.dataframe(pd.DataFrame(list(reversed(history))), hide_index=True, width="stretch")
+
+st.subheader("Retrain")
+if "retrain" in cli_commands():
+    st.caption("Runs `waflens retrain` now, as cron does: drift check, training on the labels, gates, shadow "
+               "comparison, and promotion when the gates pass.")
+    show_finished("models")
+    if st.button("Retrain now", icon=":material/model_training:", key="models_retrain"):
+        result = run_cli(["retrain"], "Retraining", ok_codes=(0, 10, 11))
+        outcome = {0: "production is now " + str((result.summary or {}).get("production_version")),
+                   10: "nothing new to learn from", 11: "a gate failed: production kept"}.get(result.code)
+        if outcome:
+            finish("models", f"Retrain finished: {outcome}.", result, kind="info")
+else:
+    st.caption("This installation has no `waflens retrain` yet.")

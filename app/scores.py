@@ -1,0 +1,108 @@
+"""What the production model says about recent traffic, for the Overview page.
+
+The registry's ``production`` session model scores a sample of the latest window's
+session features (what a WAF worker's ``SessionScorer`` computes live); the alert
+threshold is the model's training-score quantile at the ``alert_quantile`` setting.
+The scorer is a cached resource (loading compiles numba kernels); scores are cached
+per database change and model version, and at most :data:`MAX_SESSIONS` sessions
+are scored so the page stays cheap on a large database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import streamlit as st
+
+from app.state import config, data_version, read
+from data.feature_spec import feature_names
+
+MAX_SESSIONS = 20_000
+WINDOW_HOURS = 24
+
+
+class ProductionScores(NamedTuple):
+    version: str
+    scores: np.ndarray          # one per sampled session of the window
+    threshold: float            # score above which a session alerts
+    sessions_in_window: int
+    window_start: object
+    window_end: object
+
+
+def production_version():
+    """The registry's production VersionInfo, or None (no registry, no promotion yet, or unreadable)."""
+    from scoring.registry import PRODUCTION, Registry
+
+    try:
+        registry = Registry(config().models_root)
+        return registry.get(PRODUCTION) if registry.alias(PRODUCTION) else None
+    except Exception:  # a damaged registry must not take the Overview down; the Models page says why
+        return None
+
+
+@st.cache_resource(show_spinner="Loading the production model…", max_entries=4)
+def _session_scorer(path: str, version: str):
+    from scoring.runtime import SessionScorer
+
+    return SessionScorer.load(path)
+
+
+def _window_features(con, hours: int, limit: int):
+    names = feature_names("session")
+    end = con.execute("SELECT max(start_ts) FROM sessions").fetchall()[0][0]
+    if end is None:
+        return None, None, 0, np.empty((0, len(names)))
+    total = con.execute("SELECT count(*) FROM sessions WHERE start_ts > $end - to_hours($h)",
+                        {"end": end, "h": hours}).fetchall()[0][0]
+    rows = con.execute(
+        f"""SELECT {", ".join("f." + n for n in names)}
+            FROM sessions s JOIN session_features f USING (session_id)
+            WHERE s.start_ts > $end - to_hours($h)
+            ORDER BY hash(s.session_id), s.session_id LIMIT $n""", {"end": end, "h": hours, "n": limit}).fetchall()
+    start = con.execute("SELECT $end - to_hours($h)", {"end": end, "h": hours}).fetchall()[0][0]
+    return start, end, int(total), np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+
+
+def threshold_at(quantiles: dict, q: float) -> float:
+    """The training score at quantile ``q``, interpolated between the quantiles the manifest lists."""
+    points = sorted((float(k), float(v)) for k, v in quantiles.items())
+    if not points:
+        return float("nan")
+    return float(np.interp(q, [p for p, _ in points], [v for _, v in points]))
+
+
+def production_scores(alert_quantile: float) -> ProductionScores | None:
+    info = production_version()
+    if info is None or "session" not in info.levels:
+        return None
+    start, end, total, rows = read(_window_features, WINDOW_HOURS, MAX_SESSIONS)
+    scores, quantiles = _score(str(info.path / "session"), info.version, data_version(), rows)
+    return ProductionScores(info.version, scores, threshold_at(quantiles, alert_quantile), total, start, end)
+
+
+@st.cache_data(show_spinner="Scoring the latest sessions…", max_entries=8)
+def _score(path: str, version: str, data: float, _rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    scorer = _session_scorer(path, version)
+    scores = scorer.score_batch(_rows) if len(_rows) else np.empty(0)
+    return np.asarray(scores, dtype=np.float64), dict(scorer.manifest.get("score_quantiles") or {})
+
+
+def latest_run_report() -> dict | None:
+    """The newest retrain run report (``<registry>/runs/*.json``), or None."""
+    runs = config().models_root / "runs"
+    try:
+        reports = sorted(runs.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return None
+    for path in reversed(reports):
+        try:
+            report = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict):
+            return {**report, "_file": path.name}
+    return None

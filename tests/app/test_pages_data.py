@@ -1,0 +1,156 @@
+"""Data and Settings pages through AppTest; the settings store and the short-write helper directly."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from data.writes import write
+from data.errors import ConfigError, DatabaseError
+from data.settings import SPEC, get_settings, set_setting, setting_history, validate
+from tests.app.conftest import WORKBENCH, page
+from tests.data.helpers import at, combined_line
+
+
+def open_page(name: str) -> AppTest:
+    app = AppTest.from_file(WORKBENCH, default_timeout=90).run()
+    app.switch_page(page(name)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def scalar(db, sql: str):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+# --- Data ---
+
+def test_data_page_shows_sources_history_and_pages_the_quarantine(workbench):
+    con = duckdb.connect(str(workbench))
+    con.execute("INSERT INTO quarantine SELECT 1, 100000 + i, 'junk <img src=x onerror=alert(1)> ' || i, 'does not "
+                "match' FROM range(120) t(i)")
+    con.close()
+    app = open_page("data_sources")
+    sources, history, quarantine = (d.value for d in app.dataframe)
+    assert set(sources.source) == {"traffic.log", "hostile.log"}
+    assert len(history) == 2
+    assert any(c.value.startswith("120 quarantined records; showing 1 to 50") for c in app.caption)
+    assert len(quarantine) == 50 and quarantine.raw.iloc[0] == "junk <img src=x onerror=alert(1)> 0"
+    app.number_input(key="quarantine_page").set_value(3).run()
+    assert len(app.dataframe[2].value) == 20
+    app.selectbox(key="quarantine_record").set_value("1:100119").run()
+    assert app.code[-1].value == "junk <img src=x onerror=alert(1)> 119"    # in full, as code (text)
+    app.text_input(key="quarantine_reason").input("no such reason").run()
+    assert len(app.dataframe[2].value) == 0
+
+
+def test_upload_is_saved_beside_the_database_and_ingested(workbench):
+    app = open_page("data_sources")
+    before = scalar(workbench, "SELECT count(*) FROM requests")
+    lines = [combined_line("198.51.100.7", at(86400 * 4 + i), f"GET /uploaded/{i} HTTP/1.1") for i in range(5)]
+    payload = gzip.compress(("\n".join(lines) + "\nnot a log line\n").encode())
+    app.file_uploader(key="upload_file").set_value(("../../evil name.log.gz", payload, "application/gzip"))
+    app.text_input(key="upload_source").input("edge-9")
+    next(b for b in app.button if b.label == "Ingest").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    assert "5 parsed + 1 quarantined" in app.success[0].value.replace("\\", "")
+    assert scalar(workbench, "SELECT count(*) FROM requests") == before + 5
+    assert scalar(workbench, "SELECT name FROM sources ORDER BY source_id DESC LIMIT 1") == "edge-9"
+    saved = list((workbench.parent / "uploads").iterdir())
+    assert len(saved) == 1 and saved[0].name.endswith("-evil_name.log.gz")      # no path from the client
+    # the same bytes again add nothing
+    next(b for b in app.button if b.label == "Ingest").click().run()
+    assert any("ingested before" in i.value for i in app.info)
+    assert scalar(workbench, "SELECT count(*) FROM requests") == before + 5
+
+
+# --- Settings ---
+
+def test_settings_page_saves_values_with_author(workbench):
+    app = open_page("settings")
+    app.number_input(key="settings_alert").set_value(0.95)
+    app.selectbox(key="settings_provider").set_value("openai")
+    app.text_input(key="settings_model").input("llama3.1")
+    next(b for b in app.button if b.label == "Save settings").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert "alert_quantile" in app.success[0].value.replace("\\", "")
+    con = duckdb.connect(str(workbench), read_only=True)
+    stored = get_settings(con)
+    history = {key: by for key, _, by, _ in setting_history(con)}
+    con.close()
+    assert stored["alert_quantile"] == 0.95 and stored["llm_provider"] == "openai" and stored["llm_model"] == "llama3.1"
+    assert history == {"alert_quantile": "test-analyst", "llm_provider": "test-analyst", "llm_model": "test-analyst"}
+    assert "API key is never stored" in " ".join(c.value for c in app.caption)
+
+
+def test_settings_page_refuses_a_bad_value_with_a_message(workbench):
+    app = open_page("settings")
+    app.text_input(key="settings_base_url").input("ftp://example")
+    next(b for b in app.button if b.label == "Save settings").click().run()
+    assert not app.exception
+    assert "llm_base_url must start with http" in app.error[0].value.replace("\\", "")
+    assert scalar(workbench, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'settings'") in (0, 1)
+    con = duckdb.connect(str(workbench), read_only=True)
+    assert get_settings(con)["llm_base_url"] is None
+    con.close()
+
+
+def test_settings_defaults_without_a_table_and_validation():
+    con = duckdb.connect()
+    assert get_settings(con) == {key: spec.default for key, spec in SPEC.items()}
+    assert set_setting(con, "min_cluster_size", "12", "ana") == 12
+    assert set_setting(con, "retention_days", "", "ana") is None
+    assert set_setting(con, "retention_days", 30, "ana") == 30.0
+    assert get_settings(con)["min_cluster_size"] == 12 and get_settings(con)["retention_days"] == 30.0
+    for key, value, message in [("alert_quantile", 1.0, "below 1"), ("alert_quantile", "x", "must be a number"),
+                                ("llm_provider", "other", "one of offline, openai"), ("min_cluster_size", 1.5,
+                                                                                     "whole number"),
+                                ("min_cluster_size", True, "whole number"), ("nope", 1, "unknown setting"),
+                                ("retention_days", 0, "above 0"), ("llm_model", "", "needs a value")]:
+        with pytest.raises(ConfigError, match=message):
+            validate(key, value)
+    with pytest.raises(ConfigError, match="author"):
+        set_setting(con, "llm_model", "x", " ")
+    con.execute("UPDATE settings SET value = '\"bogus\"' WHERE key = 'min_cluster_size'")
+    assert get_settings(con)["min_cluster_size"] == 10      # an unreadable stored value: the default
+
+
+# --- short writes ---
+
+def test_write_runs_the_function_and_waits_out_a_short_lock(workbench):
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import time, duckdb
+con = duckdb.connect({str(workbench)!r})
+print("locked", flush=True)
+time.sleep(1.5)
+con.close()
+"""], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert write(workbench, lambda con: set_setting(con, "min_cluster_size", 20, "ana"), timeout_s=20) == 20
+    holder.wait(timeout=20)
+    assert scalar(workbench, "SELECT value FROM settings WHERE key = 'min_cluster_size'") == "20"
+
+
+def test_write_says_busy_after_the_timeout(workbench):
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, duckdb
+con = duckdb.connect({str(workbench)!r})
+print("locked", flush=True)
+sys.stdin.readline()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DatabaseError, match="busy"):
+            write(workbench, lambda con: None, timeout_s=0.5)
+    finally:
+        holder.communicate("\n", timeout=20)

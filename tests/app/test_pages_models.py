@@ -1,0 +1,88 @@
+"""The Models page through AppTest on a real registry: versions, details, promotion and rollback with a
+confirmation, recorded with the analyst's name."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from scoring.registry import PRODUCTION, Registry
+from tests.app.conftest import WORKBENCH, page
+
+
+def open_models() -> AppTest:
+    app = AppTest.from_file(WORKBENCH, default_timeout=60).run()
+    app.switch_page(page("models")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def registry(db) -> Registry:
+    return Registry(db.parent / "models")
+
+
+def test_models_page_lists_versions_and_shows_their_details(workbench):
+    app = open_models()
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Production"] == "v0001" and metrics["Versions"] == "2"
+    versions = app.dataframe[0].value
+    assert list(versions.version) == ["v0002", "v0001"]
+    assert versions.set_index("version").aliases["v0001"] == "production"
+    assert versions.set_index("version").gates["v0002"] == "passed (2 checks)"
+    assert app.selectbox(key="models_version").value == "v0001"     # production first
+    app.selectbox(key="models_version").set_value("v0002").run()
+    assert not app.exception
+    assert any("alert_rate_candidate" in str(j.value) for j in app.json)      # the shadow diff
+    assert any("Model card v2" in m.value for m in app.markdown)
+    assert any("<b>test</b>" in c.value for c in app.code)                       # the card as plain text too
+
+
+def test_promotion_needs_confirmation_and_switches_production(workbench):
+    app = open_models()
+    app.selectbox(key="models_version").set_value("v0002").run()
+    app.button(key="models_promote").click().run()
+    assert registry(workbench).alias(PRODUCTION) == "v0001"          # not before the confirmation
+    assert any("Promote v0002?" in w.value for w in app.warning)
+    app.text_input(key="models_reason").input("better on last week's labels")
+    app.button(key="models_yes").click().run()
+    assert not app.exception
+    assert registry(workbench).alias(PRODUCTION) == "v0002"
+    last = registry(workbench).history(PRODUCTION)[-1]
+    assert (last["actor"], last["reason"], last["action"]) == ("test-analyst", "better on last week's labels",
+                                                               "promote")
+    assert "v0001 → v0002" in app.success[0].value
+
+
+def test_cancel_leaves_production_alone(workbench):
+    app = open_models()
+    app.selectbox(key="models_version").set_value("v0002").run()
+    app.button(key="models_promote").click().run()
+    app.button(key="models_no").click().run()
+    assert registry(workbench).alias(PRODUCTION) == "v0001"
+    assert not any("Promote v0002?" in w.value for w in app.warning)
+
+
+def test_rollback_after_a_promotion(workbench):
+    registry(workbench).promote("v0002", actor="cron", reason="gates passed")
+    app = open_models()
+    rollback = app.button(key="models_rollback")
+    assert rollback.label == "Roll back to v0001" and not rollback.disabled
+    rollback.click().run()
+    app.button(key="models_yes").click().run()
+    assert registry(workbench).alias(PRODUCTION) == "v0001"
+    assert registry(workbench).history(PRODUCTION)[-1]["action"] == "rollback"
+    assert app.button(key="models_rollback").disabled                 # nothing further back
+
+
+def test_promotion_refused_when_production_changed_meanwhile(workbench):
+    app = open_models()
+    app.selectbox(key="models_version").set_value("v0002").run()
+    app.button(key="models_promote").click().run()
+    registry(workbench).promote("v0002", actor="cron")                # a cron retrain got there first
+    app.button(key="models_yes").click().run()
+    assert "changed to v0002 meanwhile" in app.error[0].value.replace("\\", "")
+
+
+def test_empty_registry(workbench, monkeypatch):
+    monkeypatch.setenv("WAFLENS_MODELS", str(workbench.parent / "empty"))
+    app = open_models()
+    assert any("No model versions yet" in i.value for i in app.info)
