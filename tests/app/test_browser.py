@@ -237,3 +237,30 @@ def test_quarantined_payload_is_shown_as_text(server, page):
     settle(page, "Data")
     assert f"not a log line {SCRIPT_TAG}" in page.inner_text("body")
     _assert_payloads_inert(page)
+
+
+def test_retrain_from_the_browser_promotes_the_labelled_model(server, page, demo):
+    """The issue's newcomer flow, after the label confirmed above: retrain without a terminal."""
+    from scoring.registry import Registry
+
+    registry = Registry(demo.parent / "models")
+    before = registry.alias("production")
+    if not any(v.labels.get("analyst_events") for v in registry.versions()) and not _has_confirmed_label(demo):
+        pytest.skip("needs the label confirmed by test_confirm_a_label_by_clicking")
+    page.goto(f"{server}/models")
+    settle(page, "Models")
+    page.locator("button", has_text="Retrain now").click()
+    page.get_by_text("Retrain finished").first.wait_for(timeout=180_000)
+    settle(page)
+    assert_no_exception(page)
+    after = registry.alias("production")
+    assert after != before and f"production is now {after}" in page.inner_text("body")
+    assert registry.get(after).labels["analyst_events"] >= 1 and registry.get(after).parent == before
+
+
+def _has_confirmed_label(db) -> bool:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return bool(con.execute("SELECT count(*) FROM label_events WHERE source = 'confirmed'").fetchall()[0][0])
+    finally:
+        con.close()
