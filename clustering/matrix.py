@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import duckdb
 import numpy as np
+from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import RobustScaler
@@ -85,9 +86,9 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
 
 
 class Vectorized(NamedTuple):
-    unique: "scipy.sparse.csr_matrix"           # TF-IDF rows of the distinct documents  # noqa: F821
-    inverse: np.ndarray                         # row of each document in ``unique``
-    weighted_unique: "scipy.sparse.csr_matrix"  # rows times sqrt(multiplicity): its Gram matrix is the full one's  # noqa: F821
+    unique: sparse.csr_matrix             # TF-IDF rows of the distinct documents
+    inverse: np.ndarray                   # row of each document in ``unique``
+    weighted_unique: sparse.csr_matrix    # rows times sqrt(multiplicity): its Gram matrix is the full one's
     n_terms: int
 
 
@@ -134,7 +135,6 @@ class RepeatAwareTfidf:
         return self._weigh(self.counter.transform(unique), inverse, counts)
 
     def _weigh(self, matrix, inverse: np.ndarray, counts: np.ndarray) -> Vectorized:
-        from scipy import sparse
         from sklearn.preprocessing import normalize
 
         matrix = sparse.csr_matrix(matrix, dtype=np.float64)

@@ -10,7 +10,6 @@ reported as a prompt-injection attempt.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from labeling.evidence import evidence_text

@@ -35,6 +35,7 @@ import numpy as np
 
 from scoring.feedback_kernel import blend_batch, raw_outputs
 from scoring.forest_kernel import float32_floor, perfect_layout, sanitize
+from scoring.runtime import _depth_of
 
 UNLABELLED = "unlabelled"
 BENIGN = "benign"
@@ -101,7 +102,7 @@ def fit_feedback(X: np.ndarray, classes: np.ndarray, u: np.ndarray, seed: int = 
     order = [str(c) for c in gbm.classes_]
     flat = flatten_gradient_boosting(gbm)
     n_outputs = 1 if len(order) == 2 else len(order)
-    depth = max(1, _depth(flat))
+    depth = max(1, _depth_of(flat))
     trees = perfect_layout(flat["feature"], float32_floor(flat["threshold"]), flat["left"], flat["right"],
                            flat["value"], flat["roots"], depth)
     # the constant (prior) term: what the model predicts minus what the trees add, on one row
@@ -142,16 +143,3 @@ def flatten_gradient_boosting(gbm) -> dict[str, np.ndarray]:
     return {"feature": np.concatenate(features), "threshold": np.concatenate(thresholds),
             "left": np.concatenate(lefts), "right": np.concatenate(rights), "value": np.concatenate(values),
             "roots": np.array(roots, dtype=np.int32)}
-
-
-def _depth(flat: dict[str, np.ndarray]) -> int:
-    deepest = 0
-    for root in flat["roots"]:
-        stack = [(int(root), 0)]
-        while stack:
-            node, level = stack.pop()
-            if flat["feature"][node] < 0:
-                deepest = max(deepest, level)
-            else:
-                stack.extend(((int(flat["left"][node]), level + 1), (int(flat["right"][node]), level + 1)))
-    return deepest

@@ -21,6 +21,28 @@ def page(name: str) -> str:
     return f"pages/{name}.py"
 
 
+def open_page(name: str, timeout: float = 120):
+    """The workbench run through AppTest, switched to a page, after checking it raised nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(WORKBENCH, default_timeout=timeout).run()
+    if name != "overview":
+        app.switch_page(page(name)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def scalar(db, sql: str):
+    """One value from a short read-only connection (the app must not hold the database)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()[0][0]
+    finally:
+        con.close()
+
+
 def build_workbench_data(root: Path, *, requests: int = 4000, registry: bool = True) -> Path:
     """Generate, ingest, sessionize, cluster and summarize a small traffic window under ``root``;
     add a request whose path and user agent hold HTML/JS payloads; register two model versions

@@ -3,28 +3,11 @@ clustering, summarizing, retraining and purging, each checked in the database or
 
 from __future__ import annotations
 
-import duckdb
-from streamlit.testing.v1 import AppTest
 
 from data.db import connect
 from data.settings import set_setting
 from scoring.registry import PRODUCTION, Registry
-from tests.app.conftest import WORKBENCH, page
-
-
-def open_page(name: str) -> AppTest:
-    app = AppTest.from_file(WORKBENCH, default_timeout=120).run()
-    app.switch_page(page(name)).run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
-def scalar(db, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()[0][0]
-    finally:
-        con.close()
+from tests.app.conftest import open_page, scalar
 
 
 def test_cluster_button_runs_a_new_cluster_run_with_the_settings_size(workbench):

@@ -8,28 +8,12 @@ import sys
 
 import duckdb
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from data.writes import write
 from data.errors import ConfigError, DatabaseError
 from data.settings import SPEC, get_settings, set_setting, setting_history, validate
-from tests.app.conftest import WORKBENCH, page
+from tests.app.conftest import open_page, scalar
 from tests.data.helpers import at, combined_line
-
-
-def open_page(name: str) -> AppTest:
-    app = AppTest.from_file(WORKBENCH, default_timeout=90).run()
-    app.switch_page(page(name)).run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
-def scalar(db, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()[0][0]
-    finally:
-        con.close()
 
 
 # --- Data ---

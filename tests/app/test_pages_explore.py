@@ -7,15 +7,7 @@ import json
 import duckdb
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import WORKBENCH, XSS_AGENT, XSS_PATH, page
-
-
-def open_page(name: str) -> AppTest:
-    app = AppTest.from_file(WORKBENCH, default_timeout=60).run()
-    if name != "overview":
-        app.switch_page(page(name)).run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+from tests.app.conftest import XSS_AGENT, XSS_PATH, open_page
 
 
 def metrics(app: AppTest) -> dict[str, str]:
