@@ -46,13 +46,6 @@ def cli_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "app.cli", "--db", database_path(), "--json", *args]
 
 
-def cli_commands() -> set[str]:
-    """The subcommands this installation's CLI has (``retrain`` arrives with issue E)."""
-    from app.cli import cli
-
-    return set(cli.commands)
-
-
 def _pump(stream, lines: queue.Queue) -> None:
     for line in iter(stream.readline, ""):
         lines.put(line.rstrip("\n"))

@@ -144,7 +144,6 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
 def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, progress) -> RetrainResult:
     from data.writes import write
     from data.settings import get_settings
-    from scoring.gates import failed
 
     with stage("ingest"):
         report["ingested"] = _ingest_sources(db_path, options)
@@ -181,13 +180,14 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
     with stage("snapshot"):
         snap = snapshot(db_path)
     try:
-        return _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, progress, failed)
+        return _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
     finally:
         snap.close()
 
 
-def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, progress, failed) -> RetrainResult:
+def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish) -> RetrainResult:
     from scoring.feedback import label_snapshot
+    from scoring.gates import failed
     from scoring.train import TrainingOptions, train_request_model, train_session_model
 
     split = holdout_split(snap, options.holdout_fraction)

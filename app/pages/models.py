@@ -8,7 +8,7 @@ with, so each asks for a confirmation first and records who did it and why.
 import pandas as pd
 import streamlit as st
 
-from app.jobs import cli_commands, finish, run_cli, show_finished
+from app.jobs import finish, run_cli, show_finished
 from app.render import escape_markdown
 from app.session import analyst, require_workbench
 from app.state import config
@@ -180,15 +180,12 @@ else:
         st.dataframe(pd.DataFrame(list(reversed(history))), hide_index=True, width="stretch")
 
 st.subheader("Retrain")
-if "retrain" in cli_commands():
-    st.caption("Runs `waflens retrain` now, as cron does: drift check, training on the labels, gates, shadow "
-               "comparison, and promotion when the gates pass.")
-    show_finished("models")
-    if st.button("Retrain now", icon=":material/model_training:", key="models_retrain"):
-        result = run_cli(["retrain"], "Retraining", ok_codes=(0, 10, 11))
-        outcome = {0: "production is now " + str((result.summary or {}).get("production_version")),
-                   10: "nothing new to learn from", 11: "a gate failed: production kept"}.get(result.code)
-        if outcome:
-            finish("models", f"Retrain finished: {outcome}.", result, kind="info")
-else:
-    st.caption("This installation has no `waflens retrain` yet.")
+st.caption("Runs `waflens retrain` now, as cron does: drift check, training on the labels, gates, shadow "
+           "comparison, and promotion when the gates pass.")
+show_finished("models")
+if st.button("Retrain now", icon=":material/model_training:", key="models_retrain"):
+    result = run_cli(["retrain"], "Retraining", ok_codes=(0, 10, 11))
+    outcome = {0: "production is now " + str((result.summary or {}).get("production_version")),
+               10: "nothing new to learn from", 11: "a gate failed: production kept"}.get(result.code)
+    if outcome:
+        finish("models", f"Retrain finished: {outcome}.", result, kind="info")
