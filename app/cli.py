@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -392,6 +393,17 @@ class _Exit(Exception):
         self.code = code
 
 
+def _interrupted(message: str) -> int:
+    """Say so and exit 130. Further Ctrl-C is ignored from here: DuckDB may leave the signal pending, and
+    Python would then die of it on the way out (status -2) instead of exiting 130."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread (main() called from a test or an app): nothing pending to fear
+        pass
+    click.echo(message, err=True)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -406,11 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"waflens: error: {error}", err=True)
         return error.exit_code
     except click.exceptions.Abort:
-        click.echo("waflens: interrupted", err=True)
-        return 130
+        return _interrupted("waflens: interrupted")
     except KeyboardInterrupt:
-        click.echo("waflens: interrupted; the file being ingested was rolled back", err=True)
-        return 130
+        return _interrupted("waflens: interrupted; the file being ingested was rolled back")
     except click.ClickException as error:
         error.show()
         return error.exit_code
@@ -418,8 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         from data.ingest import was_interrupted
 
         if was_interrupted(error):  # Ctrl-C inside a DuckDB query (its transaction was rolled back)
-            click.echo("waflens: interrupted", err=True)
-            return 130
+            return _interrupted("waflens: interrupted")
         if debug:
             raise
         click.echo(f"waflens: internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from data.db import run_sql_file
 from data.errors import InputError, WaflensError
+from data.interrupts import DeferredInterrupt
 from data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
 from data.log_formats import COMBINED, LineFormat, compile_log_format
 from data.parse_lines import STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
@@ -63,53 +64,67 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
                 pseudonymizer: Pseudonymizer) -> FileSummary:
     """Ingest one file in one transaction; see the module docstring for the guarantees."""
     started = time.perf_counter()
-    log = read_log_file(path)
-    fmt_name, line_format = _resolve_format(log.content, options, Path(path))
-    # find the lines while the file's hash is computed (both release the GIL)
-    spans = line_spans(log.content) if line_format is COMBINED else None
-    known = con.execute(
-        "SELECT source_id, format, records, parsed, quarantined FROM sources WHERE sha256 = $sha",
-        {"sha": log.sha256},
-    ).fetchall()
-    if known:
-        source_id, fmt, records, parsed, quarantined = known[0]
-        return FileSummary(str(path), fmt, records, parsed, quarantined, source_id, "already ingested",
-                           time.perf_counter() - started)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(STAGE_DDL)
-        if fmt_name == "raw-http":
-            _stage_raw_http(con, log.content, options, pseudonymizer)
-        elif line_format is COMBINED:
-            starts, ends = spans
-            for lo, hi in span_chunks(starts):
-                stage_clf_batch(con, log.content, starts[lo:hi], ends[lo:hi], lo + 1, line_format)
-        else:
-            for batch in line_batches(log.content):
-                if fmt_name == "json":
-                    stage_json_batch(con, batch, options.json_fields)
-                else:
-                    stage_line_batch(con, batch, line_format, unwrap_quotes=False,
-                                     session_cookie=options.session_cookie)
-        source_id = _next_id(con, "sources", "source_id")
-        records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options.session_key)
-        con.execute(
-            """INSERT INTO sources VALUES ($id, $path, $name, $sha, $format, $log_format, $records, $parsed,
-                                           $quarantined, $pseudonymized, $at)""",
-            {"id": source_id, "path": str(Path(path).resolve()), "name": options.source or Path(path).name,
-             "sha": log.sha256, "format": fmt_name, "log_format": options.log_format, "records": records,
-             "parsed": parsed, "quarantined": quarantined, "pseudonymized": pseudonymizer.enabled,
-             "at": datetime.now(timezone.utc).replace(tzinfo=None)},
-        )
-        con.execute("DROP TABLE stage")
-        con.execute("COMMIT")
-    except BaseException as error:
-        con.execute("ROLLBACK")
-        if was_interrupted(error):  # Ctrl-C inside DuckDB surfaces as its own errors; say what happened
-            raise KeyboardInterrupt from None
-        raise
+    with DeferredInterrupt() as interrupt:
+        log = read_log_file(path)
+        fmt_name, line_format = _resolve_format(log.content, options, Path(path))
+        # find the lines while the file's hash is computed (both release the GIL)
+        spans = line_spans(log.content) if line_format is COMBINED else None
+        interrupt.check()
+        known = con.execute(
+            "SELECT source_id, format, records, parsed, quarantined FROM sources WHERE sha256 = $sha",
+            {"sha": log.sha256},
+        ).fetchall()
+        if known:
+            source_id, fmt, records, parsed, quarantined = known[0]
+            return FileSummary(str(path), fmt, records, parsed, quarantined, source_id, "already ingested",
+                               time.perf_counter() - started)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            records, parsed, quarantined, source_id = _ingest_in_transaction(
+                con, path, log, fmt_name, line_format, spans, options, pseudonymizer, interrupt)
+            interrupt.check()
+            con.execute("COMMIT")
+        except BaseException as error:
+            con.execute("ROLLBACK")
+            if was_interrupted(error):  # Ctrl-C inside DuckDB surfaces as its own errors; say what happened
+                raise KeyboardInterrupt from None
+            raise
+    if interrupt.requested:  # Ctrl-C between the last check and COMMIT: the file is in; stop before the next one
+        raise KeyboardInterrupt
     return FileSummary(str(path), fmt_name, records, parsed, quarantined, source_id, "ingested",
                        time.perf_counter() - started)
+
+
+def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineFormat | None, spans,
+                           options: IngestOptions, pseudonymizer: Pseudonymizer, interrupt: DeferredInterrupt):
+    """Stage, convert and record one file inside the caller's transaction; (records, parsed, quarantined, id)."""
+    con.execute(STAGE_DDL)
+    if fmt_name == "raw-http":
+        _stage_raw_http(con, log.content, options, pseudonymizer, interrupt)
+    elif line_format is COMBINED:
+        starts, ends = spans
+        for lo, hi in span_chunks(starts):
+            stage_clf_batch(con, log.content, starts[lo:hi], ends[lo:hi], lo + 1, line_format)
+            interrupt.check()
+    else:
+        for batch in line_batches(log.content):
+            if fmt_name == "json":
+                stage_json_batch(con, batch, options.json_fields)
+            else:
+                stage_line_batch(con, batch, line_format, unwrap_quotes=False, session_cookie=options.session_cookie)
+            interrupt.check()
+    source_id = _next_id(con, "sources", "source_id")
+    records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options.session_key)
+    con.execute(
+        """INSERT INTO sources VALUES ($id, $path, $name, $sha, $format, $log_format, $records, $parsed,
+                                       $quarantined, $pseudonymized, $at)""",
+        {"id": source_id, "path": str(Path(path).resolve()), "name": options.source or Path(path).name,
+         "sha": log.sha256, "format": fmt_name, "log_format": options.log_format, "records": records,
+         "parsed": parsed, "quarantined": quarantined, "pseudonymized": pseudonymizer.enabled,
+         "at": datetime.now(timezone.utc).replace(tzinfo=None)},
+    )
+    con.execute("DROP TABLE stage")
+    return records, parsed, quarantined, source_id
 
 
 def was_interrupted(error: BaseException | None) -> bool:
@@ -195,7 +210,7 @@ def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseud
 
 
 def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: IngestOptions,
-                    pseudonymizer: Pseudonymizer) -> None:
+                    pseudonymizer: Pseudonymizer, interrupt: DeferredInterrupt) -> None:
     """Parse a raw HTTP dump in Python (it is small next to access logs) into ``stage``."""
     rows: list[dict] = []
     for item in iter_raw_http(content.decode("latin-1")):
@@ -203,6 +218,7 @@ def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: Ing
         if len(rows) >= RAW_HTTP_BATCH:
             _insert_stage_rows(con, rows)
             rows = []
+            interrupt.check()
     if rows:
         _insert_stage_rows(con, rows)
 

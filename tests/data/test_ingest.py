@@ -15,6 +15,7 @@ import pytest
 from app.cli import main
 from data.db import connect
 from data.errors import InputError
+from data.interrupts import DeferredInterrupt
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 
 # Records per file, from the datasets README.
@@ -240,6 +241,22 @@ def test_killed_ingest_leaves_no_half_file(tmp_path):
         assert (requests, sources) in ((0, 0), (400_000, 1))
 
 
+def _wait_until_reading(process: subprocess.Popen, path: Path, timeout: float = 60.0) -> None:
+    """Return once ``process`` has ``path`` open (Linux /proc), or after a fixed pause elsewhere."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    if not fds.exists():
+        time.sleep(1.5)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir()):
+                return
+        except OSError:  # a descriptor closed while we looked
+            pass
+        time.sleep(0.02)
+
+
 def test_ctrl_c_rolls_the_file_back(tmp_path):
     log = tmp_path / "big.log"
     with log.open("w") as out:
@@ -254,7 +271,8 @@ def test_ctrl_c_rolls_the_file_back(tmp_path):
                    env=env, check=True, capture_output=True)
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "ingest", "--no-sessionize", str(log)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    _wait_until_reading(process, log)  # not during start-up: Ctrl-C while importing is not what we test
+    time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     con = connect(db)
@@ -262,4 +280,15 @@ def test_ctrl_c_rolls_the_file_back(tmp_path):
     if process.returncode == 130:
         assert requests == 0 and "interrupted" in err
     else:  # the file was done before the signal arrived
-        assert process.returncode == 0 and requests == 400_000
+        assert process.returncode == 0 and requests == 400_000, err
+
+
+def test_ctrl_c_is_raised_at_the_next_check_and_the_handler_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with DeferredInterrupt() as interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs; nothing is raised yet
+            reached = True
+            interrupt.check()
+    assert reached and signal.getsignal(signal.SIGINT) is before

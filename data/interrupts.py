@@ -1,0 +1,51 @@
+"""Ctrl-C acted on at safe points: between chunks of work, not wherever the signal lands.
+
+Python raises KeyboardInterrupt at the next bytecode, which can be inside a ctypes
+callback of numba's compiler (the exception is then swallowed, or LLVM is left
+half-done and the process crashes) or inside DuckDB's own signal polling. During a
+file's ingest we therefore only *note* the first Ctrl-C and raise it ourselves at
+the next :meth:`DeferredInterrupt.check`, where the transaction rolls back cleanly.
+A second Ctrl-C raises at once, for the impatient.
+
+    with DeferredInterrupt() as interrupt:
+        for chunk in chunks:
+            work(chunk)
+            interrupt.check()
+
+Outside the main thread signals cannot be handled: the context then changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class DeferredInterrupt:
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        self._installed = False
+
+    def __enter__(self) -> "DeferredInterrupt":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        except ValueError:  # not the main thread
+            self._installed = False
+        return self
+
+    def _note(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C was pressed since entering."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> bool:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+        return False
