@@ -63,7 +63,7 @@ def _child(kind: str, args: list[str]) -> dict:
         before = _rss_mb()
         scorer = runtime.Scorer.load(args[0])
         gc.collect()
-        arrays = [scorer._median, *scorer._trees, *scorer._compact_trees, *scorer._packed[:4]]
+        arrays = [scorer._median, *scorer._trees, *scorer._packed[:4]]
         return {"rss_mb": _rss_mb() - before, "arrays_mb": sum(a.nbytes for a in arrays) / 2**20, "total_mb": _rss_mb()}
     if kind == "sessions":
         return _sessions(runtime.SessionScorer.load(args[0]), json.loads(Path(args[1]).read_text()), int(args[2]))

@@ -21,20 +21,16 @@ import math
 import numba
 import numpy as np
 
+from scoring.forest_kernel import leaf_of
+
 
 @numba.njit(cache=True, nogil=True)
 def raw_outputs(x32, feat, thr, val, depth, n_outputs, init, raw):
     """The model's raw (pre-link) outputs for one float32 row, into ``raw``."""
-    internal = 2 ** depth - 1
     for k in range(n_outputs):
         raw[k] = init[k]
     for t in range(feat.shape[0]):
-        f = feat[t]
-        th = thr[t]
-        index = 0
-        for _ in range(depth):
-            index = 2 * index + 1 + (x32[f[index]] > th[index])
-        raw[t % n_outputs] += val[t, index - internal]
+        raw[t % n_outputs] += val[t, leaf_of(x32, feat[t], thr[t], depth)]
 
 
 @numba.njit(cache=True, nogil=True)

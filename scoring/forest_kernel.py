@@ -22,6 +22,8 @@ def sanitize(rows: np.ndarray) -> np.ndarray:
 # above depth D is replicated over the subtree below it behind "always left" nodes (threshold +inf).
 # Traversal is then exactly D branch-free steps, and rows can be interleaved to hide memory latency.
 # Thresholds are rounded *down* to float32, so for float32 x, x <= t32 exactly when x <= t.
+# Node indexes are unsigned (uint64) and feature ids uint8: numba adds a negative-index wrap-around
+# to every signed array access, which tripled the instructions of each step of a walk.
 
 
 def float32_floor(threshold: np.ndarray) -> np.ndarray:
@@ -31,18 +33,30 @@ def float32_floor(threshold: np.ndarray) -> np.ndarray:
     return t32
 
 
-@numba.njit(cache=True, nogil=True)
+_ONE = np.uint64(1)
+_TWO = np.uint64(2)
+_ROOT = np.uint64(0)
+GROUP = 16  # rows walking a tree together in perfect_scores: independent chains of loads overlap
+
+
 def perfect_layout(feature, threshold32, left, right, value, roots, depth):
+    """(feat uint8, thr float32, val float64), each (n_trees, ...), of the forest in the perfect layout."""
+    if feature.size and int(feature.max()) > 255:
+        raise ValueError("more than 256 features: the perfect layout indexes features with one byte")
+    return _perfect_layout(feature, threshold32, left, right, value, roots, depth)
+
+
+@numba.njit(cache=True, nogil=True)
+def _perfect_layout(feature, threshold32, left, right, value, roots, depth):
     n_trees = roots.size
     internal = 2 ** depth - 1
-    feat = np.zeros((n_trees, internal), dtype=np.int32)
+    feat = np.zeros((n_trees, internal), dtype=np.uint8)
     thr = np.full((n_trees, internal), np.inf, dtype=np.float32)
     val = np.zeros((n_trees, internal + 1), dtype=np.float64)
     stack_node = np.empty(internal + 1, dtype=np.int64)
     stack_index = np.empty(internal + 1, dtype=np.int64)
     stack_level = np.empty(internal + 1, dtype=np.int64)
     for t in range(n_trees):
-        top = 0
         stack_node[0] = roots[t]
         stack_index[0] = 0
         stack_level[0] = 0
@@ -67,66 +81,81 @@ def perfect_layout(feature, threshold32, left, right, value, roots, depth):
     return feat, thr, val
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _step(x, f, th, i):
+    """One level down a perfect tree: node i's left child, or its right one when x[f[i]] > th[i]."""
+    return _TWO * i + _ONE + np.uint64(x[f[i]] > th[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def leaf_of(x, f, th, depth):
+    """Leaf index (0 .. 2**depth - 1) of float32 row ``x`` in the perfect tree (f, th)."""
+    i = _ROOT
+    for _ in range(depth):
+        i = _step(x, f, th, i)
+    return i - np.uint64(2 ** depth - 1)
+
+
 @numba.njit(cache=True, nogil=True)
 def perfect_path_sum(x, feat, thr, val, depth):
-    internal = 2 ** depth - 1
     total = 0.0
     for t in range(feat.shape[0]):
-        f = feat[t]
-        th = thr[t]
-        index = 0
-        for _ in range(depth):
-            index = 2 * index + 1 + (x[f[index]] > th[index])
-        total += val[t, index - internal]
+        total += val[t, leaf_of(x, feat[t], thr[t], depth)]
     return total
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
 def perfect_scores(rows, feat, thr, val, depth, normaliser, out):
-    """Scores of float32 rows; groups of 8 rows walk each tree together (independent loads overlap)."""
+    """Scores of float32 rows; groups of GROUP rows walk each tree together (independent loads overlap)."""
     n = rows.shape[0]
     n_trees = feat.shape[0]
-    internal = 2 ** depth - 1
-    groups = (n + 7) // 8
+    internal = np.uint64(2 ** depth - 1)
+    groups = (n + GROUP - 1) // GROUP
     for g in numba.prange(groups):
-        lo = g * 8
-        if lo + 8 <= n:
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-            r0, r1, r2, r3 = rows[lo], rows[lo + 1], rows[lo + 2], rows[lo + 3]
-            r4, r5, r6, r7 = rows[lo + 4], rows[lo + 5], rows[lo + 6], rows[lo + 7]
-            for t in range(n_trees):
-                f = feat[t]
-                th = thr[t]
-                v = val[t]
-                i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = 0
-                for _ in range(depth):
-                    i0 = 2 * i0 + 1 + (r0[f[i0]] > th[i0])
-                    i1 = 2 * i1 + 1 + (r1[f[i1]] > th[i1])
-                    i2 = 2 * i2 + 1 + (r2[f[i2]] > th[i2])
-                    i3 = 2 * i3 + 1 + (r3[f[i3]] > th[i3])
-                    i4 = 2 * i4 + 1 + (r4[f[i4]] > th[i4])
-                    i5 = 2 * i5 + 1 + (r5[f[i5]] > th[i5])
-                    i6 = 2 * i6 + 1 + (r6[f[i6]] > th[i6])
-                    i7 = 2 * i7 + 1 + (r7[f[i7]] > th[i7])
-                a0 += v[i0 - internal]
-                a1 += v[i1 - internal]
-                a2 += v[i2 - internal]
-                a3 += v[i3 - internal]
-                a4 += v[i4 - internal]
-                a5 += v[i5 - internal]
-                a6 += v[i6 - internal]
-                a7 += v[i7 - internal]
-            out[lo] = normalise(a0, normaliser)
-            out[lo + 1] = normalise(a1, normaliser)
-            out[lo + 2] = normalise(a2, normaliser)
-            out[lo + 3] = normalise(a3, normaliser)
-            out[lo + 4] = normalise(a4, normaliser)
-            out[lo + 5] = normalise(a5, normaliser)
-            out[lo + 6] = normalise(a6, normaliser)
-            out[lo + 7] = normalise(a7, normaliser)
-        else:
+        lo = g * GROUP
+        if lo + GROUP > n:
             for i in range(lo, n):
                 out[i] = normalise(perfect_path_sum(rows[i], feat, thr, val, depth), normaliser)
+            continue
+        r0, r1, r2, r3 = rows[lo + 0], rows[lo + 1], rows[lo + 2], rows[lo + 3]
+        r4, r5, r6, r7 = rows[lo + 4], rows[lo + 5], rows[lo + 6], rows[lo + 7]
+        r8, r9, r10, r11 = rows[lo + 8], rows[lo + 9], rows[lo + 10], rows[lo + 11]
+        r12, r13, r14, r15 = rows[lo + 12], rows[lo + 13], rows[lo + 14], rows[lo + 15]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = 0.0
+        for t in range(n_trees):
+            f = feat[t]
+            th = thr[t]
+            v = val[t]
+            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = i8 = i9 = i10 = i11 = i12 = i13 = i14 = i15 = _ROOT
+            for _ in range(depth):
+                i0 = _step(r0, f, th, i0)
+                i1 = _step(r1, f, th, i1)
+                i2 = _step(r2, f, th, i2)
+                i3 = _step(r3, f, th, i3)
+                i4 = _step(r4, f, th, i4)
+                i5 = _step(r5, f, th, i5)
+                i6 = _step(r6, f, th, i6)
+                i7 = _step(r7, f, th, i7)
+                i8 = _step(r8, f, th, i8)
+                i9 = _step(r9, f, th, i9)
+                i10 = _step(r10, f, th, i10)
+                i11 = _step(r11, f, th, i11)
+                i12 = _step(r12, f, th, i12)
+                i13 = _step(r13, f, th, i13)
+                i14 = _step(r14, f, th, i14)
+                i15 = _step(r15, f, th, i15)
+            a0 += v[i0 - internal]; a1 += v[i1 - internal]; a2 += v[i2 - internal]; a3 += v[i3 - internal]
+            a4 += v[i4 - internal]; a5 += v[i5 - internal]; a6 += v[i6 - internal]; a7 += v[i7 - internal]
+            a8 += v[i8 - internal]; a9 += v[i9 - internal]; a10 += v[i10 - internal]; a11 += v[i11 - internal]
+            a12 += v[i12 - internal]; a13 += v[i13 - internal]; a14 += v[i14 - internal]; a15 += v[i15 - internal]
+        out[lo + 0] = normalise(a0, normaliser); out[lo + 1] = normalise(a1, normaliser)
+        out[lo + 2] = normalise(a2, normaliser); out[lo + 3] = normalise(a3, normaliser)
+        out[lo + 4] = normalise(a4, normaliser); out[lo + 5] = normalise(a5, normaliser)
+        out[lo + 6] = normalise(a6, normaliser); out[lo + 7] = normalise(a7, normaliser)
+        out[lo + 8] = normalise(a8, normaliser); out[lo + 9] = normalise(a9, normaliser)
+        out[lo + 10] = normalise(a10, normaliser); out[lo + 11] = normalise(a11, normaliser)
+        out[lo + 12] = normalise(a12, normaliser); out[lo + 13] = normalise(a13, normaliser)
+        out[lo + 14] = normalise(a14, normaliser); out[lo + 15] = normalise(a15, normaliser)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -98,8 +98,11 @@ def _load_forest(arrays: dict[str, np.ndarray]):
     forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
               ("feature", "threshold", "left", "right", "value", "roots")}
     depth = _depth_of(forest)
-    trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"], forest["right"],
-                           forest["value"], forest["roots"], depth)
+    try:
+        trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"],
+                               forest["right"], forest["value"], forest["roots"], depth)
+    except ValueError as error:
+        raise ArtifactError(f"this runtime cannot load the artifact's forest: {error}") from None
     return forest, trees, depth, float(arrays["forest_normaliser"])
 
 
@@ -182,9 +185,6 @@ class Scorer:
             sections[name] = arrays[f"profile_{name}"]
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), int(forest["roots"].size),
                             self._depth, self._normaliser)
-        if len(self.feature_names) > 255:
-            raise ArtifactError("more than 255 features: this runtime indexes features with one byte")
-        self._compact_trees = (self._trees[0].astype(np.uint8), self._trees[1], self._trees[2])
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
 
@@ -218,7 +218,7 @@ class Scorer:
 
     # --- scores ---
     def score_features(self, row: np.ndarray) -> float:
-        return score_row(np.asarray(row, dtype=np.float64), *self._compact_trees, self._depth, self._normaliser)
+        return score_row(np.asarray(row, dtype=np.float64), *self._trees, self._depth, self._normaliser)
 
     def score_batch(self, features: np.ndarray) -> np.ndarray:
         """Scores of a (n, n_features) matrix, in parallel over rows."""
@@ -242,7 +242,7 @@ class Scorer:
         """Score one request from its raw fields (target = path with query string)."""
         try:
             row = np.empty(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
-            score = score_one(*self._fields(method, target, headers, body), *self._packed, *self._compact_trees, row)
+            score = score_one(*self._fields(method, target, headers, body), *self._packed, *self._trees, row)
             if explain:
                 return ScoreResult(score, self.score_class(score), self._explain(row, score))
             return ScoreResult(score, self.score_class(score), ())
@@ -293,7 +293,6 @@ class SessionScorer:
         self.feature_names = tuple(spec["names"])
         self._tables = build_token_tables(spec["lists"])
         forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
-        self._compact_trees = (self._trees[0].astype(np.uint8), self._trees[1], self._trees[2])
         self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
         self._feedback = _load_feedback(arrays, manifest)
         self.classes = tuple(manifest["feedback"]["classes"]) if self._feedback else ()
@@ -335,7 +334,7 @@ class SessionScorer:
 
     def score_features(self, row: np.ndarray) -> float:
         # single-threaded on purpose: a parallel kernel per request would wake numba's thread pool
-        u = score_row(np.asarray(row, dtype=np.float64), *self._compact_trees, self._depth, self._normaliser)
+        u = score_row(np.asarray(row, dtype=np.float64), *self._trees, self._depth, self._normaliser)
         if self._feedback is None:
             return u
         return blend_one(sanitize(row[None, :])[0], u, *self._feedback, np.empty(len(self.classes)))
