@@ -18,6 +18,7 @@ import numpy as np
 
 # token groups, in the order of TokenTables.groups
 SQL, TRAVERSAL, XSS, SHELL, TEMPLATE, SCHEME, TOOL_UA, BOT_UA = range(8)
+N_GROUPS = 8
 GROUP_NAMES = ("sql_tokens", "traversal_tokens", "xss_tokens", "shell_tokens", "template_tokens",
                "scheme_tokens", "tool_ua", "bot_ua")
 EXT_GROUPS = ("static_ext", "script_ext", "sensitive_ext")
@@ -29,8 +30,9 @@ class TokenTables(NamedTuple):
     data: np.ndarray          # uint8, all tokens concatenated
     offsets: np.ndarray       # int64, token i is data[offsets[i]:offsets[i+1]]
     group: np.ndarray         # int64, group of token i
-    by_first: np.ndarray      # int64 CSR offsets: tokens starting with byte b are order[by_first[b]:by_first[b+1]]
-    order: np.ndarray         # int64 token ids sorted by first byte
+    by_first: np.ndarray      # int64 CSR offsets: tokens starting with byte b of groups lo..hi-1 are
+                              # order[by_first[8*b + lo]:by_first[8*b + hi]]
+    order: np.ndarray         # int64 token ids sorted by first byte, then group
     ext_data: np.ndarray      # uint8, extensions concatenated
     ext_offsets: np.ndarray   # int64
     ext_class: np.ndarray     # int64: 1 static, 2 script, 3 sensitive
@@ -45,9 +47,9 @@ def build_token_tables(lists: dict[str, list[str]]) -> TokenTables:
             groups.append(g)
     offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(t) for t in tokens])
-    first = np.array([t[0] for t in tokens], dtype=np.int64)
-    order = np.argsort(first, kind="stable").astype(np.int64)
-    by_first = np.searchsorted(first[order], np.arange(257)).astype(np.int64)
+    bucket = np.array([t[0] * N_GROUPS + g for t, g in zip(tokens, groups)], dtype=np.int64)
+    order = np.argsort(bucket, kind="stable").astype(np.int64)
+    by_first = np.searchsorted(bucket[order], np.arange(256 * N_GROUPS + 1)).astype(np.int64)
     extensions, classes = [], []
     for c, name in enumerate(EXT_GROUPS, start=1):
         for ext in lists[name]:
@@ -169,32 +171,34 @@ def _token_at(text, i, tables_data, tables_offsets, t):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_groups(text, tables_data, tables_offsets, tables_group, by_first, order, counts, only_group):
-    """Add to counts[group] the non-overlapping occurrences of each token (per token, left to right)."""
-    next_free = np.zeros(tables_group.size, dtype=np.int64)
+def _count_groups(text, tables_data, tables_offsets, tables_group, by_first, order, counts, lo, hi, next_free):
+    """Add to counts[g] the non-overlapping occurrences (per token, left to right) of each token of the
+    groups lo..hi-1. ``next_free`` is scratch space, one slot per token."""
+    next_free[:] = 0
     for i in range(text.size):
         b = text[i]
-        for k in range(by_first[b], by_first[b + 1]):
+        for k in range(by_first[N_GROUPS * b + lo], by_first[N_GROUPS * b + hi]):
             t = order[k]
             g = tables_group[t]
-            if only_group >= 0 and g != only_group:
-                continue
-            if only_group < 0 and (g == TRAVERSAL or g == TEMPLATE or g == SCHEME or g >= TOOL_UA):
-                continue
             if i >= next_free[t] and _token_at(text, i, tables_data, tables_offsets, t):
                 counts[g] += 1
                 next_free[t] = i + tables_offsets[t + 1] - tables_offsets[t]
 
 
 @numba.njit(cache=True, nogil=True)
-def _contains_group(text, tables_data, tables_offsets, tables_group, by_first, order, group):
+def _agent_tokens(text, tables_data, tables_offsets, tables_group, by_first, order):
+    """1 when a tool token occurs in the user agent, else 2 when a bot token does, else 0."""
+    bot = False
     for i in range(text.size):
         b = text[i]
-        for k in range(by_first[b], by_first[b + 1]):
+        for k in range(by_first[N_GROUPS * b + TOOL_UA], by_first[N_GROUPS * b + BOT_UA + 1]):
             t = order[k]
-            if tables_group[t] == group and _token_at(text, i, tables_data, tables_offsets, t):
-                return True
-    return False
+            g = tables_group[t]
+            if (g == TOOL_UA or not bot) and _token_at(text, i, tables_data, tables_offsets, t):
+                if g == TOOL_UA:
+                    return 1
+                bot = True
+    return 2 if bot else 0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -269,22 +273,26 @@ def _ua_class(ua, tables_data, tables_offsets, tables_group, by_first, order):
     if hi == lo or (hi - lo == 1 and ua[lo] == 45):
         return 3
     lower = _lower(ua[lo:hi])
-    if _contains_group(lower, tables_data, tables_offsets, tables_group, by_first, order, TOOL_UA):
-        return 1
-    if _contains_group(lower, tables_data, tables_offsets, tables_group, by_first, order, BOT_UA):
-        return 2
-    prefix1 = np.array([109, 111, 122, 105, 108, 108, 97, 47], dtype=np.uint8)  # mozilla/
-    prefix2 = np.array([111, 112, 101, 114, 97, 47], dtype=np.uint8)            # opera/
-    for prefix in (prefix1, prefix2):
-        if lower.size >= prefix.size:
-            same = True
-            for j in range(prefix.size):
-                if lower[j] != prefix[j]:
-                    same = False
-                    break
-            if same:
-                return 0
+    tokens = _agent_tokens(lower, tables_data, tables_offsets, tables_group, by_first, order)
+    if tokens:
+        return tokens
+    if _starts_with(lower, _MOZILLA) or _starts_with(lower, _OPERA):
+        return 0
     return 4
+
+
+_MOZILLA = np.frombuffer(b"mozilla/", np.uint8)
+_OPERA = np.frombuffer(b"opera/", np.uint8)
+
+
+@numba.njit(cache=True, nogil=True)
+def _starts_with(text, prefix):
+    if text.size < prefix.size:
+        return False
+    for j in range(prefix.size):
+        if text[j] != prefix[j]:
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -303,19 +311,22 @@ def request_features(method_code, path, query, body, user_agent, has_referer,
     raw_all = _join3(path, query, body)
     n = p.size
     counts = np.zeros(8, dtype=np.int64)
-    _count_groups(lp, tables_data, tables_offsets, tables_group, by_first, order, counts, -1)
-    _count_groups(lp, tables_data, tables_offsets, tables_group, by_first, order, counts, TRAVERSAL)
+    scratch = np.empty(tables_group.size, dtype=np.int64)
+    _count_groups(lp, tables_data, tables_offsets, tables_group, by_first, order, counts, SQL, SHELL + 1, scratch)
     raw_lower = np.empty(path.size + 1 + query.size, dtype=np.uint8)
     raw_lower[:path.size] = path
     raw_lower[path.size] = 10
     raw_lower[path.size + 1:] = query
-    _count_groups(_lower(raw_lower), tables_data, tables_offsets, tables_group, by_first, order, counts, TRAVERSAL)
-    _count_groups(p, tables_data, tables_offsets, tables_group, by_first, order, counts, TEMPLATE)
+    _count_groups(_lower(raw_lower), tables_data, tables_offsets, tables_group, by_first, order, counts,
+                  TRAVERSAL, TRAVERSAL + 1, scratch)
+    _count_groups(p, tables_data, tables_offsets, tables_group, by_first, order, counts, TEMPLATE, TEMPLATE + 1,
+                  scratch)
     args = np.empty(query_decoded.size + 1 + body_decoded.size, dtype=np.uint8)
     args[:query_decoded.size] = query_decoded
     args[query_decoded.size] = 10
     args[query_decoded.size + 1:] = body_decoded
-    _count_groups(_lower(args), tables_data, tables_offsets, tables_group, by_first, order, counts, SCHEME)
+    _count_groups(_lower(args), tables_data, tables_offsets, tables_group, by_first, order, counts, SCHEME,
+                  SCHEME + 1, scratch)
 
     digits = alpha = upper = special = nonascii = quotes = nul = 0
     histogram = np.zeros(256, dtype=np.int64)
@@ -340,10 +351,12 @@ def request_features(method_code, path, query, body, user_agent, has_referer,
         if c == 0:
             nul += 1
     entropy = 0.0
-    for c in range(256):
+    for i in range(n):  # over the bytes present only, each once (its count is cleared after use)
+        c = p[i]
         if histogram[c]:
             share = histogram[c] / n
             entropy -= share * np.log2(share)
+            histogram[c] = 0
     denominator = max(n, 1)
 
     pct = 0

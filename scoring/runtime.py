@@ -36,12 +36,13 @@ from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import N_PROFILE_FEATURES
 from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables
-from scoring.runtime_kernel import features_one, pack, score_one, score_row
+from scoring.runtime_kernel import features_one, pack, score_one, score_packed_row, score_row
 
 FEATURE_SPEC_VERSION = "1.0"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
 _CLASSES = ("clean", "likely_clean", "likely_attack", "attack")
+_new_tuple = tuple.__new__
 
 
 class ScoreResult(NamedTuple):
@@ -183,8 +184,8 @@ class Scorer:
         for name in ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean", "length_std",
                      "length_max", "seen_bytes", "is_enum", "enum_keys"):
             sections[name] = arrays[f"profile_{name}"]
-        self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), int(forest["roots"].size),
-                            self._depth, self._normaliser)
+        self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
+                            self._normaliser)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
 
@@ -202,18 +203,18 @@ class Scorer:
             target = _as_text(target)
         if not target.startswith("/"):
             target = _ABSOLUTE_URI.sub("", target, count=1)
-        path, _, query = target.partition("?")
-        body = _as_text(body[: self.max_body_bytes]) if body and self.uses_bodies and self.max_body_bytes else ""
+        if body and self.uses_bodies and self.max_body_bytes:
+            body = _as_text(body[: self.max_body_bytes]).encode("utf-8", "surrogatepass")
+        else:
+            body = b""
         user_agent, referer = _user_agent_and_referer(headers)
-        return (_METHOD_CODES.get(method, 3), path.encode("utf-8", "surrogatepass"),
-                query.encode("utf-8", "surrogatepass"), (body or "").encode("utf-8", "surrogatepass"),
+        return (_METHOD_CODES.get(method, 3), target.encode("utf-8", "surrogatepass"), body,
                 user_agent.encode("utf-8", "surrogatepass"), bool(referer) and referer != "-")
 
     def request_features(self, method: str | None, target, headers=None, body=b"") -> np.ndarray:
         """The model's feature row for one request (float64, in ``feature_names`` order)."""
         row = np.zeros(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
-        ints, floats, data, layout, _ = self._packed
-        features_one(*self._fields(method, target, headers, body), ints, floats, data, layout, row)
+        features_one(*self._fields(method, target, headers, body), *self._packed, row)
         return row
 
     # --- scores ---
@@ -241,11 +242,12 @@ class Scorer:
                       *, explain: bool = False) -> ScoreResult:
         """Score one request from its raw fields (target = path with query string)."""
         try:
-            row = np.empty(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
-            score = score_one(*self._fields(method, target, headers, body), *self._packed, *self._trees, row)
             if explain:
+                row = self.request_features(method, target, headers, body)
+                score = score_packed_row(row, *self._packed[1:])
                 return ScoreResult(score, self.score_class(score), self._explain(row, score))
-            return ScoreResult(score, self.score_class(score), ())
+            score = score_one(*self._fields(method, target, headers, body), *self._packed)
+            return _new_tuple(ScoreResult, (score, self.score_class(score), ()))  # half the cost of ScoreResult()
         except Exception:
             if not self.fail_open:
                 raise
@@ -313,7 +315,8 @@ class SessionScorer:
         from scoring.request_kernel import request_features, url_decode
         from scoring.session_state import RequestFacts
 
-        code, path, query, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
+        code, target_bytes, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
+        path, _, query = target_bytes.partition(b"?")
         row = np.zeros(N_REQUEST_FEATURES)
         request_features(code, np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8),
                          np.frombuffer(body_bytes, np.uint8), np.frombuffer(agent, np.uint8), has_referer,

@@ -1,9 +1,10 @@
 """numba kernel: one request from raw fields to score, in a single compiled call.
 
-Calling numba costs about 50 ns per array argument, so the whole model travels as
-three packed arrays (ints, floats, bytes) and a layout of their sections; the
-kernel slices them (no copies) and runs feature extraction, profile lookups and
-the perfect-tree forest. Imports only numpy, numba and our kernels.
+Calling numba costs about 40 ns per array argument (more for bytes), so the whole
+model — token tables, profiles and the perfect-tree forest — travels as three
+packed arrays (ints, floats, bytes) plus a layout of their sections; the kernel
+slices them (no copies), splits the target at its first '?', and runs feature
+extraction, profile lookups and the forest. Imports only numpy, numba and our kernels.
 """
 
 from __future__ import annotations
@@ -17,27 +18,40 @@ from scoring.request_kernel import N_REQUEST_FEATURES, request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
-FLOAT_SECTIONS = ("length_mean", "length_std", "length_max")
-BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum")
+FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "forest_val", "normaliser")
+BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum", "forest_feat", "forest_thr")
 N_FEATURES = N_REQUEST_FEATURES + N_PROFILE_FEATURES
 _F32_MAX = float(np.finfo(np.float32).max)
 
+# section numbers in the layout (ints, then floats, then bytes)
+(TOK_OFFSETS, TOK_GROUP, TOK_BY_FIRST, TOK_ORDER, EXT_OFFSETS, EXT_CLASS, ENDPOINT_KEYS, ENDPOINT_COUNT,
+ PARAM_KEYS, PARAM_INDEX, ENUM_KEYS) = range(11)
+LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER = range(11, 16)
+TOK_DATA, EXT_DATA, SEEN_BYTES, IS_ENUM, FOREST_FEAT, FOREST_THR = range(16, 22)
+N_SECTIONS = 22
+# after the sections' (start, end) pairs: the profile rows, the trees and their depth
+N_PARAM_ROWS, N_TREES, DEPTH = 2 * N_SECTIONS, 2 * N_SECTIONS + 1, 2 * N_SECTIONS + 2
 
-def pack(sections: dict[str, np.ndarray], n_param_rows: int, n_trees: int, depth: int, normaliser: float):
-    """(ints, floats, bytes, layout, normaliser) for :func:`features_one`; the forest travels apart, compact
-    (uint8 features, float32 thresholds: a 10-level forest of 100 trees stays within ~1.3 MB)."""
+
+def pack(sections: dict[str, np.ndarray], n_param_rows: int, trees: tuple, depth: int, normaliser: float):
+    """(ints, floats, bytes, layout) for the kernels below. ``trees`` is the perfect layout (feat uint8,
+    thr float32, val float64); thresholds travel as their float32 bytes, 8-byte aligned."""
+    feat, thr, val = trees
+    sections = {**sections, "forest_feat": feat, "forest_thr": np.ascontiguousarray(thr, np.float32).view(np.uint8),
+                "forest_val": val, "normaliser": np.array([normaliser])}
     layout = []
     packed = []
     for names, dtype in ((INT_SECTIONS, np.int64), (FLOAT_SECTIONS, np.float64), (BYTE_SECTIONS, np.uint8)):
         parts, start = [], 0
         for name in names:
             part = np.ascontiguousarray(sections[name]).astype(dtype).ravel()
-            parts.append(part)
+            padding = -part.size % 8  # every section starts 8-byte aligned (the thresholds are viewed as float32)
+            parts += [part, np.zeros(padding, dtype)]
             layout += [start, start + part.size]
-            start += part.size
-        packed.append(np.concatenate(parts) if parts else np.zeros(0, dtype))
-    layout += [n_param_rows, n_trees, depth]
-    return packed[0], packed[1], packed[2], np.array(layout, dtype=np.int64), float(normaliser)
+            start += part.size + padding
+        packed.append(np.concatenate(parts))
+    layout += [n_param_rows, feat.shape[0], depth]
+    return packed[0], packed[1], packed[2], np.array(layout, dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -46,28 +60,35 @@ def _section(array, layout, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def features_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row):
-    """Fill ``row`` with the request's features (the model's order)."""
-    path = np.frombuffer(path_bytes, np.uint8)
-    query = np.frombuffer(query_bytes, np.uint8)
-    body = np.frombuffer(body_bytes, np.uint8)
-    ua = np.frombuffer(ua_bytes, np.uint8)
-    n_int, n_float = 11, 3
-    request_features(method_code, path, query, body, ua, has_referer,
-                     _section(B, L, n_int + n_float + 0), _section(I, L, 0), _section(I, L, 1), _section(I, L, 2),
-                     _section(I, L, 3), _section(B, L, n_int + n_float + 1), _section(I, L, 4), _section(I, L, 5),
-                     row[:N_REQUEST_FEATURES])
-    n_rows = L[2 * (n_int + n_float + 4)]
-    seen = _section(B, L, n_int + n_float + 2).reshape((n_rows, 256))
-    profile_deviations(method_code, path, query, body,
-                       _section(I, L, 6), _section(I, L, 7), _section(I, L, 8), _section(I, L, 9),
-                       _section(F, L, n_int + 0), _section(F, L, n_int + 1), _section(F, L, n_int + 2),
-                       seen, _section(B, L, n_int + n_float + 3), _section(I, L, 10), row[N_REQUEST_FEATURES:])
+def _split_target(target):
+    """(path, query) views of a target at its first '?'."""
+    for i in range(target.size):
+        if target[i] == 63:
+            return target[:i], target[i + 1:]
+    return target, target[target.size:]
 
 
 @numba.njit(cache=True, nogil=True)
-def score_row(row, feat, thr, val, depth, normaliser):
-    """Score a feature row with the perfect-tree forest (float32 semantics, NaN as 0)."""
+def features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row):
+    """Fill ``row`` with the request's features (the model's order)."""
+    path, query = _split_target(np.frombuffer(target_bytes, np.uint8))
+    body = np.frombuffer(body_bytes, np.uint8)
+    ua = np.frombuffer(ua_bytes, np.uint8)
+    request_features(method_code, path, query, body, ua, has_referer,
+                     _section(B, L, TOK_DATA), _section(I, L, TOK_OFFSETS), _section(I, L, TOK_GROUP),
+                     _section(I, L, TOK_BY_FIRST), _section(I, L, TOK_ORDER), _section(B, L, EXT_DATA),
+                     _section(I, L, EXT_OFFSETS), _section(I, L, EXT_CLASS), row[:N_REQUEST_FEATURES])
+    seen = _section(B, L, SEEN_BYTES).reshape((L[N_PARAM_ROWS], 256))
+    profile_deviations(method_code, path, query, body,
+                       _section(I, L, ENDPOINT_KEYS), _section(I, L, ENDPOINT_COUNT), _section(I, L, PARAM_KEYS),
+                       _section(I, L, PARAM_INDEX), _section(F, L, LENGTH_MEAN), _section(F, L, LENGTH_STD),
+                       _section(F, L, LENGTH_MAX), seen, _section(B, L, IS_ENUM), _section(I, L, ENUM_KEYS),
+                       row[N_REQUEST_FEATURES:])
+
+
+@numba.njit(cache=True, nogil=True)
+def _as_float32(row):
+    """float32 copy of a feature row, NaN as 0 and infinities clipped (as forest_kernel.sanitize)."""
     x = np.empty(row.size, dtype=np.float32)
     for j in range(row.size):
         v = row[j]
@@ -78,11 +99,29 @@ def score_row(row, feat, thr, val, depth, normaliser):
         elif v < -_F32_MAX:
             v = -_F32_MAX
         x[j] = v
-    return normalise(perfect_path_sum(x, feat, thr, val, depth), normaliser)
+    return x
 
 
 @numba.njit(cache=True, nogil=True)
-def score_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, normaliser,
-              feat, thr, val, row):
-    features_one(method_code, path_bytes, query_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row)
-    return score_row(row, feat, thr, val, L[2 * (11 + 3 + 4) + 2], normaliser)
+def score_row(row, feat, thr, val, depth, normaliser):
+    """Score a feature row with the perfect-tree forest (float32 semantics, NaN as 0)."""
+    return normalise(perfect_path_sum(_as_float32(row), feat, thr, val, depth), normaliser)
+
+
+@numba.njit(cache=True, nogil=True)
+def score_packed_row(row, F, B, L):
+    """:func:`score_row` with the forest taken from the packed arrays."""
+    n_trees, depth = L[N_TREES], L[DEPTH]
+    internal = 2 ** depth - 1
+    feat = _section(B, L, FOREST_FEAT).reshape((n_trees, internal))
+    thr = _section(B, L, FOREST_THR).view(np.float32).reshape((n_trees, internal))
+    val = _section(F, L, FOREST_VAL).reshape((n_trees, internal + 1))
+    return score_row(row, feat, thr, val, depth, _section(F, L, NORMALISER)[0])
+
+
+@numba.njit(cache=True, nogil=True)
+def score_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L):
+    """Score of one request from its raw fields."""
+    row = np.empty(N_FEATURES)
+    features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row)
+    return score_packed_row(row, F, B, L)
