@@ -25,7 +25,9 @@ if os.environ.get("WAFLENS_NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = os.environ["WAFLENS_NUMBA_CACHE_DIR"]
 
 import re
+import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
@@ -84,6 +86,29 @@ def _user_agent_and_referer(headers) -> tuple[str, str | None]:
         return (agent if type(agent) is str else _as_text(agent)), (
             referer if referer is None or type(referer) is str else _as_text(referer))
     return _header(headers, "user-agent") or "", _header(headers, "referer")
+
+
+@contextmanager
+def _numba_without_blas():
+    """Let numba's first load of compiled code in this process skip its BLAS probe.
+
+    On its first compile or cache load numba imports ``scipy.linalg`` to see whether
+    ``np.dot`` can be supported: about 0.2 s, a third of a worker's start. Our kernels
+    use no BLAS, so while a model loads, the probe is told scipy's BLAS is absent.
+    The probe runs once per process, so afterwards *other* numba code in the same
+    process cannot use ``np.dot`` & co.: set ``WAFLENS_NUMBA_BLAS=1`` to keep them.
+    Nothing changes when numba or scipy.linalg was already initialised.
+    """
+    name = "scipy.linalg.cython_blas"
+    skip = (os.environ.get("WAFLENS_NUMBA_BLAS") != "1" and "numba.np.arraymath" not in sys.modules
+            and "scipy.linalg" not in sys.modules and name not in sys.modules)
+    if skip:
+        sys.modules[name] = None  # makes `import scipy.linalg.cython_blas` fail at once
+    try:
+        yield
+    finally:
+        if skip and sys.modules.get(name, 0) is None:
+            del sys.modules[name]
 
 
 def _read_level(path, level: str, what: str):
@@ -192,9 +217,11 @@ class Scorer:
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "Scorer":
         """Verify and load an artifact directory; compile and warm up the kernels."""
-        scorer = cls(*_read_level(path, "request", "Scorer scores requests"), path=str(Path(path)), **options)
-        if warm_up:
-            scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=True)
+        with _numba_without_blas():
+            scorer = cls(*_read_level(path, "request", "Scorer scores requests"), path=str(Path(path)), **options)
+            if warm_up:
+                for explain in (False, True):
+                    scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=explain)
         return scorer
 
     # --- features ---
@@ -305,9 +332,12 @@ class SessionScorer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "SessionScorer":
-        scorer = cls(*_read_level(path, "session", "SessionScorer scores sessions"), path=str(Path(path)), **options)
-        if warm_up:
-            scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"", client=("warm-up",), ts=0.0)
+        with _numba_without_blas():
+            scorer = cls(*_read_level(path, "session", "SessionScorer scores sessions"), path=str(Path(path)),
+                         **options)
+            if warm_up:
+                scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"", client=("warm-up",),
+                                     ts=0.0)
             scorer.tracker.expire(float("inf"))
         return scorer
 
