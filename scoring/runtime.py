@@ -246,7 +246,7 @@ class Scorer:
 
     # --- scores ---
     def score_features(self, row: np.ndarray) -> float:
-        return score_row(np.asarray(row, dtype=np.float64), *self._trees, self._depth, self._normaliser)
+        return score_packed_row(np.asarray(row, dtype=np.float64), *self._packed[1:])
 
     def score_batch(self, features: np.ndarray) -> np.ndarray:
         """Scores of a (n, n_features) matrix, in parallel over rows."""
@@ -271,7 +271,7 @@ class Scorer:
         try:
             if explain:
                 row = self.request_features(method, target, headers, body)
-                score = score_packed_row(row, *self._packed[1:])
+                score = self.score_features(row)
                 return ScoreResult(score, self.score_class(score), self._explain(row, score))
             score = score_one(*self._fields(method, target, headers, body), *self._packed)
             return _new_tuple(ScoreResult, (score, self.score_class(score), ()))  # half the cost of ScoreResult()
