@@ -82,7 +82,9 @@ def _quality(requests: int, seed: int, min_cluster_size: int) -> dict:
         starts = dict(con.execute("SELECT session_id, start_ts FROM sessions").fetchall())
         first_enough, first_flagged = {}, {}
         for w in range(4):
-            lo, hi = start + w * span, start + (w + 1) * span + timedelta(seconds=1)
+            # windows touch but do not overlap (a run follows the run whose window ends where its own starts);
+            # the last one reaches one second past the end so that the last session is in it
+            lo, hi = start + w * span, start + (w + 1) * span + (timedelta(seconds=1) if w == 3 else timedelta(0))
             window_run = cluster_sessions(con, ClusterOptions(since=lo, until=hi, min_cluster_size=min_cluster_size))
             in_window = Counter(campaign[s] for s, t in starts.items() if t is not None and lo <= t < hi)
             members = dict(con.execute("SELECT session_id, cluster_id FROM session_clusters WHERE cluster_run_id = $r",
