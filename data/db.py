@@ -22,6 +22,7 @@ SCHEMA_VERSION = "1"
 DB_ENV = "WAFLENS_DB"
 DEFAULT_DB = "waflens.duckdb"
 MEMORY_ENV = "WAFLENS_DUCKDB_MEMORY"
+BUSY_WAIT_ENV = "WAFLENS_BUSY_WAIT"
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
@@ -49,8 +50,13 @@ def split_statements(sql: str) -> list[str]:
 
 
 def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
-            retries: int = 20, retry_delay: float = 0.25) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the database with the schema applied, in UTC."""
+            retries: int | None = None, retry_delay: float = 0.25) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the database with the schema applied, in UTC.
+
+    While another process holds the database, retry for up to ``WAFLENS_BUSY_WAIT`` seconds
+    (default 20; ``retries`` overrides it with a count), then fail saying it is busy."""
+    if retries is None:
+        retries = _retries_for(_busy_wait_seconds(), retry_delay)
     db_path = Path(path) if path is not None else default_db_path()
     if db_path.is_dir():
         raise DatabaseError(f"{db_path} is a directory: pass a database file with --db")
@@ -95,3 +101,20 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _busy_wait_seconds() -> float:
+    value = os.environ.get(BUSY_WAIT_ENV, "20")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise DatabaseError(f"{BUSY_WAIT_ENV}={value!r} is not a number of seconds") from None
+
+
+def _retries_for(seconds: float, delay: float) -> int:
+    """Attempts after the first whose waits (delay x 1, 2, 3, 4, 4, ...) add up to about ``seconds``."""
+    retries, waited = 0, 0.0
+    while delay > 0 and waited + delay * min(1 + retries, 4) <= seconds:
+        waited += delay * min(1 + retries, 4)
+        retries += 1
+    return retries

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS cluster_profiles (
     status         VARCHAR NOT NULL,     -- new | growing | stable | fading
     predecessor_run_id BIGINT,
     predecessor_id INTEGER,
-    growth         DOUBLE,               -- sessions / predecessor's sessions (NULL when new)
+    growth         DOUBLE,               -- sessions now / earlier sessions placed in it, per hour (NULL: none)
     emerging       BOOLEAN NOT NULL,     -- new or fast-growing: what the labeler shows first
     profile        VARCHAR NOT NULL      -- JSON: top paths, parameters, agents, statuses, features, exemplars
 );

@@ -50,6 +50,7 @@ def test_usage_errors_and_help(tmp_path):
 
 def test_one_line_error_for_a_busy_database(tmp_path, monkeypatch):
     monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "cli-test-key-0123456789")
+    monkeypatch.setenv("WAFLENS_BUSY_WAIT", "1.5")  # give up sooner than the default 20 s
     db = tmp_path / "busy.duckdb"
     connect(db).close()
     holder = subprocess.Popen([sys.executable, "-c",

@@ -80,7 +80,9 @@ def test_late_campaigns_emerge_in_a_later_window(generated):
     con, log, summary = generated
     start = summary.start.replace(tzinfo=None)
     span = (summary.end.replace(tzinfo=None) - start) / 4
-    runs = [cluster_sessions(con, ClusterOptions(since=start + i * span, until=start + (i + 1) * span + timedelta(seconds=1)))
+    last_second = timedelta(seconds=1)  # the last window reaches past the end; windows touch, never overlap
+    runs = [cluster_sessions(con, ClusterOptions(since=start + i * span,
+                                                 until=start + (i + 1) * span + (last_second if i == 3 else timedelta(0))))
             for i in range(4)]
     campaign = _campaign_of_sessions(con, log)
     last = runs[-1]

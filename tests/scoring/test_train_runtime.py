@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,15 @@ def test_training_refuses_too_little_data(tmp_path):
     update_derived(con)
     with pytest.raises(InsufficientDataError, match="at least"):
         train_request_model(con, tmp_path / "m")
+
+
+@pytest.mark.parametrize("keep_blas", [False, True])
+def test_loading_skips_numba_s_blas_probe_unless_asked_to_keep_it(trained, keep_blas):
+    _, _, _, model, _ = trained
+    code = (f"import sys; from scoring.runtime import Scorer; Scorer.load({str(model)!r}); "
+            "import numba.np.arraymath as m; "
+            "print(m._HAVE_BLAS, 'scipy.linalg' in sys.modules, 'scipy.linalg.cython_blas' in sys.modules)")
+    env = {**os.environ, "WAFLENS_NUMBA_BLAS": "1" if keep_blas else "0"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    # skipped: no BLAS for numba, scipy.linalg never imported, and no placeholder left behind in sys.modules
+    assert result.stdout.split() == (["True", "True", "True"] if keep_blas else ["False", "False", "False"])
