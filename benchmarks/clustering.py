@@ -135,12 +135,24 @@ print(json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[7, 8, 9])
     parser.add_argument("--min-cluster-size", type=int, default=10)
     parser.add_argument("--scaling", type=int, nargs="*", default=[10_000, 30_000, 100_000, 300_000])
     args = parser.parse_args()
 
     results = [_quality(args.requests, seed, args.min_cluster_size) for seed in args.seeds]
+    if results:
+        _print_quality(args, results)
+    if args.scaling:
+        print(f"\n{'sessions':>10}{'seconds':>10}{'peak RSS MiB':>14}   (features -> stored profiles, select=all; per stage)")
+        for n in args.scaling:
+            sessions, seconds, rss, stages = _scaling(n)
+            print(f"{sessions:>10,}{seconds:>10.1f}{rss:>14.0f}   {stages}")
+    print("\ngoals: ARI >= 0.9, every F1 >= 0.85, benign outside attack clusters >= 0.95, "
+          "flagged in the first window with enough sessions; 100k sessions <= 30 s, <= 4 GiB")
+
+
+def _print_quality(args, results: list[dict]) -> None:
     campaigns = sorted({c for r in results for c in r["f1"]})
     print(f"\nquality on {args.requests:,} generated requests per seed, min-cluster-size {args.min_cluster_size}\n")
     print(f"{'seed':>5}{'sessions':>10}{'selected':>10}{'clusters':>10}{'ARI':>8}{'min F1':>8}{'benign ok':>11}{'seconds':>9}")
@@ -152,13 +164,6 @@ def main() -> None:
     for name in campaigns:
         flags = "  ".join(f"{r['first_enough'].get(name, '-')}->{r['first_flagged'].get(name, '-')}" for r in results)
         print(f"{name:<22}" + "".join(f"{r['f1'].get(name, 0):>9.3f}" for r in results) + f"   {flags}")
-    if args.scaling:
-        print(f"\n{'sessions':>10}{'seconds':>10}{'peak RSS MiB':>14}   (features -> stored profiles, select=all; per stage)")
-        for n in args.scaling:
-            sessions, seconds, rss, stages = _scaling(n)
-            print(f"{sessions:>10,}{seconds:>10.1f}{rss:>14.0f}   {stages}")
-    print("\ngoals: ARI >= 0.9, every F1 >= 0.85, benign outside attack clusters >= 0.95, "
-          "flagged in the first window with enough sessions; 100k sessions <= 30 s, <= 4 GiB")
 
 
 if __name__ == "__main__":

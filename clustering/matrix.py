@@ -45,45 +45,56 @@ def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -
 
     The client's part — what the same client asked for across the given sessions — is what makes a
     low-and-slow bot one pattern: each of its sessions is a request or two, to different targets,
-    but every session of it carries the same list of targets."""
+    but every session of it carries the same list of targets. A client with one session repeats
+    that session's list."""
+    own = _first_targets(con, session_ids, "session_id")
+    clients = session_clients(con, session_ids)
+    keys, counts = np.unique(clients, return_counts=True)
+    returning = set(keys[counts > 1].tolist())
+    theirs = _first_targets(con, session_ids[[c in returning for c in clients]], "client_key") if returning else {}
+    return [own.get(int(s), "") + " " + theirs.get(c, own.get(int(s), "")) for s, c in zip(session_ids, clients)]
+
+
+def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, per: str) -> dict:
+    """{session id or client key: its first MAX_TARGETS_PER_SESSION distinct targets, space-separated},
+    over the requests of the given sessions."""
     con.register("wanted_sessions", {"session_id": session_ids})
     try:
-        rows = con.execute(
-            f"""WITH asked AS (
-                    SELECT session_id, client_key, request_id,
-                           path_decoded || CASE WHEN query_decoded <> '' THEN '?' || query_decoded ELSE '' END AS target
+        return dict(con.execute(
+            f"""WITH targets AS (
+                    SELECT {per} AS owner,
+                           path_decoded || CASE WHEN query_decoded <> '' THEN '?' || query_decoded ELSE '' END AS target,
+                           min(request_id) AS first_id
                     FROM requests WHERE session_id IN (SELECT session_id FROM wanted_sessions)
-                ), session_docs AS (
-                    SELECT session_id, string_agg(target, ' ' ORDER BY first_id) AS doc FROM (
-                        SELECT session_id, target, min(request_id) AS first_id FROM asked GROUP BY 1, 2
-                        QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY first_id) <= {MAX_TARGETS_PER_SESSION})
-                    GROUP BY 1
-                ), client_docs AS (
-                    SELECT client_key, string_agg(target, ' ' ORDER BY first_id) AS doc FROM (
-                        SELECT client_key, target, min(request_id) AS first_id FROM asked GROUP BY 1, 2
-                        QUALIFY row_number() OVER (PARTITION BY client_key ORDER BY first_id) <= {MAX_TARGETS_PER_SESSION})
-                    GROUP BY 1
-                ), session_client AS (SELECT session_id, any_value(client_key) AS client_key FROM asked GROUP BY 1)
-                SELECT s.session_id, s.doc || ' ' || c.doc
-                FROM session_docs s JOIN session_client USING (session_id) JOIN client_docs c USING (client_key)"""
-        ).fetchall()
+                    GROUP BY 1, 2
+                ), firsts AS (
+                    SELECT * FROM targets
+                    QUALIFY row_number() OVER (PARTITION BY owner ORDER BY first_id) <= {MAX_TARGETS_PER_SESSION}
+                )
+                SELECT owner, string_agg(target, ' ' ORDER BY first_id) FROM firsts GROUP BY owner""").fetchall())
     finally:
         con.unregister("wanted_sessions")
-    texts = dict(rows)
-    return [texts.get(int(s), "") for s in session_ids]
+
+
+def session_clients(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
+    """The client key of each session (object array, in order)."""
+    con.register("wanted_sessions", {"session_id": session_ids, "position": np.arange(len(session_ids))})
+    try:
+        rows = con.execute("""SELECT s.client_key FROM wanted_sessions w JOIN sessions s USING (session_id)
+                              ORDER BY w.position""").fetchall()
+    finally:
+        con.unregister("wanted_sessions")
+    if len(rows) != len(session_ids):
+        raise ValueError("some sessions are not in the sessions table: run `waflens sessionize` first")
+    return np.array([r[0] for r in rows], dtype=object)
 
 
 def client_session_counts(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
     """For each session, how many of the given sessions its client has (1 for a client seen once)."""
-    con.register("wanted_sessions", {"session_id": session_ids})
-    try:
-        counts = dict(con.execute(
-            """WITH owner AS (SELECT session_id, any_value(client_key) AS client_key FROM requests
-                              WHERE session_id IN (SELECT session_id FROM wanted_sessions) GROUP BY 1)
-               SELECT session_id, count(*) OVER (PARTITION BY client_key) FROM owner""").fetchall())
-    finally:
-        con.unregister("wanted_sessions")
-    return np.array([counts.get(int(s), 1) for s in session_ids], dtype=np.float64)
+    if len(session_ids) == 0:
+        return np.zeros(0)
+    _, inverse, counts = np.unique(session_clients(con, session_ids), return_inverse=True, return_counts=True)
+    return counts[inverse].astype(np.float64)
 
 
 def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeric: np.ndarray,
@@ -134,7 +145,8 @@ class RepeatAwareTfidf:
     least 2 documents, the 8,192 most frequent) computed on *distinct* documents only.
 
     Sessions repeat each other (bots, and shoppers walking the same pages): at 96k generated
-    sessions only 19% of the documents are distinct, and tokenizing is what costs. Document
+    sessions only 30% of the documents are distinct, and tokenizing is what costs; within them
+    targets repeat, so n-grams are counted once per distinct target (see :func:`_bag_of_words`). Document
     frequencies and term counts are weighted by how often each document occurs, so the
     result is scikit-learn's ``TfidfVectorizer`` on the full list (up to which of equally
     frequent terms make the ``max_features`` cut: scikit-learn breaks those ties arbitrarily).
@@ -147,8 +159,9 @@ class RepeatAwareTfidf:
         unique, inverse, counts = np.unique(np.asarray(documents, dtype=object), return_inverse=True,
                                             return_counts=True)
         counter = CountVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, dtype=np.float64)
+        bag, words = _bag_of_words(unique)
         try:
-            matrix = counter.fit_transform(unique)
+            matrix = bag @ counter.fit_transform(words)
         except ValueError:  # no n-gram at all
             return None
         presence = matrix.copy()
@@ -169,7 +182,8 @@ class RepeatAwareTfidf:
     def transform(self, documents: list[str]) -> Vectorized:
         unique, inverse, counts = np.unique(np.asarray(documents, dtype=object), return_inverse=True,
                                             return_counts=True)
-        return self._weigh(self.counter.transform(unique), inverse, counts)
+        bag, words = _bag_of_words(unique)
+        return self._weigh(bag @ self.counter.transform(words), inverse, counts)
 
     def _weigh(self, matrix, inverse: np.ndarray, counts: np.ndarray) -> Vectorized:
         from sklearn.preprocessing import normalize
@@ -179,6 +193,20 @@ class RepeatAwareTfidf:
         matrix = normalize(matrix @ sparse.diags(self.idf), norm="l2").astype(np.float32)
         weighted = sparse.diags(np.sqrt(counts).astype(np.float32)) @ matrix
         return Vectorized(matrix.tocsr(), np.asarray(inverse).ravel(), weighted.tocsr(), matrix.shape[1])
+
+
+def _bag_of_words(documents) -> tuple[sparse.csr_matrix, list[str]]:
+    """(documents x distinct words) counts, and the words. ``char_wb`` n-grams never span words, so a
+    document's n-gram counts are this times the words' own: each distinct target is analysed once."""
+    index: dict[str, int] = {}
+    indices: list[int] = []
+    indptr = [0]
+    for document in documents:
+        indices.extend(index.setdefault(word, len(index)) for word in document.split())
+        indptr.append(len(indices))
+    bag = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(indptr) - 1, len(index)))
+    bag.sum_duplicates()
+    return bag, list(index)
 
 
 def _clean(numeric) -> np.ndarray:
