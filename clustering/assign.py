@@ -27,7 +27,7 @@ from data.feature_spec import feature_names
 TIES = 16   # neighbours looked at to break ties between identical sessions
 
 
-def _features(con, session_ids: np.ndarray) -> np.ndarray:
+def session_feature_rows(con, session_ids: np.ndarray) -> np.ndarray:
     names = feature_names("session")
     con.register("wanted", {"session_id": session_ids, "position": np.arange(len(session_ids))})
     try:
@@ -53,21 +53,27 @@ def assign_sessions(con: duckdb.DuckDBPyConnection, cluster_run_id: int, session
         return {int(s): -1 for s in wanted}
     member_ids = np.array([m[0] for m in members], dtype=np.int64)
     labels = np.array([m[1] for m in members], dtype=np.int64)
-    matrix, extra = build_matrix(con, member_ids, _features(con, member_ids), params["svd_components"], params["seed"],
-                                 extra_ids=wanted, extra_numeric=_features(con, wanted))
+    matrix, extra = build_matrix(con, member_ids, session_feature_rows(con, member_ids), params["svd_components"],
+                                 params["seed"], extra_ids=wanted, extra_numeric=session_feature_rows(con, wanted))
     X, Y = reduce_for_hdbscan(matrix.X, params["seed"], extra)
+    placed = place(X, labels, Y)
+    fitted = dict(zip(member_ids.tolist(), labels.tolist()))  # a member keeps its fitted label
+    return {int(s): int(fitted.get(int(s), label)) for s, label in zip(wanted, placed)}
+
+
+def place(X: np.ndarray, labels: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Cluster (or -1) for each row of Y, in the space of members X with fitted ``labels``: the cluster of
+    the nearest member, if no farther than that cluster's members are from each other."""
+    if len(Y) == 0 or len(X) == 0:
+        return np.full(len(Y), -1, dtype=np.int64)
     radius = _cluster_radii(X, labels)
-    fitted = dict(zip(member_ids.tolist(), labels.tolist()))
     distance, index = NearestNeighbors(n_neighbors=min(TIES, len(X))).fit(X).kneighbors(Y)
-    out = {}
-    for session, d, i in zip(wanted, distance, index):
-        if int(session) in fitted:          # a member keeps its fitted label (duplicates may sit in other clusters)
-            out[int(session)] = int(fitted[int(session)])
-            continue
+    out = np.empty(len(Y), dtype=np.int64)
+    for row, (d, i) in enumerate(zip(distance, index)):
         tied = labels[i[d <= d[0] + 1e-12]]  # identical sessions are common (one-request bots): vote among them
         votes = np.bincount(tied[tied >= 0]) if (tied >= 0).any() else None
         label = int(np.argmax(votes)) if votes is not None and votes.max() * 2 > len(tied) else int(tied.min())
-        out[int(session)] = label if label >= 0 and d[0] <= radius.get(label, 0.0) + 1e-12 else -1
+        out[row] = label if label >= 0 and d[0] <= radius.get(label, 0.0) + 1e-12 else -1
     return out
 
 

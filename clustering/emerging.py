@@ -5,8 +5,8 @@ ends at or before this one starts (a windowed run never follows an unbounded one
 a run without a lower bound follows the latest earlier run.
 
 What a cluster looked like before is measured, not guessed from names: the previous
-run's sessions are placed in this run's clusters with :func:`clustering.assign.assign_sessions`
-(the same deterministic nearest-member rule as for new sessions). A cluster's
+run's sessions are placed in this run's clusters, in the same fit as the run itself, by
+the rule that assigns new sessions (:func:`clustering.assign.place`). A cluster's
 *earlier size* is how many of them it receives, its predecessor the previous cluster
 most of those came from. This survives merges and splits: a campaign that hid in a
 mixed cluster last window and now forms clusters of its own is still seen to grow.
@@ -24,9 +24,10 @@ is new, those that started last first.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
+from typing import NamedTuple
 
 import duckdb
-import numpy as np
 
 from clustering.profiles import profile_json
 
@@ -39,21 +40,40 @@ def _hours(start, end) -> float | None:
     return max((end - start).total_seconds() / 3600.0, 1e-9)
 
 
-def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, profiles: list[dict]) -> list[int]:
-    """Store the profiles with status and growth; return the emerging cluster ids, most emerging first."""
-    previous = con.execute(
+class PreviousRun(NamedTuple):
+    cluster_run_id: int
+    window_start: datetime | None
+    window_end: datetime | None
+    clusters: dict[int, int]      # session id -> its cluster then (-1 noise), for sessions that still exist
+
+
+def previous_run(con: duckdb.DuckDBPyConnection, options) -> PreviousRun | None:
+    """The run a new run with these options follows (see the module docstring), or None."""
+    found = con.execute(
         """SELECT cluster_run_id, window_start, window_end FROM cluster_runs
-           WHERE cluster_run_id < $run AND selection = $select
-             AND ($start IS NULL OR (window_end IS NOT NULL AND window_end <= $start))
+           WHERE selection = $select AND ($start IS NULL OR (window_end IS NOT NULL AND window_end <= $start))
            ORDER BY coalesce(window_end, window_start) DESC NULLS LAST, cluster_run_id DESC LIMIT 1""",
-        {"run": run_id, "select": options.select, "start": options.since}).fetchall()
+        {"select": options.select, "start": options.since}).fetchall()
+    if not found:
+        return None
+    run_id, start, end = found[0]
+    clusters = dict(con.execute(
+        """SELECT c.session_id, c.cluster_id FROM session_clusters c JOIN sessions s USING (session_id)
+           WHERE c.cluster_run_id = $r ORDER BY c.session_id""", {"r": run_id}).fetchall())
+    return PreviousRun(run_id, start, end, clusters)
+
+
+def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, profiles: list[dict],
+                         previous: PreviousRun | None, placed: dict[int, int]) -> list[int]:
+    """Store the profiles with status and growth; return the emerging cluster ids, most emerging first.
+    ``placed``: the cluster of this run each of the previous run's sessions falls in (-1: none)."""
     earlier: dict[int, tuple[int, int | None]] = {}
     scale = 1.0
     prev_id = None
     if previous:
-        prev_id, prev_start, prev_end = previous[0]
-        earlier = _earlier_sizes(con, run_id, prev_id)
-        now_hours, then_hours = _hours(options.since, options.until), _hours(prev_start, prev_end)
+        prev_id = previous.cluster_run_id
+        earlier = _earlier_sizes(previous.clusters, placed)
+        now_hours, then_hours = _hours(options.since, options.until), _hours(previous.window_start, previous.window_end)
         if now_hours and then_hours:
             scale = then_hours / now_hours
     emerging = []
@@ -87,21 +107,14 @@ def _status(growth: float) -> str:
     return "growing" if growth >= GROWING else "fading" if growth <= FADING else "stable"
 
 
-def _earlier_sizes(con: duckdb.DuckDBPyConnection, run_id: int, previous_run_id: int) -> dict[int, tuple[int, int | None]]:
+def _earlier_sizes(before: dict[int, int], placed: dict[int, int]) -> dict[int, tuple[int, int | None]]:
     """Per cluster of this run: (sessions of the previous run placed in it, its predecessor). The predecessor is
     the previous cluster most of them were in, if this cluster is where most of that cluster's sessions went;
     None when they were noise there, or when this cluster split off a cluster that carries on elsewhere."""
-    from clustering.assign import assign_sessions
-
-    before = dict(con.execute("SELECT session_id, cluster_id FROM session_clusters WHERE cluster_run_id = $r",
-                              {"r": previous_run_id}).fetchall())
-    if not before:
-        return {}
-    placed = assign_sessions(con, run_id, np.fromiter(before, dtype=np.int64))
     came_from: dict[int, Counter] = {}
     went_to: dict[int, Counter] = {}
     for session, cluster in placed.items():
-        if cluster >= 0:
+        if cluster >= 0 and session in before:
             came_from.setdefault(cluster, Counter())[before[session]] += 1
             went_to.setdefault(before[session], Counter())[cluster] += 1
     out = {}

@@ -63,7 +63,8 @@ def ensure_cluster_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None) -> RunSummary:
     """Cluster the window's sessions and store the run; a run with no clusters says why."""
-    from clustering.emerging import link_to_previous_run
+    from clustering.assign import place, session_feature_rows
+    from clustering.emerging import link_to_previous_run, previous_run
     from clustering.profiles import build_profiles
 
     options = options or ClusterOptions()
@@ -93,6 +94,8 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         if allowed:
             mask &= ~np.isin(session_ids, np.fromiter(allowed, dtype=np.int64))
     selected_ids, selected = session_ids[mask], numeric[mask]
+    previous = previous_run(con, options)
+    before_ids = np.fromiter(previous.clusters, dtype=np.int64) if previous else np.zeros(0, dtype=np.int64)
     timings["load"] = time.perf_counter() - started
 
     labels = np.full(len(selected_ids), -1, dtype=np.int64)
@@ -100,7 +103,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
     outliers = np.zeros(len(selected_ids))
     coordinates = np.zeros((len(selected_ids), 2))
     message = None
-    matrix = None
+    placed: dict[int, int] = {}   # the previous run's sessions -> this run's clusters
     if len(rows) == 0:
         message = "no sessions in the window"
     elif len(selected_ids) < options.min_cluster_size:
@@ -108,14 +111,24 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
                    "all are noise (lower --min-cluster-size or widen the window)")
     else:
         step = time.perf_counter()
-        matrix, _ = build_matrix(con, selected_ids, selected, options.svd_components, options.seed)
+        # the previous run's sessions go through the same fitted transforms, to be placed in this run's clusters
+        matrix, before = build_matrix(
+            con, selected_ids, selected, options.svd_components, options.seed,
+            extra_ids=before_ids if len(before_ids) else None,
+            extra_numeric=session_feature_rows(con, before_ids) if len(before_ids) else None)
+        X, before = reduce_for_hdbscan(matrix.X, options.seed, before)
         timings["matrix"] = time.perf_counter() - step
         step = time.perf_counter()
-        labels, probabilities, outliers = _hdbscan(matrix.X, options)
+        labels, probabilities, outliers = _hdbscan(X, options)
         timings["hdbscan"] = time.perf_counter() - step
         coordinates = _map_coordinates(matrix.X, options.seed)
         if labels.max() < 0:
             message = "no dense group found: every selected session is noise"
+        elif len(before_ids):
+            step = time.perf_counter()
+            now = dict(zip(selected_ids.tolist(), labels.tolist()))  # sessions in both runs keep this run's label
+            placed = {s: now.get(s, p) for s, p in zip(before_ids.tolist(), place(X, labels, before).tolist())}
+            timings["placing"] = time.perf_counter() - step
 
     run_id = con.execute("SELECT coalesce(max(cluster_run_id), 0) + 1 FROM cluster_runs").fetchall()[0][0]
     n_clusters = int(labels.max() + 1) if len(labels) else 0
@@ -139,7 +152,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         step = time.perf_counter()
         profiles = build_profiles(con, run_id, labels, selected_ids, selected, numeric, probabilities) if n_clusters else []
         timings["profiles"] = time.perf_counter() - step
-        emerging = link_to_previous_run(con, run_id, options, profiles)
+        emerging = link_to_previous_run(con, run_id, options, profiles, previous, placed)
         timings["total"] = time.perf_counter() - started
         con.execute("UPDATE cluster_runs SET seconds = $s WHERE cluster_run_id = $id",
                     {"s": json.dumps({k: round(v, 3) for k, v in timings.items()}), "id": run_id})
@@ -162,12 +175,12 @@ def reduce_for_hdbscan(X: np.ndarray, seed: int, extra: np.ndarray | None = None
 
 
 def _hdbscan(X: np.ndarray, options: ClusterOptions):
+    """HDBSCAN over X (already reduced with :func:`reduce_for_hdbscan`)."""
     import hdbscan
 
     unique = np.unique(X, axis=0)
     if len(unique) == 1:  # all sessions identical: one cluster, by definition
         return np.zeros(len(X), dtype=np.int64), np.ones(len(X)), np.zeros(len(X))
-    X, _ = reduce_for_hdbscan(X, options.seed)
     model = hdbscan.HDBSCAN(min_cluster_size=options.min_cluster_size,
                             min_samples=options.min_samples or min(options.min_cluster_size, 5),
                             cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=-1,
