@@ -96,6 +96,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
     selected_ids, selected = session_ids[mask], numeric[mask]
     previous = previous_run(con, options)
     before_ids = np.fromiter(previous.clusters, dtype=np.int64) if previous else np.zeros(0, dtype=np.int64)
+    before_ids = before_ids[~np.isin(before_ids, selected_ids)]  # sessions in both runs need no placing
     timings["load"] = time.perf_counter() - started
 
     labels = np.full(len(selected_ids), -1, dtype=np.int64)
@@ -124,10 +125,12 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         coordinates = _map_coordinates(matrix.X, options.seed)
         if labels.max() < 0:
             message = "no dense group found: every selected session is noise"
-        elif len(before_ids):
+        elif previous:
             step = time.perf_counter()
-            now = dict(zip(selected_ids.tolist(), labels.tolist()))  # sessions in both runs keep this run's label
-            placed = {s: now.get(s, p) for s, p in zip(before_ids.tolist(), place(X, labels, before).tolist())}
+            now = dict(zip(selected_ids.tolist(), labels.tolist()))
+            placed = {s: now[s] for s in previous.clusters if s in now}   # in both runs: this run's label
+            if len(before_ids):
+                placed.update(zip(before_ids.tolist(), place(X, labels, before).tolist()))
             timings["placing"] = time.perf_counter() - step
 
     run_id = con.execute("SELECT coalesce(max(cluster_run_id), 0) + 1 FROM cluster_runs").fetchall()[0][0]
