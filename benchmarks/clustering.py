@@ -116,18 +116,21 @@ from data.pseudonymize import Pseudonymizer
 from data.sessionize import update_derived
 from data.synthetic import generate_traffic
 from clustering.run import ClusterOptions, cluster_sessions
-tmp = Path(tempfile.mkdtemp())
-log = tmp / "t.log"
-generate_traffic(log, {n} * 34, seed=1)          # about 34 requests per generated session
-con = connect(tmp / "s.duckdb")
-ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"scaling-key-0123456789"))
-update_derived(con)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
+with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    log = tmp / "t.log"
+    generate_traffic(log, {n} * 34, seed=1)          # about 34 requests per generated session
+    con = connect(tmp / "s.duckdb")
+    ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"scaling-key-0123456789"))
+    update_derived(con)
+    run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
+    con.close()
 print(json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   {{k: round(v, 2) for k, v in run.seconds.items()}}]))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"scaling run of {n:,} sessions failed:\n{out.stderr[-3000:]}")
     sessions, seconds, rss, stages = json.loads(out.stdout.strip().splitlines()[-1])
     return sessions, seconds, rss, stages
 
@@ -146,7 +149,11 @@ def main() -> None:
     if args.scaling:
         print(f"\n{'sessions':>10}{'seconds':>10}{'peak RSS MiB':>14}   (features -> stored profiles, select=all; per stage)")
         for n in args.scaling:
-            sessions, seconds, rss, stages = _scaling(n)
+            try:
+                sessions, seconds, rss, stages = _scaling(n)
+            except RuntimeError as error:
+                print(error)
+                continue
             print(f"{sessions:>10,}{seconds:>10.1f}{rss:>14.0f}   {stages}")
     print("\ngoals: ARI >= 0.9, every F1 >= 0.85, benign outside attack clusters >= 0.95, "
           "flagged in the first window with enough sessions; 100k sessions <= 30 s, <= 4 GiB")
