@@ -66,15 +66,19 @@ def place(X: np.ndarray, labels: np.ndarray, Y: np.ndarray) -> np.ndarray:
     the nearest member, if no farther than that cluster's members are from each other."""
     if len(Y) == 0 or len(X) == 0:
         return np.full(len(Y), -1, dtype=np.int64)
-    radius = _cluster_radii(X, labels)
-    distance, index = NearestNeighbors(n_neighbors=min(TIES, len(X))).fit(X).kneighbors(Y)
-    out = np.empty(len(Y), dtype=np.int64)
-    for row, (d, i) in enumerate(zip(distance, index)):
-        tied = labels[i[d <= d[0] + 1e-12]]  # identical sessions are common (one-request bots): vote among them
-        votes = np.bincount(tied[tied >= 0]) if (tied >= 0).any() else None
-        label = int(np.argmax(votes)) if votes is not None and votes.max() * 2 > len(tied) else int(tied.min())
-        out[row] = label if label >= 0 and d[0] <= radius.get(label, 0.0) + 1e-12 else -1
-    return out
+    radii = _cluster_radii(X, labels)
+    index = NearestNeighbors(n_neighbors=min(2, len(X))).fit(X)
+    distance, nearest = index.kneighbors(Y)
+    label = labels[nearest[:, 0]]
+    tied_rows = np.flatnonzero(distance[:, -1] <= distance[:, 0] + 1e-12) if len(X) > 1 else np.zeros(0, int)
+    if len(tied_rows):  # identical sessions are common (one-request bots): vote among the equally near
+        d, i = index.kneighbors(Y[tied_rows], n_neighbors=min(TIES, len(X)))
+        for row, dist, idx in zip(tied_rows, d, i):
+            tied = labels[idx[dist <= dist[0] + 1e-12]]
+            votes = np.bincount(tied[tied >= 0]) if (tied >= 0).any() else None
+            label[row] = int(np.argmax(votes)) if votes is not None and votes.max() * 2 > len(tied) else int(tied.min())
+    radius = np.array([radii.get(int(c), 0.0) for c in label])
+    return np.where((label >= 0) & (distance[:, 0] <= radius + 1e-12), label, -1).astype(np.int64)
 
 
 def _cluster_radii(X: np.ndarray, labels: np.ndarray) -> dict[int, float]:
