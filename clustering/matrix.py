@@ -26,6 +26,7 @@ from data.feature_spec import feature_names
 LOG_COMPRESSED = {"n_requests", "duration_s", "request_rate", "iat_mean", "iat_std", "max_payload_len",
                   "mean_attack_tokens", "distinct_params", "ua_changes"}
 MAX_TARGETS_PER_SESSION = 12
+DOCUMENT_CHUNK = 50_000  # sessions per DuckDB query when building documents
 CONTENT_WEIGHT = 1.5  # the content block's weight against the numeric block
 # Weight of log(sessions of the session's client): low-and-slow bots make many short sessions per
 # client. With the client's targets in each session's document it lifts a slow login bot's F1 on
@@ -47,17 +48,33 @@ def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -
     low-and-slow bot one pattern: each of its sessions is a request or two, to different targets,
     but every session of it carries the same list of targets. A client with one session repeats
     that session's list."""
-    own = _first_targets(con, session_ids, "session_id")
+    session_ids = np.asarray(session_ids, dtype=np.int64)
+    own = _first_targets(con, session_ids, session_ids, "session_id")
     clients = session_clients(con, session_ids)
     keys, counts = np.unique(clients, return_counts=True)
-    returning = set(keys[counts > 1].tolist())
-    theirs = _first_targets(con, session_ids[[c in returning for c in clients]], "client_key") if returning else {}
+    returning = np.isin(clients, keys[counts > 1])
+    theirs = _first_targets(con, session_ids[returning], clients[returning], "client_key") if returning.any() else {}
     return [own.get(int(s), "") + " " + theirs.get(c, own.get(int(s), "")) for s, c in zip(session_ids, clients)]
 
 
-def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, per: str) -> dict:
-    """{session id or client key: its first MAX_TARGETS_PER_SESSION distinct targets, space-separated},
-    over the requests of the given sessions."""
+def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, owners: np.ndarray, per: str) -> dict:
+    """{owner (session id or client key): its first MAX_TARGETS_PER_SESSION distinct targets, space-separated},
+    over the requests of the given sessions; ``owners`` says whose each session is. Sessions go to DuckDB
+    in chunks that never split an owner, so memory stays bounded (10M requests exceed DuckDB's 1 GB at once)."""
+    order = np.argsort(owners, kind="stable")
+    session_ids, owners = session_ids[order], owners[order]
+    out: dict = {}
+    start = 0
+    while start < len(session_ids):
+        end = min(start + DOCUMENT_CHUNK, len(session_ids))
+        while end < len(session_ids) and owners[end] == owners[end - 1]:  # keep an owner's sessions together
+            end += 1
+        out.update(_first_targets_of_chunk(con, session_ids[start:end], per))
+        start = end
+    return out
+
+
+def _first_targets_of_chunk(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, per: str) -> dict:
     con.register("wanted_sessions", {"session_id": session_ids})
     try:
         return dict(con.execute(

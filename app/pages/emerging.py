@@ -46,7 +46,7 @@ else:
                                 "first_ts", "last_ts", "label"]], hide_index=True, width="stretch", height=420,
                          column_config={"cluster_id": "cluster", "n_sessions": "sessions", "n_clients": "clients",
                                         "n_requests": "requests", "growth": st.column_config.NumberColumn(
-                                            "growth", format="×%.2f", help="sessions / predecessor's sessions")})
+                                            "growth", format="×%.2f", help="sessions now / sessions of the previous run that fall in this cluster, per hour of window")})
         with map_column:
             colour = st.radio("Map of the clustered sessions, coloured by", ["status", "family", "verdict", "cluster"],
                               horizontal=True, key="map_colour")
