@@ -130,10 +130,12 @@ def _fit_forest(X: np.ndarray, options: TrainingOptions) -> FittedForest:
     return FittedForest(arrays, model, score_summary(scores), scores)
 
 
-def score_summary(scores: np.ndarray) -> dict:
-    """Quantiles, class thresholds (median + k MAD) and training metrics of the training scores."""
-    median = float(np.median(scores))
-    mad = float(np.median(np.abs(scores - median)) * 1.4826) or float(scores.std()) or 1e-6
+def score_summary(scores: np.ndarray, background: np.ndarray | None = None) -> dict:
+    """Quantiles, class thresholds (median + k MAD) and training metrics of the training scores. The
+    thresholds come from ``background`` when given: the scores that alerts must stand out from."""
+    reference = scores if background is None or len(background) == 0 else background
+    median = float(np.median(reference))
+    mad = float(np.median(np.abs(reference - median)) * 1.4826) or float(reference.std()) or 1e-6
     thresholds = {name: min(1.0, median + k * mad) for name, k in CLASS_MADS.items()}
     return {
         "score_quantiles": {str(q): float(np.quantile(scores, q)) for q in QUANTILES},
@@ -181,7 +183,9 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         feedback = fit_feedback(X, classes, fitted.scores, options.seed)
         if feedback is not None:
             arrays = {**arrays, **feedback.arrays}
-            summary = score_summary(feedback.scores)
+            # thresholds from the sessions not confirmed as attacks: confirmed attacks score near 1 by design,
+            # and when they are many they would lift the median (and every threshold) up to them
+            summary = score_summary(feedback.scores, feedback.scores[np.isin(classes, ("benign", "unlabelled"))])
     manifest = {
         "level": "session",
         "model": fitted.model,

@@ -101,3 +101,32 @@ def test_confirmed_campaigns_rise_and_allowlisted_traffic_stops_alerting(labelle
     assert all(scorer.score_class(s) in ("clean", "likely_clean") for s in after[scraper])
     benign = names == "benign"
     assert np.mean(after[benign] >= tuned["thresholds"]["likely_attack"]) <= 0.02
+
+
+def test_thresholds_stay_reachable_when_most_sessions_are_confirmed_attacks(tmp_path):
+    """Confirmed attacks score near 1 by design; when they outnumber the rest they must not lift the class
+    thresholds up to them (every alert would vanish)."""
+    log = tmp_path / "traffic.log"
+    generate_traffic(log, 6_000, seed=3, attack_share=0.6)
+    con = fresh_db(tmp_path)
+    ingest(con, log)
+    update_derived(con)
+    with open(f"{log}.truth.csv") as handle:
+        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
+    campaign = {sid: Counter(truth[r] for r in records).most_common(1)[0][0]
+                for sid, records in con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}
+    run = cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
+    confirmed = set()
+    for cluster_id, sessions in con.execute("SELECT cluster_id, list(session_id) FROM session_clusters WHERE "
+                                            "cluster_run_id = $r AND cluster_id >= 0 GROUP BY 1", {"r": run}).fetchall():
+        name = Counter(campaign[s] for s in sessions).most_common(1)[0][0]
+        if name != "benign":
+            record_label(con, run, cluster_id, family=SPECS[name].family, verdict="malicious", analyst="ana")
+            confirmed |= {s for s in sessions if campaign[s] == name}
+    ids, X = _matrix(con)
+    assert len(confirmed) > len(ids) / 2            # the situation under test
+    manifest = train_session_model(con, tmp_path / "model", OPTIONS)
+    scorer = SessionScorer.load(tmp_path / "model")
+    scores = scorer.score_batch(X[np.isin(ids, list(confirmed))])
+    assert manifest["thresholds"]["likely_attack"] < 1.0
+    assert np.mean([scorer.score_class(s) in ("likely_attack", "attack") for s in scores]) >= 0.9
