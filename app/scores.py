@@ -19,6 +19,7 @@ import streamlit as st
 
 from app.state import config, data_version, read
 from data.feature_spec import feature_names
+from data.session_matrix import session_feature_matrix
 
 MAX_SESSIONS = 20_000
 WINDOW_HOURS = 24
@@ -58,13 +59,10 @@ def _window_features(con, hours: int, limit: int):
         return None, None, 0, np.empty((0, len(names)))
     total = con.execute("SELECT count(*) FROM sessions WHERE start_ts > $end - to_hours($h)",
                         {"end": end, "h": hours}).fetchall()[0][0]
-    rows = con.execute(
-        f"""SELECT {", ".join("f." + n for n in names)}
-            FROM sessions s JOIN session_features f USING (session_id)
-            WHERE s.start_ts > $end - to_hours($h)
-            ORDER BY hash(s.session_id), s.session_id LIMIT $n""", {"end": end, "h": hours, "n": limit}).fetchall()
+    _, X = session_feature_matrix(con, "s.start_ts > $end - to_hours($h)", {"end": end, "h": hours},
+                                  order="hash(s.session_id), s.session_id", limit=limit)
     start = con.execute("SELECT $end - to_hours($h)", {"end": end, "h": hours}).fetchall()[0][0]
-    return start, end, int(total), np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return start, end, int(total), X
 
 
 def threshold_at(quantiles: dict, q: float) -> float:

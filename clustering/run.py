@@ -21,7 +21,7 @@ import numpy as np
 
 from data.db import split_statements
 from data.errors import InputError
-from data.feature_spec import feature_names
+from data.session_matrix import session_feature_matrix
 from clustering.matrix import build_matrix
 from clustering.select import suspicious_mask
 
@@ -75,18 +75,11 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
     timings: dict[str, float] = {}
     started = time.perf_counter()
     ensure_cluster_schema(con)
-    names = feature_names("session")
-    rows = con.execute(
-        f"""SELECT s.session_id, {", ".join("f." + n for n in names)}
-            FROM sessions s JOIN session_features f USING (session_id)
-            WHERE ($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.start_ts < $until)
-            ORDER BY s.session_id""",
-        {"since": options.since, "until": options.until},
-    ).fetchall()
-    session_ids = np.array([r[0] for r in rows], dtype=np.int64)
-    numeric = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+    session_ids, numeric = session_feature_matrix(
+        con, "($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.start_ts < $until)",
+        {"since": options.since, "until": options.until})
     numeric = np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0)  # a defined value for every feature
-    mask = suspicious_mask(numeric) if options.select == "suspicious" else np.ones(len(rows), dtype=bool)
+    mask = suspicious_mask(numeric) if options.select == "suspicious" else np.ones(len(session_ids), dtype=bool)
     if options.select == "suspicious":  # known good traffic stays out of alerts (labeling.allowlist)
         from labeling.allowlist import allowlisted_sessions
 
@@ -105,7 +98,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
     coordinates = np.zeros((len(selected_ids), 2))
     message = None
     placed: dict[int, int] = {}   # the previous run's sessions -> this run's clusters
-    if len(rows) == 0:
+    if len(session_ids) == 0:
         message = "no sessions in the window"
     elif len(selected_ids) < options.min_cluster_size:
         message = (f"{len(selected_ids)} sessions selected, fewer than min-cluster-size {options.min_cluster_size}: "
@@ -143,7 +136,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
             """INSERT INTO cluster_runs VALUES ($id, $at, $start, $end, $select, $params, $n, $selected, $clusters,
                                                 $noise, '{}', $message)""",
             {"id": run_id, "at": datetime.now(timezone.utc).replace(tzinfo=None), "start": options.since,
-             "end": options.until, "select": options.select, "params": json.dumps(params), "n": len(rows),
+             "end": options.until, "select": options.select, "params": json.dumps(params), "n": len(session_ids),
              "selected": len(selected_ids), "clusters": n_clusters, "noise": int((labels < 0).sum()), "message": message})
         if len(selected_ids):
             con.register("clustered", {"cluster_run_id": np.full(len(selected_ids), run_id, dtype=np.int64),
@@ -163,7 +156,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return RunSummary(run_id, len(rows), len(selected_ids), n_clusters, int((labels < 0).sum()), emerging, message,
+    return RunSummary(run_id, len(session_ids), len(selected_ids), n_clusters, int((labels < 0).sum()), emerging, message,
                       timings)
 
 

@@ -336,20 +336,17 @@ def holdout_split(con: duckdb.DuckDBPyConnection, fraction: float) -> datetime |
 def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path | None,
              split: datetime | None, config: GateConfig) -> dict:
     """Gates, shadow diff, alert rates and holdout metrics of the candidate against production."""
-    from data.feature_spec import feature_names
+    from data.session_matrix import session_feature_matrix
     from scoring.artifact import ArtifactError
     from scoring.feedback import BENIGN, UNLABELLED, session_classes
     from scoring.gates import (gate, labelled_holdout_gate, latency_gate, parity_gate, score_sanity_gate,
                                time_holdout_gate)
     from scoring.runtime import Scorer, SessionScorer
 
-    names = feature_names("session")
-    held = con.execute(
-        f"""SELECT s.session_id, s.client_key, s.n_requests, {", ".join("f." + n for n in names)}
-            FROM sessions s JOIN session_features f USING (session_id)
-            WHERE $split IS NULL OR s.start_ts >= $split ORDER BY s.session_id""", {"split": split}).fetchnumpy()
-    ids = np.asarray(held["session_id"], dtype=np.int64)
-    X = np.column_stack([np.asarray(held[n], dtype=np.float64) for n in names]) if len(ids) else np.empty((0, len(names)))
+    ids, X = session_feature_matrix(con, "$split IS NULL OR s.start_ts >= $split", {"split": split})
+    held = {sid: (client, n) for sid, client, n in con.execute(
+        "SELECT session_id, client_key, n_requests FROM sessions s WHERE $split IS NULL OR s.start_ts >= $split",
+        {"split": split}).fetchall()}
     cand_session = SessionScorer.load(candidate / "session")
     cand_scores = cand_session.score_batch(X) if len(ids) else np.empty(0)
     cand_threshold = cand_session.manifest["thresholds"]["likely_attack"]
@@ -417,8 +414,8 @@ def _shadow(con, ids, held, cand_scores, cand_threshold, prod_scores, prod_thres
 
     def examples(mask):
         chosen = np.flatnonzero(mask)[np.argsort(-np.abs(cand_scores[mask] - prod_scores[mask]))][:SHADOW_EXAMPLES]
-        return [{"session_id": int(ids[i]), "client_key": str(held["client_key"][i])[:12],
-                 "requests": int(held["n_requests"][i]), "candidate_score": round(float(cand_scores[i]), 4),
+        return [{"session_id": int(ids[i]), "client_key": str(held[int(ids[i])][0])[:12],
+                 "requests": int(held[int(ids[i])][1]), "candidate_score": round(float(cand_scores[i]), 4),
                  "production_score": round(float(prod_scores[i]), 4)} for i in chosen]
 
     return {"compared": True, "sessions": int(len(ids)), "both_alert": int(np.sum(cand_alert & prod_alert)),
@@ -434,13 +431,9 @@ def _drift(con, split, evaluation) -> dict:
     drift = window_drift(con, "session", (None, split), (split, None)).to_dict()
     ids = evaluation["ids"]
     if len(ids):
-        from data.feature_spec import feature_names
+        from data.session_matrix import session_feature_matrix
 
-        names = feature_names("session")
-        before = con.execute(f"""SELECT {", ".join("f." + n for n in names)} FROM sessions s JOIN session_features f
-                                 USING (session_id) WHERE s.start_ts < $split""", {"split": split}).fetchnumpy()
-        reference = np.column_stack([np.asarray(before[n], dtype=np.float64) for n in names]) \
-            if len(before[names[0]]) else np.empty((0, len(names)))
+        _, reference = session_feature_matrix(con, "s.start_ts < $split", {"split": split})
         scorer = evaluation.get("scorer")
         if scorer is not None and len(reference):
             drift["score"] = score_drift(scorer.score_batch(reference), evaluation["candidate_scores"]).to_dict()

@@ -21,6 +21,7 @@ from sklearn.ensemble import IsolationForest
 
 from data.errors import InsufficientDataError
 from data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
+from data.session_matrix import session_feature_matrix
 from scoring.artifact import write_artifact
 from scoring.forest_export import flatten_isolation_forest
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
@@ -161,25 +162,20 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     options = options or TrainingOptions()
     started = time.perf_counter()
     names = feature_names("session")
-    rows = con.execute(
-        f"""SELECT s.session_id, {", ".join("f." + n for n in names)}
-            FROM sessions s JOIN session_features f USING (session_id)
-            WHERE ($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.end_ts < $until)
-            ORDER BY s.session_id""",
-        {"since": options.since, "until": options.until},
-    ).fetchnumpy()
-    n = len(rows["n_requests"])
+    session_ids, X = session_feature_matrix(
+        con, "($since IS NULL OR s.start_ts >= $since) AND ($until IS NULL OR s.end_ts < $until)",
+        {"since": options.since, "until": options.until})
+    n = len(session_ids)
     if n < MIN_TRAINING_SESSIONS:
         raise InsufficientDataError(
             f"only {n} sessions in the training window; at least {MIN_TRAINING_SESSIONS} are needed "
             "(ingest more traffic or widen --since/--until)")
-    X = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
     fitted = _fit_forest(X, options)
     arrays, summary, feedback = fitted.arrays, fitted.summary, None
     if options.feedback:
         from scoring.feedback import fit_feedback, label_snapshot, session_classes
 
-        classes = session_classes(con, np.asarray(rows["session_id"], dtype=np.int64))
+        classes = session_classes(con, session_ids)
         feedback = fit_feedback(X, classes, fitted.scores, options.seed)
         if feedback is not None:
             arrays = {**arrays, **feedback.arrays}
