@@ -41,18 +41,18 @@ class SessionMatrix(NamedTuple):
     names: list[str]
 
 
-def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> list[str]:
+def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray,
+                      clients: np.ndarray | None = None) -> list[str]:
     """One text per session: its distinct decoded path?query strings, then its client's (bounded, in order).
 
     The client's part — what the same client asked for across the given sessions — is what makes a
     low-and-slow bot one pattern: each of its sessions is a request or two, to different targets,
     but every session of it carries the same list of targets. A client with one session repeats
-    that session's list."""
+    that session's list. ``clients``: :func:`session_clients` of the sessions, when already known."""
     session_ids = np.asarray(session_ids, dtype=np.int64)
     own = _first_targets(con, session_ids, session_ids, "session_id")
-    clients = session_clients(con, session_ids)
-    _, inverse, counts = np.unique(clients, return_inverse=True, return_counts=True)
-    returning = counts[inverse.ravel()] > 1  # (np.isin on strings compares every pair: minutes at 300k sessions)
+    clients = session_clients(con, session_ids) if clients is None else clients
+    returning = sessions_per_client(clients) > 1
     theirs = _first_targets(con, session_ids[returning], clients[returning], "client_key") if returning.any() else {}
     return [own.get(int(s), "") + " " + theirs.get(c, own.get(int(s), "")) for s, c in zip(session_ids, clients)]
 
@@ -106,12 +106,13 @@ def session_clients(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> 
     return np.array([r[0] for r in rows], dtype=object)
 
 
-def client_session_counts(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
-    """For each session, how many of the given sessions its client has (1 for a client seen once)."""
-    if len(session_ids) == 0:
+def sessions_per_client(clients: np.ndarray) -> np.ndarray:
+    """For each session (given by its client key), how many of the sessions its client has: 1 for a client
+    seen once. (From np.unique's counts: np.isin over strings compares every pair, minutes at 300k.)"""
+    if len(clients) == 0:
         return np.zeros(0)
-    _, inverse, counts = np.unique(session_clients(con, session_ids), return_inverse=True, return_counts=True)
-    return counts[inverse].astype(np.float64)
+    _, inverse, counts = np.unique(clients, return_inverse=True, return_counts=True)
+    return counts[inverse.ravel()].astype(np.float64)
 
 
 def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeric: np.ndarray,
@@ -125,14 +126,15 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
     scaled = np.clip(scaler.fit_transform(_compress(values, names)), -20, 20)
     extra_scaled = None if extra_ids is None else np.clip(scaler.transform(_compress(_clean(extra_numeric), names)), -20, 20)
     blocks, extra_blocks, block_names = [scaled], [extra_scaled], list(names)
+    clients = session_clients(con, session_ids)
+    extra_clients = None if extra_ids is None else session_clients(con, extra_ids)
     if len(session_ids):
         repeat = RobustScaler(quantile_range=(10.0, 90.0))
-        blocks.append(CLIENT_WEIGHT * repeat.fit_transform(np.log1p(client_session_counts(con, session_ids))[:, None]))
+        blocks.append(CLIENT_WEIGHT * repeat.fit_transform(np.log1p(sessions_per_client(clients))[:, None]))
         if extra_ids is not None:
-            extra_blocks.append(CLIENT_WEIGHT * repeat.transform(
-                np.log1p(client_session_counts(con, extra_ids))[:, None]))
+            extra_blocks.append(CLIENT_WEIGHT * repeat.transform(np.log1p(sessions_per_client(extra_clients))[:, None]))
         block_names.append("client_sessions")
-    documents = session_documents(con, session_ids)
+    documents = session_documents(con, session_ids, clients)
     if len(session_ids) >= 3 and any(documents):
         vectorizer = RepeatAwareTfidf()
         tfidf = vectorizer.fit(documents)
@@ -143,7 +145,7 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
             svd.fit(tfidf.weighted_unique)      # = the SVD of the full matrix: same Gram matrix, fewer rows
             blocks.append(weight * _unit_rows(svd.transform(tfidf.unique)[tfidf.inverse]))
             if extra_ids is not None:
-                extra = vectorizer.transform(session_documents(con, extra_ids))
+                extra = vectorizer.transform(session_documents(con, extra_ids, extra_clients))
                 extra_blocks.append(weight * _unit_rows(svd.transform(extra.unique)[extra.inverse]))
             block_names += [f"content_{i}" for i in range(k)]
     matrix = SessionMatrix(np.asarray(session_ids), values, np.hstack(blocks), block_names)
