@@ -344,9 +344,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path |
     from scoring.runtime import Scorer, SessionScorer
 
     ids, X = session_feature_matrix(con, "$split IS NULL OR s.start_ts >= $split", {"split": split})
-    held = {sid: (client, n) for sid, client, n in con.execute(
-        "SELECT session_id, client_key, n_requests FROM sessions s WHERE $split IS NULL OR s.start_ts >= $split",
-        {"split": split}).fetchall()}
     cand_session = SessionScorer.load(candidate / "session")
     cand_scores = cand_session.score_batch(X) if len(ids) else np.empty(0)
     cand_threshold = cand_session.manifest["thresholds"]["likely_attack"]
@@ -384,7 +381,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path |
     alert_rate = {"candidate": round(float(np.mean(cand_scores >= cand_threshold)), 4) if len(ids) else None,
                   "production": round(float(np.mean(prod_scores >= prod_threshold)), 4)
                   if prod_scores is not None and len(ids) else None}
-    shadow = _shadow(con, ids, held, cand_scores, cand_threshold, prod_scores, prod_threshold)
+    shadow = _shadow(con, ids, cand_scores, cand_threshold, prod_scores, prod_threshold)
     return {"gates": gates, "shadow": shadow, "alert_rate": alert_rate, "metrics": metrics,
             "candidate_scores": cand_scores, "ids": ids, "scorer": cand_session}
 
@@ -405,7 +402,7 @@ def _sample_requests(con, split, limit: int):
     return requests, expected
 
 
-def _shadow(con, ids, held, cand_scores, cand_threshold, prod_scores, prod_threshold) -> dict:
+def _shadow(con, ids, cand_scores, cand_threshold, prod_scores, prod_threshold) -> dict:
     """How alerts on the latest window would change if the candidate replaced production."""
     if prod_scores is None:
         return {"compared": False, "reason": "no production model to compare with",
@@ -414,8 +411,11 @@ def _shadow(con, ids, held, cand_scores, cand_threshold, prod_scores, prod_thres
 
     def examples(mask):
         chosen = np.flatnonzero(mask)[np.argsort(-np.abs(cand_scores[mask] - prod_scores[mask]))][:SHADOW_EXAMPLES]
-        return [{"session_id": int(ids[i]), "client_key": str(held[int(ids[i])][0])[:12],
-                 "requests": int(held[int(ids[i])][1]), "candidate_score": round(float(cand_scores[i]), 4),
+        about = {sid: (client, n) for sid, client, n in con.execute(
+            "SELECT session_id, client_key, n_requests FROM sessions WHERE list_contains($ids, session_id)",
+            {"ids": [int(ids[i]) for i in chosen]}).fetchall()}
+        return [{"session_id": int(ids[i]), "client_key": str(about[int(ids[i])][0])[:12],
+                 "requests": int(about[int(ids[i])][1]), "candidate_score": round(float(cand_scores[i]), 4),
                  "production_score": round(float(prod_scores[i]), 4)} for i in chosen]
 
     return {"compared": True, "sessions": int(len(ids)), "both_alert": int(np.sum(cand_alert & prod_alert)),
