@@ -23,12 +23,14 @@ BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum", "forest_feat",
 N_FEATURES = N_REQUEST_FEATURES + N_PROFILE_FEATURES
 _F32_MAX = float(np.finfo(np.float32).max)
 
-# section numbers in the layout (ints, then floats, then bytes)
+# section numbers in the layout, in the order of the lists above (unpacking fails if a list changes length)
+_N_INT, _N_FLOAT = len(INT_SECTIONS), len(FLOAT_SECTIONS)
 (TOK_OFFSETS, TOK_GROUP, TOK_BY_FIRST, TOK_ORDER, EXT_OFFSETS, EXT_CLASS, ENDPOINT_KEYS, ENDPOINT_COUNT,
- PARAM_KEYS, PARAM_INDEX, ENUM_KEYS) = range(11)
-LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER = range(11, 16)
-TOK_DATA, EXT_DATA, SEEN_BYTES, IS_ENUM, FOREST_FEAT, FOREST_THR = range(16, 22)
-N_SECTIONS = 22
+ PARAM_KEYS, PARAM_INDEX, ENUM_KEYS) = range(_N_INT)
+LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER = range(_N_INT, _N_INT + _N_FLOAT)
+TOK_DATA, EXT_DATA, SEEN_BYTES, IS_ENUM, FOREST_FEAT, FOREST_THR = range(_N_INT + _N_FLOAT,
+                                                                          _N_INT + _N_FLOAT + len(BYTE_SECTIONS))
+N_SECTIONS = _N_INT + _N_FLOAT + len(BYTE_SECTIONS)
 # after the sections' (start, end) pairs: the profile rows, the trees and their depth
 N_PARAM_ROWS, N_TREES, DEPTH = 2 * N_SECTIONS, 2 * N_SECTIONS + 1, 2 * N_SECTIONS + 2
 
