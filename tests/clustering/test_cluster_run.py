@@ -1,6 +1,5 @@
 """Clustering sessions: real scanners stay apart, generated campaigns are recovered, edge cases hold."""
 
-import csv
 import json
 from collections import Counter
 from datetime import datetime, timedelta
@@ -13,14 +12,7 @@ from clustering.run import ClusterOptions, cluster_sessions
 from data.sessionize import update_derived
 from data.synthetic import generate_traffic
 from data.synthetic_campaigns import SPECS
-from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
-
-
-def _campaign_of_sessions(con, log):
-    with open(f"{log}.truth.csv") as handle:
-        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
-    return {sid: Counter(truth[r] for r in records).most_common(1)[0][0]
-            for sid, records in con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}
+from tests.data.helpers import at, campaign_of_sessions, combined_line, fresh_db, ingest, write_log
 
 
 def _clusters(con, run_id):
@@ -42,7 +34,7 @@ def generated(tmp_path_factory):
 def test_generated_campaigns_are_recovered(generated):
     con, log, _ = generated
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
-    campaign = _campaign_of_sessions(con, log)
+    campaign = campaign_of_sessions(con, log)
     clusters = _clusters(con, run.cluster_run_id)
     # The slow brute-force bot sprays three login endpoints one request at a time: behaviour clustering
     # splits it by target (its /login part joins the credential-stuffing cluster, which does the same
@@ -84,7 +76,7 @@ def test_late_campaigns_emerge_in_a_later_window(generated):
     runs = [cluster_sessions(con, ClusterOptions(since=start + i * span,
                                                  until=start + (i + 1) * span + (last_second if i == 3 else timedelta(0))))
             for i in range(4)]
-    campaign = _campaign_of_sessions(con, log)
+    campaign = campaign_of_sessions(con, log)
     last = runs[-1]
     clusters = _clusters(con, last.cluster_run_id)
     emerging_campaigns = {Counter(campaign[s] for s, c in clusters.items() if c == cid).most_common(1)[0][0]
@@ -143,7 +135,7 @@ def test_a_single_run_lists_the_late_campaigns_first(generated):
     for table in ("cluster_runs", "session_clusters", "cluster_profiles"):   # a first run: no predecessor
         con.execute(f"DELETE FROM {table}")
     fresh = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
-    campaign = _campaign_of_sessions(con, log)
+    campaign = campaign_of_sessions(con, log)
     clusters = _clusters(con, fresh.cluster_run_id)
     names = [Counter(campaign[s] for s, c in clusters.items() if c == cid).most_common(1)[0][0] for cid in fresh.emerging]
     late = {"path_traversal", "cmd_injection"}          # they start in the last quarter of the window
@@ -162,7 +154,7 @@ def test_assignment_agrees_with_the_fit_and_places_later_sessions(generated):
     fitted = _clusters(con, run.cluster_run_id)
     assert assign_sessions(con, run.cluster_run_id, list(fitted)) == fitted          # the fit, exactly
     assert assign_sessions(con, run.cluster_run_id, list(fitted)) == fitted          # and deterministic
-    campaign = _campaign_of_sessions(con, log)
+    campaign = campaign_of_sessions(con, log)
     majority = {cid: Counter(campaign[s] for s, c in fitted.items() if c == cid).most_common(1)[0][0]
                 for cid in set(fitted.values()) if cid >= 0}
     later = [s for (s,) in con.execute("SELECT session_id FROM sessions WHERE start_ts >= $c", {"c": cut}).fetchall()

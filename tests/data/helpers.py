@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -38,3 +40,11 @@ T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+def campaign_of_sessions(con, log: Path) -> dict[int, str]:
+    """Each session's generated campaign (the majority over its requests), from the log's truth file."""
+    with open(f"{log}.truth.csv") as handle:
+        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
+    return {sid: Counter(truth[r] for r in records).most_common(1)[0][0]
+            for sid, records in con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}

@@ -1,6 +1,5 @@
 """Label-aware session model: confirmed clusters and the allowlist change the scores, exactly as exported."""
 
-import csv
 from collections import Counter
 
 import numpy as np
@@ -16,7 +15,7 @@ from labeling.labels import record_label
 from scoring.feedback import BENIGN, UNLABELLED, fit_feedback, session_classes
 from scoring.runtime import SessionScorer
 from scoring.train import TrainingOptions, train_session_model
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import campaign_of_sessions, fresh_db, ingest
 
 SCRAPER_UA = "python-requests/2.32.3"
 OPTIONS = TrainingOptions(n_estimators=50, seed=2)
@@ -31,10 +30,7 @@ def labelled(tmp_path_factory):
     ingest(con, log)
     update_derived(con)
     plain = train_session_model(con, tmp / "plain", OPTIONS)
-    with open(f"{log}.truth.csv") as handle:
-        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
-    campaign = {sid: Counter(truth[r] for r in records).most_common(1)[0][0]
-                for sid, records in con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}
+    campaign = campaign_of_sessions(con, log)
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
     members = con.execute("SELECT cluster_id, list(session_id) FROM session_clusters WHERE cluster_run_id = $r AND "
                           "cluster_id >= 0 GROUP BY 1 ORDER BY count(*) DESC", {"r": run}).fetchall()
@@ -111,10 +107,7 @@ def test_thresholds_stay_reachable_when_most_sessions_are_confirmed_attacks(tmp_
     con = fresh_db(tmp_path)
     ingest(con, log)
     update_derived(con)
-    with open(f"{log}.truth.csv") as handle:
-        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
-    campaign = {sid: Counter(truth[r] for r in records).most_common(1)[0][0]
-                for sid, records in con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}
+    campaign = campaign_of_sessions(con, log)
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
     confirmed = set()
     for cluster_id, sessions in con.execute("SELECT cluster_id, list(session_id) FROM session_clusters WHERE "

@@ -1,7 +1,6 @@
 """`waflens retrain` end to end on a real database and registry: promote, nothing new, labels, gates, lock."""
 
 import contextlib
-import csv
 import fcntl
 import json
 import os
@@ -24,6 +23,7 @@ from labeling.labels import latest_run, record_label
 from scoring.gates import GateConfig, labelled_holdout_gate, parity_gate, score_sanity_gate
 from scoring.registry import Registry
 from scoring.runtime import Scorer
+from tests.data.helpers import campaign_of_sessions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,12 +51,9 @@ def retrain(site, *extra):
 
 def confirm_clusters(db: Path, log: Path, how_many: int) -> int:
     """An analyst confirms the largest clusters of the latest run with their true family."""
-    with open(f"{log}.truth.csv") as handle:
-        truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}
     con = connect(db)
     try:
-        campaign = {sid: Counter(truth[r] for r in records).most_common(1)[0][0] for sid, records in
-                    con.execute("SELECT session_id, list(record) FROM requests GROUP BY 1").fetchall()}
+        campaign = campaign_of_sessions(con, log)
         run = latest_run(con)
         clusters = con.execute("SELECT cluster_id, list(session_id) FROM session_clusters WHERE cluster_run_id = $r "
                                "AND cluster_id >= 0 GROUP BY 1 ORDER BY count(*) DESC", {"r": run}).fetchall()
