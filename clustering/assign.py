@@ -22,22 +22,9 @@ from sklearn.neighbors import NearestNeighbors
 from clustering.matrix import build_matrix
 from clustering.run import reduce_for_hdbscan
 from data.errors import InputError
-from data.feature_spec import feature_names
+from data.session_matrix import session_feature_rows
 
 TIES = 16   # neighbours looked at to break ties between identical sessions
-
-
-def session_feature_rows(con, session_ids: np.ndarray) -> np.ndarray:
-    names = feature_names("session")
-    con.register("wanted", {"session_id": session_ids, "position": np.arange(len(session_ids))})
-    try:
-        rows = con.execute(f"""SELECT {", ".join("f." + n for n in names)} FROM wanted w
-                               JOIN session_features f USING (session_id) ORDER BY w.position""").fetchall()
-    finally:
-        con.unregister("wanted")
-    if len(rows) != len(session_ids):
-        raise InputError("some sessions have no features: run `waflens sessionize` first")
-    return np.array(rows, dtype=np.float64).reshape(len(session_ids), len(names))
 
 
 def assign_sessions(con: duckdb.DuckDBPyConnection, cluster_run_id: int, session_ids) -> dict[int, int]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from data.db import split_statements
 from data.errors import InputError
-from data.session_matrix import session_feature_matrix
+from data.session_matrix import session_feature_matrix, session_feature_rows
 from clustering.matrix import build_matrix
 from clustering.select import suspicious_mask
 
@@ -63,7 +63,7 @@ def ensure_cluster_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None) -> RunSummary:
     """Cluster the window's sessions and store the run; a run with no clusters says why."""
-    from clustering.assign import place, session_feature_rows
+    from clustering.assign import place
     from clustering.emerging import link_to_previous_run, previous_run
     from clustering.profiles import build_profiles
 

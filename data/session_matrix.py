@@ -1,6 +1,7 @@
 """Session features as a matrix: the one query training, clustering, retraining and the app share.
 
     ids, X = session_feature_matrix(con, "s.start_ts >= $since", {"since": t})
+    X = session_feature_rows(con, ids)          # given sessions, in the given order
 
 ``where`` and ``order`` are SQL over ``s`` (sessions) and ``f`` (session_features), written
 by us, never from input; values travel as parameters. Columns of X follow
@@ -12,6 +13,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
+from data.errors import InputError
 from data.feature_spec import feature_names
 
 
@@ -28,3 +30,17 @@ def session_feature_matrix(con: duckdb.DuckDBPyConnection, where: str = "TRUE", 
     if len(ids) == 0:
         return ids, np.empty((0, len(names)))
     return ids, np.column_stack([np.asarray(rows[n], dtype=np.float64) for n in names])
+
+
+def session_feature_rows(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
+    """The features of the given sessions, one row each in the order given."""
+    names = feature_names("session")
+    con.register("wanted", {"session_id": session_ids, "position": np.arange(len(session_ids))})
+    try:
+        rows = con.execute(f"""SELECT {", ".join("f." + n for n in names)} FROM wanted w
+                               JOIN session_features f USING (session_id) ORDER BY w.position""").fetchall()
+    finally:
+        con.unregister("wanted")
+    if len(rows) != len(session_ids):
+        raise InputError("some sessions have no features: run `waflens sessionize` first")
+    return np.array(rows, dtype=np.float64).reshape(len(session_ids), len(names))
