@@ -110,7 +110,7 @@ def main() -> None:
             with threadpool_limits(threads):
                 from joblib import parallel_backend
                 with parallel_backend("threading", n_jobs=threads):
-                    theirs = _median_time(lambda: twin.score_samples(batch), max(1, args.repeat // 2))
+                    theirs = _median_time(lambda: twin.score_samples(batch), args.repeat)
             table.append((f"batch {args.rows:,} rows, {threads} thread(s)", ours, theirs))
         numba.set_num_threads(os.cpu_count() or 1)
 

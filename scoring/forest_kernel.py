@@ -36,7 +36,6 @@ def float32_floor(threshold: np.ndarray) -> np.ndarray:
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _ROOT = np.uint64(0)
-GROUP = 16  # rows walking a tree together in perfect_scores: independent chains of loads overlap
 
 
 def perfect_layout(feature, threshold32, left, right, value, roots, depth):
@@ -129,58 +128,129 @@ def perfect_path_sum(x, feat, thr, val, depth):
     return total
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
-def perfect_scores(rows, feat, thr, val, depth, normaliser, out):
-    """Scores of float32 rows; groups of GROUP rows walk each tree together (independent loads overlap)."""
-    n = rows.shape[0]
-    n_trees = feat.shape[0]
+# --- batch scoring: blocks of BLOCK rows, the top levels vectorised ---
+# A block is copied feature-major (block[f * BLOCK + r] = row r's feature f). Levels 0-3 of a tree
+# (15 nodes) are then walked for the whole block at once: every row is compared with all 15 nodes
+# (one vector compare per node over BLOCK contiguous values) and its path through them picked with
+# branch-free bit arithmetic, which LLVM turns into AVX-512/AVX2 code. The rest of the way down is the
+# scalar walk, 16 rows at a time: a row's feature is read at block[offset[i] + r] with the node's
+# precomputed offset (feature * BLOCK), so the 16 walks share one base pointer and stay in registers.
+# Measured on 1M rows, 100 depth-10 trees: 1.35x the plain 16-row walk (benchmarks/scoring.py).
+
+BLOCK = 128
+TOP_LEVELS = 4
+_TOP_NODES = 2 ** TOP_LEVELS - 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pick(bit, a, b):
+    """b when bit is 1, else a (all 0 or 1), without a branch."""
+    return a ^ ((a ^ b) & bit)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _top_levels(block, offset, th, first):
+    """first[r] = the node (15 .. 30) where row r of the block is after levels 0-3 of tree (offset, th)."""
+    o0, o1, o2, o3 = np.uint64(offset[0]), np.uint64(offset[1]), np.uint64(offset[2]), np.uint64(offset[3])
+    o4, o5, o6, o7 = np.uint64(offset[4]), np.uint64(offset[5]), np.uint64(offset[6]), np.uint64(offset[7])
+    o8, o9, o10, o11 = np.uint64(offset[8]), np.uint64(offset[9]), np.uint64(offset[10]), np.uint64(offset[11])
+    o12, o13, o14 = np.uint64(offset[12]), np.uint64(offset[13]), np.uint64(offset[14])
+    t0, t1, t2, t3, t4, t5, t6, t7 = th[0], th[1], th[2], th[3], th[4], th[5], th[6], th[7]
+    t8, t9, t10, t11, t12, t13, t14 = th[8], th[9], th[10], th[11], th[12], th[13], th[14]
+    r = _ROOT  # unsigned, like the offsets: a signed index would get a wrap-around check and no vectors
+    while r < np.uint64(BLOCK):
+        c0 = np.uint32(block[o0 + r] > t0)
+        c1 = np.uint32(block[o1 + r] > t1); c2 = np.uint32(block[o2 + r] > t2)
+        c3 = np.uint32(block[o3 + r] > t3); c4 = np.uint32(block[o4 + r] > t4)
+        c5 = np.uint32(block[o5 + r] > t5); c6 = np.uint32(block[o6 + r] > t6)
+        c7 = np.uint32(block[o7 + r] > t7); c8 = np.uint32(block[o8 + r] > t8)
+        c9 = np.uint32(block[o9 + r] > t9); c10 = np.uint32(block[o10 + r] > t10)
+        c11 = np.uint32(block[o11 + r] > t11); c12 = np.uint32(block[o12 + r] > t12)
+        c13 = np.uint32(block[o13 + r] > t13); c14 = np.uint32(block[o14 + r] > t14)
+        b0 = c0                                     # right at the root?
+        b1 = _pick(b0, c1, c2)                      # right at level 1 (node 1 + b0)?
+        b2 = _pick(b0, _pick(b1, c3, c4), _pick(b1, c5, c6))
+        b3 = _pick(b0, _pick(b1, _pick(b2, c7, c8), _pick(b2, c9, c10)),
+                   _pick(b1, _pick(b2, c11, c12), _pick(b2, c13, c14)))
+        first[r] = _TOP_NODES + 8 * b0 + 4 * b1 + 2 * b2 + b3
+        r += _ONE
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _block_step(block, offset, th, i, r):
+    """_step for row r of a feature-major block."""
+    return _TWO * i + _ONE + np.uint64(block[np.uint64(offset[i]) + r] > th[i])
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _score_block(rows, lo, offset, thr, val, depth, normaliser, out):
+    """Scores of rows lo .. lo + BLOCK - 1 (depth >= TOP_LEVELS)."""
+    n_features = rows.shape[1]
+    n_trees = thr.shape[0]
     internal = np.uint64(2 ** depth - 1)
-    groups = (n + GROUP - 1) // GROUP
-    for g in numba.prange(groups):
-        lo = g * GROUP
-        if lo + GROUP > n:
-            for i in range(lo, n):
-                out[i] = normalise(perfect_path_sum(rows[i], feat, thr, val, depth), normaliser)
-            continue
-        r0, r1, r2, r3 = rows[lo + 0], rows[lo + 1], rows[lo + 2], rows[lo + 3]
-        r4, r5, r6, r7 = rows[lo + 4], rows[lo + 5], rows[lo + 6], rows[lo + 7]
-        r8, r9, r10, r11 = rows[lo + 8], rows[lo + 9], rows[lo + 10], rows[lo + 11]
-        r12, r13, r14, r15 = rows[lo + 12], rows[lo + 13], rows[lo + 14], rows[lo + 15]
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = 0.0
-        for t in range(n_trees):
-            f = feat[t]
-            th = thr[t]
-            v = val[t]
-            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = i8 = i9 = i10 = i11 = i12 = i13 = i14 = i15 = _ROOT
-            for _ in range(depth):
-                i0 = _step(r0, f, th, i0)
-                i1 = _step(r1, f, th, i1)
-                i2 = _step(r2, f, th, i2)
-                i3 = _step(r3, f, th, i3)
-                i4 = _step(r4, f, th, i4)
-                i5 = _step(r5, f, th, i5)
-                i6 = _step(r6, f, th, i6)
-                i7 = _step(r7, f, th, i7)
-                i8 = _step(r8, f, th, i8)
-                i9 = _step(r9, f, th, i9)
-                i10 = _step(r10, f, th, i10)
-                i11 = _step(r11, f, th, i11)
-                i12 = _step(r12, f, th, i12)
-                i13 = _step(r13, f, th, i13)
-                i14 = _step(r14, f, th, i14)
-                i15 = _step(r15, f, th, i15)
-            a0 += v[i0 - internal]; a1 += v[i1 - internal]; a2 += v[i2 - internal]; a3 += v[i3 - internal]
-            a4 += v[i4 - internal]; a5 += v[i5 - internal]; a6 += v[i6 - internal]; a7 += v[i7 - internal]
-            a8 += v[i8 - internal]; a9 += v[i9 - internal]; a10 += v[i10 - internal]; a11 += v[i11 - internal]
-            a12 += v[i12 - internal]; a13 += v[i13 - internal]; a14 += v[i14 - internal]; a15 += v[i15 - internal]
-        out[lo + 0] = normalise(a0, normaliser); out[lo + 1] = normalise(a1, normaliser)
-        out[lo + 2] = normalise(a2, normaliser); out[lo + 3] = normalise(a3, normaliser)
-        out[lo + 4] = normalise(a4, normaliser); out[lo + 5] = normalise(a5, normaliser)
-        out[lo + 6] = normalise(a6, normaliser); out[lo + 7] = normalise(a7, normaliser)
-        out[lo + 8] = normalise(a8, normaliser); out[lo + 9] = normalise(a9, normaliser)
-        out[lo + 10] = normalise(a10, normaliser); out[lo + 11] = normalise(a11, normaliser)
-        out[lo + 12] = normalise(a12, normaliser); out[lo + 13] = normalise(a13, normaliser)
-        out[lo + 14] = normalise(a14, normaliser); out[lo + 15] = normalise(a15, normaliser)
+    block = np.empty(n_features * BLOCK, dtype=np.float32)
+    for r in range(BLOCK):
+        for f in range(n_features):
+            block[f * BLOCK + r] = rows[lo + r, f]
+    first = np.empty(BLOCK, dtype=np.uint32)
+    total = np.zeros(BLOCK)
+    for t in range(n_trees):
+        o = offset[t]
+        th = thr[t]
+        v = val[t]
+        _top_levels(block, o, th, first)
+        for s in range(0, BLOCK, 16):
+            x = block[s:]
+            i0, i1, i2, i3 = np.uint64(first[s]), np.uint64(first[s + 1]), np.uint64(first[s + 2]), \
+                np.uint64(first[s + 3])
+            i4, i5, i6, i7 = np.uint64(first[s + 4]), np.uint64(first[s + 5]), np.uint64(first[s + 6]), \
+                np.uint64(first[s + 7])
+            i8, i9, i10, i11 = np.uint64(first[s + 8]), np.uint64(first[s + 9]), np.uint64(first[s + 10]), \
+                np.uint64(first[s + 11])
+            i12, i13, i14, i15 = np.uint64(first[s + 12]), np.uint64(first[s + 13]), np.uint64(first[s + 14]), \
+                np.uint64(first[s + 15])
+            for _ in range(depth - TOP_LEVELS):
+                i0 = _block_step(x, o, th, i0, np.uint64(0)); i1 = _block_step(x, o, th, i1, np.uint64(1))
+                i2 = _block_step(x, o, th, i2, np.uint64(2)); i3 = _block_step(x, o, th, i3, np.uint64(3))
+                i4 = _block_step(x, o, th, i4, np.uint64(4)); i5 = _block_step(x, o, th, i5, np.uint64(5))
+                i6 = _block_step(x, o, th, i6, np.uint64(6)); i7 = _block_step(x, o, th, i7, np.uint64(7))
+                i8 = _block_step(x, o, th, i8, np.uint64(8)); i9 = _block_step(x, o, th, i9, np.uint64(9))
+                i10 = _block_step(x, o, th, i10, np.uint64(10)); i11 = _block_step(x, o, th, i11, np.uint64(11))
+                i12 = _block_step(x, o, th, i12, np.uint64(12)); i13 = _block_step(x, o, th, i13, np.uint64(13))
+                i14 = _block_step(x, o, th, i14, np.uint64(14)); i15 = _block_step(x, o, th, i15, np.uint64(15))
+            total[s] += v[i0 - internal]; total[s + 1] += v[i1 - internal]
+            total[s + 2] += v[i2 - internal]; total[s + 3] += v[i3 - internal]
+            total[s + 4] += v[i4 - internal]; total[s + 5] += v[i5 - internal]
+            total[s + 6] += v[i6 - internal]; total[s + 7] += v[i7 - internal]
+            total[s + 8] += v[i8 - internal]; total[s + 9] += v[i9 - internal]
+            total[s + 10] += v[i10 - internal]; total[s + 11] += v[i11 - internal]
+            total[s + 12] += v[i12 - internal]; total[s + 13] += v[i13 - internal]
+            total[s + 14] += v[i14 - internal]; total[s + 15] += v[i15 - internal]
+    for r in range(BLOCK):
+        out[lo + r] = normalise(total[r], normaliser)
+
+
+def perfect_scores(rows, feat, thr, val, depth, normaliser, out):
+    """Scores of float32 rows into ``out``: whole blocks of BLOCK rows in parallel, the rest (and every row of a
+    forest shallower than TOP_LEVELS) one row at a time."""
+    # threads take 32 blocks at a time rather than one equal share each, so that on a busy machine a thread
+    # that is slowed down does not hold up the whole call (numba's chunk size is set per calling thread)
+    previous = numba.set_parallel_chunksize(32)
+    try:
+        _perfect_scores(rows, feat, thr, val, depth, normaliser, out)
+    finally:
+        numba.set_parallel_chunksize(previous)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _perfect_scores(rows, feat, thr, val, depth, normaliser, out):
+    n = rows.shape[0]
+    blocks = n // BLOCK if depth >= TOP_LEVELS else 0
+    offset = feat.astype(np.uint16) * np.uint16(BLOCK)  # where a node's feature starts in a block
+    for b in numba.prange(blocks):
+        _score_block(rows, b * BLOCK, offset, thr, val, depth, normaliser, out)
+    for i in numba.prange(blocks * BLOCK, n):
+        out[i] = normalise(perfect_path_sum(rows[i], feat, thr, val, depth), normaliser)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -5,7 +5,7 @@ import pytest
 from sklearn.ensemble import IsolationForest
 
 from scoring.forest_export import flatten_isolation_forest
-from scoring.forest_kernel import float32_floor, perfect_layout, perfect_path_sum, perfect_scores, sanitize
+from scoring.forest_kernel import BLOCK, float32_floor, perfect_layout, perfect_path_sum, perfect_scores, sanitize
 from scoring.runtime_kernel import score_row
 
 
@@ -17,8 +17,9 @@ def _perfect(forest):
     return trees, depth, flat.normaliser
 
 
-@pytest.mark.parametrize("max_features, max_samples", [(1.0, 256), (0.6, 256), (1.0, 100), (1.0, 2000)])
+@pytest.mark.parametrize("max_features, max_samples", [(1.0, 256), (0.6, 256), (1.0, 100), (1.0, 2000), (1.0, 8)])
 def test_scores_equal_sklearn(max_features, max_samples):
+    # max_samples 8 makes trees shallower than the batch kernel's vectorised top levels
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(3000, 12)), rng.normal(5, 1, size=(30, 12))])
     X[:, 3] = np.round(X[:, 3])              # ties on thresholds
@@ -29,6 +30,7 @@ def test_scores_equal_sklearn(max_features, max_samples):
     test = np.vstack([rng.normal(size=(501, 12)) * 3, X[:57], X[:, :][::-1][:40]])
     expected = -forest.score_samples(test)
     rows = sanitize(test)
+    assert rows.shape[0] > BLOCK and rows.shape[0] % BLOCK  # whole blocks and a remainder
     out = np.empty(rows.shape[0])
     perfect_scores(rows, feat, thr, val, depth, normaliser, out)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
