@@ -36,17 +36,14 @@ def test_generated_campaigns_are_recovered(generated):
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
     campaign = campaign_of_sessions(con, log)
     clusters = _clusters(con, run.cluster_run_id)
-    # The slow brute-force bot sprays three login endpoints one request at a time: behaviour clustering
-    # splits it by target (its /login part joins the credential-stuffing cluster, which does the same
-    # thing). Campaigns of one behaviour are held to ARI >= 0.9; the bot to being found, in pure clusters.
-    attack = [s for s in clusters if campaign[s] not in ("benign", "slow_bot")]
+    # The slow brute-force bot sprays three login endpoints one request at a time; its sessions' own
+    # features differ by target, its client's do not (the matrix blends them), so it is one pattern too.
+    attack = [s for s in clusters if campaign[s] != "benign"]
     ari = adjusted_rand_score([campaign[s] for s in attack], [clusters[s] for s in attack])
     assert ari >= 0.9, ari
     bot = [s for s in campaign if campaign[s] == "slow_bot"]
     assert sum(clusters.get(s, -1) >= 0 for s in bot) >= 0.9 * len(bot)
-    for cid in {clusters[s] for s in bot if clusters.get(s, -1) >= 0}:
-        members = Counter(campaign[s] for s in clusters if clusters[s] == cid)
-        assert members["slow_bot"] + members["credential_stuffing"] >= 0.95 * sum(members.values()), members
+    assert len({clusters[s] for s in bot if clusters.get(s, -1) >= 0}) == 1
     family = {name: ("benign" if name == "benign" else SPECS[name].family) for name in set(campaign.values())}
     benign_in_attack_clusters = 0
     for cid in set(clusters.values()) - {-1}:       # clusters are one family, benign sessions stay out of attacks
