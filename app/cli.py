@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from data.errors import EXIT_CODES, InputError, WaflensError
+from data.interrupts import InterruptedAfterFile
 from scoring.artifact import ArtifactError
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -417,10 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactError as error:  # the runtime's own error type (it may not import data.errors)
         click.echo(f"waflens: error: {error}", err=True)
         return error.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt) as error:  # click turns Ctrl-C into Abort
+        stop = error if isinstance(error, InterruptedAfterFile) else error.__context__
+        if isinstance(stop, InterruptedAfterFile):
+            return _interrupted(f"waflens: interrupted; {stop.path} was ingested completely, the files after it "
+                                "were not, and sessions were not updated (run `waflens sessionize`)")
+        if isinstance(error, KeyboardInterrupt) or isinstance(stop, KeyboardInterrupt):
+            return _interrupted("waflens: interrupted; the file being ingested (if any) was rolled back")
         return _interrupted("waflens: interrupted")
-    except KeyboardInterrupt:
-        return _interrupted("waflens: interrupted; the file being ingested was rolled back")
     except click.ClickException as error:
         error.show()
         return error.exit_code

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from data.db import run_sql_file
 from data.errors import InputError, WaflensError
-from data.interrupts import DeferredInterrupt
+from data.interrupts import DeferredInterrupt, InterruptedAfterFile
 from data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
 from data.log_formats import COMBINED, LineFormat, compile_log_format
 from data.parse_lines import STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
@@ -90,7 +90,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
                 raise KeyboardInterrupt from None
             raise
     if interrupt.requested:  # Ctrl-C between the last check and COMMIT: the file is in; stop before the next one
-        raise KeyboardInterrupt
+        raise InterruptedAfterFile(str(path))
     return FileSummary(str(path), fmt_name, records, parsed, quarantined, source_id, "ingested",
                        time.perf_counter() - started)
 

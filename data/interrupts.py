@@ -20,6 +20,15 @@ from __future__ import annotations
 import signal
 
 
+class InterruptedAfterFile(KeyboardInterrupt):
+    """Ctrl-C arrived after the last check of a file's ingest: that file was committed whole; the caller
+    stops before the next one. ``path``: the file that is in."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.path = path
+
+
 class DeferredInterrupt:
     def __init__(self):
         self.requested = False
