@@ -12,7 +12,7 @@ flagged in the first window with enough sessions.
 
 Scaling: about N real generated sessions (N x 34 requests), clustered with select=all,
 timed from session features to stored profiles (matrix, HDBSCAN, profiles), with the
-process's peak RSS (which includes generating and ingesting the traffic).
+peak RSS of the process that clusters (the traffic is generated and ingested by another).
 """
 
 from __future__ import annotations
@@ -102,12 +102,13 @@ def _quality(requests: int, seed: int, min_cluster_size: int) -> dict:
 
 
 def _scaling(n: int) -> tuple[int, float, float, dict]:
-    """Seconds from session features to stored profiles for about n real generated sessions."""
+    """Seconds and peak RSS from session features to stored profiles for about n real generated sessions.
+    The traffic is generated and ingested by one process, clustered by another: the RSS is the clustering's."""
     import json
     import subprocess
 
-    code = f"""
-import sys, json, resource, tempfile
+    prepare = f"""
+import sys
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
 from data.db import connect
@@ -115,22 +116,31 @@ from data.ingest import IngestOptions, ingest_file
 from data.pseudonymize import Pseudonymizer
 from data.sessionize import update_derived
 from data.synthetic import generate_traffic
+tmp = Path(sys.argv[1])
+log = tmp / "t.log"
+generate_traffic(log, {n} * 34, seed=1)          # about 34 requests per generated session
+con = connect(tmp / "s.duckdb")
+ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"scaling-key-0123456789"))
+update_derived(con)
+con.close()
+"""
+    cluster = f"""
+import sys, json, resource
+sys.path.insert(0, {str(REPO)!r})
+from pathlib import Path
+from data.db import connect
 from clustering.run import ClusterOptions, cluster_sessions
-with tempfile.TemporaryDirectory() as tmp:
-    tmp = Path(tmp)
-    log = tmp / "t.log"
-    generate_traffic(log, {n} * 34, seed=1)          # about 34 requests per generated session
-    con = connect(tmp / "s.duckdb")
-    ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(b"scaling-key-0123456789"))
-    update_derived(con)
-    run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
-    con.close()
+con = connect(Path(sys.argv[1]) / "s.duckdb")
+run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
+con.close()
 print(json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   {{k: round(v, 2) for k, v in run.seconds.items()}}]))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"scaling run of {n:,} sessions failed:\n{out.stderr[-3000:]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for code in (prepare, cluster):
+            out = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"scaling run of {n:,} sessions failed:\n{out.stderr[-3000:]}")
     sessions, seconds, rss, stages = json.loads(out.stdout.strip().splitlines()[-1])
     return sessions, seconds, rss, stages
 
