@@ -139,6 +139,7 @@ def perfect_path_sum(x, feat, thr, val, depth):
 
 BLOCK = 128
 TOP_LEVELS = 4
+assert 255 * BLOCK < 2 ** 16, "a node's feature offset (feature * BLOCK) is stored in 16 bits"
 _TOP_NODES = 2 ** TOP_LEVELS - 1
 
 
