@@ -48,8 +48,15 @@ class SessionMatrix(NamedTuple):
     names: list[str]
 
 
+class Clients(NamedTuple):
+    """Who each of some sessions' clients is, among those sessions (see :func:`session_clients`)."""
+    keys: np.ndarray      # the client key of each session (object array)
+    index: np.ndarray     # each session's client numbered 0 .. clients - 1
+    sessions: np.ndarray  # how many of the sessions each session's client has (float; 1: seen once)
+
+
 def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray,
-                      clients: np.ndarray | None = None) -> list[str]:
+                      clients: Clients | None = None) -> list[str]:
     """One text per session: its distinct decoded path?query strings, then its client's (bounded, in order).
 
     The client's part — what the same client asked for across the given sessions — is what makes a
@@ -59,9 +66,9 @@ def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray,
     session_ids = np.asarray(session_ids, dtype=np.int64)
     own = _first_targets(con, session_ids, session_ids, "session_id")
     clients = session_clients(con, session_ids) if clients is None else clients
-    returning = sessions_per_client(clients) > 1
-    theirs = _first_targets(con, session_ids[returning], clients[returning], "client_key") if returning.any() else {}
-    return [own.get(int(s), "") + " " + theirs.get(c, own.get(int(s), "")) for s, c in zip(session_ids, clients)]
+    returning = clients.sessions > 1
+    theirs = _first_targets(con, session_ids[returning], clients.keys[returning], "client_key") if returning.any() else {}
+    return [own.get(int(s), "") + " " + theirs.get(c, own.get(int(s), "")) for s, c in zip(session_ids, clients.keys)]
 
 
 def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, owners: np.ndarray, per: str) -> dict:
@@ -100,8 +107,8 @@ def _first_targets_of_chunk(con: duckdb.DuckDBPyConnection, session_ids: np.ndar
         con.unregister("wanted_sessions")
 
 
-def session_clients(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
-    """The client key of each session (object array, in order)."""
+def session_clients(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> Clients:
+    """The clients of the given sessions, and how many of these sessions each has."""
     con.register("wanted_sessions", {"session_id": session_ids, "position": np.arange(len(session_ids))})
     try:
         rows = con.execute("""SELECT s.client_key FROM wanted_sessions w JOIN sessions s USING (session_id)
@@ -110,28 +117,22 @@ def session_clients(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> 
         con.unregister("wanted_sessions")
     if len(rows) != len(session_ids):
         raise ValueError("some sessions are not in the sessions table: run `waflens sessionize` first")
-    return np.array([r[0] for r in rows], dtype=object)
+    keys = np.array([r[0] for r in rows], dtype=object)
+    if len(keys) == 0:
+        return Clients(keys, np.zeros(0, dtype=np.int64), np.zeros(0))
+    # np.unique's counts, not np.isin: np.isin over strings compares every pair, minutes at 300k sessions
+    _, index, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    index = index.ravel()
+    return Clients(keys, index, counts[index].astype(np.float64))
 
 
-def sessions_per_client(clients: np.ndarray) -> np.ndarray:
-    """For each session (given by its client key), how many of the sessions its client has: 1 for a client
-    seen once. (From np.unique's counts: np.isin over strings compares every pair, minutes at 300k.)"""
-    if len(clients) == 0:
-        return np.zeros(0)
-    _, inverse, counts = np.unique(clients, return_inverse=True, return_counts=True)
-    return counts[inverse.ravel()].astype(np.float64)
-
-
-def _with_client_context(scaled: np.ndarray, clients: np.ndarray) -> np.ndarray:
+def _with_client_context(scaled: np.ndarray, clients: Clients) -> np.ndarray:
     """Each session's numeric features blended with the mean over its client's sessions (CLIENT_BLEND).
     A client seen once keeps its own values."""
-    if len(clients) == 0 or CLIENT_BLEND == 0.0:
+    if len(clients.keys) == 0 or CLIENT_BLEND == 0.0:
         return scaled
-    _, inverse = np.unique(clients, return_inverse=True)
-    inverse = inverse.ravel()
-    counts = np.bincount(inverse).astype(np.float64)
-    means = np.column_stack([np.bincount(inverse, weights=scaled[:, j]) for j in range(scaled.shape[1])])
-    return (1.0 - CLIENT_BLEND) * scaled + CLIENT_BLEND * (means / counts[:, None])[inverse]
+    sums = np.column_stack([np.bincount(clients.index, weights=scaled[:, j]) for j in range(scaled.shape[1])])
+    return (1.0 - CLIENT_BLEND) * scaled + CLIENT_BLEND * sums[clients.index] / clients.sessions[:, None]
 
 
 def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeric: np.ndarray,
@@ -143,18 +144,16 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
     scaler = RobustScaler(quantile_range=(10.0, 90.0))
     values = _clean(numeric)
     scaled = np.clip(scaler.fit_transform(_compress(values, names)), -20, 20)
-    extra_scaled = None if extra_ids is None else np.clip(scaler.transform(_compress(_clean(extra_numeric), names)), -20, 20)
-    blocks, extra_blocks, block_names = [scaled], [extra_scaled], list(names)
     clients = session_clients(con, session_ids)
     extra_clients = None if extra_ids is None else session_clients(con, extra_ids)
-    blocks[0] = _with_client_context(scaled, clients)
-    if extra_ids is not None:
-        extra_blocks[0] = _with_client_context(extra_scaled, extra_clients)
+    blocks, block_names = [_with_client_context(scaled, clients)], list(names)
+    extra_blocks = [None if extra_ids is None else _with_client_context(
+        np.clip(scaler.transform(_compress(_clean(extra_numeric), names)), -20, 20), extra_clients)]
     if len(session_ids):
         repeat = RobustScaler(quantile_range=(10.0, 90.0))
-        blocks.append(CLIENT_WEIGHT * repeat.fit_transform(np.log1p(sessions_per_client(clients))[:, None]))
+        blocks.append(CLIENT_WEIGHT * repeat.fit_transform(np.log1p(clients.sessions)[:, None]))
         if extra_ids is not None:
-            extra_blocks.append(CLIENT_WEIGHT * repeat.transform(np.log1p(sessions_per_client(extra_clients))[:, None]))
+            extra_blocks.append(CLIENT_WEIGHT * repeat.transform(np.log1p(extra_clients.sessions)[:, None]))
         block_names.append("client_sessions")
     documents = session_documents(con, session_ids, clients)
     if len(session_ids) >= 3 and any(documents):
