@@ -31,6 +31,7 @@ MAX_TREE_DEPTH = 24
 MAX_PERFECT_LEAVES = 2 ** 25      # n_trees * 2**depth: the perfect layout holds 13 bytes per leaf (about 440 MB)
 MAX_FEATURES = 256                # the perfect layout stores feature ids in one byte
 MAX_TOKEN_BYTES = 1 << 20         # all token lists together
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FIX = "export the model again (waflens train)"
 
 
@@ -95,8 +96,8 @@ class _Checker:
             culprit = f"{prefix}_roots" if node in roots else \
                 (f"{prefix}_right" if (right[inner] == node).any() else f"{prefix}_left")
             raise self.fail(f"array {culprit!r}: node {node} has two parents (trees must not share nodes)")
-        self.require(np.isfinite(threshold[inner]).all(), f"array '{prefix}_threshold' holds NaN or infinite "
-                                                          "thresholds")
+        self.require((np.abs(threshold[inner]) <= _FLOAT32_MAX).all(),  # features are compared as float32
+                     f"array '{prefix}_threshold' holds NaN thresholds or ones beyond float32's range")
         leaves = value[feature < 0]
         self.require(np.isfinite(leaves).all() and math.isfinite(float(np.abs(leaves).sum())),
                      f"array '{prefix}_value' holds NaN, infinite or overflowing leaf values")

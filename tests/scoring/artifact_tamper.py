@@ -75,11 +75,11 @@ def tampered(source: Path, into: Path, *, arrays: Callable[[dict], None] | None 
     return into
 
 
-def run_isolated(code: str, timeout: float) -> subprocess.CompletedProcess | None:
+def run_isolated(code: str, timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess | None:
     """Run ``code`` in a fresh interpreter: a crash there (SIGSEGV) or a hang fails a test instead of pytest.
     Returns None when it did not finish within ``timeout`` seconds."""
     try:
         return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         return None

@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,37 +17,14 @@ from scoring.artifact import ArtifactError
 from scoring.hot_swap import ModelWatcher
 from scoring.runtime import Scorer, SessionScorer
 from tests.scoring.artifact_tamper import DIGEST_FIELD, arrays_of, run_isolated, tampered
-from tests.scoring.model_bundles import PROBE, train_bundles
+from tests.scoring.model_bundles import PROBE
 
 SUBPROCESS_TIMEOUT = 90  # seconds: a fresh interpreter imports numba and loads the kernels from the cache
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """(request model, session model, session model with an analyst-feedback part) of one small training run."""
-    tmp = tmp_path_factory.mktemp("artifact_validation")
-    bundle, = train_bundles(tmp, seeds=(1,), requests=3000)
-    return bundle / "request", bundle / "session", with_feedback(bundle / "session", tmp / "session-feedback")
-
-
-def with_feedback(session: Path, into: Path) -> Path:
-    """The session model plus a feedback model fitted on made-up labels (what a retrain with labels exports)."""
-    from scoring.feedback import fit_feedback
-
-    names = json.loads((session / "manifest.json").read_text())["feature_spec"]["names"]
-    rng = np.random.default_rng(0)
-    X = rng.gamma(2.0, 3.0, size=(300, len(names)))
-    classes = np.array(["unlabelled"] * 200 + ["benign"] * 50 + ["sqli"] * 50, dtype=object)
-    X[250:, names.index("attack_ratio")] += 5.0
-    fitted = fit_feedback(X, classes, rng.random(300))
-
-    def add(arrays):
-        arrays.update(fitted.arrays)
-
-    def describe(manifest):
-        manifest["feedback"] = fitted.manifest
-
-    return tampered(session, into, arrays=add, manifest=describe)
+def models(artifact_models):
+    return artifact_models
 
 
 def set_threshold(name, value):
