@@ -89,7 +89,7 @@ def _quiet(message: str) -> None:
 def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
             progress: Callable[[str], None] = _quiet) -> RetrainResult:
     """Run every stage; returns the status, the exit code and the run report (also written to disk)."""
-    from scoring.registry import Registry, default_registry_root
+    from scoring.registry import Registry, default_registry_root, make_private_dir
 
     options = options or RetrainOptions()
     db_path = Path(db_path)
@@ -116,7 +116,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         return RetrainResult(status, code, report)
 
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
         lock = open(root / "retrain.lock", "a+")
     except OSError as error:
         from data.errors import ConfigError
