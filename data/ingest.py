@@ -125,8 +125,9 @@ def check_json_fields(con: duckdb.DuckDBPyConnection, fields: dict[str, list[str
         for json_path in paths:
             if not json_path.startswith("$"):
                 raise InputError(f"--json-field {column}={json_path}: a path starts with '$' (e.g. $.client.address)")
-            try:
-                con.execute("SELECT json_extract_string('{}', $p)", {"p": json_path}).fetchall()
+            try:  # the way stage_json_batch uses it: a path from a list is not a constant to DuckDB
+                con.execute("SELECT list_transform($p, lambda p: json_extract_string('{}'::JSON, p))",
+                            {"p": [json_path]}).fetchall()
             except duckdb.Error as error:
                 raise InputError(f"--json-field {column}={json_path}: not a JSON path DuckDB understands "
                                  f"({first_line(error)}); e.g. $.client.address or $.\"dotted.key\"") from None
