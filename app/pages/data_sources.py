@@ -10,6 +10,7 @@ from app.jobs import finish, run_cli, show_finished
 from app.paging import pager
 from app.session import require_workbench
 from app.state import config, query
+from data.errors import EXIT_NOTHING_PARSED
 
 FORMATS = ["auto", "combined", "common", "json", "raw-http"]
 
@@ -60,8 +61,9 @@ if len(rows):
 
 st.subheader("Upload a log file")
 st.caption("Access logs (Apache/nginx), JSON lines or raw HTTP dumps, optionally gzip-compressed. The file is saved "
-           "beside the database (uploads/) and ingested by `waflens ingest` in its own process; a file ingested "
-           "before adds nothing.")
+           "beside the database (uploads/) and ingested by `waflens ingest` in its own process, with the same "
+           "bounds (WAFLENS_MAX_INPUT_BYTES, gzip ratio); a file ingested before adds nothing, unless nothing of "
+           "it parsed then.")
 with st.form("upload", clear_on_submit=False):
     upload = st.file_uploader("Log file", key="upload_file")
     columns = st.columns(2)
@@ -78,12 +80,17 @@ if submitted:
         target = folder / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{safe[:100]}"
         target.write_bytes(upload.getvalue())
         arguments = ["ingest", str(target), "--format", fmt] + (["--source", name.strip()] if name.strip() else [])
-        result = run_cli(arguments, f"Ingesting {safe}")
+        result = run_cli(arguments, f"Ingesting {safe}", ok_codes=(0, EXIT_NOTHING_PARSED))
         for file in (result.summary or {}).get("files", []):
-            if file["status"] == "ingested":
+            if file["status"] in ("ingested", "re-ingested"):
                 finish("upload", f"{safe}: {file['records']:,} records = {file['parsed']:,} parsed + "
                                  f"{file['quarantined']:,} quarantined ({file['format']}); "
-                                 f"{result.summary.get('sessions') or 0:,} sessions in total.", result)
+                                 f"{result.summary.get('sessions') or 0:,} sessions in total."
+                                 + (f" {file.get('hint')}." if file["status"] == "re-ingested" else ""), result)
+            elif file["status"] == "nothing parsed":  # exit 7: every record quarantined
+                finish("upload", f"{safe}: none of its {file['records']:,} records parsed as {file['format']}: "
+                                 f"{file.get('hint')}. Upload it again with another format: that replaces "
+                                 "this attempt.", result, kind="warning")
             else:
                 finish("upload", f"{safe} was ingested before (same content): nothing added.", result, kind="info")
 show_finished("upload")
