@@ -59,7 +59,7 @@ EXIT_CODES = {
     EXIT_NOTHING_PARSED: "ingest: no record of a file parsed (every one quarantined): wrong --format or --log-format; "
                          "the message says what to try, and ingesting the file again replaces that attempt",
     StorageError.exit_code: "no space left: the disk (or quota, or file-size limit) of the database or models is full",
-    130: "interrupted (Ctrl-C); the file being ingested was rolled back",
+    130: "interrupted (Ctrl-C); the file being ingested, or the update of sessions, was rolled back",
 }
 
 
