@@ -2,7 +2,8 @@
 
 Every record read is either a row of ``requests`` or a row of ``quarantine`` with
 the reason, so ``parsed + quarantined == records`` for each file. A file whose
-bytes were ingested before (same sha256) adds nothing. A failure or Ctrl-C inside
+bytes were ingested before (same sha256) adds nothing, unless nothing of it parsed
+then (a wrong ``--format``): that attempt is replaced (see data/sources.py). A failure or Ctrl-C inside
 a file rolls the whole file back: the database never holds half of one.
 """
 
