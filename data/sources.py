@@ -13,6 +13,7 @@ so a forgotten request's id can never name another request later.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
@@ -50,8 +51,9 @@ def find_source(con: duckdb.DuckDBPyConnection, which: str) -> int:
     else:
         rows = con.execute(
             """SELECT source_id FROM sources
-               WHERE (length($w) >= 8 AND starts_with(sha256, lower($w))) OR path = $w OR name = $w""",
-            {"w": text}).fetchall()
+               WHERE (length($w) >= 8 AND starts_with(sha256, lower($w))) OR path = $w OR path = $resolved
+                     OR name = $w""",
+            {"w": text, "resolved": str(Path(text).resolve())}).fetchall()
     if not rows:
         raise InputError(f"no ingested source matches {which!r}: see `waflens sources list` for ids")
     if len(rows) > 1:
