@@ -1,6 +1,7 @@
 """Finding 12: operator faults get their documented exit codes and one line, never "internal error ...
 report it": a bad --json-field, disk full on the database or the models, Ctrl-C during features."""
 
+import contextlib
 import json
 import resource
 import signal
@@ -53,10 +54,23 @@ def test_disk_full_on_the_database_and_the_models_is_one_line_and_exit_74(tmp_pa
         con.close()
     assert waflens_here("--db", str(db), "ingest", str(log))[0] == 0  # with room, it goes in
     model = tmp_path / "models" / "request-1"
-    train = waflens("--db", str(db), "train", "--trees", "10", "--out", str(model),
-                    preexec_fn=_file_size_limit(20_000))
-    assert train.returncode == 74, train.stderr  # main: 1, "internal error: OSError ..."
-    assert "cannot write" in train.stderr and "internal error" not in train.stderr
+    with _soft_file_size_limit(20_000):  # here, for speed: the artifact is written past the limit
+        code, _, err = waflens_here("--db", str(db), "train", "--trees", "10", "--out", str(model))
+    assert code == 74, err  # main: 1, "internal error: OSError ..."
+    assert "cannot write" in err and "internal error" not in err
+
+
+@contextlib.contextmanager
+def _soft_file_size_limit(limit: int):
+    """This process's writes fail past ``limit`` bytes (EFBIG) for the duration; then as before."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 _SIGINT_IN_FEATURES = textwrap.dedent("""
