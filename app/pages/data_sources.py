@@ -31,6 +31,22 @@ history = query("""SELECT source_id, name, path, format, records, parsed, quaran
                    FROM sources ORDER BY source_id DESC""")
 st.dataframe(history.drop(columns=["path", "sha256"]), hide_index=True, width="stretch")
 
+with st.expander("Forget a source (e.g. a file ingested with the wrong format)"):
+    st.caption("Removes the file's requests, the sessions built from them (their cluster memberships too), its "
+               "quarantine rows and its ingest record, in one transaction; the file can then be ingested again.")
+    choices = [int(r.source_id) for r in history.itertuples()]
+    names = {int(r.source_id): f"{r.source_id}: {r.name} ({r.parsed:,} parsed + {r.quarantined:,} quarantined)"
+             for r in history.itertuples()}
+    chosen = st.selectbox("Source", choices, key="forget_source", format_func=lambda s: names[s])
+    sure = st.checkbox("Yes, forget it", key="forget_confirm")
+    if st.button("Forget source", key="forget_button", disabled=not (choices and sure)):
+        result = run_cli(["sources", "forget", str(chosen), "--yes"], f"Forgetting source {chosen}")
+        if result.code == 0 and result.summary:
+            finish("forget", f"Forgot source {chosen}: {result.summary['requests']:,} requests, "
+                             f"{result.summary['quarantined']:,} quarantined records, "
+                             f"{result.summary['sessions']:,} sessions.", result)
+show_finished("forget")
+
 st.subheader("Quarantine")
 st.caption("Records that did not parse, with the reason. Shown as text: log content may be hostile.")
 source_names = {int(r.source_id): f"{r.source_id}: {r.name}" for r in history.itertuples()}
