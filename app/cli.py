@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from data.errors import EXIT_CODES, InputError, WaflensError
-from data.interrupts import InterruptedAfterFile
+from data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
+from data.interrupts import InterruptedAfterFile, InterruptedDerived
 from scoring.artifact import ArtifactError
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -29,11 +29,17 @@ class Context:
         self.as_json = as_json
         self.debug = debug
         self.failures: list[WaflensError] = []
+        self.warned_permissions = False
 
     def connect(self, read_only: bool = False):
-        from data.db import connect
+        from data.db import connect, loose_permissions
 
-        return connect(self.db, read_only=read_only)
+        con = connect(self.db, read_only=read_only)
+        warning = loose_permissions(self.db)
+        if warning and not self.warned_permissions:
+            self.warned_permissions = True
+            self.warn(f"warning: {warning}")
+        return con
 
     def emit(self, summary: dict, text: str) -> None:
         if self.as_json:
@@ -111,17 +117,31 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
     result = {
         "files": [{"path": s.path, "format": s.format, "records": s.records, "parsed": s.parsed,
                    "quarantined": s.quarantined, "status": s.status, "source_id": s.source_id,
-                   "seconds": round(s.seconds, 3)} for s in summaries],
+                   "seconds": round(s.seconds, 3), **({"hint": s.hint} if s.hint else {})} for s in summaries],
         "failed": [str(e) for e in obj.failures],
         "sessions": derived.sessions_total if derived else None,
     }
     lines = [f"{s.path}: {s.format}, {s.records} records read = {s.parsed} parsed + {s.quarantined} quarantined"
-             + (" (already ingested, nothing added)" if s.status != "ingested" else "") for s in summaries]
+             + _STATUS_NOTES.get(s.status, "") for s in summaries]
     if derived:
         lines.append(f"sessions: {derived.sessions_touched} updated, {derived.sessions_total} in total")
     obj.emit(result, "\n".join(lines) if lines else "nothing ingested")
+    for s in summaries:
+        if s.status == "re-ingested":
+            obj.warn(f"{s.path}: {s.hint}")
+    unparsed = [s for s in summaries if s.status == "nothing parsed"]
+    for s in unparsed:
+        obj.warn(f"error: {s.path}: none of its {s.records} records parsed as {s.format}; {s.hint}. "
+                 "Ingesting it again replaces this attempt (`waflens sources forget` removes it)")
     if obj.failures:
         raise _Exit(obj.failures[0].exit_code)
+    if unparsed:
+        raise _Exit(EXIT_NOTHING_PARSED)
+
+
+_STATUS_NOTES = {"already ingested": " (already ingested, nothing added)",
+                 "re-ingested": " (ingested again: the earlier attempt parsed nothing)",
+                 "nothing parsed": " (NOTHING PARSED)"}
 
 
 @cli.command()
@@ -132,19 +152,23 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
 @pass_context
 def sessionize(obj: Context, gap_minutes: float, session_key: str | None, rebuild: bool) -> None:
     """Update (or rebuild) sessions and their features."""
-    from data.sessionize import resessionize, update_derived
+    from data.sessionize import pending_requests, resessionize, update_derived
 
+    pending = None
     con = obj.connect()
     try:
         if rebuild or session_key:
             touched = resessionize(con, gap_minutes, session_key)
             total = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
         else:
+            pending = pending_requests(con)
             derived = update_derived(con, gap_minutes)
             touched, total = derived.sessions_touched, derived.sessions_total
     finally:
         con.close()
-    obj.emit({"sessions_updated": touched, "sessions": total}, f"sessions: {touched} updated, {total} in total")
+    obj.emit({"sessions_updated": touched, "sessions": total, "requests_sessionized": pending},
+             f"sessions: {touched} updated, {total} in total"
+             + (f" ({pending} requests were in no session)" if pending else ""))
 
 
 @cli.command()
@@ -407,7 +431,10 @@ def _interrupted(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
+    from data.db import private_files
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    private_files()  # the database, its WAL, models and reports hold personal data: 0600 / 0700 from the start
     try:
         cli.main(args=argv, prog_name="waflens", standalone_mode=False)
     except _Exit as done:
@@ -419,7 +446,12 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"waflens: error: {error}", err=True)
         return error.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as error:  # click turns Ctrl-C into Abort
-        stop = error if isinstance(error, InterruptedAfterFile) else error.__context__
+        stop = error if isinstance(error, (InterruptedAfterFile, InterruptedDerived)) else error.__context__
+        if isinstance(stop, InterruptedDerived):
+            return _interrupted("waflens: interrupted; " + (
+                "sessions and features were brought up to date before it landed" if stop.done else
+                "the update of sessions and features was rolled back; the ingested files stay and their requests "
+                "are put in sessions by the next `waflens sessionize` or `waflens retrain`"))
         if isinstance(stop, InterruptedAfterFile):
             return _interrupted(f"waflens: interrupted; {stop.path} was ingested completely, the files after it "
                                 "were not, and sessions were not updated (run `waflens sessionize`)")
@@ -430,10 +462,15 @@ def main(argv: list[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except Exception as error:  # a bug: one line unless --debug
-        from data.ingest import was_interrupted
+        from data.errors import storage_fault
+        from data.interrupts import was_interrupted
 
         if was_interrupted(error):  # Ctrl-C inside a DuckDB query (its transaction was rolled back)
             return _interrupted("waflens: interrupted")
+        full = storage_fault(error)  # disk full is the operator's to fix, not a bug
+        if full is not None:
+            click.echo(f"waflens: error: {full}", err=True)
+            return full.exit_code
         if debug:
             raise
         click.echo(f"waflens: internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
@@ -451,6 +488,7 @@ if __name__ == "__main__":  # `python -m app.cli`: run the package module, which
 from app.labels_cli import allowlist, labels  # noqa: E402
 from app.models_cli import models  # noqa: E402
 from app.retrain_cli import drift, retrain  # noqa: E402
+from app.sources_cli import sources  # noqa: E402
 
-for command in (labels, allowlist, models, retrain, drift):
+for command in (labels, allowlist, models, retrain, drift, sources):
     cli.add_command(command)

@@ -89,7 +89,7 @@ def _quiet(message: str) -> None:
 def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
             progress: Callable[[str], None] = _quiet) -> RetrainResult:
     """Run every stage; returns the status, the exit code and the run report (also written to disk)."""
-    from scoring.registry import Registry, default_registry_root
+    from scoring.registry import Registry, default_registry_root, make_private_dir
 
     options = options or RetrainOptions()
     db_path = Path(db_path)
@@ -116,7 +116,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         return RetrainResult(status, code, report)
 
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
         lock = open(root / "retrain.lock", "a+")
     except OSError as error:
         from data.errors import ConfigError
@@ -134,6 +134,11 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
     except WaflensError as error:
         return finish("error", error.exit_code, str(error))
     except Exception as error:
+        from data.errors import storage_fault
+
+        full = storage_fault(error)  # disk full: the operator's to fix, with its own exit code
+        if full is not None:
+            return finish("error", full.exit_code, str(full))
         finish("error", 1, f"internal error: {type(error).__name__}: {error}")
         raise
     finally:
@@ -145,12 +150,15 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
     from data.writes import write
     from data.settings import get_settings
 
+    from data.sessionize import pending_requests, update_derived
+
     with stage("ingest"):
         report["ingested"] = _ingest_sources(db_path, options)
-    if any(f["parsed"] for f in report["ingested"]):
+    # requests in no session yet: this run's files, and any left by `ingest --no-sessionize`, Ctrl-C or kill -9
+    report["unsessionized"] = write(db_path, pending_requests, timeout_s=options.write_timeout_s) \
+        if db_path.exists() else 0
+    if report["unsessionized"]:
         with stage("sessionize"):
-            from data.sessionize import update_derived
-
             write(db_path, lambda con: update_derived(con, options.gap_minutes), timeout_s=options.write_timeout_s)
     if not db_path.exists():
         raise InputError(f"no database at {db_path}: ingest traffic first or pass --source FILE")

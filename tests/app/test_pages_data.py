@@ -58,6 +58,37 @@ def test_upload_is_saved_beside_the_database_and_ingested(workbench):
     assert scalar(workbench, "SELECT count(*) FROM requests") == before + 5
 
 
+def test_an_uploaded_gzip_bomb_is_refused_with_the_cli_bound(workbench):
+    """Finding 10 through the workbench: the upload runs the same bounded `waflens ingest`."""
+    import zlib
+
+    app = open_page("data_sources")
+    before = scalar(workbench, "SELECT count(*) FROM requests")
+    line = (combined_line("198.51.100.9", at(0), "GET / HTTP/1.1") + "\n").encode()
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(line * (1024 * 1024 // len(line))) for _ in range(40)) + packer.flush()
+    app.file_uploader(key="upload_file").set_value(("bomb.log.gz", bomb, "application/gzip"))
+    next(b for b in app.button if b.label == "Ingest").click().run(timeout=120)
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("a gzip bomb" in e.value.replace("\\", "") for e in app.error), [e.value for e in app.error]  # main: ingested
+    assert scalar(workbench, "SELECT count(*) FROM requests") == before
+
+
+def test_forget_a_source_from_the_data_page_only_when_confirmed(workbench):
+    app = open_page("data_sources")
+    source = scalar(workbench, "SELECT source_id FROM sources WHERE name = 'hostile.log'")
+    requests = scalar(workbench, f"SELECT count(*) FROM requests WHERE source_id = {int(source)}")
+    before = scalar(workbench, "SELECT count(*) FROM requests")
+    app.selectbox(key="forget_source").set_value(source).run()
+    assert app.button(key="forget_button").disabled        # not without the confirmation
+    app.checkbox(key="forget_confirm").check().run()
+    app.button(key="forget_button").click().run(timeout=120)
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert f"Forgot source {source}: {requests:,} requests" in app.success[0].value.replace("\\", "")
+    assert scalar(workbench, "SELECT count(*) FROM requests") == before - requests
+    assert scalar(workbench, f"SELECT count(*) FROM sources WHERE source_id = {int(source)}") == 0
+
+
 # --- Settings ---
 
 def test_settings_page_saves_values_with_author(workbench):
