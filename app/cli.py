@@ -259,22 +259,26 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 
 
 @cli.command()
-@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER or offline].")
-@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL].")
+@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER, the LLM settings "
+                                               "file, or offline].")
+@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL, "
+                                            "the LLM settings file].")
 @click.option("--cluster-run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
 @pass_context
 def summarize(obj: Context, provider: str | None, model: str | None, cluster_run_id: int | None) -> None:
     """Propose a label for every cluster of a run (emerging first) from its evidence."""
     from labeling.labels import latest_run
-    from labeling.summarize import summarize_run
+    from labeling.llm_config import load_llm_config
+    from labeling.summarize import summarize_database
 
-    provider = provider or os.environ.get("WAFLENS_LLM_PROVIDER") or "offline"
+    config = load_llm_config(obj.db, provider=provider, model=model)
+    provider = config.provider
     con = obj.connect()
     try:
         run = cluster_run_id or latest_run(con)
-        results = summarize_run(con, run, provider, **({"model": model} if model and provider == "openai" else {}))
     finally:
         con.close()
+    results = summarize_database(obj.db, run, config)  # no connection held while the LLM answers
     lines = [f"cluster {r['cluster_id']}: {r['status']}" if r["status"].startswith("error") else
              f"cluster {r['cluster_id']}: {r['verdict']} {r['family']} (confidence {r['confidence']}, {r['status']}"
              + (", prompt injection in the traffic" if r["prompt_injection_detected"] else "") + ")" for r in results]
