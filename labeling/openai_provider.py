@@ -119,7 +119,8 @@ class OpenAISummarizer:
         from langchain_openai import ChatOpenAI
 
         self.model = model or os.environ.get("WAFLENS_LLM_MODEL", "gpt-4o-mini")
-        self.max_answer_bytes = int(max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES)
+        self.max_answer_bytes = int(max_answer_bytes or os.environ.get("WAFLENS_LLM_MAX_ANSWER_BYTES")
+                                    or DEFAULT_MAX_ANSWER_BYTES)
         self.deadline: float | None = None        # time.monotonic() at which the stage must end
         self.deadline_s: float | None = None
         self.llm = ChatOpenAI(model=self.model, base_url=base_url or os.environ.get("OPENAI_BASE_URL"),

@@ -101,7 +101,7 @@ def test_cron_retrain_ignores_an_endpoint_stored_in_the_database(tmp_path):
     try:
         for line in retrain.stderr:
             progress.append(line.strip())
-            if "snapshot" in line or "train" in line:
+            if "retrain: snapshot" in line or "retrain: train" in line:
                 break
     finally:
         retrain.kill()
@@ -151,13 +151,13 @@ def test_token_in_a_real_browser(small_db):
             browser = playwright.chromium.launch(executable_path=str(chromium), args=args)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_label("Access token").wait_for(timeout=60_000)
+            page.locator('input[aria-label="Access token"]').wait_for(timeout=60_000)
             assert "Requests" not in page.inner_text("body") and "Database:" not in page.inner_text("body")
-            page.get_by_label("Access token").fill("not-the-token-at-all")
+            page.locator('input[aria-label="Access token"]').fill("not-the-token-at-all")
             page.get_by_role("button", name="Open the workbench").click()
             page.get_by_text("Wrong token").wait_for(timeout=30_000)
             assert "Database:" not in page.inner_text("body")
-            page.get_by_label("Access token").fill(TOKEN)
+            page.locator('input[aria-label="Access token"]').fill(TOKEN)
             page.get_by_role("button", name="Open the workbench").click()
             page.get_by_text("Database:").wait_for(timeout=60_000)
             page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
@@ -182,8 +182,11 @@ def test_proxy_identity_header_in_a_real_browser(small_db):
             page = context.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_text("Database:").wait_for(timeout=60_000)
-            field = page.get_by_label("Analyst")
-            assert field.input_value() == "alice@example.org" and field.is_disabled()
+            from playwright.sync_api import expect
+
+            field = page.locator('input[aria-label="Analyst"]')
+            expect(field).to_have_value("alice@example.org", timeout=30_000)
+            assert field.is_disabled()
             browser.close()
     finally:
         stop_group(process)

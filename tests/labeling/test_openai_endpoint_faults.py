@@ -157,11 +157,7 @@ def test_html_answer_is_an_error_on_its_cluster_and_the_run_goes_on(db, endpoint
 def test_answer_over_the_size_cap_is_refused_not_stored(db, endpoint, monkeypatch):
     Endpoint.mode = "huge"
     monkeypatch.setenv("WAFLENS_LLM_MAX_ANSWER_BYTES", "100000")
-    from labeling.llm_config import load_llm_config
-
-    limit = load_llm_config(None).max_answer_bytes
-    assert limit == 100_000
-    n_clusters, results, stored = _summarize(db, endpoint, max_retries=0, timeout=20, max_answer_bytes=limit)
+    n_clusters, results, stored = _summarize(db, endpoint, max_retries=0, timeout=20)
     assert len(results) == n_clusters
     assert all(r["status"].startswith("error: answer too large") for r in results), results
     assert all(summary is None for _, summary in stored)
