@@ -87,9 +87,21 @@ def summarize_database(db_path, cluster_run_id: int, config, *, write_timeout_s:
     results = []
     for item in write(db_path, read, timeout_s=write_timeout_s):
         answer = _ask(summarizer, item)
-        results.append(write(db_path, lambda con: _record(con, cluster_run_id, summarizer, item, answer),
-                             timeout_s=write_timeout_s))
+        results.append(write(db_path, lambda con: _in_transaction(
+            con, lambda: _record(con, cluster_run_id, summarizer, item, answer)), timeout_s=write_timeout_s))
     return results
+
+
+def _in_transaction(con, fn):
+    """The summary and its proposed label land together, or neither does."""
+    con.begin()
+    try:
+        result = fn()
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+    return result
 
 
 def _start_deadline(summarizer, deadline_s: float | None) -> None:
