@@ -98,6 +98,9 @@ history = read(setting_history)
 if history:
     st.dataframe(pd.DataFrame(history, columns=["setting", "value", "changed by", "changed at"]).astype({"value": str}),
                  hide_index=True, width="stretch")
+    if any(key not in SPEC for key, *_ in history):
+        st.caption("Rows for settings this version no longer keeps here (such as `llm_*`, stored by an earlier "
+                   "version) are ignored.")
 else:
     st.caption("Every setting has its default value.")
 
