@@ -51,6 +51,7 @@ def test_settings_page_cannot_change_the_llm_endpoint(workbench, monkeypatch):
     values = dict(zip(shown["setting"], shown["value"]))
     assert values["base URL"] == "http://127.0.0.1:11434/v1" and values["provider"] == "offline"
     assert "attacker" not in " ".join(map(str, shown["value"]))
+    assert any("are ignored" in c.value for c in app.caption)      # the old rows are still listed, as ignored
     # saving the form writes thresholds only
     app.number_input(key="settings_alert").set_value(0.95)
     next(b for b in app.button if b.label == "Save settings").click().run()
