@@ -283,22 +283,26 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 
 
 @cli.command()
-@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER or offline].")
-@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL].")
+@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER, the LLM settings "
+                                               "file, or offline].")
+@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL, "
+                                            "the LLM settings file].")
 @click.option("--cluster-run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
 @pass_context
 def summarize(obj: Context, provider: str | None, model: str | None, cluster_run_id: int | None) -> None:
     """Propose a label for every cluster of a run (emerging first) from its evidence."""
     from labeling.labels import latest_run
-    from labeling.summarize import summarize_run
+    from labeling.llm_config import load_llm_config
+    from labeling.summarize import summarize_database
 
-    provider = provider or os.environ.get("WAFLENS_LLM_PROVIDER") or "offline"
+    config = load_llm_config(obj.db, provider=provider, model=model)
+    provider = config.provider
     con = obj.connect()
     try:
         run = cluster_run_id or latest_run(con)
-        results = summarize_run(con, run, provider, **({"model": model} if model and provider == "openai" else {}))
     finally:
         con.close()
+    results = summarize_database(obj.db, run, config)  # no connection held while the LLM answers
     lines = [f"cluster {r['cluster_id']}: {r['status']}" if r["status"].startswith("error") else
              f"cluster {r['cluster_id']}: {r['verdict']} {r['family']} (confidence {r['confidence']}, {r['status']}"
              + (", prompt injection in the traffic" if r["prompt_injection_detected"] else "") + ")" for r in results]
@@ -371,19 +375,42 @@ def status(obj: Context) -> None:
 
 
 @cli.command()
-@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs $WAFLENS_APP_TOKEN or --auth-header.")
+@click.option("--auth-header", envvar="WAFLENS_APP_AUTH_HEADER", default=None, metavar="HEADER",
+              help="Trust this header (e.g. X-Forwarded-User), set by a reverse proxy that authenticates "
+                   "users, as the analyst's identity [default: $WAFLENS_APP_AUTH_HEADER].")
 @click.option("--headless/--browser", default=True, show_default=True, help="Do not open a browser window.")
 @pass_context
-def app(obj: Context, port: int, headless: bool) -> None:
-    """Start the Streamlit workbench on the database."""
-    import subprocess
+def app(obj: Context, port: int, host: str, auth_header: str | None, headless: bool) -> None:
+    """Start the Streamlit workbench on the database (127.0.0.1 only, unless --host says otherwise)."""
+    from app.access import AUTH_HEADER_ENV, TOKEN_ENV, check_access, check_port_free
+    from app.serve import run_server
 
+    token = os.environ.get(TOKEN_ENV) or None
+    for warning in check_access(host, token, auth_header):
+        obj.warn(f"warning: {warning}")
+    check_port_free(host, port)
     script = Path(__file__).with_name("workbench.py")
     env = {**os.environ, "WAFLENS_DB": str(Path(obj.db).resolve())}
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-               "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
-    click.echo(f"workbench on http://localhost:{port} (database {obj.db}); Ctrl-C stops it", err=True)
-    raise _Exit(subprocess.call(command, env=env))
+    env.pop(AUTH_HEADER_ENV, None)
+    if auth_header:
+        env[AUTH_HEADER_ENV] = auth_header
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host,
+               "--server.port", str(port), "--server.headless", str(headless).lower(),
+               "--browser.gatherUsageStats", "false"]
+    shown = f"[{host}]" if ":" in host else host
+    access = " (token required)" if token else f" (identity from {auth_header})" if auth_header else ""
+    click.echo(f"workbench on http://{shown}:{port}{access} (database {obj.db}); Ctrl-C stops it", err=True)
+    done = run_server(command, env)
+    if done.stopped_by is not None:
+        click.echo(f"waflens: workbench stopped ({signal.Signals(done.stopped_by).name}); port {port} is free",
+                   err=True)
+        raise _Exit(130 if done.stopped_by == signal.SIGINT else 0)
+    if done.code != 0:
+        check_port_free(host, port)  # taken since our check: say so, as a configuration error
+        raise _Exit(done.code)
 
 
 @cli.command()
@@ -392,14 +419,20 @@ def app(obj: Context, port: int, headless: bool) -> None:
 @click.option("--requests", "n_requests", type=click.IntRange(min=1000), default=60_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--no-app", is_flag=True, help="Stop after the pipeline instead of starting the workbench.")
-@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the workbench listens on (see `app`).")
 @click.pass_context
-def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int) -> None:
+def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int, host: str) -> None:
     """The whole pipeline on generated traffic (generate, then `retrain`: ingest, sessionize, cluster,
     summarize, train, gates, promote), then the workbench."""
     from scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
 
     obj: Context = ctx.obj
+    if not no_app:  # before minutes of pipeline: a taken port or a missing token is said at once
+        from app.access import TOKEN_ENV, check_access, check_port_free
+
+        check_access(host, os.environ.get(TOKEN_ENV) or None, os.environ.get("WAFLENS_APP_AUTH_HEADER") or None)
+        check_port_free(host, port)
     log = workdir / "traffic.log"
     workdir.mkdir(parents=True, exist_ok=True)
     if not log.exists():
@@ -410,7 +443,8 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
         raise _Exit(result.exit_code)
     ctx.invoke(status)
     if not no_app:
-        ctx.invoke(app, port=port, headless=True)
+        ctx.invoke(app, port=port, host=host, auth_header=os.environ.get("WAFLENS_APP_AUTH_HEADER") or None,
+                   headless=True)
 
 
 class _Exit(Exception):

@@ -62,7 +62,7 @@ SHADOW_EXAMPLES = 5
 class RetrainOptions:
     sources: tuple[str, ...] = ()            # files or globs to ingest [default: $WAFLENS_SOURCES]
     registry_root: Path | None = None        # [default: $WAFLENS_MODELS or <db dir>/models]
-    provider: str | None = None              # [default: $WAFLENS_LLM_PROVIDER, the settings, offline]
+    provider: str | None = None              # [default: $WAFLENS_LLM_PROVIDER, the LLM settings file, offline]
     trees: int = 100
     seed: int = 0
     holdout_fraction: float = 0.25           # the latest quarter of sessions is held out for the gates
@@ -183,7 +183,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
                                      "emerging": list(run.emerging)}
         if run.n_clusters:
             with stage("summarize"):
-                report["summaries"] = _summarize(db_path, run.cluster_run_id, options, settings)
+                report["summaries"] = _summarize(db_path, run.cluster_run_id, options)
 
     with stage("snapshot"):
         snap = snapshot(db_path)
@@ -295,20 +295,19 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> dict:
             "labels": label_snapshot(con)}
 
 
-def _summarize(db_path: Path, run_id: int, options: RetrainOptions, settings: dict) -> dict:
-    from data.writes import write
-    from labeling.summarize import summarize_run
+def _summarize(db_path: Path, run_id: int, options: RetrainOptions) -> dict:
+    """The LLM stage, outside any long transaction: evidence in a short read, the provider called with no
+    connection held, each summary written in its own short transaction (labeling.summarize.summarize_database).
+    Endpoint, key and limits come from the environment or the operator's file, never from the database."""
+    from labeling.llm_config import load_llm_config
+    from labeling.summarize import summarize_database
 
-    provider = options.provider or os.environ.get("WAFLENS_LLM_PROVIDER") or settings.get("llm_provider") or "offline"
-    extra = {}
-    if provider == "openai":
-        extra = {"model": os.environ.get("WAFLENS_LLM_MODEL") or settings.get("llm_model"),
-                 "base_url": settings.get("llm_base_url") or None}
-    results = write(db_path, lambda con: summarize_run(con, run_id, provider, **extra), timeout_s=options.write_timeout_s)
+    config = load_llm_config(db_path, provider=options.provider)
+    results = summarize_database(db_path, run_id, config, write_timeout_s=options.write_timeout_s)
     statuses: dict[str, int] = {}
     for result in results:
         statuses[result["status"]] = statuses.get(result["status"], 0) + 1
-    return {"provider": provider, "clusters": len(results), "statuses": statuses}
+    return {"provider": config.provider, "clusters": len(results), "statuses": statuses}
 
 
 def snapshot(db_path: Path) -> duckdb.DuckDBPyConnection:
