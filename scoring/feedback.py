@@ -51,21 +51,47 @@ class FittedFeedback(NamedTuple):
     model: object         # the fitted scikit-learn model (for parity tests; never exported as such)
 
 
-def session_classes(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
-    """The feedback class of each session: an attack family, ``benign`` or ``unlabelled``."""
-    from labeling.allowlist import allowlisted_sessions
+def analyst_classes(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """The class each session's analyst label gives it (confirmed or edited, on any cluster run: a decision stays
+    with the sessions it judged, so a new cluster run does not hide it)."""
     from labeling.labels import ensure_label_schema, has_relation
 
     ensure_label_schema(con)
-    labelled = dict(con.execute(
+    if not has_relation(con, "session_labels"):
+        return {}
+    return dict(con.execute(
         """SELECT session_id, CASE WHEN verdict = 'benign' OR family = 'benign' THEN 'benign' ELSE family END
-           FROM session_labels WHERE source IN ('confirmed', 'edited')""").fetchall()) \
-        if has_relation(con, "session_labels") else {}
+           FROM session_labels WHERE source IN ('confirmed', 'edited')""").fetchall())
+
+
+def session_classes(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
+    """The feedback class of each session: an attack family, ``benign`` or ``unlabelled``."""
+    from labeling.allowlist import allowlisted_sessions
+
+    labelled = analyst_classes(con)
     allowed = allowlisted_sessions(con)
     classes = np.array([labelled.get(int(s), UNLABELLED) for s in session_ids], dtype=object)
     if allowed:
         classes[np.isin(session_ids, np.fromiter(allowed, dtype=np.int64))] = BENIGN
     return classes
+
+
+def learned_from_analysts(con: duckdb.DuckDBPyConnection, until, feedback: dict | None) -> int:
+    """How many training sessions (those ending before ``until``, as in ``train_session_model``) gave the
+    feedback model an analyst's label: labelled sessions of the classes it kept (see ``MIN_CLASS_SESSIONS``)."""
+    if not feedback:
+        return 0
+    learnt = set(feedback.get("classes") or ()) - {UNLABELLED}
+    labelled = analyst_classes(con)
+    if not learnt or not labelled:
+        return 0
+    ids = con.execute("""SELECT s.session_id FROM sessions s JOIN session_features f USING (session_id)
+                         WHERE $until IS NULL OR s.end_ts < $until ORDER BY s.session_id""",
+                      {"until": until}).fetchnumpy()["session_id"]
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[np.isin(ids, np.fromiter(labelled, dtype=np.int64))]
+    classes = session_classes(con, ids)
+    return int(sum(1 for s, c in zip(ids, classes) if c in learnt and labelled[int(s)] == c))
 
 
 def label_snapshot(con: duckdb.DuckDBPyConnection) -> dict:
