@@ -103,6 +103,11 @@ def label_text(row) -> str:
     return f"{row['verdict']} {row['family']} ({source} by {who})"
 
 
+def needs_review(table: pd.DataFrame) -> pd.Series:
+    """Clusters with sessions no analyst has decided on (in this run or an earlier one): the Label queue."""
+    return ~table.reviewed.map(flag).astype(bool) if len(table) else pd.Series([], dtype=bool, index=table.index)
+
+
 def flag(value) -> bool:
     """A flag from a nullable column (None, NaN or pd.NA count as false)."""
     return value is not None and not pd.isna(value) and bool(value)

@@ -237,7 +237,7 @@ if run is None:
 else:
     table = clusters.clusters(run).set_index("cluster_id", drop=False)
     # reviewed: every member session carries an analyst's decision, made on this run or an earlier one
-    pending_review = table[~table.reviewed.map(clusters.flag).astype(bool)] if len(table) else table
+    pending_review = table[clusters.needs_review(table)]
     reviewed = len(table) - len(pending_review)
     st.progress(reviewed / len(table) if len(table) else 1.0,
                 text=f"Cluster run {run}: {reviewed} of {len(table)} clusters reviewed; "

@@ -66,30 +66,33 @@ QUALIFY row_number() OVER (PARTITION BY c.session_id ORDER BY c.cluster_run_id D
 -- this cluster or on any cluster of another run that held them) and how many a label, and the most common of
 -- those decisions (who made it, when, on which cluster). A cluster whose members are all decided is reviewed.
 CREATE OR REPLACE VIEW cluster_decisions AS
-WITH members AS (
-    SELECT c.cluster_run_id, c.cluster_id, d.label_event_id, d.family, d.verdict,
-           CASE WHEN d.source = 'rejected' THEN 'rejected' ELSE 'labelled' END AS kind
+WITH grouped AS (    -- per cluster and decision (undecided members: kind NULL), one pass over the members
+    SELECT c.cluster_run_id, c.cluster_id, d.family, d.verdict,
+           CASE WHEN d.label_event_id IS NULL THEN NULL WHEN d.source = 'rejected' THEN 'rejected'
+                ELSE 'labelled' END AS kind,
+           count(*) AS n, max(d.label_event_id) AS last_event_id
     FROM session_clusters c LEFT JOIN session_latest_decisions d USING (session_id)
     WHERE c.probability >= 0.5 AND c.cluster_id >= 0
-), counted AS (
-    SELECT cluster_run_id, cluster_id, count(*) AS n_members, count(label_event_id) AS n_decided,
-           count(label_event_id) FILTER (WHERE kind = 'labelled') AS n_labelled
-    FROM members GROUP BY cluster_run_id, cluster_id
-), common AS (
-    SELECT cluster_run_id, cluster_id, family, verdict, kind, count(*) AS n, max(label_event_id) AS last_event_id
-    FROM members WHERE label_event_id IS NOT NULL GROUP BY cluster_run_id, cluster_id, family, verdict, kind
-    QUALIFY row_number() OVER (PARTITION BY cluster_run_id, cluster_id ORDER BY count(*) DESC,
-                                                                          max(label_event_id) DESC) = 1
+    GROUP BY ALL
+), ranked AS (
+    SELECT *, sum(n) OVER cluster AS n_members,
+           sum(CASE WHEN kind IS NULL THEN 0 ELSE n END) OVER cluster AS n_decided,
+           sum(CASE WHEN kind = 'labelled' THEN n ELSE 0 END) OVER cluster AS n_labelled,
+           row_number() OVER (PARTITION BY cluster_run_id, cluster_id
+                              ORDER BY kind IS NULL, n DESC, last_event_id DESC) AS k
+    FROM grouped WINDOW cluster AS (PARTITION BY cluster_run_id, cluster_id)
 )
-SELECT k.cluster_run_id, k.cluster_id, k.n_members, k.n_decided, k.n_labelled, m.n AS n_common,
+SELECT r.cluster_run_id, r.cluster_id, r.n_members, r.n_decided, r.n_labelled,
+       CASE WHEN r.kind IS NULL THEN NULL ELSE r.n END AS n_common,
        e.label_event_id AS decided_event_id, e.family AS decided_family, e.verdict AS decided_verdict,
        e.source AS decided_source, e.analyst AS decided_by, e.note AS decided_note, e.created_at AS decided_at,
        e.cluster_run_id AS decided_run_id, e.cluster_id AS decided_cluster_id
-FROM counted k LEFT JOIN common m USING (cluster_run_id, cluster_id)
-LEFT JOIN label_events e ON e.label_event_id = m.last_event_id;
+FROM ranked r LEFT JOIN label_events e ON e.label_event_id = r.last_event_id
+WHERE r.k = 1;
 
 -- The label a cluster shows: its own decision if it has one; else, when every member session is decided
 -- (in earlier runs), the most common of those decisions; else its own latest event (a suggestion), if any.
+-- Reviewed: it has its own decision, or every member session is decided.
 CREATE OR REPLACE VIEW cluster_labels AS
 SELECT cluster_run_id, cluster_id, n_members, n_decided, n_labelled, n_common, reviewed, inherited,
        CASE WHEN inherited THEN decided_event_id ELSE own_event_id END AS label_event_id,
@@ -104,7 +107,8 @@ SELECT cluster_run_id, cluster_id, n_members, n_decided, n_labelled, n_common, r
 FROM (
     SELECT p.cluster_run_id, p.cluster_id, coalesce(d.n_members, 0) AS n_members,
            coalesce(d.n_decided, 0) AS n_decided, coalesce(d.n_labelled, 0) AS n_labelled, d.n_common,
-           coalesce(d.n_members, 0) > 0 AND d.n_decided = d.n_members AS reviewed,
+           coalesce(l.source, 'suggested') <> 'suggested'
+               OR (coalesce(d.n_members, 0) > 0 AND d.n_decided = d.n_members) AS reviewed,
            coalesce(l.source, 'suggested') = 'suggested' AND coalesce(d.n_members, 0) > 0
                AND d.n_decided = d.n_members AS inherited,
            l.label_event_id AS own_event_id, l.family AS own_family, l.verdict AS own_verdict, l.source AS own_source,
