@@ -28,6 +28,7 @@ and pickle-free.
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import duckdb
@@ -92,6 +93,34 @@ def learned_from_analysts(con: duckdb.DuckDBPyConnection, until, feedback: dict 
     ids = ids[np.isin(ids, np.fromiter(labelled, dtype=np.int64))]
     classes = session_classes(con, ids)
     return int(sum(1 for s, c in zip(ids, classes) if c in learnt and labelled[int(s)] == c))
+
+
+def feedback_coverage(snap: duckdb.DuckDBPyConnection, split, session_manifest: dict, registry,
+                      production: str | None, allow_loss: bool) -> tuple[dict, dict]:
+    """The ``feedback_coverage`` gate of a candidate against ``production`` (a registry alias's version), and
+    the counts recorded in the candidate's metrics: analyst-labelled training sessions its feedback model
+    learnt from, and all its labelled sessions (the allowlist's too)."""
+    from scoring.gates import feedback_coverage_gate
+
+    def labelled(feedback: dict | None) -> int:
+        return sum(int(n) for c, n in ((feedback or {}).get("sessions_per_class") or {}).items() if c != UNLABELLED)
+
+    feedback = session_manifest.get("feedback")
+    learned = {"analyst_labelled_sessions": learned_from_analysts(snap, split, feedback),
+               "feedback_sessions": labelled(feedback)}
+    if not production:
+        return feedback_coverage_gate(learned["analyst_labelled_sessions"], None), learned
+    version = registry.get(production)
+    recorded = (version.metrics or {}).get("analyst_labelled_sessions")
+    if recorded is not None:
+        return feedback_coverage_gate(learned["analyst_labelled_sessions"], int(recorded), allow_loss,
+                                      version.version), learned
+    try:    # a version from before that count: compare what both feedback models learnt a labelled class from
+        manifest = json.loads((registry.path(version.version, "session") / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return feedback_coverage_gate(learned["analyst_labelled_sessions"], None), learned
+    return feedback_coverage_gate(learned["feedback_sessions"], labelled(manifest.get("feedback")), allow_loss,
+                                  version.version, measure="labelled sessions (analysts' and allowlisted)"), learned
 
 
 def label_snapshot(con: duckdb.DuckDBPyConnection) -> dict:

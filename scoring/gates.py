@@ -182,5 +182,5 @@ def feedback_coverage_gate(candidate: int, production: int | None, allow_loss: b
         return result
     return gate(name, False, candidate, production,
                 f"{detail}: {lost} labelled sessions would be lost (rejected since, purged, re-sessionized, or "
-                "now in a class of fewer than 5 sessions?). See `waflens labels sessions`; if the loss is intended, retrain with "
-                "--allow-label-loss")
+                "now in a class of fewer than 5 sessions?). See `waflens labels sessions`; if the loss is "
+                "intended, retrain with --allow-label-loss")

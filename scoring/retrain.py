@@ -187,7 +187,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
 
 
 def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish) -> RetrainResult:
-    from scoring.feedback import label_snapshot
+    from scoring.feedback import feedback_coverage, label_snapshot
     from scoring.gates import failed
     from scoring.train import TrainingOptions, train_request_model, train_session_model
 
@@ -205,8 +205,8 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
         with stage("gates"):
             evaluation = evaluate(snap, staging, registry.path("production") if production else None, split,
                                   options.gates)
-            coverage, learned = _feedback_coverage(snap, split, session_manifest, registry, production,
-                                                   options.allow_label_loss)
+            coverage, learned = feedback_coverage(snap, split, session_manifest, registry, production,
+                                                  options.allow_label_loss)
             evaluation["gates"].append(coverage)
             evaluation["metrics"].update(learned)
         report["warnings"] = [g["warning"] for g in evaluation["gates"] if g.get("warning")]
@@ -249,34 +249,6 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
     warned = "".join(f"; warning: {w}" for w in report["warnings"])
     return finish("promoted", EXIT_PROMOTED,
                   f"{info.version} promoted to production (was {production or 'none'}){warned}")
-
-
-def _feedback_coverage(snap, split, session_manifest: dict, registry, production: str | None,
-                       allow_loss: bool) -> tuple[dict, dict]:
-    """The ``feedback_coverage`` gate, and the counts recorded in the version's metrics: analyst-labelled
-    training sessions the feedback model learnt from, and all its labelled sessions (with the allowlist's)."""
-    from scoring.feedback import UNLABELLED, learned_from_analysts
-    from scoring.gates import feedback_coverage_gate
-
-    def labelled(feedback: dict | None) -> int:
-        return sum(int(n) for c, n in ((feedback or {}).get("sessions_per_class") or {}).items() if c != UNLABELLED)
-
-    feedback = session_manifest.get("feedback")
-    learned = {"analyst_labelled_sessions": learned_from_analysts(snap, split, feedback),
-               "feedback_sessions": labelled(feedback)}
-    if not production:
-        return feedback_coverage_gate(learned["analyst_labelled_sessions"], None), learned
-    version = registry.get(production)
-    recorded = (version.metrics or {}).get("analyst_labelled_sessions")
-    if recorded is not None:
-        return feedback_coverage_gate(learned["analyst_labelled_sessions"], int(recorded), allow_loss,
-                                      version.version), learned
-    try:    # a version from before that count: compare what both feedback models learnt a labelled class from
-        manifest = json.loads((registry.path(version.version, "session") / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return feedback_coverage_gate(learned["analyst_labelled_sessions"], None), learned
-    return feedback_coverage_gate(learned["feedback_sessions"], labelled(manifest.get("feedback")), allow_loss,
-                                  version.version, measure="labelled sessions (analysts' and allowlisted)"), learned
 
 
 # --- stages ---------------------------------------------------------------------------------------
