@@ -23,6 +23,8 @@ from scoring.registry import Registry
 from tests.app.conftest import WORKBENCH, page
 from tests.data.helpers import campaign_of_sessions
 
+pytestmark = pytest.mark.slow     # three CLI retrains (about a minute in all); CI runs them
+
 # these tests are about labels: the alert-rate and regression gates are opened wide so only ours can fail
 RETRAIN = ("--trees", "20", "--max-alert-rate", "1", "--tolerance", "0.5")
 
