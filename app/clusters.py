@@ -12,6 +12,10 @@ STATUS_ORDER = "CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stab
 CARRIED_PREFIX = "carried-over:"
 
 
+def view_exists(name: str) -> bool:
+    return bool(query("SELECT count(*) AS n FROM duckdb_views() WHERE view_name = $name", {"name": name}).n.iloc[0])
+
+
 def has_clusters() -> bool:
     return table_exists("cluster_runs") and bool(query("SELECT count(*) AS n FROM cluster_runs").n.iloc[0])
 
@@ -28,18 +32,33 @@ def latest_run() -> int | None:
 
 
 def clusters(run: int) -> pd.DataFrame:
-    """The run's clusters, most emerging first, with their current label and latest summary."""
+    """The run's clusters, most emerging first, with their current label and latest summary.
+
+    A cluster whose member sessions were all decided by analysts (on this run or earlier
+    ones) is ``reviewed`` and shows that decision (``inherited`` when made on another run)."""
     labelled = table_exists("label_events")
+    decided = labelled and view_exists("cluster_labels")   # what analysts decided about the sessions, any run
     summarized = table_exists("cluster_summaries")
     label_columns = ("l.family, l.verdict, l.source AS label_source, l.analyst AS label_analyst, "
                      "l.note AS label_note, l.created_at AS labelled_at" if labelled else
                      "NULL AS family, NULL AS verdict, NULL AS label_source, NULL AS label_analyst, "
                      "NULL AS label_note, NULL AS labelled_at")
+    label_columns += (", l.n_members, l.n_decided, l.n_labelled, l.reviewed, l.inherited, l.decided_family, "
+                      "l.decided_verdict, l.decided_source, l.decided_by, l.decided_at, l.decided_run_id, "
+                      "l.decided_cluster_id" if decided else
+                      ", NULL AS n_members, NULL AS n_decided, NULL AS n_labelled, "
+                      "l.source IS NOT NULL AND l.source <> 'suggested' AS reviewed, FALSE AS inherited, "
+                      "NULL AS decided_family, NULL AS decided_verdict, NULL AS decided_source, NULL AS decided_by, "
+                      "NULL AS decided_at, NULL AS decided_run_id, NULL AS decided_cluster_id" if labelled else
+                      ", NULL AS n_members, NULL AS n_decided, NULL AS n_labelled, FALSE AS reviewed, "
+                      "FALSE AS inherited, NULL AS decided_family, NULL AS decided_verdict, NULL AS decided_source, "
+                      "NULL AS decided_by, NULL AS decided_at, NULL AS decided_run_id, NULL AS decided_cluster_id")
     summary_columns = "s.summary AS summary_json, s.status AS summary_status" if summarized else \
         "NULL AS summary_json, NULL AS summary_status"
     joins = ""
     if labelled:
-        joins += " LEFT JOIN current_labels l ON l.cluster_run_id = p.cluster_run_id AND l.cluster_id = p.cluster_id"
+        joins += (f" LEFT JOIN {'cluster_labels' if decided else 'current_labels'} l"
+                  " ON l.cluster_run_id = p.cluster_run_id AND l.cluster_id = p.cluster_id")
     if summarized:
         joins += """ LEFT JOIN (SELECT * FROM cluster_summaries WHERE cluster_run_id = $run
                                 QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY created_at DESC) = 1) s
@@ -78,7 +97,20 @@ def label_text(row) -> str:
     who = str(row.get("label_analyst") or "")
     if source == "suggested" and who.startswith(CARRIED_PREFIX):
         return f"{row['verdict']} {row['family']} (carried over from {who[len(CARRIED_PREFIX):]}'s label)"
+    if flag(row.get("inherited")):
+        return (f"{row['verdict']} {row['family']} ({source} by {who} on cluster {int(row['decided_cluster_id'])} "
+                f"of run {int(row['decided_run_id'])})")
     return f"{row['verdict']} {row['family']} ({source} by {who})"
+
+
+def needs_review(table: pd.DataFrame) -> pd.Series:
+    """Clusters with sessions no analyst has decided on (in this run or an earlier one): the Label queue."""
+    return ~table.reviewed.map(flag).astype(bool) if len(table) else pd.Series([], dtype=bool, index=table.index)
+
+
+def flag(value) -> bool:
+    """A flag from a nullable column (None, NaN or pd.NA count as false)."""
+    return value is not None and not pd.isna(value) and bool(value)
 
 
 def cluster_caption(row) -> str:

@@ -12,17 +12,18 @@ from app.cli import Context, pass_context
 
 @click.group()
 def labels() -> None:
-    """Labels as they reach sessions, and their export."""
+    """Labels as they reach sessions, their history, and their export."""
 
 
 @labels.command("sessions")
-@click.option("--run", "cluster_run_id", type=int, default=None, help="Only sessions labelled in this cluster run.")
+@click.option("--run", "cluster_run_id", type=int, default=None,
+              help="Only sessions whose label was decided (or suggested) in this cluster run.")
 @click.option("--all", "include_suggested", is_flag=True, help="Include the machine's suggestions, not only "
                                                                "confirmed and edited labels.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @pass_context
 def labelled_sessions_command(obj: Context, cluster_run_id: int | None, include_suggested: bool, limit: int) -> None:
-    """Sessions with their current label (from the latest cluster run they belong to)."""
+    """Every labelled session, with the latest analyst decision that reached it (on any cluster run)."""
     from labeling.export import labelled_sessions
 
     con = obj.connect()
@@ -37,6 +38,37 @@ def labelled_sessions_command(obj: Context, cluster_run_id: int | None, include_
     obj.emit({"total": table.num_rows, "sessions": rows},
              (text + (f"\n… {table.num_rows - limit} more" if table.num_rows > limit else "")) if rows
              else "no labelled sessions: confirm a cluster's label with `waflens label`")
+
+
+@labels.command("history")
+@click.argument("cluster_id", type=int)
+@click.option("--run", "cluster_run_id", type=int, default=None, help="The cluster run [default: the latest].")
+@pass_context
+def history_command(obj: Context, cluster_id: int, cluster_run_id: int | None) -> None:
+    """A cluster's label events, with the analysts' decisions on earlier runs' clusters that reached its sessions."""
+    from labeling.labels import cluster_label, label_history, latest_run
+
+    con = obj.connect()
+    try:
+        run = cluster_run_id if cluster_run_id is not None else latest_run(con)
+        events = label_history(con, run, cluster_id)
+        state = cluster_label(con, run, cluster_id) or {}
+    finally:
+        con.close()
+    members = int(state.get("n_members") or 0)
+    lines = [f"cluster {cluster_id} of run {run}: {members} member sessions, {state.get('n_decided') or 0} decided by "
+             f"an analyst, {state.get('n_labelled') or 0} labelled"]
+    for e in events:
+        where = "this cluster" if e["own"] else f"cluster {e['cluster_id']} of run {e['cluster_run_id']}"
+        reach = "" if e["source"] == "suggested" else \
+            f", reached {e['sessions_reached']} of its sessions (latest decision for {e['sessions_current']})"
+        lines.append(f"  #{e['label_event_id']} {e['created_at']:%Y-%m-%d %H:%M} {e['source']} {e['verdict']} "
+                     f"{e['family']} by {e['analyst']} on {where}{reach}" + (f": {e['note']}" if e["note"] else ""))
+    if not events:
+        lines.append("  no label events yet: `waflens summarize` proposes, `waflens label` decides")
+    obj.emit({"cluster_run_id": run, "cluster_id": cluster_id, "members": members,
+              "decided": int(state.get("n_decided") or 0), "labelled": int(state.get("n_labelled") or 0),
+              "events": events}, "\n".join(lines))
 
 
 @labels.command("export")

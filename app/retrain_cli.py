@@ -32,25 +32,28 @@ EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in RETRAIN_EXI
               help="Latency gate: p99 of one request scored end to end, in microseconds.")
 @click.option("--force", is_flag=True, help="Retrain even when nothing is new.")
 @click.option("--no-promote", is_flag=True, help="Register the candidate and run the gates, but leave production.")
+@click.option("--allow-label-loss", is_flag=True,
+              help="Let the feedback_coverage gate pass (with a warning) when the candidate learnt from fewer "
+                   "analyst-labelled sessions than production, e.g. after rejecting or purging labelled traffic.")
 @click.option("--prometheus", "prometheus_textfile", type=click.Path(path_type=Path), default=None,
               help="Write run metrics for node_exporter's textfile collector [default: $WAFLENS_PROMETHEUS_TEXTFILE].")
 @pass_context
 def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout_fraction, tolerance, max_alert_rate,
-            max_p99_us, force, no_promote, prometheus_textfile) -> None:
+            max_p99_us, force, no_promote, allow_label_loss, prometheus_textfile) -> None:
     """Ingest → sessionize → cluster → summarize → train → gates → promote, for cron."""
     from scoring.gates import GateConfig
     from scoring.retrain import RetrainOptions, retrain as run_retrain
 
     options = RetrainOptions(sources=tuple(sources), registry_root=registry_root, provider=provider, trees=trees,
                              seed=seed, holdout_fraction=holdout_fraction, force=force, promote=not no_promote,
-                             prometheus_textfile=prometheus_textfile,
+                             prometheus_textfile=prometheus_textfile, allow_label_loss=allow_label_loss,
                              gates=GateConfig(tolerance=tolerance, max_alert_rate=max_alert_rate,
                                               max_p99_us=max_p99_us))
     result = run_retrain(obj.db, options, progress=lambda message: click.echo(f"retrain: {message}", err=True))
     report = result.report
     lines = [f"{result.status}: {report.get('message')}"]
     for g in report.get("gates") or []:
-        mark = {True: "pass", False: "FAIL", None: "skip"}[g["passed"]]
+        mark = "WARN" if g.get("warning") else {True: "pass", False: "FAIL", None: "skip"}[g["passed"]]
         lines.append(f"  [{mark}] {g['name']}: {g['detail']}")
     if report.get("report_path"):
         lines.append(f"report: {report['report_path']}")

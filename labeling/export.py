@@ -1,8 +1,9 @@
 """Export of labelled sessions to Parquet or CSV, for other tools and for the record.
 
-One row per session that carries a current label (the ``session_labels`` view:
-its latest cluster run's label, membership probability >= 0.5), with the session's
-client key (pseudonymized as stored), time span, size and top path.
+One row per session that carries a label (the ``session_labels`` view: the latest
+analyst decision that reached it, on any cluster run; else, with ``include_suggested``,
+its latest run's suggestion), with the run and cluster the label was given on, the
+session's client key (pseudonymized as stored), time span, size and top path.
 
 CSV files get opened in spreadsheets, and every string here may come from an
 attacker: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return

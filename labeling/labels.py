@@ -1,8 +1,12 @@
-"""Analyst labels: recorded as append-only events, read as "the latest event per cluster".
+"""Analyst labels: recorded as append-only events on a cluster of a run; they judge its sessions.
 
-Nothing is updated or deleted: who said what, when, stays. A label reaches the
-cluster's member sessions whose membership probability is at least a threshold,
-and their requests, for training (issue E).
+Nothing is updated or deleted: who said what, when, stays. An analyst's decision
+(confirmed, edited, rejected) reaches the cluster's member sessions of that run
+(membership probability >= 0.5) and stays with them across cluster runs: the
+latest decision per session wins (views in ``sql/schema.sql``). A new run's
+clusters therefore show what the analysts already decided about their sessions,
+only clusters with undecided sessions need review, and training sees every
+confirmed session whichever run it was confirmed on (issue E).
 """
 
 from __future__ import annotations
@@ -63,6 +67,51 @@ def record_label(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id
          "at": datetime.now(timezone.utc).replace(tzinfo=None)}).fetchall()[0][0]
 
 
+def _sql(name: str) -> str:
+    return resources.files("labeling").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _dicts(cursor) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def cluster_label(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id: int) -> dict | None:
+    """The label a cluster shows, with how many of its members are decided (a row of ``cluster_labels``)."""
+    ensure_label_schema(con)
+    found = _dicts(con.execute("SELECT * FROM cluster_labels WHERE cluster_run_id = $r AND cluster_id = $c",
+                               {"r": cluster_run_id, "c": cluster_id}))
+    return found[0] if found else None
+
+
+def rejected_families(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id: int) -> dict[str, dict]:
+    """Families rejected for the cluster's member sessions (on any run) and not confirmed for them since:
+    family -> {sessions, analyst, rejected_at, cluster_run_id, cluster_id} of the latest rejection."""
+    ensure_label_schema(con)
+    rows = _dicts(con.execute(_sql("rejected_families"), {"run": cluster_run_id, "cluster": cluster_id}))
+    return {row.pop("family"): row for row in rows}
+
+
+def carried_label(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id: int,
+                  exclude: tuple[str, ...] | list[str] = ()) -> dict | None:
+    """The analyst label most of the cluster's decided members carry (families in ``exclude`` left out)."""
+    ensure_label_schema(con)
+    found = _dicts(con.execute(_sql("carried_label"), {"run": cluster_run_id, "cluster": cluster_id,
+                                                        "rejected": list(exclude)}))
+    return found[0] if found else None
+
+
+def label_history(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id: int) -> list[dict]:
+    """A cluster's label events, with the decisions made on clusters of other runs that reached its sessions."""
+    ensure_label_schema(con)
+    exists = con.execute("SELECT count(*) FROM cluster_profiles WHERE cluster_run_id = $r AND cluster_id = $c",
+                         {"r": cluster_run_id, "c": cluster_id}).fetchall()[0][0]
+    if not exists:
+        raise InputError(f"cluster {cluster_id} of run {cluster_run_id} does not exist: see `waflens cluster` "
+                         "(or pass --run)")
+    return _dicts(con.execute(_sql("label_history"), {"run": cluster_run_id, "cluster": cluster_id}))
+
+
 def latest_run(con: duckdb.DuckDBPyConnection) -> int:
     found = con.execute("SELECT max(cluster_run_id) FROM cluster_runs").fetchall()[0][0] \
         if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cluster_runs'").fetchall()[0][0] else None
@@ -72,7 +121,8 @@ def latest_run(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def session_labels(con: duckdb.DuckDBPyConnection, cluster_run_id: int, min_probability: float = DEFAULT_MEMBERSHIP):
-    """(session_id, family, verdict, source) of every member session with a current, non-rejected label."""
+    """(session_id, family, verdict, source) of the run's member sessions whose cluster's own current label
+    is not a rejection: what was said about this run's clusters (``session_labels`` is what sessions carry)."""
     ensure_label_schema(con)
     return con.execute(
         """SELECT c.session_id, l.family, l.verdict, l.source

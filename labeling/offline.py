@@ -56,7 +56,9 @@ class OfflineSummarizer:
     name = "offline"
     model = "signatures-v1"
 
-    def summarize(self, pack: dict) -> Summary:
+    def summarize(self, pack: dict, exclude: frozenset[str] | set[str] | tuple[str, ...] = ()) -> Summary:
+        """``exclude``: families analysts rejected for these sessions; the best remaining family is
+        proposed instead (``other``, suspicious, when no signature points elsewhere)."""
         text = evidence_text(pack)
         lower = text.lower()
         hits: dict[str, list[str]] = {}
@@ -92,10 +94,15 @@ class OfflineSummarizer:
         tools = [t for t in TOOL_AGENTS if t in agents]
         if not scores and tools:  # a scripted client that neither injects nor probes: harvesting content
             scores["scraping"] += 3
+        for family in exclude:
+            scores.pop(family, None)
         family, score = scores.most_common(1)[0] if scores else ("benign", 0)
+        if family in exclude:
+            family = next((f for f in ("other", *FAMILIES) if f not in exclude), "other")
         runner_up = scores.most_common(2)[1][1] if len(scores) > 1 else 0
-        verdict = "benign" if family == "benign" else ("suspicious" if family in ("scraping",) else "malicious")
-        confidence = 0.5 if family == "benign" else min(0.99, 0.55 + 0.1 * (score - runner_up))
+        verdict = "benign" if family == "benign" else ("suspicious" if family in ("scraping", "other")
+                                                       else "malicious")
+        confidence = 0.5 if family in ("benign", "other") else min(0.99, 0.55 + 0.1 * (score - runner_up))
         indicators = [Indicator(evidence=q, description=f"{FAMILIES[family].title} signature")
                       for q in dict.fromkeys(hits.get(family, []))][:5]
         indicators += [Indicator(evidence=p, description="probe of a sensitive path") for p in scanner_paths[:3]

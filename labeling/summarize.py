@@ -6,6 +6,12 @@ twice) and proposed as a ``suggested`` label event for the analyst to confirm,
 edit or reject. A provider failure is a status on that cluster, never a crash, and
 the run goes on to the next cluster; a deadline bounds the whole stage. With a remote
 LLM, :func:`summarize_database` holds no database connection while the endpoint answers.
+
+What analysts decided about a cluster's sessions in earlier runs comes first: a
+cluster whose sessions are all decided gets no suggestion (it shows their label),
+one with some decided sessions is proposed their label ("carried over"), and a
+family analysts rejected for its sessions is never proposed again for it: the
+offline summarizer's next choice is proposed instead, saying why.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import NamedTuple
 import duckdb
 
 from labeling.evidence import build_evidence, evidence_hash
-from labeling.labels import ensure_label_schema, record_label
+from labeling.labels import carried_label, cluster_label, ensure_label_schema, record_label, rejected_families
 from labeling.offline import OfflineSummarizer
 from labeling.summary import Summary
 
@@ -158,42 +164,69 @@ def _record(con, cluster_run_id: int, summarizer, item: _Pending, answer: _Answe
     if summary is None:
         return {"cluster_id": item.cluster_id, "family": None, "verdict": None, "confidence": None,
                 "status": answer.status, "prompt_injection_detected": False, "cached": False}
-    carried = _suggest(con, cluster_run_id, item.cluster_id, summary, f"{summarizer.name}:{summarizer.model}")
-    return {"cluster_id": item.cluster_id, "family": summary.family, "verdict": summary.verdict,
-            "confidence": summary.confidence, "status": summary.status,
+    rejected = rejected_families(con, cluster_run_id, item.cluster_id)
+    proposal, author = summary, f"{summarizer.name}:{summarizer.model}"
+    if summary.family in rejected:
+        fallback = OfflineSummarizer()
+        proposal, author = _instead_of_rejected(fallback, item.pack, summary, rejected, summarizer.name), \
+            f"{fallback.name}:{fallback.model}"
+        # stored apart from the cache entry of the provider's own answer (that evidence hash stays its own)
+        _store(con, cluster_run_id, item.cluster_id, fallback, f"{item.digest}|not:{','.join(sorted(rejected))}",
+               proposal.status, proposal.model_dump_json(), 0, 0.0, 0.0)
+    carried = _suggest(con, cluster_run_id, item.cluster_id, proposal, author, tuple(rejected))
+    return {"cluster_id": item.cluster_id, "family": proposal.family, "verdict": proposal.verdict,
+            "confidence": proposal.confidence, "status": proposal.status,
             "prompt_injection_detected": summary.prompt_injection_detected, "cached": item.cached is not None,
-            "carried_over": carried}
+            "carried_over": carried,
+            "rejected_proposal": summary.family if proposal is not summary else None}
 
 
-def _suggest(con, run_id: int, cluster_id: int, summary: Summary, author: str) -> dict | None:
-    """Propose the summary's label, then the predecessor cluster's analyst label if it has one.
+def _instead_of_rejected(fallback: OfflineSummarizer, pack: dict, summary: Summary, rejected: dict[str, dict],
+                         provider: str) -> Summary:
+    """The offline summarizer's best family other than the rejected ones, saying what it replaces and why."""
+    alternative = fallback.summarize(pack, exclude=frozenset(rejected))
+    who = rejected[summary.family]
+    when = f", {who['rejected_at']:%Y-%m-%d %H:%M} UTC" if who.get("rejected_at") else ""
+    why = (f"Not {summary.family}: {who['analyst']} rejected it for {who['sessions']} of these sessions (cluster "
+           f"{who['cluster_id']} of run {who['cluster_run_id']}{when}). The {provider} summarizer proposed it "
+           f"again; this is the offline summarizer's next choice. ")
+    return alternative.model_copy(update={"summary": why + alternative.summary})
 
-    An analyst's decision on this cluster is never buried under a new suggestion, and
-    a rerun does not repeat a suggestion that is already current. The carried-over
-    label goes last so it is the one shown: an analyst's judgement of the same
-    pattern yesterday outranks the machine's today. Returns what was carried, if anything.
+
+def _suggest(con, run_id: int, cluster_id: int, summary: Summary, author: str,
+             rejected: tuple[str, ...] = ()) -> dict | None:
+    """Propose the summary's label, then the label the cluster's decided sessions carry, if some do.
+
+    An analyst's decision on this cluster is never buried under a new suggestion, a
+    cluster whose sessions are all decided needs none, and a rerun does not repeat a
+    suggestion that is already current. The carried-over label goes last so it is the
+    one shown: an analyst's judgement of these sessions outranks the machine's today.
+    Returns where the analysts' label came from, if anything.
     """
     current = con.execute("""SELECT source, family, verdict FROM current_labels
                              WHERE cluster_run_id = $r AND cluster_id = $c""", {"r": run_id, "c": cluster_id}).fetchall()
     if current and current[0][0] != "suggested":
         return None
-    carried = con.execute(
-        """SELECT l.family, l.verdict, l.analyst, l.note, p.predecessor_run_id, p.predecessor_id
-           FROM cluster_profiles p JOIN current_labels l
-             ON l.cluster_run_id = p.predecessor_run_id AND l.cluster_id = p.predecessor_id
-           WHERE p.cluster_run_id = $r AND p.cluster_id = $c AND l.source IN ('confirmed', 'edited')""",
-        {"r": run_id, "c": cluster_id}).fetchall()
+    state = cluster_label(con, run_id, cluster_id)
+    if state and state["reviewed"]:
+        return {"run": state["decided_run_id"], "cluster": state["decided_cluster_id"], "sessions": state["n_decided"],
+                "of": state["n_members"], "reviewed": True}
+    carried = carried_label(con, run_id, cluster_id, exclude=rejected)
     proposals = [(summary.family, summary.verdict, author, summary.title)]
+    origin = None
     if carried:
-        family, verdict, analyst, note, prev_run, prev_cluster = carried[0]
-        proposals.append((family, verdict, f"carried-over:{analyst}",
-                          f"carried over from cluster {prev_cluster} of run {prev_run}" + (f": {note}" if note else "")))
+        origin = {"run": carried["cluster_run_id"], "cluster": carried["cluster_id"], "sessions": carried["sessions"],
+                  "of": state["n_members"] if state else None, "reviewed": False}
+        proposals.append((carried["family"], carried["verdict"], f"carried-over:{carried['analyst']}",
+                          f"carried over from cluster {carried['cluster_id']} of run {carried['cluster_run_id']} "
+                          f"({carried['sessions']} of these sessions)" + (f": {carried['note']}" if carried["note"]
+                                                                          else "")))
     if current and current[0][1:] == proposals[-1][:2]:
-        return None if not carried else {"run": carried[0][4], "cluster": carried[0][5]}
+        return origin
     for family, verdict, analyst, note in proposals:
         record_label(con, run_id, cluster_id, family=family, verdict=verdict, source="suggested", analyst=analyst,
                      note=note)
-    return {"run": carried[0][4], "cluster": carried[0][5]} if carried else None
+    return origin
 
 
 def _store(con, run_id, cluster_id, summarizer, digest, status, summary_json, tokens, cost, seconds) -> None:

@@ -28,6 +28,7 @@ and pickle-free.
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import duckdb
@@ -51,21 +52,75 @@ class FittedFeedback(NamedTuple):
     model: object         # the fitted scikit-learn model (for parity tests; never exported as such)
 
 
-def session_classes(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
-    """The feedback class of each session: an attack family, ``benign`` or ``unlabelled``."""
-    from labeling.allowlist import allowlisted_sessions
+def analyst_classes(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """The class each session's analyst label gives it (confirmed or edited, on any cluster run: a decision stays
+    with the sessions it judged, so a new cluster run does not hide it)."""
     from labeling.labels import ensure_label_schema, has_relation
 
     ensure_label_schema(con)
-    labelled = dict(con.execute(
+    if not has_relation(con, "session_labels"):
+        return {}
+    return dict(con.execute(
         """SELECT session_id, CASE WHEN verdict = 'benign' OR family = 'benign' THEN 'benign' ELSE family END
-           FROM session_labels WHERE source IN ('confirmed', 'edited')""").fetchall()) \
-        if has_relation(con, "session_labels") else {}
+           FROM session_labels WHERE source IN ('confirmed', 'edited')""").fetchall())
+
+
+def session_classes(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
+    """The feedback class of each session: an attack family, ``benign`` or ``unlabelled``."""
+    from labeling.allowlist import allowlisted_sessions
+
+    labelled = analyst_classes(con)
     allowed = allowlisted_sessions(con)
     classes = np.array([labelled.get(int(s), UNLABELLED) for s in session_ids], dtype=object)
     if allowed:
         classes[np.isin(session_ids, np.fromiter(allowed, dtype=np.int64))] = BENIGN
     return classes
+
+
+def learned_from_analysts(con: duckdb.DuckDBPyConnection, until, feedback: dict | None) -> int:
+    """How many training sessions (those ending before ``until``, as in ``train_session_model``) gave the
+    feedback model an analyst's label: labelled sessions of the classes it kept (see ``MIN_CLASS_SESSIONS``)."""
+    if not feedback:
+        return 0
+    learnt = set(feedback.get("classes") or ()) - {UNLABELLED}
+    labelled = analyst_classes(con)
+    if not learnt or not labelled:
+        return 0
+    ids = con.execute("""SELECT s.session_id FROM sessions s JOIN session_features f USING (session_id)
+                         WHERE $until IS NULL OR s.end_ts < $until ORDER BY s.session_id""",
+                      {"until": until}).fetchnumpy()["session_id"]
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[np.isin(ids, np.fromiter(labelled, dtype=np.int64))]
+    classes = session_classes(con, ids)
+    return int(sum(1 for s, c in zip(ids, classes) if c in learnt and labelled[int(s)] == c))
+
+
+def feedback_coverage(snap: duckdb.DuckDBPyConnection, split, session_manifest: dict, registry,
+                      production: str | None, allow_loss: bool) -> tuple[dict, dict]:
+    """The ``feedback_coverage`` gate of a candidate against ``production`` (a registry alias's version), and
+    the counts recorded in the candidate's metrics: analyst-labelled training sessions its feedback model
+    learnt from, and all its labelled sessions (the allowlist's too)."""
+    from scoring.gates import feedback_coverage_gate
+
+    def labelled(feedback: dict | None) -> int:
+        return sum(int(n) for c, n in ((feedback or {}).get("sessions_per_class") or {}).items() if c != UNLABELLED)
+
+    feedback = session_manifest.get("feedback")
+    learned = {"analyst_labelled_sessions": learned_from_analysts(snap, split, feedback),
+               "feedback_sessions": labelled(feedback)}
+    if not production:
+        return feedback_coverage_gate(learned["analyst_labelled_sessions"], None), learned
+    version = registry.get(production)
+    recorded = (version.metrics or {}).get("analyst_labelled_sessions")
+    if recorded is not None:
+        return feedback_coverage_gate(learned["analyst_labelled_sessions"], int(recorded), allow_loss,
+                                      version.version), learned
+    try:    # a version from before that count: compare what both feedback models learnt a labelled class from
+        manifest = json.loads((registry.path(version.version, "session") / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return feedback_coverage_gate(learned["analyst_labelled_sessions"], None), learned
+    return feedback_coverage_gate(learned["feedback_sessions"], labelled(manifest.get("feedback")), allow_loss,
+                                  version.version, measure="labelled sessions (analysts' and allowlisted)"), learned
 
 
 def label_snapshot(con: duckdb.DuckDBPyConnection) -> dict:

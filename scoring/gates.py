@@ -18,7 +18,11 @@ keeps production and the run report says which gate failed and by how much.
 * ``latency`` — p99 of one request scored end to end from raw fields stays under
   ``max_p99_us`` (a generous bound: this catches a model that got much slower, not
   noise on a shared machine);
-* ``score_sanity`` — scores are finite, in [0, 1] and not constant.
+* ``score_sanity`` — scores are finite, in [0, 1] and not constant;
+* ``feedback_coverage`` — the candidate learnt from at least as many analyst-labelled
+  sessions as production: labels that silently stop reaching training (a bug, a purge,
+  a re-sessionizing) must not pass unnoticed. ``allow_loss`` (``--allow-label-loss``)
+  lets it pass with a warning (the gate's ``warning``) when the loss is intended.
 """
 
 from __future__ import annotations
@@ -156,3 +160,27 @@ def latency_gate(scorer, requests: list[tuple], config: GateConfig) -> dict:
     p50, p99 = (float(np.percentile(times, q)) / 1000 for q in (50, 99))
     return gate("latency", p99 <= config.max_p99_us, round(p99, 1), config.max_p99_us,
                 f"one request end to end: p50 {p50:.1f} µs, p99 {p99:.1f} µs over {len(times)} requests")
+
+
+def feedback_coverage_gate(candidate: int, production: int | None, allow_loss: bool = False,
+                           production_version: str | None = None, measure: str = "analyst-labelled sessions") -> dict:
+    """``candidate`` / ``production``: how many training sessions each learnt an analyst's label from
+    (``production`` None: no production model, or one that recorded nothing comparable)."""
+    name = "feedback_coverage"
+    if production is None:
+        return gate(name, None, candidate, None, f"candidate learnt from {candidate} {measure}; no production "
+                                                 "count to compare with")
+    who = f"production {production_version}" if production_version else "production"
+    detail = f"candidate learnt from {candidate} {measure}, {who} from {production}"
+    if candidate >= production:
+        return gate(name, True, candidate, production, detail)
+    lost = production - candidate
+    if allow_loss:
+        result = gate(name, True, candidate, production, f"{detail}: {lost} fewer, allowed by --allow-label-loss")
+        result["warning"] = (f"the candidate learnt from {lost} fewer {measure} than production (allowed by "
+                             "--allow-label-loss)")
+        return result
+    return gate(name, False, candidate, production,
+                f"{detail}: {lost} labelled sessions would be lost (rejected since, purged, re-sessionized, or "
+                "now in a class of fewer than 5 sessions?). See `waflens labels sessions`; if the loss is "
+                "intended, retrain with --allow-label-loss")

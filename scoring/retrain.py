@@ -74,6 +74,7 @@ class RetrainOptions:
     actor: str = "waflens-retrain"
     gap_minutes: float = 30.0
     write_timeout_s: float = 120.0           # how long a write waits for the workbench's short writes
+    allow_label_loss: bool = False           # let feedback_coverage pass (with a warning) on fewer labelled sessions
 
 
 class RetrainResult(NamedTuple):
@@ -194,7 +195,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
 
 
 def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish) -> RetrainResult:
-    from scoring.feedback import label_snapshot
+    from scoring.feedback import feedback_coverage, label_snapshot
     from scoring.gates import failed
     from scoring.train import TrainingOptions, train_request_model, train_session_model
 
@@ -212,13 +213,18 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
         with stage("gates"):
             evaluation = evaluate(snap, staging, registry.path("production") if production else None, split,
                                   options.gates)
+            coverage, learned = feedback_coverage(snap, split, session_manifest, registry, production,
+                                                  options.allow_label_loss)
+            evaluation["gates"].append(coverage)
+            evaluation["metrics"].update(learned)
+        report["warnings"] = [g["warning"] for g in evaluation["gates"] if g.get("warning")]
         report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
                       metrics=evaluation["metrics"])
         with stage("register"):
             info = registry.register(
                 staging, metrics={**{k: v for k, v in evaluation["metrics"].items() if k.endswith("_auc")},
                                   "alert_rate": evaluation["alert_rate"]["candidate"],
-                                  "holdout_sessions": evaluation["metrics"]["holdout_sessions"],
+                                  "holdout_sessions": evaluation["metrics"]["holdout_sessions"], **learned,
                                   "request": request_manifest["metrics"], "session": session_manifest["metrics"],
                                   "feedback_classes": (session_manifest.get("feedback") or {}).get("classes")},
                 training={"until": report["holdout_from"], "requests": request_manifest["training"]["requests"],
@@ -248,7 +254,9 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
                                                   "(promote it with `waflens models promote`)")
     registry.promote(info.version, actor=options.actor, reason="retrain: every gate passed")
     report["production_version"] = info.version
-    return finish("promoted", EXIT_PROMOTED, f"{info.version} promoted to production (was {production or 'none'})")
+    warned = "".join(f"; warning: {w}" for w in report["warnings"])
+    return finish("promoted", EXIT_PROMOTED,
+                  f"{info.version} promoted to production (was {production or 'none'}){warned}")
 
 
 # --- stages ---------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Label queue: a cluster's proposed label with its evidence; the analyst confirms, edits or rejects it.
 
 Decisions are label events in DuckDB (``labeling.labels.record_label``, append-only,
-with who and when), never only widget state. After a decision the next cluster
-needing review opens. The allowlist (known good traffic) is edited here too.
+with who and when), never only widget state. They judge the cluster's sessions and
+stay with them: in a later cluster run, a cluster whose sessions are all decided is
+reviewed already (it shows that decision), and only clusters with undecided
+sessions wait in the queue. After a decision the next cluster needing review
+opens. The allowlist (known good traffic) is edited here too.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -13,10 +16,10 @@ import streamlit as st
 from app import clusters
 from app.render import escape_markdown, highlight
 from app.session import analyst, require_workbench
-from app.state import query, read, table_exists, write_or_warn
+from app.state import read, table_exists, write_or_warn
 from labeling.allowlist import KINDS, add_rule, revoke_rule
 from labeling.evidence import build_evidence
-from labeling.labels import record_label
+from labeling.labels import has_relation, label_history, record_label
 from labeling.taxonomy import FAMILIES, VERDICTS
 
 require_workbench()
@@ -64,9 +67,12 @@ def _decide(run: int, cluster: int, family: str, verdict: str, source: str, note
 
 def _label_form(run: int, row: pd.Series, summary: dict | None, next_cluster) -> None:
     cluster = int(row.name)
-    has_label = isinstance(row.label_source, str)
+    # a rejected label is no default: the summary proposes something else (the summarizer skips rejected families)
+    has_label = isinstance(row.label_source, str) and row.label_source != "rejected"
     default_family = row.family if has_label else (summary or {}).get("family", "other")
     default_verdict = row.verdict if has_label else (summary or {}).get("verdict", "suspicious")
+    if row.label_source == "rejected" and default_family == row.family:
+        default_family, default_verdict = "other", "suspicious"
     default_family = default_family if default_family in FAMILIES else "other"
     default_verdict = default_verdict if default_verdict in VERDICTS else "suspicious"
     keys = [f"verdict_{run}_{cluster}", f"family_{run}_{cluster}", f"note_{run}_{cluster}"]
@@ -90,7 +96,27 @@ def _label_form(run: int, row: pd.Series, summary: dict | None, next_cluster) ->
         _decide(run, cluster, family, verdict, source, note, next_cluster, keys)
 
 
+def _when(value) -> str:
+    return f", {value:%Y-%m-%d %H:%M} UTC" if pd.notna(value) else ""
+
+
+def _show_decided_sessions(row: pd.Series) -> None:
+    """What analysts decided about this cluster's sessions on other runs' clusters."""
+    if clusters.flag(row.get("inherited")):
+        st.info(f"Decided before: every one of its {int(row.n_members)} sessions carries an analyst's decision, "
+                f"mostly {row.decided_source} {row.decided_verdict} {row.decided_family} by "
+                f"{escape_markdown(row.decided_by)}{_when(row.decided_at)} on cluster {int(row.decided_cluster_id)} "
+                f"of run {int(row.decided_run_id)}.", icon=":material/history:")
+    elif pd.notna(row.get("n_decided")) and int(row.n_decided) > 0:
+        st.info(f"{int(row.n_decided)} of its {int(row.n_members)} sessions already carry an analyst's decision "
+                f"(mostly {row.decided_source} {row.decided_verdict} {row.decided_family} by "
+                f"{escape_markdown(row.decided_by)}{_when(row.decided_at)} on cluster {int(row.decided_cluster_id)} "
+                f"of run {int(row.decided_run_id)}); {int(row.n_members) - int(row.n_decided)} are undecided. "
+                "A decision here applies to all of them.", icon=":material/history:")
+
+
 def _show_current_label(row: pd.Series) -> None:
+    _show_decided_sessions(row)
     if not isinstance(row.label_source, str):
         st.caption("No label yet.")
         return
@@ -146,13 +172,23 @@ def _show_evidence(run: int, cluster: int, summary: dict | None) -> None:
         st.code("\n".join(pack["requests"]), language=None, wrap_lines=True)
 
 
+def _label_history(con, run: int, cluster: int) -> pd.DataFrame:
+    """This cluster's events and the decisions on earlier runs' clusters that reached its sessions."""
+    if not has_relation(con, "session_decisions"):   # a database from before decisions followed sessions
+        return con.execute("""SELECT label_event_id, created_at, cluster_run_id, cluster_id, source, verdict, family,
+                                     analyst, note FROM label_events
+                              WHERE cluster_run_id = $r AND cluster_id = $c ORDER BY label_event_id""",
+                           {"r": run, "c": cluster}).df()
+    return pd.DataFrame(label_history(con, run, cluster))
+
+
 def _history(run: int, cluster: int) -> None:
     if not table_exists("label_events"):
         return
-    events = query("""SELECT label_event_id, created_at, source, verdict, family, analyst, note FROM label_events
-                      WHERE cluster_run_id = $r AND cluster_id = $c ORDER BY label_event_id DESC""",
-                   {"r": run, "c": cluster})
-    with st.expander(f"Label history ({len(events)} events: who said what, when)"):
+    events = read(_label_history, run, cluster)
+    if len(events):
+        events = events.iloc[::-1]
+    with st.expander(f"Label history ({len(events)} events: who said what, when, on which run's cluster)"):
         st.dataframe(events, hide_index=True, width="stretch")
 
 
@@ -200,11 +236,12 @@ if run is None:
     st.info("No cluster run yet: cluster the suspicious sessions on the Emerging patterns page.")
 else:
     table = clusters.clusters(run).set_index("cluster_id", drop=False)
-    pending_review = table[table.label_source.isna() | (table.label_source == "suggested")]
+    # reviewed: every member session carries an analyst's decision, made on this run or an earlier one
+    pending_review = table[clusters.needs_review(table)]
     reviewed = len(table) - len(pending_review)
     st.progress(reviewed / len(table) if len(table) else 1.0,
                 text=f"Cluster run {run}: {reviewed} of {len(table)} clusters reviewed; "
-                     f"{len(pending_review)} need review (emerging first)")
+                     f"{len(pending_review)} with undecided sessions need review (emerging first)")
     show_all = st.toggle("Show reviewed clusters too", key="queue_show_all")
     candidates = table if show_all else pending_review
     ids = candidates.cluster_id.tolist()

@@ -108,6 +108,11 @@ else:
     with gates_tab:
         if info.gates:
             st.markdown(f"**Gates**: {escape_markdown(_gate_text(info.gates))}")
+            for g in _gates(info.gates):     # why a gate failed, or passed only by the operator's leave
+                if g.get("passed") is False:
+                    st.error(f"{escape_markdown(g.get('name'))} failed: {escape_markdown(g.get('detail', ''))}")
+                elif g.get("warning"):
+                    st.warning(f"{escape_markdown(g.get('name'))}: {escape_markdown(g['warning'])}")
             st.dataframe(pd.DataFrame(_gates(info.gates)).astype(str), hide_index=True, width="stretch")
         else:
             st.caption("No gate results recorded for this version.")

@@ -86,7 +86,7 @@ else:
     table = clusters.clusters(run)
     emerging = table[table.emerging]
     st.caption(f"Cluster run {run}: {len(table)} clusters, {len(emerging)} emerging "
-               f"({int((table.label_source == 'suggested').sum() + table.label_source.isna().sum())} to review)")
+               f"({int(clusters.needs_review(table).sum())} to review)")
     shown = (emerging if len(emerging) else table).head(10)
     st.dataframe(
         shown.assign(label=[clusters.label_text(row) for _, row in shown.iterrows()])[

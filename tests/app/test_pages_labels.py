@@ -201,3 +201,63 @@ def test_page_opened_while_busy_says_so_and_recovers(workbench, hold_lock):
     lock.release()
     app.button(key="_busy_retry").click().run()
     assert not app.warning and queue(app).value is not None
+
+
+def _members(con, run: int) -> dict[int, set[int]]:
+    """Each cluster's member sessions (membership probability >= 0.5), straight from the clustering table."""
+    found: dict[int, set[int]] = {}
+    for cluster, session in con.execute("SELECT cluster_id, session_id FROM session_clusters WHERE cluster_run_id = "
+                                        "$r AND cluster_id >= 0 AND probability >= 0.5", {"r": run}).fetchall():
+        found.setdefault(cluster, set()).add(session)
+    return found
+
+
+def test_a_new_cluster_run_queues_only_clusters_with_undecided_sessions(workbench):
+    """Decisions on run 1 stay with their sessions: run 2 (after new traffic) does not reset the queue."""
+    from datetime import datetime, timezone
+
+    from clustering.run import ClusterOptions, cluster_sessions
+    from data.sessionize import update_derived
+    from data.synthetic import generate_traffic
+    from labeling.summarize import summarize_run
+    from tests.data.helpers import ingest
+
+    later = workbench.parent / "later.log"
+    generate_traffic(later, 600, seed=9, start=datetime(2026, 11, 4, tzinfo=timezone.utc), days=0.25,
+                     attack_share=0.05)
+    con = connect(workbench)
+    try:
+        first = _members(con, 1)
+        undecided = sorted(first, key=lambda c: len(first[c]))[:2]     # the analyst leaves two clusters open
+        for cluster in first:
+            if cluster not in undecided:
+                family, verdict = con.execute("SELECT family, verdict FROM current_labels WHERE cluster_run_id = 1 "
+                                              "AND cluster_id = $c", {"c": cluster}).fetchall()[0]
+                record_label(con, 1, cluster, family=family, verdict=verdict, analyst="test-analyst")
+        decided = {s for c in first if c not in undecided for s in first[c]}
+        ingest(con, later)
+        update_derived(con)
+        assert cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id == 2
+        summarize_run(con, 2, "offline")
+        second = _members(con, 2)
+    finally:
+        con.close()
+    waiting = {c for c, sessions in second.items() if sessions - decided}
+    reviewed = set(second) - waiting
+    assert waiting and reviewed, "the new run has clusters of both kinds"
+    app = open_queue()
+    assert set(queued(app)) == waiting
+    assert app.get("progress")[0].proto.text.startswith(f"Cluster run 2: {len(reviewed)} of {len(second)} clusters "
+                                                        "reviewed")
+    partly = sorted(c for c in waiting if second[c] & decided)
+    if partly:      # some of its sessions were decided: their label is proposed, and the page says how many
+        queue(app).set_value(partly[0]).run()
+        assert any(f"{len(second[partly[0]] & decided)} of its {len(second[partly[0]])} sessions already carry"
+                   in i.value for i in app.info)
+        assert any("Carried over: test-analyst" in plain(i.value) for i in app.info)
+    app.toggle(key="queue_show_all").set_value(True).run()
+    done = min(reviewed)
+    queue(app).set_value(done).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("Decided before" in i.value and "of run 1" in i.value for i in app.info)
+    assert "by test-analyst on cluster" in plain(" ".join(c.value for c in app.caption))

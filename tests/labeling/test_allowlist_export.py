@@ -1,4 +1,4 @@
-"""Allowlist, labels carried to the successor cluster, and the export of labelled sessions."""
+"""Allowlist, decisions carried to the successor cluster, and the export of labelled sessions."""
 
 import contextlib
 import csv
@@ -93,7 +93,7 @@ def test_bad_rules_are_refused_and_expired_rules_do_not_apply(db):
     assert allowlisted_sessions(db) == {} and list_rules(db) == []
 
 
-def test_confirmed_label_carries_over_to_the_successor_cluster(db):
+def test_a_decision_carries_over_to_the_successor_cluster(db):
     first = _run(db)
     summarize_run(db, first)
     cluster_id, family = db.execute(
@@ -108,16 +108,24 @@ def test_confirmed_label_carries_over_to_the_successor_cluster(db):
     assert successor, "the re-run links the cluster to its predecessor"
     results = {r["cluster_id"]: r for r in summarize_run(db, second)}
     succ = successor[0][0]
-    assert results[succ]["carried_over"] == {"run": first, "cluster": cluster_id}
-    current = db.execute("SELECT family, source, analyst, note FROM current_labels WHERE cluster_run_id = $r AND "
-                         "cluster_id = $c", {"r": second, "c": succ}).fetchall()[0]
-    assert current[:3] == (other, "suggested", "carried-over:ana") and "seen before" in current[3]
-    # the analyst confirms; a rerun of summarize does not bury that under a new suggestion
+    n = db.execute("SELECT count(*) FROM session_clusters WHERE cluster_run_id = $r AND cluster_id = $c AND "
+                   "probability >= 0.5", {"r": second, "c": succ}).fetchall()[0][0]
+    assert results[succ]["carried_over"] == {"run": first, "cluster": cluster_id, "sessions": n, "of": n,
+                                             "reviewed": True}
+    # its sessions are all decided: the cluster shows the analyst's label, no suggestion is laid over it
+    assert db.execute("SELECT count(*) FROM label_events WHERE cluster_run_id = $r AND cluster_id = $c",
+                      {"r": second, "c": succ}).fetchall() == [(0,)]
+    assert db.execute("SELECT family, source, analyst, note, inherited, reviewed FROM cluster_labels WHERE "
+                      "cluster_run_id = $r AND cluster_id = $c", {"r": second, "c": succ}).fetchall() == \
+        [(other, "edited", "ana", "seen before", True, True)]
+    # the analyst confirms on the new run (the latest decision wins); a rerun of summarize adds nothing
     record_label(db, second, succ, family=other, verdict="malicious", analyst="bo")
     events = db.execute("SELECT count(*) FROM label_events").fetchall()[0][0]
     summarize_run(db, second)
-    assert db.execute("SELECT source, analyst FROM current_labels WHERE cluster_run_id = $r AND cluster_id = $c",
-                      {"r": second, "c": succ}).fetchall() == [("confirmed", "bo")]
+    assert db.execute("SELECT source, analyst, inherited FROM cluster_labels WHERE cluster_run_id = $r AND "
+                      "cluster_id = $c", {"r": second, "c": succ}).fetchall() == [("confirmed", "bo", False)]
+    assert {a for (a,) in db.execute("SELECT DISTINCT analyst FROM session_labels WHERE cluster_run_id = $r AND "
+                                     "cluster_id = $c", {"r": second, "c": succ}).fetchall()} == {"bo"}
     assert db.execute("SELECT count(*) FROM label_events").fetchall()[0][0] == events, "rerun adds no events"
 
 

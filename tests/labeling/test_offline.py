@@ -68,3 +68,15 @@ def test_prompt_injection_does_not_flip_the_verdict(summarized):
 def test_redaction_of_secrets():
     text = redact("POST /login?user=ana@example.org&password=hunter2&token=abc123 Authorization: Bearer eyJhbGciOi.x.y")
     assert "hunter2" not in text and "abc123" not in text and "ana@example.org" not in text and "eyJhbGciOi" not in text
+
+
+def test_families_analysts_rejected_are_not_proposed(summarized):
+    con, run, majority, _ = summarized
+    sqli = next(cid for cid, name in majority.items() if name == "sqli_scan")
+    pack = build_evidence(con, run.cluster_run_id, sqli)
+    instead = OfflineSummarizer().summarize(pack, exclude={"sqli"})
+    assert instead.family != "sqli" and instead.status == "ok"      # its indicators still quote the evidence
+    from labeling.taxonomy import FAMILIES
+
+    unclear = OfflineSummarizer().summarize(pack, exclude=set(FAMILIES) - {"other"})
+    assert (unclear.family, unclear.verdict) == ("other", "suspicious")     # nothing left: "unclear"
