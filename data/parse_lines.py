@@ -20,7 +20,8 @@ CREATE OR REPLACE TEMP TABLE stage (
     client_ip VARCHAR, remote_user VARCHAR, session_cookie VARCHAR, vhost VARCHAR,
     ts TIMESTAMP, method VARCHAR, target VARCHAR, protocol VARCHAR,
     status SMALLINT, bytes BIGINT, referer VARCHAR, user_agent VARCHAR,
-    duration_ms DOUBLE, headers VARCHAR, body VARCHAR
+    duration_ms DOUBLE, headers VARCHAR, body VARCHAR,
+    forwarded_for VARCHAR  -- X-Forwarded-For as logged: picks the client (data/redact_stage.py), never stored
 )
 """
 
@@ -95,6 +96,8 @@ def _field_sql(fmt: LineFormat, session_cookie: str | None) -> dict[str, str]:
         if name in index:
             cols["duration_ms"] = f"try_cast({index[name]} AS DOUBLE) * {factor}"
             break
+    if "header:x-forwarded-for" in index:
+        cols["forwarded_for"] = _dash(index["header:x-forwarded-for"])
     headers = [(name.split(":", 1)[1], col) for name, col in index.items() if name.startswith("header:")]
     if headers:
         cols["_headers_list"] = "[" + ", ".join(f"{col}" for _, col in headers) + "]"
@@ -173,6 +176,7 @@ DEFAULT_JSON_FIELDS: dict[str, list[str]] = {
     "session_cookie": ["$.session_cookie", "$.cookie_session"],
     "duration_s": ["$.request_time", "$.duration_s"],
     "body": ["$.request_body", "$.body"],
+    "forwarded_for": ["$.http_x_forwarded_for", "$.x_forwarded_for", "$.\"http.request.headers.x-forwarded-for\""],
 }
 
 
@@ -228,7 +232,7 @@ def stage_json_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table,
                try_cast(try_cast(bytes AS DOUBLE) AS BIGINT) AS bytes,
                referer, user_agent,
                try_cast(duration_s AS DOUBLE) * 1000.0 AS duration_ms,
-               NULL AS headers, body
+               NULL AS headers, body, forwarded_for
         FROM judged
     """
     con.register("batch", batch)
