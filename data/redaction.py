@@ -131,13 +131,13 @@ class Redactor:
         end = match.end()
         if match["header"] is not None:
             name = match["hname"].lower()
-            if name in _COOKIE_HEADERS or name in _AUTH_HEADERS or _SECRET_NAME.search(name):
+            if is_secret_name(name):
                 value = _LINE_REST.match(text, end)
                 out.append(self._secret_value(name, value.group(0)))
                 return value.end()
         elif match["json"] is not None:
             name = match["jname"].lower()
-            if name in _COOKIE_HEADERS or name in _AUTH_HEADERS or _SECRET_NAME.search(name):
+            if is_secret_name(name):
                 quote = next((q for q in _JSON_STRING if text.startswith(q, end)), None)
                 if quote is None:   # a number, true, null...: a JSON string marker keeps the JSON valid
                     scalar = _JSON_SCALAR.match(text, end)
@@ -203,6 +203,12 @@ class Redactor:
         if self._token is None:
             return original
         return "ip:" + self._token(str(address))
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a parameter, JSON key or header name whose value is masked (or, cookies, tokenized)."""
+    lowered = name.lower()
+    return lowered in _COOKIE_HEADERS or lowered in _AUTH_HEADERS or _SECRET_NAME.search(lowered) is not None
 
 
 def parse_ip(text: str):
