@@ -55,6 +55,8 @@ _SECRET_NAME = re.compile(
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
 _COOKIE_HEADERS = ("cookie", "set-cookie")
 _SCHEMES = "bearer|basic|digest|negotiate|ntlm"
+_KNOWN_SCHEMES = {"basic", "bearer", "digest", "negotiate", "ntlm", "token", "hoba", "mutual", "vapid",
+                  "aws4-hmac-sha256", "scram-sha-1", "scram-sha-256", "dpop", "gnap", "privatetoken"}
 
 # One search finds the next place a secret may start; the handler decides and consumes.
 _NAME_CHARS = r"A-Za-z0-9_.\-\[\]%"
@@ -71,7 +73,8 @@ _JSON_STRING = {
 }
 _JSON_SCALAR = re.compile(r'[^,}\]\s"\\]*')
 _CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/=%-]{8,}")
-_PAIR_VALUE = re.compile(rf"(?i:(?:{_SCHEMES})(?:[ \t]|%20|\+){{1,8}})?[^&;\s\"]*")
+# up to & ; space or a quote; \xHH and \\ escapes are part of the value, a backslash before a quote is not
+_PAIR_VALUE = re.compile(rf"(?i:(?:{_SCHEMES})(?:[ \t]|%20|\+){{1,8}})?(?:[^&;\s\"\\]|\\x[0-9A-Fa-f]{{2}}|\\\\)*")
 _COOKIE_PAIR = re.compile(r"([^=;,\s]+)=([^;]*)")
 
 # IPs: a run of address-ish characters holding something shaped like an address. The
@@ -163,9 +166,9 @@ class Redactor:
     def _secret_value(self, name: str, value: str) -> str:
         if name in _COOKIE_HEADERS:
             return _COOKIE_PAIR.sub(lambda m: f"{m[1]}={self._cookie_token(m[2])}", value)
-        if name in _AUTH_HEADERS:
-            scheme = value.split(" ", 1)[0] if " " in value.strip(" ") else ""
-            return f"{scheme} {MARKER}" if scheme else MARKER
+        if name in _AUTH_HEADERS:   # the scheme stays when it is a known one (anything else may be the secret)
+            scheme = value.strip(" ").split(" ", 1)[0]
+            return f"{scheme} {MARKER}" if scheme.lower() in _KNOWN_SCHEMES else MARKER
         return MARKER if value else value
 
     def _cookie_token(self, value: str) -> str:

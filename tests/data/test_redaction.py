@@ -101,6 +101,23 @@ def test_secret_named_values_are_masked(text, secret):
     assert secret not in redact_for_prompt(text)
 
 
+_JSON_KEYS = st.sampled_from(["password", "api_key", "cookie", "Authorization", "ua", "x-forwarded-for", "note", "q"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_JSON_KEYS, st.text(max_size=40) | st.integers() | st.booleans() | st.none(), max_size=6),
+       st.sampled_from([True, False]))
+def test_masked_json_is_still_json_with_no_secret_left(document, ascii_only):
+    text = json.dumps(document, ensure_ascii=ascii_only)
+    loaded = json.loads(REDACTOR.redact(text))
+    assert set(loaded) == set(document)
+    for key in ("password", "api_key"):
+        if document.get(key) not in (None, ""):
+            assert loaded[key] == "[redacted]"
+    if isinstance(document.get("Authorization"), str) and document["Authorization"].strip(" "):
+        assert loaded["Authorization"].endswith("[redacted]")
+
+
 def test_attack_payloads_outside_secret_names_are_kept():
     text = "/search?keyword=1%27%20UNION%20SELECT%20password%20FROM%20users--&author=bob&sort=<script>"
     assert REDACTOR.redact(text) == text

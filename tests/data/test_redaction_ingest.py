@@ -1,6 +1,7 @@
 """No generated secret or IP survives real ingest, by any input path, in any VARCHAR column of any table."""
 
 import ipaddress
+import json
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def test_no_secret_or_ip_reaches_the_database(planted_secrets, planted_ips):
             texts = varchar_texts(con)
             assert {"requests.headers", "requests.body", "quarantine.raw", "requests.user_agent"} <= set(texts)
             assert leaks(texts, planted.needles()) == []
+            for (headers,) in con.execute("SELECT headers FROM requests WHERE headers IS NOT NULL").fetchall():
+                assert isinstance(json.loads(headers), dict)          # masking keeps the JSON valid
         finally:
             con.close()
 
