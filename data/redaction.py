@@ -37,6 +37,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from functools import lru_cache
 from typing import Callable, Iterable
 
 from data.errors import ConfigError
@@ -65,6 +66,8 @@ _SECRET_START = re.compile(
     r"|(?P<json>(?P<q>\\x22|\\\"|\")(?P<jname>[A-Za-z0-9_.\-\[\]@$ ]{1,64})(?P=q)[ \t]*:[ \t]*)"
     rf"|(?P<cred>(?i:\b(?:{_SCHEMES}))(?:[ \t]|%20|\+){{1,8}})"
     rf"|(?P<pair>(?<![{_NAME_CHARS}])(?P<pname>[{_NAME_CHARS}]{{1,64}})=)")
+# Every secret needs one of these words (in its name, or as its scheme): text without any is skipped.
+_ANY_SECRET_WORD = _WORDS + tuple(_SCHEMES.split("|"))
 _LINE_REST = re.compile(r"[^\r\n]*")
 _JSON_STRING = {
     '"': re.compile(r'(?:[^"\\]|\\.)*"'),
@@ -120,6 +123,9 @@ class Redactor:
         return _IP_RUN.sub(self._run, self.mask_secrets(text))
 
     def mask_secrets(self, text: str) -> str:
+        lowered = text.lower()
+        if not any(word in lowered for word in _ANY_SECRET_WORD):
+            return text
         out: list[str] = []
         pos = 0
         while (match := _SECRET_START.search(text, pos)) is not None:
@@ -289,10 +295,16 @@ def choose_client(peer: str | None, forwarded_for: str | None, trusted: tuple) -
     if not trusted:
         return chain[-1]
     for hop in reversed(chain):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
-            return hop
-        if not any(address in network for network in trusted if network.version == address.version):
+        if not _is_trusted(hop, trusted):
             return hop
     return chain[0]
+
+
+@lru_cache(maxsize=65536)
+def _is_trusted(hop: str, trusted: tuple) -> bool:
+    """Proxies repeat on every request, so their verdicts are cached."""
+    try:
+        address = ipaddress.ip_address(hop)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted if network.version == address.version)
