@@ -13,8 +13,9 @@ fixed here is fixed everywhere. What it does to a text:
   it is kept, and so is ``::`` on its own (``Foo::Bar`` is not an address either).
 * **Credentials** are replaced by the fixed marker ``[redacted]``: values of parameters,
   JSON keys and headers whose name says token, secret, password, key, auth, session,
-  csrf, otp, pin, cookie or signature (``access_token=``, ``"client_secret":``,
-  ``X-Api-Key:``), and ``Bearer``/``Basic``/``Digest`` credentials (the scheme stays).
+  csrf, otp, pin, cookie, jwt or signature (``access_token=``, ``"client_secret":``,
+  ``X-Api-Key:``), ``Bearer``/``Basic``/``Digest`` credentials (the scheme stays) and
+  JSON Web Tokens (``eyJ...``) wherever they are.
   A fixed marker, not a keyed hash: a password's hash can be brute-forced by whoever
   holds the key, and grouping by password is not worth that.
 * **Cookies** (``Cookie`` / ``Set-Cookie`` headers) keep their names; each value becomes
@@ -49,10 +50,10 @@ TRUSTED_PROXIES_ENV = "WAFLENS_TRUSTED_PROXIES"
 # Words that make a parameter, JSON key or header name secret. Python checks names with the
 # precise form; SUSPECT_RE2 uses the bare words (a superset).
 _WORDS = ("token", "secret", "passw", "pwd", "credential", "key", "auth", "session", "sessid", "sid",
-          "csrf", "xsrf", "otp", "pin", "cookie", "signature", "sig")
+          "csrf", "xsrf", "otp", "pin", "cookie", "signature", "sig", "jwt")
 _SECRET_NAME = re.compile(
     r"(?i)token|secret|passw|pwd|credential|key(?!words?(?![a-z]))|authori[sz]ation|(?<![a-z])auth(?![a-z])"
-    r"|session|sessid|csrf|xsrf|cookie|signature|(?<![a-z])(?:sid|otp|pin|sig)(?![a-z])")
+    r"|session|sessid|csrf|xsrf|cookie|signature|jwt|(?<![a-z])(?:sid|otp|pin|sig)(?![a-z])")
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
 _COOKIE_HEADERS = ("cookie", "set-cookie")
 _SCHEMES = "bearer|basic|digest|negotiate|ntlm"
@@ -65,9 +66,10 @@ _SECRET_START = re.compile(
     r"(?P<header>(?m:^)(?P<hname>[A-Za-z0-9-]{1,64})[ \t]*:[ \t]*)"
     r"|(?P<json>(?P<q>\\x22|\\\"|\")(?P<jname>[A-Za-z0-9_.\-\[\]@$ ]{1,64})(?P=q)[ \t]*:[ \t]*)"
     rf"|(?P<cred>(?i:\b(?:{_SCHEMES}))(?:[ \t]|%20|\+){{1,8}})"
-    rf"|(?P<pair>(?<![{_NAME_CHARS}])(?P<pname>[{_NAME_CHARS}]{{1,64}})=)")
+    rf"|(?P<pair>(?<![{_NAME_CHARS}])(?P<pname>[{_NAME_CHARS}]{{1,64}})=)"
+    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)")
 # Every secret needs one of these words (in its name, or as its scheme): text without any is skipped.
-_ANY_SECRET_WORD = _WORDS + tuple(_SCHEMES.split("|"))
+_ANY_SECRET_WORD = _WORDS + tuple(_SCHEMES.split("|")) + ("eyj",)
 _LINE_REST = re.compile(r"[^\r\n]*")
 _JSON_STRING = {
     '"': re.compile(r'(?:[^"\\]|\\.)*"'),
@@ -103,6 +105,7 @@ SUSPECT_RE2 = (
     f"{_RE2_IPV4}|{_COLON}{_COLON}|(?:[0-9A-Fa-f]{{1,4}}{_COLON}){{6}}"
     rf"|(?i:(?:{'|'.join(_WORDS)})[{_NAME_CHARS}@$ \t]{{0,64}}(?:=|:|\\x22|\\\"|\"))"
     rf"|(?i:(?:{_SCHEMES})(?:[ \t]|%20|\+))"
+    r"|eyJ[A-Za-z0-9_-]{8,}\."
 )
 
 
@@ -158,6 +161,9 @@ class Redactor:
                 inner = text[end + len(quote):stop - len(quote) if closed else stop]
                 out.append(quote + self._secret_value(name, inner) + (quote if closed else ""))
                 return stop
+        elif match["jwt"] is not None:    # a JSON Web Token, wherever it is: its shape names it
+            out[-1] = MARKER
+            return end
         elif match["cred"] is not None:
             credential = _CREDENTIAL.match(text, end)
             if credential is not None:
