@@ -60,6 +60,19 @@ def test_clients_behind_a_trusted_load_balancer_get_their_own_sessions(tmp_path)
     assert len(set(clients)) == 5 and len(set(c for (c,) in con2.execute("SELECT client_key FROM requests").fetchall())) == 5
 
 
+def test_json_lines_and_raw_http_take_the_client_from_forwarded_for(tmp_path):
+    lines = [json.dumps({"remote_addr": "10.0.0.9", "http_x_forwarded_for": "192.0.2.66, 203.0.113.5",
+                         "time_iso8601": "2026-11-01T12:00:00+00:00", "request": "GET / HTTP/1.1", "status": 200})]
+    dump = tmp_path / "dump.txt"
+    dump.write_bytes(b"GET / HTTP/1.1\r\nHost: shop\r\nX-Forwarded-For: 192.0.2.66, 203.0.113.5, 10.0.0.7\r\n\r\n")
+    con = fresh_db(tmp_path)
+    ours = parse_trusted_proxies(["10.0.0.0/8"])
+    ingest(con, write_log(tmp_path / "a.json", lines), format="json", trusted_proxies=ours)
+    ingest(con, dump, format="raw-http", trusted_proxies=ours)
+    assert con.execute("SELECT client_ip FROM requests ORDER BY request_id").fetchall() == \
+        [(PSEUDONYMS.token("203.0.113.5"),)] * 2
+
+
 def test_apache_cookie_and_authorization_fields_are_not_stored(tmp_path):
     spec = '%h %l %u %t "%r" %>s %b "%{Cookie}i" "%{Authorization}i"'
     basic = base64.b64encode(b"user:PASSWORDSECRET").decode()
