@@ -91,18 +91,24 @@ def _parse_json_fields(values: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--session-cookie", default=None, help="Name of the cookie that carries the session.")
 @click.option("--json-field", multiple=True, metavar="COLUMN=PATH[,PATH]",
               help="Map a column to JSON paths for JSON-lines logs (e.g. client_ip=$.client.address).")
+@click.option("--trusted-proxy", "trusted_proxy", multiple=True, metavar="CIDR",
+              help="A proxy of ours (repeatable; default $WAFLENS_TRUSTED_PROXIES): the client is the first "
+                   "X-Forwarded-For hop from the right that is not one.")
 @click.option("--no-sessionize", is_flag=True, help="Do not update sessions and features after ingest.")
 @click.option("--gap-minutes", type=float, default=30.0, show_default=True, help="Session inactivity gap.")
 @pass_context
 def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, session_key, session_cookie,
-           json_field, no_sessionize, gap_minutes) -> None:
+           json_field, trusted_proxy, no_sessionize, gap_minutes) -> None:
     """Ingest access logs or raw HTTP dumps (optionally gzip-compressed) into the database."""
     from data.ingest import IngestOptions, ingest_files
     from data.pseudonymize import Pseudonymizer, load_key
+    from data.redaction import parse_trusted_proxies
     from data.sessionize import update_derived
 
     options = IngestOptions(format=fmt, log_format=log_format, source=source, session_key=session_key,
                             session_cookie=session_cookie, json_fields=_parse_json_fields(json_field))
+    if trusted_proxy:
+        options.trusted_proxies = parse_trusted_proxies(trusted_proxy)
     pseudonymizer = Pseudonymizer(None if no_pseudonymize else load_key(obj.db))
     con = obj.connect()
     try:

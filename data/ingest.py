@@ -27,6 +27,8 @@ from data.log_file import line_batches, line_spans, read_log_file, sniff_format,
 from data.log_formats import COMBINED, LineFormat, compile_log_format
 from data.parse_lines import DEFAULT_JSON_FIELDS, STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
 from data.pseudonymize import Pseudonymizer
+from data.redact_stage import choose_stage_clients, redact_quarantine, redact_stage
+from data.redaction import choose_client, trusted_proxies_from_env
 from data.raw_http import RawHttpReject, iter_raw_http
 from data.sources import forget_in_transaction, next_id, rollback
 
@@ -46,6 +48,8 @@ class IngestOptions:
     session_key: str = "ip-ua"             # what client_key is built from (see data/sessionize.py)
     session_cookie: str | None = None      # cookie name that carries the session, if any
     json_fields: dict[str, list[str]] = field(default_factory=dict)
+    # our proxies (ip_network), skipped when walking X-Forwarded-For for the client; see data/redaction.py
+    trusted_proxies: tuple = field(default_factory=trusted_proxies_from_env)
 
 
 class FileSummary(NamedTuple):
@@ -173,7 +177,7 @@ def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineForma
     """Stage, convert and record one file inside the caller's transaction; (records, parsed, quarantined, id)."""
     con.execute(STAGE_DDL)
     if fmt_name == "raw-http":
-        _stage_raw_http(con, log.content, options, pseudonymizer, interrupt)
+        _stage_raw_http(con, log.content, options, interrupt)
     elif line_format is COMBINED:
         starts, ends = spans
         for lo, hi in span_chunks(starts):
@@ -187,7 +191,7 @@ def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineForma
                 stage_line_batch(con, batch, line_format, unwrap_quotes=False, session_cookie=options.session_cookie)
             interrupt.check()
     source_id = next_id(con, "sources")
-    records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options.session_key)
+    records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options)
     con.execute(
         """INSERT INTO sources VALUES ($id, $path, $name, $sha, $format, $log_format, $records, $parsed,
                                        $quarantined, $pseudonymized, $at)""",
@@ -235,8 +239,11 @@ def _resolve_format(content: bytes, options: IngestOptions, path: Path) -> tuple
 
 
 def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseudonymizer,
-            session_key: str) -> tuple[int, int, int]:
-    """Pseudonymize, then move stage rows into requests and quarantine."""
+            options: IngestOptions) -> tuple[int, int, int]:
+    """Pick clients, redact and pseudonymize, then move stage rows into requests and quarantine."""
+    choose_stage_clients(con, options.trusted_proxies)
+    redactor = pseudonymizer.redactor()
+    redact_stage(con, redactor)
     values = con.execute(
         """SELECT DISTINCT v FROM (
                SELECT client_ip AS v FROM stage WHERE reason IS NULL
@@ -250,13 +257,14 @@ def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseud
     con.execute("CREATE OR REPLACE TEMP TABLE pseudonyms AS SELECT * FROM pseudonym_values")
     con.unregister("pseudonym_values")
     base = next_id(con, "requests") - 1
-    run_sql_file(con, "ingest_finish", {"base_request_id": base, "source_id": source_id, "session_key": session_key})
-    rejected = con.execute("SELECT record, raw, reason FROM stage WHERE reason IS NOT NULL ORDER BY record").fetchall()
+    run_sql_file(con, "ingest_finish", {"base_request_id": base, "source_id": source_id,
+                                        "session_key": options.session_key})
+    rejected = redact_quarantine(con, redactor)
     if rejected:
         quarantine = pa.table({
             "source_id": pa.array([source_id] * len(rejected), pa.int64()),
             "record": pa.array([r[0] for r in rejected], pa.int64()),
-            "raw": pa.array([pseudonymizer.scrub(r[1] or "") for r in rejected], pa.string()),
+            "raw": pa.array([r[1] for r in rejected], pa.string()),
             "reason": pa.array([r[2] for r in rejected], pa.string()),
         })
         con.register("quarantine_rows", quarantine)
@@ -268,11 +276,11 @@ def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseud
 
 
 def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: IngestOptions,
-                    pseudonymizer: Pseudonymizer, interrupt: DeferredInterrupt) -> None:
+                    interrupt: DeferredInterrupt) -> None:
     """Parse a raw HTTP dump in Python (it is small next to access logs) into ``stage``."""
     rows: list[dict] = []
     for item in iter_raw_http(content.decode("latin-1")):
-        rows.append(_raw_http_row(item, options, pseudonymizer))
+        rows.append(_raw_http_row(item, options))
         if len(rows) >= RAW_HTTP_BATCH:
             _insert_stage_rows(con, rows)
             rows = []
@@ -281,7 +289,8 @@ def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: Ing
         _insert_stage_rows(con, rows)
 
 
-def _raw_http_row(item, options: IngestOptions, pseudonymizer: Pseudonymizer) -> dict:
+def _raw_http_row(item, options: IngestOptions) -> dict:
+    """One stage row; its text (headers included) is redacted with every other path's, in _finish."""
     if isinstance(item, RawHttpReject):
         return {"record": item.record, "raw": item.raw, "reason": item.reason}
     headers: dict[str, str] = {}
@@ -290,26 +299,14 @@ def _raw_http_row(item, options: IngestOptions, pseudonymizer: Pseudonymizer) ->
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     cookies = _parse_cookies(headers.get("cookie", ""))
     session_cookie = _pick_session_cookie(cookies, options.session_cookie)
-    client_ip = None
-    for name in _IP_HEADERS:
-        if name in headers:
-            client_ip = headers[name].split(",")[0].strip() or None
-            break
-    safe_headers = dict(headers)
-    if "cookie" in safe_headers:
-        safe_headers["cookie"] = "; ".join(f"{k}={pseudonymizer.token(v) or ''}" for k, v in cookies)
-    for name in ("authorization", "proxy-authorization"):
-        if name in safe_headers:
-            safe_headers[name] = safe_headers[name].split(" ", 1)[0] + " [redacted]"
-    for name in _IP_HEADERS:
-        if name in safe_headers:
-            safe_headers[name] = ", ".join(pseudonymizer.token(v.strip()) or "" for v in safe_headers[name].split(","))
+    forwarded = next((headers[name] for name in _IP_HEADERS if name in headers), None)
+    client_ip = choose_client(None, forwarded, options.trusted_proxies)
     return {
         "record": item.record, "raw": None, "reason": None, "client_ip": client_ip,
         "session_cookie": session_cookie, "vhost": _utf8(item.authority) or None, "ts": None,
         "method": item.method, "target": _utf8(item.target), "protocol": item.protocol or None,
         "referer": _utf8(headers.get("referer")), "user_agent": _utf8(headers.get("user-agent")),
-        "headers": json.dumps({k: _utf8(v) for k, v in safe_headers.items()}, ensure_ascii=False),
+        "headers": json.dumps({k: _utf8(v) for k, v in headers.items()}, ensure_ascii=False),
         "body": _utf8(item.body) or None,
     }
 

@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from data.log_formats import LineFormat
+from data.redaction import MARKER, is_secret_name
 
 STAGE_DDL = """
 CREATE OR REPLACE TEMP TABLE stage (
@@ -20,7 +21,8 @@ CREATE OR REPLACE TEMP TABLE stage (
     client_ip VARCHAR, remote_user VARCHAR, session_cookie VARCHAR, vhost VARCHAR,
     ts TIMESTAMP, method VARCHAR, target VARCHAR, protocol VARCHAR,
     status SMALLINT, bytes BIGINT, referer VARCHAR, user_agent VARCHAR,
-    duration_ms DOUBLE, headers VARCHAR, body VARCHAR
+    duration_ms DOUBLE, headers VARCHAR, body VARCHAR,
+    forwarded_for VARCHAR  -- X-Forwarded-For as logged: picks the client (data/redact_stage.py), never stored
 )
 """
 
@@ -95,6 +97,12 @@ def _field_sql(fmt: LineFormat, session_cookie: str | None) -> dict[str, str]:
         if name in index:
             cols["duration_ms"] = f"try_cast({index[name]} AS DOUBLE) * {factor}"
             break
+    # fields a quarantined line must not keep even when nothing names them in the text
+    cols["_private"] = [col for name, col in index.items()
+                        if name == "remote_user" or name.startswith("cookie:")
+                        or (name.startswith("header:") and is_secret_name(name[7:]))]
+    if "header:x-forwarded-for" in index:
+        cols["forwarded_for"] = _dash(index["header:x-forwarded-for"])
     headers = [(name.split(":", 1)[1], col) for name, col in index.items() if name.startswith("header:")]
     if headers:
         cols["_headers_list"] = "[" + ", ".join(f"{col}" for _, col in headers) + "]"
@@ -120,6 +128,9 @@ def stage_line_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, fmt: LineF
     if "_headers_list" in cols:
         headers_sql = f"to_json(map_from_entries(list_zip($header_names, {cols.pop('_headers_list')})))::VARCHAR"
     cols.pop("_time_text", None)
+    raw = "line"   # a line that matched but is rejected (its time) has its private fields masked
+    for col in cols.pop("_private"):
+        raw = f"replace({raw}, CASE WHEN {col} IN ('', '-') THEN chr(0) ELSE {col} END, $marker)"
     select = ",\n".join(f"{expr} AS {name}" for name, expr in cols.items())
     sql = f"""
         INSERT INTO stage BY NAME
@@ -137,12 +148,14 @@ def stage_line_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, fmt: LineF
             FROM typed
         )
         SELECT record, reason,
-               CASE WHEN reason IS NOT NULL THEN line END AS raw,  -- kept only for quarantine
+               CASE WHEN reason IS NOT NULL THEN {raw} END AS raw,  -- kept only for quarantine
                {select}{',' if select else ''}
                {headers_sql} AS headers
         FROM judged
     """
     params = {"pattern": pattern, "names": names, "format_name": fmt.name}
+    if "$marker" in raw:
+        params["marker"] = MARKER
     if header_names:
         params["header_names"] = header_names
     con.register("batch", batch)
@@ -173,6 +186,7 @@ DEFAULT_JSON_FIELDS: dict[str, list[str]] = {
     "session_cookie": ["$.session_cookie", "$.cookie_session"],
     "duration_s": ["$.request_time", "$.duration_s"],
     "body": ["$.request_body", "$.body"],
+    "forwarded_for": ["$.http_x_forwarded_for", "$.x_forwarded_for", "$.\"http.request.headers.x-forwarded-for\""],
 }
 
 
@@ -228,7 +242,7 @@ def stage_json_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table,
                try_cast(try_cast(bytes AS DOUBLE) AS BIGINT) AS bytes,
                referer, user_agent,
                try_cast(duration_s AS DOUBLE) * 1000.0 AS duration_ms,
-               NULL AS headers, body
+               NULL AS headers, body, forwarded_for
         FROM judged
     """
     con.register("batch", batch)

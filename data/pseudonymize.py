@@ -13,23 +13,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import stat
 from pathlib import Path
 
 from data.errors import ConfigError
+from data.redaction import Redactor, canonical_ip
 
 KEY_ENV = "WAFLENS_PSEUDONYM_KEY"
 KEY_FILE_ENV = "WAFLENS_KEY_FILE"
 TOKEN_HEX_DIGITS = 16
-
-# IPv4 and (loosely) IPv6 literals, used to scrub raw text kept as evidence.
-_IPV4 = r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}(?![\d.])"
-_IPV6 = r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4})*(?![0-9A-Fa-f:])"
-IP_PATTERN = re.compile(f"{_IPV4}|{_IPV6}")
-_SECRET_HEADER = re.compile(r"(?im)^((?:cookie|set-cookie|authorization|proxy-authorization)[ \t]*:).*$")
-
 
 def default_key_path(db_path: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(db_path)}.key")
@@ -76,16 +69,13 @@ class Pseudonymizer:
         if self.key is None:
             return value
         cached = self._cache.get(value)
-        if cached is None:
-            digest = hmac.new(self.key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        if cached is None:   # an IP is hashed in one spelling, so 2001:DB8::1 and 2001:db8:0::1 match
+            digest = hmac.new(self.key, canonical_ip(value).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
             cached = self._cache[value] = digest[:TOKEN_HEX_DIGITS]
             if len(self._cache) > 1_000_000:
                 self._cache.clear()
         return cached
 
-    def scrub(self, text: str) -> str:
-        """Raw text kept as evidence, with IPs tokenized and secret headers masked."""
-        if self.key is None:
-            return text
-        text = IP_PATTERN.sub(lambda m: "ip:" + self.token(m.group(0)), text)
-        return _SECRET_HEADER.sub(r"\1 [redacted]", text)
+    def redactor(self) -> Redactor:
+        """The :class:`data.redaction.Redactor` that tokenizes with this key (lab mode: keeps IPs, cookies)."""
+        return Redactor(self.token if self.enabled else None)

@@ -1,10 +1,11 @@
 """Evidence packs: what a summarizer (offline or LLM) may see of a cluster.
 
 The cluster's profile plus a bounded, deterministic sample of its requests, decoded
-and truncated, with secrets and personal data masked: client identifiers are
-already pseudonymized at ingest; values of parameters named like passwords,
-tokens, keys or sessions, e-mail addresses and bearer/basic credentials are
-replaced here. The pack is cut to a character budget, exemplars last.
+and truncated, with secrets and personal data masked. Ingest already tokenized IPs and
+masked secrets (data/redaction.py); every text that goes into the pack passes the same
+redaction again, after URL-decoding, with any address left (data ingested with
+--no-pseudonymize, or spelled with escapes only decoding reveals) replaced by a marker,
+and e-mail addresses masked too. The pack is cut to a character budget, exemplars last.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import re
 
 import duckdb
 
-SECRET_PARAM = re.compile(r"(?i)\b((?:pass(?:word|wd)?|pwd|token|secret|api[_-]?key|key|auth\w*|session\w*|sid|"
-                          r"jsessionid|phpsessid|csrf\w*|otp|pin)=)[^&\s]*")
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+from data.redaction import IP_MARKER, Redactor
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,255}\.[A-Za-z]{2,24}")
+_PROMPT_REDACTOR = Redactor(ip_marker=IP_MARKER)
 MAX_REQUEST_CHARS = 300
 DEFAULT_BUDGET = 6000
 
 
 def redact(text: str) -> str:
-    text = SECRET_PARAM.sub(r"\1[redacted]", text)
-    text = EMAIL.sub("[email]", text)
-    return CREDENTIALS.sub(r"\1 [redacted]", text)
+    """Text for a prompt: secrets masked, addresses and e-mail addresses replaced by markers."""
+    return EMAIL.sub("[email]", _PROMPT_REDACTOR.redact(text))
 
 
 def build_evidence(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id: int,
@@ -49,8 +49,8 @@ def build_evidence(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_
                     "clients": profile["n_clients"], "requests": profile["n_requests"],
                     "first_seen": profile["first_ts"], "last_seen": profile["last_ts"]},
         "top_paths": [[redact(p), n] for p, n in profile["top_paths"]],
-        "top_parameters": profile["top_params"],
-        "top_user_agents": [[u[:200], n] for u, n in profile["top_user_agents"]],
+        "top_parameters": [[redact(p), n] for p, n in profile["top_params"]],
+        "top_user_agents": [[redact(u)[:200], n] for u, n in profile["top_user_agents"]],
         "statuses": profile["statuses"],
         "distinguishing_features": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in f.items()}
                                     for f in profile["distinguishing_features"]],

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS requests (
     referer        VARCHAR,
     user_agent     VARCHAR,
     duration_ms    DOUBLE,
-    headers        VARCHAR,                -- JSON object of request headers (secrets masked), raw HTTP only
+    headers        VARCHAR,                -- JSON object of request headers (IPs tokenized, secrets masked): raw HTTP, LogFormat header fields
     body           VARCHAR,
     session_id     BIGINT                  -- sessions.session_id; NULL until sessionized
 );
