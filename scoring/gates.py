@@ -146,7 +146,7 @@ def parity_gate(scorer, requests: list[tuple], expected: np.ndarray) -> dict:
 def latency_gate(scorer, requests: list[tuple], config: GateConfig) -> dict:
     if not requests:
         return gate("latency", None, detail="no requests to time")
-    for method, target, headers, body in requests[:20]:   # warm caches; compilation happened at load
+    for method, target, headers, body in requests[:20]:   # warm caches (and compile, if loaded without warm-up)
         scorer.score_request(method, target, headers, body)
     times = []
     for method, target, headers, body in requests:
