@@ -269,7 +269,7 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
                                   failed=len(failed(evaluation["gates"])))
         report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
                       metrics=evaluation["metrics"])
-        with stage("register"):
+        with stage("register") as current:
             info = registry.register(
                 staging, metrics={**{k: v for k, v in evaluation["metrics"].items() if k.endswith("_auc")},
                                   "alert_rate": evaluation["alert_rate"]["candidate"],
@@ -281,11 +281,13 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
                           "trees": options.trees, "seed": options.seed},
                 labels=labels, parent=production, gates=evaluation["gates"])
             registry.set_alias("candidate", info.version, actor=options.actor, reason="retrain")
+            current.counts.update(version=info.version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report["candidate_version"] = info.version
-    with stage("drift"):
+    with stage("drift") as current:
         report["drift"] = _drift(snap, split, evaluation)
+        current.counts.update(status=report["drift"].get("status"))
     from scoring.model_card import model_card
 
     registry.update_metadata(info.version,
