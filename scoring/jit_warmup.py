@@ -62,7 +62,7 @@ class Warmup:
         try:
             process = subprocess.Popen([sys.executable, "-m", "scoring.jit_warmup"], env=env,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, start_new_session=True)
+                                       stderr=subprocess.DEVNULL)
         except OSError:
             return cls(None)
         return cls(process)
