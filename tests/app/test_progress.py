@@ -61,3 +61,23 @@ def test_previous_stage_seconds_come_from_the_newest_report_that_trained(tmp_pat
     (runs / "20261103T000000Z.json").write_text("{not json")
     assert previous_stage_seconds(tmp_path) == {"ingest": 5.0, "train": 20.0}
     assert previous_stage_seconds(tmp_path / "missing") == {}
+
+
+def test_demo_reports_every_stage_from_generating_to_promoting(tmp_path, monkeypatch):
+    import contextlib
+
+    from app.cli import main
+
+    monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "progress-test-key-0123456789")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--db", str(tmp_path / "demo.duckdb"), "--json", "demo", "--dir", str(tmp_path / "demo"),
+                     "--requests", "3000", "--no-app"])
+    assert code == 0, err.getvalue()
+    stages = [json.loads(line) for line in out.getvalue().splitlines()
+              if line.startswith("{") and json.loads(line).get("event") == "stage"]
+    names = [s["stage"] for s in stages]
+    assert names[0] == "generate" and stages[0]["counts"] == {"requests": 3000}
+    assert {"ingest", "sessionize", "cluster", "summarize", "train", "gates", "register", "drift"} <= set(names)
+    lines = err.getvalue().splitlines()
+    assert "demo: generate…" in lines and any(line.startswith("demo: gates done in ") for line in lines)
