@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -59,6 +60,7 @@ def run_demo(checkout: Path, requests: int, warm: bool, timeout_s: float) -> dic
     python = checkout / ".venv" / "bin" / "python"
     command = [str(python if python.exists() else sys.executable), "-m", "app.cli", "--db", str(work / "waflens.duckdb"),
                "demo", "--dir", str(work / "demo"), "--requests", str(requests), "--port", str(port)]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     log = open(work / "demo.stderr", "w")
     process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -84,12 +86,14 @@ def run_demo(checkout: Path, requests: int, warm: bool, timeout_s: float) -> dic
                 os.killpg(process.pid, 9)
                 process.wait()
         log.close()
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     reports = sorted((work / "models" / "runs").glob("*.json"))
     report = json.loads(reports[-1].read_text()) if reports else {}
     stages = dict(report.get("stages") or {})
     if generated is not None:
         stages["generate"] = round(generated, 3)   # up to the truth file, written last; includes start-up
-    return {"work": work, "to_ui": to_ui, "stages": stages, "retrain": report.get("duration_seconds"),
+    return {"work": work, "to_ui": to_ui, "cpu": cpu, "stages": stages, "retrain": report.get("duration_seconds"),
             "status": report.get("status"), "exit": process.returncode}
 
 
@@ -148,7 +152,7 @@ def main() -> None:
             except Exception as error:  # the run failed before promoting: the table says so
                 result["quality"] = {"error": f"{type(error).__name__}: {error}"}
             results[name].append(result)
-            print(f"{name}: to UI {result['to_ui']}, status {result['status']}, {result['quality']} "
+            print(f"{name}: to UI {result['to_ui']}, CPU {result['cpu']:.0f} s, status {result['status']}, {result['quality']} "
                   f"({result['work']})", file=sys.stderr)
     load = os.getloadavg()
     print(f"\nwaflens demo, {args.requests:,} requests, {'warm' if args.warm else 'cold'} numba cache, "
@@ -171,6 +175,8 @@ def main() -> None:
     print(f"{'retrain':<12}" + "".join(cell(median(name, lambda r: r["retrain"])) for name, _ in variants))
     print(f"{'to UI':<12}" + "".join(cell(median(name, lambda r: r["to_ui"])) for name, _ in variants)
           + f"   goal <= {GOAL_SECONDS:.0f} s")
+    print(f"{'CPU s':<12}" + "".join(cell(median(name, lambda r: r["cpu"])) for name, _ in variants)
+          + "   user+sys of the demo and its children (to UI, and the workbench until stopped)")
     for key in ("request_auc", "session_auc"):
         print(f"{key:<12}" + "".join(cell(median(name, lambda r: r["quality"].get(key)), ".4f")
                                      for name, _ in variants))
