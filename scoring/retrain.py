@@ -5,6 +5,10 @@ summarize (offline unless configured) → train request and session models (the
 session model with the analysts' feedback) on everything before a time split →
 register the candidate → gates on the held-out latest window → shadow run →
 drift → model card → promote, or keep production and say which gate failed.
+Each stage tells ``progress`` (a ``StageReporter``: app/progress.py draws bars and
+JSON lines) when it begins, how far it got and its counts when it ends. On a cold
+numba cache a child process compiles training's kernels meanwhile
+(scoring/jit_warmup.py); a ``compile`` stage waits for it before training.
 
 Safety while the workbench is open on the same database: DuckDB admits one
 writing process, so every write here is a short transaction on its own
