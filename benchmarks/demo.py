@@ -52,7 +52,8 @@ def run_demo(checkout: Path, requests: int, warm: bool, timeout_s: float) -> dic
     """One demo run in a fresh directory; stage seconds, seconds to UI and the work directory."""
     work = Path(tempfile.mkdtemp(prefix="waflens-demo-bench-"))
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONUNBUFFERED": "1"}
+    # the same traffic in every run (the generator's output depends on the hash seed)
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0"}
     env.pop("WAFLENS_DB", None)
     env.pop("WAFLENS_MODELS", None)
     if not warm:
