@@ -150,7 +150,8 @@ def test_profiles_parsed_once_equal_the_per_request_reference(site):
 def test_the_jit_warmup_starts_only_on_a_cold_cache(tmp_path):
     probe = ("import scoring.jit_warmup as w, sys; started = w.Warmup.start(); "
              "print(w.cache_is_warm(), started.process is not None); started.stop()")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(tmp_path / "empty")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(tmp_path / "empty"),
+           "WAFLENS_JIT_WARMUP": "1"}                    # regardless of this machine's load
     cold = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert cold.stdout.split() == ["False", "True"], cold.stderr            # cold: a child compiles
     env["WAFLENS_JIT_WARMUP"] = "0"
