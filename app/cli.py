@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from data.errors import EXIT_CODES, InputError, WaflensError
-from data.interrupts import InterruptedAfterFile
+from data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
+from data.interrupts import InterruptedAfterFile, InterruptedDerived
 from scoring.artifact import ArtifactError
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -29,11 +29,17 @@ class Context:
         self.as_json = as_json
         self.debug = debug
         self.failures: list[WaflensError] = []
+        self.warned_permissions = False
 
     def connect(self, read_only: bool = False):
-        from data.db import connect
+        from data.db import connect, loose_permissions
 
-        return connect(self.db, read_only=read_only)
+        con = connect(self.db, read_only=read_only)
+        warning = loose_permissions(self.db)
+        if warning and not self.warned_permissions:
+            self.warned_permissions = True
+            self.warn(f"warning: {warning}")
+        return con
 
     def emit(self, summary: dict, text: str) -> None:
         if self.as_json:
@@ -111,17 +117,31 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
     result = {
         "files": [{"path": s.path, "format": s.format, "records": s.records, "parsed": s.parsed,
                    "quarantined": s.quarantined, "status": s.status, "source_id": s.source_id,
-                   "seconds": round(s.seconds, 3)} for s in summaries],
+                   "seconds": round(s.seconds, 3), **({"hint": s.hint} if s.hint else {})} for s in summaries],
         "failed": [str(e) for e in obj.failures],
         "sessions": derived.sessions_total if derived else None,
     }
     lines = [f"{s.path}: {s.format}, {s.records} records read = {s.parsed} parsed + {s.quarantined} quarantined"
-             + (" (already ingested, nothing added)" if s.status != "ingested" else "") for s in summaries]
+             + _STATUS_NOTES.get(s.status, "") for s in summaries]
     if derived:
         lines.append(f"sessions: {derived.sessions_touched} updated, {derived.sessions_total} in total")
     obj.emit(result, "\n".join(lines) if lines else "nothing ingested")
+    for s in summaries:
+        if s.status == "re-ingested":
+            obj.warn(f"{s.path}: {s.hint}")
+    unparsed = [s for s in summaries if s.status == "nothing parsed"]
+    for s in unparsed:
+        obj.warn(f"error: {s.path}: none of its {s.records} records parsed as {s.format}; {s.hint}. "
+                 "Ingesting it again replaces this attempt (`waflens sources forget` removes it)")
     if obj.failures:
         raise _Exit(obj.failures[0].exit_code)
+    if unparsed:
+        raise _Exit(EXIT_NOTHING_PARSED)
+
+
+_STATUS_NOTES = {"already ingested": " (already ingested, nothing added)",
+                 "re-ingested": " (ingested again: the earlier attempt parsed nothing)",
+                 "nothing parsed": " (NOTHING PARSED)"}
 
 
 @cli.command()
@@ -132,19 +152,23 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
 @pass_context
 def sessionize(obj: Context, gap_minutes: float, session_key: str | None, rebuild: bool) -> None:
     """Update (or rebuild) sessions and their features."""
-    from data.sessionize import resessionize, update_derived
+    from data.sessionize import pending_requests, resessionize, update_derived
 
+    pending = None
     con = obj.connect()
     try:
         if rebuild or session_key:
             touched = resessionize(con, gap_minutes, session_key)
             total = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
         else:
+            pending = pending_requests(con)
             derived = update_derived(con, gap_minutes)
             touched, total = derived.sessions_touched, derived.sessions_total
     finally:
         con.close()
-    obj.emit({"sessions_updated": touched, "sessions": total}, f"sessions: {touched} updated, {total} in total")
+    obj.emit({"sessions_updated": touched, "sessions": total, "requests_sessionized": pending},
+             f"sessions: {touched} updated, {total} in total"
+             + (f" ({pending} requests were in no session)" if pending else ""))
 
 
 @cli.command()
@@ -259,22 +283,26 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 
 
 @cli.command()
-@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER or offline].")
-@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL].")
+@click.option("--provider", default=None, help="Summarizer [default: $WAFLENS_LLM_PROVIDER, the LLM settings "
+                                               "file, or offline].")
+@click.option("--model", default=None, help="LLM model for the openai provider [default: $WAFLENS_LLM_MODEL, "
+                                            "the LLM settings file].")
 @click.option("--cluster-run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
 @pass_context
 def summarize(obj: Context, provider: str | None, model: str | None, cluster_run_id: int | None) -> None:
     """Propose a label for every cluster of a run (emerging first) from its evidence."""
     from labeling.labels import latest_run
-    from labeling.summarize import summarize_run
+    from labeling.llm_config import load_llm_config
+    from labeling.summarize import summarize_database
 
-    provider = provider or os.environ.get("WAFLENS_LLM_PROVIDER") or "offline"
+    config = load_llm_config(obj.db, provider=provider, model=model)
+    provider = config.provider
     con = obj.connect()
     try:
         run = cluster_run_id or latest_run(con)
-        results = summarize_run(con, run, provider, **({"model": model} if model and provider == "openai" else {}))
     finally:
         con.close()
+    results = summarize_database(obj.db, run, config)  # no connection held while the LLM answers
     lines = [f"cluster {r['cluster_id']}: {r['status']}" if r["status"].startswith("error") else
              f"cluster {r['cluster_id']}: {r['verdict']} {r['family']} (confidence {r['confidence']}, {r['status']}"
              + (", prompt injection in the traffic" if r["prompt_injection_detected"] else "") + ")" for r in results]
@@ -347,19 +375,42 @@ def status(obj: Context) -> None:
 
 
 @cli.command()
-@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs $WAFLENS_APP_TOKEN or --auth-header.")
+@click.option("--auth-header", envvar="WAFLENS_APP_AUTH_HEADER", default=None, metavar="HEADER",
+              help="Trust this header (e.g. X-Forwarded-User), set by a reverse proxy that authenticates "
+                   "users, as the analyst's identity [default: $WAFLENS_APP_AUTH_HEADER].")
 @click.option("--headless/--browser", default=True, show_default=True, help="Do not open a browser window.")
 @pass_context
-def app(obj: Context, port: int, headless: bool) -> None:
-    """Start the Streamlit workbench on the database."""
-    import subprocess
+def app(obj: Context, port: int, host: str, auth_header: str | None, headless: bool) -> None:
+    """Start the Streamlit workbench on the database (127.0.0.1 only, unless --host says otherwise)."""
+    from app.access import AUTH_HEADER_ENV, TOKEN_ENV, check_access, check_port_free
+    from app.serve import run_server
 
+    token = os.environ.get(TOKEN_ENV) or None
+    for warning in check_access(host, token, auth_header):
+        obj.warn(f"warning: {warning}")
+    check_port_free(host, port)
     script = Path(__file__).with_name("workbench.py")
     env = {**os.environ, "WAFLENS_DB": str(Path(obj.db).resolve())}
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-               "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
-    click.echo(f"workbench on http://localhost:{port} (database {obj.db}); Ctrl-C stops it", err=True)
-    raise _Exit(subprocess.call(command, env=env))
+    env.pop(AUTH_HEADER_ENV, None)
+    if auth_header:
+        env[AUTH_HEADER_ENV] = auth_header
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host,
+               "--server.port", str(port), "--server.headless", str(headless).lower(),
+               "--browser.gatherUsageStats", "false"]
+    shown = f"[{host}]" if ":" in host else host
+    access = " (token required)" if token else f" (identity from {auth_header})" if auth_header else ""
+    click.echo(f"workbench on http://{shown}:{port}{access} (database {obj.db}); Ctrl-C stops it", err=True)
+    done = run_server(command, env)
+    if done.stopped_by is not None:
+        click.echo(f"waflens: workbench stopped ({signal.Signals(done.stopped_by).name}); port {port} is free",
+                   err=True)
+        raise _Exit(130 if done.stopped_by == signal.SIGINT else 0)
+    if done.code != 0:
+        check_port_free(host, port)  # taken since our check: say so, as a configuration error
+        raise _Exit(done.code)
 
 
 @cli.command()
@@ -368,9 +419,10 @@ def app(obj: Context, port: int, headless: bool) -> None:
 @click.option("--requests", "n_requests", type=click.IntRange(min=1000), default=60_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--no-app", is_flag=True, help="Stop after the pipeline instead of starting the workbench.")
-@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the workbench listens on (see `app`).")
 @click.pass_context
-def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int) -> None:
+def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int, host: str) -> None:
     """The whole pipeline on generated traffic (generate, then `retrain`: ingest, sessionize, cluster,
     summarize, train, gates, promote), then the workbench."""
     import time
@@ -379,6 +431,11 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
     from scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
 
     obj: Context = ctx.obj
+    if not no_app:  # before minutes of pipeline: a taken port or a missing token is said at once
+        from app.access import TOKEN_ENV, check_access, check_port_free
+
+        check_access(host, os.environ.get(TOKEN_ENV) or None, os.environ.get("WAFLENS_APP_AUTH_HEADER") or None)
+        check_port_free(host, port)
     log = workdir / "traffic.log"
     workdir.mkdir(parents=True, exist_ok=True)
     with stage_progress("demo", obj, None) as progress:
@@ -393,7 +450,8 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
         raise _Exit(result.exit_code)
     ctx.invoke(status)
     if not no_app:
-        ctx.invoke(app, port=port, headless=True)
+        ctx.invoke(app, port=port, host=host, auth_header=os.environ.get("WAFLENS_APP_AUTH_HEADER") or None,
+                   headless=True)
 
 
 class _Exit(Exception):
@@ -414,7 +472,10 @@ def _interrupted(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
+    from data.db import private_files
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    private_files()  # the database, its WAL, models and reports hold personal data: 0600 / 0700 from the start
     try:
         cli.main(args=argv, prog_name="waflens", standalone_mode=False)
     except _Exit as done:
@@ -426,7 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"waflens: error: {error}", err=True)
         return error.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as error:  # click turns Ctrl-C into Abort
-        stop = error if isinstance(error, InterruptedAfterFile) else error.__context__
+        stop = error if isinstance(error, (InterruptedAfterFile, InterruptedDerived)) else error.__context__
+        if isinstance(stop, InterruptedDerived):
+            return _interrupted("waflens: interrupted; " + (
+                "sessions and features were brought up to date before it landed" if stop.done else
+                "the update of sessions and features was rolled back; the ingested files stay and their requests "
+                "are put in sessions by the next `waflens sessionize` or `waflens retrain`"))
         if isinstance(stop, InterruptedAfterFile):
             return _interrupted(f"waflens: interrupted; {stop.path} was ingested completely, the files after it "
                                 "were not, and sessions were not updated (run `waflens sessionize`)")
@@ -437,10 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except Exception as error:  # a bug: one line unless --debug
-        from data.ingest import was_interrupted
+        from data.errors import storage_fault
+        from data.interrupts import was_interrupted
 
         if was_interrupted(error):  # Ctrl-C inside a DuckDB query (its transaction was rolled back)
             return _interrupted("waflens: interrupted")
+        full = storage_fault(error)  # disk full is the operator's to fix, not a bug
+        if full is not None:
+            click.echo(f"waflens: error: {full}", err=True)
+            return full.exit_code
         if debug:
             raise
         click.echo(f"waflens: internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
@@ -458,6 +529,7 @@ if __name__ == "__main__":  # `python -m app.cli`: run the package module, which
 from app.labels_cli import allowlist, labels  # noqa: E402
 from app.models_cli import models  # noqa: E402
 from app.retrain_cli import drift, retrain  # noqa: E402
+from app.sources_cli import sources  # noqa: E402
 
-for command in (labels, allowlist, models, retrain, drift):
+for command in (labels, allowlist, models, retrain, drift, sources):
     cli.add_command(command)

@@ -31,7 +31,7 @@ EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in RETRAIN_EXI
 @click.option("--models", "registry_root", type=click.Path(path_type=Path), default=None,
               help="Model registry [default: $WAFLENS_MODELS or <database dir>/models].")
 @click.option("--provider", default=None, help="Summarizer for new clusters [default: $WAFLENS_LLM_PROVIDER, the "
-                                               "workbench settings, or offline].")
+                                               "LLM settings file, or offline].")
 @click.option("--trees", type=click.IntRange(10, 2000), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--holdout", "holdout_fraction", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,

@@ -11,12 +11,13 @@ from pathlib import Path
 import streamlit as st
 
 from app.render import escape_markdown
-from app.session import default_analyst
+from app.session import default_analyst, identity, require_access
 from app.state import begin_page, config
 
 PAGES = Path(__file__).with_name("pages")
 
 st.set_page_config(page_title="waflens", layout="wide")
+require_access()  # before any page, the sidebar or the database path renders
 navigation = st.navigation([
     st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page(PAGES / "emerging.py", title="Emerging patterns", icon=":material/scatter_plot:"),
@@ -39,9 +40,15 @@ def _keep_analyst() -> None:
 
 
 with st.sidebar:
-    st.text_input("Analyst", key="analyst", max_chars=100, on_change=_keep_analyst,
-                  help="Recorded with every label, allowlist rule, setting and promotion you make "
-                       "(default: $WAFLENS_ANALYST or your login name).")
+    if identity():
+        st.session_state["analyst"] = st.session_state["analyst_name"] = identity()
+        st.text_input("Analyst", key="analyst", disabled=True,
+                      help="Your identity from the reverse proxy: recorded with every label, allowlist rule, "
+                           "setting and promotion you make.")
+    else:
+        st.text_input("Analyst", key="analyst", max_chars=100, on_change=_keep_analyst,
+                      help="Recorded with every label, allowlist rule, setting and promotion you make "
+                           "(default: $WAFLENS_ANALYST or your login name).")
     st.caption(f"Database: {escape_markdown(config().db_path)}")
 begin_page()
 st.session_state["_via_workbench"] = True  # the page checks it (app.state.require_workbench)

@@ -3,12 +3,19 @@
 DuckDB admits one writing process at a time. A second process that tries gets a
 :class:`~data.errors.DatabaseError` saying the database is busy, after a short
 retry, instead of a lock traceback.
+
+The database holds personal data (pseudonymized, but still): a process that opens
+it for writing adds 077 to its umask, so the database, its WAL (which DuckDB
+deletes and recreates at every checkpoint, so a chmod would not last), spill files
+and everything else the process writes are private to the user. A database file
+that already exists keeps its mode (``loose_permissions`` says when others can read it).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from importlib import resources
 from pathlib import Path
@@ -62,6 +69,8 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
         raise DatabaseError(f"{db_path} is a directory: pass a database file with --db")
     if read_only and not db_path.exists():
         raise DatabaseError(f"no database at {db_path}: run `waflens ingest` first or pass --db")
+    if not read_only:
+        private_files()
     last_error: Exception | None = None
     for attempt in range(retries + 1):
         try:
@@ -70,10 +79,10 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
         except duckdb.IOException as error:  # lock held by another process, or unreadable file
             last_error = error
             if "lock" not in str(error).lower():
-                raise DatabaseError(f"cannot open database {db_path}: {_first_line(error)}") from error
+                raise DatabaseError(f"cannot open database {db_path}: {first_line(error)}") from error
             time.sleep(retry_delay * min(1 + attempt, 4))
         except duckdb.Error as error:
-            raise DatabaseError(f"cannot open database {db_path}: {_first_line(error)}") from error
+            raise DatabaseError(f"cannot open database {db_path}: {first_line(error)}") from error
     else:
         raise DatabaseError(
             f"database {db_path} is busy: another waflens process is writing to it; retry when it finishes"
@@ -99,7 +108,25 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _first_line(error: Exception) -> str:
+def private_files() -> None:
+    """From now on this process creates files 0600 and directories 0700, whatever the umask said."""
+    previous = os.umask(0o077)
+    os.umask(previous | 0o077)
+
+
+def loose_permissions(path: str | os.PathLike) -> str | None:
+    """A warning when group or others may read the database file, else None."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (f"{path} is readable by others (mode {mode:04o}) and holds personal data: "
+                f"run `chmod 600 {path}` (waflens creates new databases 0600)")
+    return None
+
+
+def first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 

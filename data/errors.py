@@ -5,6 +5,9 @@ an ``exit_code`` that the CLI returns. Messages say what was wrong and how to fi
 it, in one line, and never quote raw log content (it may be hostile or personal).
 """
 
+import errno
+import re
+
 
 class WaflensError(Exception):
     """Root of all waflens errors; ``exit_code`` is what the CLI exits with."""
@@ -36,6 +39,15 @@ class InsufficientDataError(WaflensError):
     exit_code = 6
 
 
+class StorageError(WaflensError):
+    """A write failed for lack of room: disk full, quota or file-size limit (database, WAL, models, reports)."""
+
+    exit_code = 74  # EX_IOERR, beside retrain's 75 (EX_TEMPFAIL)
+
+
+EXIT_NOTHING_PARSED = 7  # ingest: a whole file parsed to nothing (wrong --format / --log-format)
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error (a bug: please report it with --debug output)",
@@ -44,5 +56,35 @@ EXIT_CODES = {
     DatabaseError.exit_code: "database error: busy (another writer), read-only or corrupt",
     ConfigError.exit_code: "configuration error: key file, environment variable or option value",
     InsufficientDataError.exit_code: "not enough data for this step",
-    130: "interrupted (Ctrl-C); the file being ingested was rolled back",
+    EXIT_NOTHING_PARSED: "ingest: no record of a file parsed (every one quarantined): wrong --format or --log-format; "
+                         "the message says what to try, and ingesting the file again replaces that attempt",
+    StorageError.exit_code: "no space left: the disk (or quota, or file-size limit) of the database or models is full",
+    130: "interrupted (Ctrl-C); the file being ingested, or the update of sessions, was rolled back",
 }
+
+
+_FULL_TEXT = ("no space left", "file too large", "disk quota", "quota exceeded")
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def storage_fault(error: BaseException | None) -> StorageError | None:
+    """The disk-full error behind ``error`` (the OS's, or DuckDB's in words, possibly under a later
+    "cannot rollback" error), as a one-line :class:`StorageError`; None when it is something else."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            return StorageError(_full_message(error.filename, error.strerror or "no space left"))
+        text = str(error)
+        if any(marker in text.lower() for marker in _FULL_TEXT):
+            written = re.search(r'(?:write|extend|create|open) file "([^"]+)"', text, re.IGNORECASE)
+            reason = text.strip().splitlines()[0].rsplit(": ", 1)[-1] if text.strip() else "no space left"
+            return StorageError(_full_message(written.group(1) if written else None, reason))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _full_message(path: object, reason: str) -> str:
+    where = f"cannot write {path}" if path else "cannot write"
+    return (f"{where}: {reason} (the disk, a quota or the file-size limit is full); free space there, or move the "
+            "database with --db / the models with --models; the step that failed was rolled back")

@@ -2,7 +2,8 @@
 
 Every record read is either a row of ``requests`` or a row of ``quarantine`` with
 the reason, so ``parsed + quarantined == records`` for each file. A file whose
-bytes were ingested before (same sha256) adds nothing. A failure or Ctrl-C inside
+bytes were ingested before (same sha256) adds nothing, unless nothing of it parsed
+then (a wrong ``--format``): that attempt is replaced (see data/sources.py). A failure or Ctrl-C inside
 a file rolls the whole file back: the database never holds half of one.
 """
 
@@ -19,14 +20,15 @@ from typing import Callable, NamedTuple
 import duckdb
 import pyarrow as pa
 
-from data.db import run_sql_file
-from data.errors import InputError, WaflensError
-from data.interrupts import DeferredInterrupt, InterruptedAfterFile
+from data.db import first_line, run_sql_file
+from data.errors import DatabaseError, InputError, StorageError, WaflensError, storage_fault
+from data.interrupts import DeferredInterrupt, InterruptedAfterFile, was_interrupted  # noqa: F401 (re-exported)
 from data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
 from data.log_formats import COMBINED, LineFormat, compile_log_format
-from data.parse_lines import STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
+from data.parse_lines import DEFAULT_JSON_FIELDS, STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
 from data.pseudonymize import Pseudonymizer
 from data.raw_http import RawHttpReject, iter_raw_http
+from data.sources import forget_in_transaction, next_id, rollback
 
 SESSION_KEYS = ("ip-ua", "cookie")
 RAW_HTTP_BATCH = 20_000
@@ -53,8 +55,9 @@ class FileSummary(NamedTuple):
     parsed: int
     quarantined: int
     source_id: int
-    status: str  # "ingested" | "already ingested"
+    status: str  # "ingested" | "re-ingested" | "already ingested" | "nothing parsed"
     seconds: float
+    hint: str | None = None        # "nothing parsed": which format to try; "re-ingested": what was replaced
 
     def as_dict(self) -> dict:
         return self._asdict()
@@ -62,8 +65,13 @@ class FileSummary(NamedTuple):
 
 def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options: IngestOptions,
                 pseudonymizer: Pseudonymizer) -> FileSummary:
-    """Ingest one file in one transaction; see the module docstring for the guarantees."""
+    """Ingest one file in one transaction; see the module docstring for the guarantees.
+
+    A file ingested before with nothing parsed (wrong ``--format``) is ingested again, replacing
+    that attempt; a file of which nothing parses now is kept (its quarantine shows why) with
+    status "nothing parsed" and a hint of the format to try."""
     started = time.perf_counter()
+    check_json_fields(con, options.json_fields)
     with DeferredInterrupt() as interrupt:
         log = read_log_file(path)
         fmt_name, line_format = _resolve_format(log.content, options, Path(path))
@@ -74,25 +82,90 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
             "SELECT source_id, format, records, parsed, quarantined FROM sources WHERE sha256 = $sha",
             {"sha": log.sha256},
         ).fetchall()
+        replaced = None
         if known:
             source_id, fmt, records, parsed, quarantined = known[0]
-            return FileSummary(str(path), fmt, records, parsed, quarantined, source_id, "already ingested",
-                               time.perf_counter() - started)
+            if parsed or not records:
+                return FileSummary(str(path), fmt, records, parsed, quarantined, source_id, "already ingested",
+                                   time.perf_counter() - started)
+            replaced = (source_id, fmt)
         con.execute("BEGIN TRANSACTION")
         try:
+            if replaced:
+                forget_in_transaction(con, replaced[0])
             records, parsed, quarantined, source_id = _ingest_in_transaction(
                 con, path, log, fmt_name, line_format, spans, options, pseudonymizer, interrupt)
             interrupt.check()
             con.execute("COMMIT")
         except BaseException as error:
-            con.execute("ROLLBACK")
+            rollback(con)
             if was_interrupted(error):  # Ctrl-C inside DuckDB surfaces as its own errors; say what happened
                 raise KeyboardInterrupt from None
-            raise
+            real = _real_error(error, path)
+            if real is error:
+                raise
+            raise real from error
     if interrupt.requested:  # Ctrl-C between the last check and COMMIT: the file is in; stop before the next one
         raise InterruptedAfterFile(str(path))
-    return FileSummary(str(path), fmt_name, records, parsed, quarantined, source_id, "ingested",
-                       time.perf_counter() - started)
+    status, hint = "ingested", None
+    if replaced:
+        status, hint = "re-ingested", (f"its earlier ingest (source {replaced[0]}, as {replaced[1]}) parsed nothing "
+                                       "and was replaced")
+    if records and not parsed:
+        status, hint = "nothing parsed", format_hint(log.content, fmt_name, options)
+    return FileSummary(str(path), fmt_name, records, parsed, quarantined, source_id, status,
+                       time.perf_counter() - started, hint)
+
+
+def check_json_fields(con: duckdb.DuckDBPyConnection, fields: dict[str, list[str]]) -> None:
+    """Refuse an unknown ``--json-field`` column or a path DuckDB cannot read, before any transaction."""
+    for column, paths in fields.items():
+        if column not in DEFAULT_JSON_FIELDS:
+            raise InputError(f"--json-field {column}=...: unknown column {column!r}; use one of "
+                             f"{', '.join(DEFAULT_JSON_FIELDS)}")
+        for json_path in paths:
+            if not json_path.startswith("$"):
+                raise InputError(f"--json-field {column}={json_path}: a path starts with '$' (e.g. $.client.address)")
+            try:  # the way stage_json_batch uses it: a path from a list is not a constant to DuckDB
+                con.execute("SELECT list_transform($p, lambda p: json_extract_string('{}'::JSON, p))",
+                            {"p": [json_path]}).fetchall()
+            except duckdb.Error as error:
+                raise InputError(f"--json-field {column}={json_path}: not a JSON path DuckDB understands "
+                                 f"({first_line(error)}); e.g. $.client.address or $.\"dotted.key\"") from None
+
+
+def format_hint(content: bytes, fmt_name: str, options: IngestOptions) -> str:
+    """What to try when no record of a file parsed with the format given."""
+    try:
+        sniffed = sniff_format(content)
+    except InputError:
+        sniffed = None
+    if options.log_format:
+        if sniffed and sniffed != "combined":
+            return f"it looks like {sniffed}: try --format {sniffed} without --log-format"
+        return ("--log-format matched no line: copy the LogFormat / log_format line from the server's "
+                "configuration, or try without it (combined is sniffed)")
+    if sniffed and sniffed != fmt_name:
+        return f"it looks like {sniffed}: try --format {sniffed} (or --format auto)"
+    if fmt_name == "json":
+        return "no line had a request field: map fields with --json-field (e.g. target=$.request.uri)"
+    if fmt_name == "combined":
+        return "no line is common/combined: pass --log-format with the server's LogFormat / log_format string"
+    return "try --format auto, another --format, or --log-format"
+
+
+def _real_error(error: BaseException, path) -> BaseException:
+    """The error to report: disk full as one line; DuckDB's "transaction is aborted" replaced by what aborted it."""
+    full = storage_fault(error)
+    if full is not None:
+        return StorageError(f"{path}: nothing was ingested: {full}")
+    while isinstance(error, duckdb.Error) and "transaction is aborted" in str(error).lower() \
+            and error.__context__ is not None:
+        error = error.__context__
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return DatabaseError(f"{path}: DuckDB ran out of memory ({first_line(error)}); nothing was ingested: "
+                             f"raise WAFLENS_DUCKDB_MEMORY (default 1GB) or split the file")
+    return error
 
 
 def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineFormat | None, spans,
@@ -113,7 +186,7 @@ def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineForma
             else:
                 stage_line_batch(con, batch, line_format, unwrap_quotes=False, session_cookie=options.session_cookie)
             interrupt.check()
-    source_id = _next_id(con, "sources", "source_id")
+    source_id = next_id(con, "sources")
     records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options.session_key)
     con.execute(
         """INSERT INTO sources VALUES ($id, $path, $name, $sha, $format, $log_format, $records, $parsed,
@@ -125,17 +198,6 @@ def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineForma
     )
     con.execute("DROP TABLE stage")
     return records, parsed, quarantined, source_id
-
-
-def was_interrupted(error: BaseException | None) -> bool:
-    """True when Ctrl-C caused this error, directly or as the cause of a later one."""
-    while error is not None:
-        if isinstance(error, (KeyboardInterrupt, duckdb.InterruptException)):
-            return True
-        if isinstance(error, RuntimeError) and "interrupted" in str(error).lower():  # DuckDB 2's "Query interrupted"
-            return True
-        error = error.__context__
-    return False
 
 
 def ingest_files(con: duckdb.DuckDBPyConnection, paths: list[str | os.PathLike], options: IngestOptions,
@@ -172,10 +234,6 @@ def _resolve_format(content: bytes, options: IngestOptions, path: Path) -> tuple
     raise InputError(f"unknown format {name!r}: use auto, combined, common, json or raw-http")
 
 
-def _next_id(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int:
-    return con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall()[0][0]
-
-
 def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseudonymizer,
             session_key: str) -> tuple[int, int, int]:
     """Pseudonymize, then move stage rows into requests and quarantine."""
@@ -191,7 +249,7 @@ def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseud
     con.register("pseudonym_values", tokens)
     con.execute("CREATE OR REPLACE TEMP TABLE pseudonyms AS SELECT * FROM pseudonym_values")
     con.unregister("pseudonym_values")
-    base = _next_id(con, "requests", "request_id") - 1
+    base = next_id(con, "requests") - 1
     run_sql_file(con, "ingest_finish", {"base_request_id": base, "source_id": source_id, "session_key": session_key})
     rejected = con.execute("SELECT record, raw, reason FROM stage WHERE reason IS NOT NULL ORDER BY record").fetchall()
     if rejected:
@@ -297,4 +355,7 @@ def _insert_stage_rows(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None
     try:
         con.execute("INSERT INTO stage BY NAME SELECT * FROM stage_rows")
     finally:
-        con.unregister("stage_rows")
+        try:
+            con.unregister("stage_rows")
+        except duckdb.Error:  # the transaction is aborted: let the error that aborted it through
+            pass

@@ -19,6 +19,33 @@ from __future__ import annotations
 
 import signal
 
+import duckdb
+
+
+def was_interrupted(error: BaseException | None) -> bool:
+    """True when Ctrl-C caused this error, directly or as the cause of a later one."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (KeyboardInterrupt, duckdb.InterruptException)):
+            return True
+        if isinstance(error, RuntimeError) and "interrupted" in str(error).lower():  # DuckDB 2's "Query interrupted"
+            return True
+        if isinstance(error, duckdb.Error) and "KeyboardInterrupt" in str(error):  # raised inside a Python UDF
+            return True
+        error = error.__context__
+    return False
+
+
+class InterruptedDerived(KeyboardInterrupt):
+    """Ctrl-C while sessions and features were brought up to date. ``done``: the last step committed anyway
+    (Ctrl-C landed in COMMIT); else it was rolled back. Ingested files stay either way, and the next
+    ``sessionize`` or ``retrain`` picks their requests up."""
+
+    def __init__(self, done: bool = False):
+        super().__init__("sessions and features up to date" if done else "sessions and features rolled back")
+        self.done = done
+
 
 class InterruptedAfterFile(KeyboardInterrupt):
     """Ctrl-C arrived after the last check of a file's ingest: that file was committed whole; the caller

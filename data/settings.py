@@ -1,11 +1,13 @@
-"""Workbench settings kept in the database: LLM provider and model, thresholds, retention.
+"""Workbench settings kept in the database: thresholds and retention.
 
 One row per key in ``settings`` (value as JSON, who changed it and when). Every key
 is declared in :data:`SPEC` with its type, default and range; a value is checked
 before it is written, and reading returns the defaults for keys never set, so a
 database that has no ``settings`` table yet (it is created on the first write)
-reads as all defaults. Secrets never go here: an API key stays in the environment
-(``OPENAI_API_KEY``), where the process that calls the provider reads it.
+reads as all defaults. The LLM's provider, model, endpoint and key never go here (see
+:mod:`labeling.llm_config`): anyone who can reach the workbench can change these rows,
+and must not be able to send the next cron run's key and evidence elsewhere. Rows an
+earlier version stored for them (``llm_*``) are ignored.
 """
 
 from __future__ import annotations
@@ -40,11 +42,6 @@ class Setting(NamedTuple):
 
 
 SPEC: dict[str, Setting] = {s.key: s for s in (
-    Setting("llm_provider", str, "offline", "Who proposes labels: the offline summarizer, or an OpenAI-compatible "
-            "endpoint (OpenAI, Ollama, vLLM, llama.cpp)", choices=("offline", "openai")),
-    Setting("llm_model", str, "gpt-4o-mini", "Model name for the openai provider"),
-    Setting("llm_base_url", str, None, "Base URL of an OpenAI-compatible endpoint (empty: the provider's default, "
-            "or $OPENAI_BASE_URL)", nullable=True),
     Setting("alert_quantile", float, 0.99, "A session alerts when its score is above this quantile of the "
             "production model's training scores", minimum=0.5, maximum=1.0, exclusive=True),
     Setting("membership_threshold", float, 0.5, "Minimum HDBSCAN membership probability for a session to carry "
@@ -120,8 +117,6 @@ def validate(key: str, value: Any) -> Any:
             raise ConfigError(f"{key} is longer than {_MAX_TEXT} characters")
         if setting.choices and value not in setting.choices:
             raise ConfigError(f"{key} must be one of {', '.join(setting.choices)}, got {value[:40]!r}")
-        if key == "llm_base_url" and not value.startswith(("http://", "https://")):
-            raise ConfigError(f"llm_base_url must start with http:// or https://, got {value[:40]!r}")
     _check_range(setting, value)
     return value
 

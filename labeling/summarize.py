@@ -3,7 +3,9 @@
 Each cluster's evidence pack goes to the provider; the validated summary is stored
 in ``cluster_summaries`` (cached by evidence hash: the same evidence is not sent
 twice) and proposed as a ``suggested`` label event for the analyst to confirm,
-edit or reject. A provider failure is a status on that cluster, never a crash.
+edit or reject. A provider failure is a status on that cluster, never a crash, and
+the run goes on to the next cluster; a deadline bounds the whole stage. With a remote
+LLM, :func:`summarize_database` holds no database connection while the endpoint answers.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import duckdb
 
@@ -34,45 +37,132 @@ def make_summarizer(provider: str, **options):
     raise ConfigError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
 
-def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider: str = "offline",
-                  **provider_options) -> list[dict]:
-    from labeling.openai_provider import ProviderError
+class _Pending(NamedTuple):
+    cluster_id: int
+    pack: dict
+    digest: str
+    cached: Summary | None
 
+
+class _Answer(NamedTuple):
+    summary: Summary | None
+    status: str
+    tokens: int
+    seconds: float
+
+
+def summarize_run(con: duckdb.DuckDBPyConnection, cluster_run_id: int, provider: str = "offline",
+                  deadline_s: float | None = None, **provider_options) -> list[dict]:
+    """Summarize every cluster of a run on one connection (the offline provider, tests, scripts).
+
+    With a remote LLM prefer :func:`summarize_database`: it holds no connection while the endpoint answers.
+    """
     ensure_label_schema(con)
     summarizer = make_summarizer(provider, **provider_options)
-    price = float(os.environ.get("WAFLENS_LLM_USD_PER_1K_TOKENS", "0") or 0)
+    _start_deadline(summarizer, deadline_s)
+    return [_record(con, cluster_run_id, summarizer, item, _ask(summarizer, item))
+            for item in _pending(con, cluster_run_id, summarizer)]
+
+
+def summarize_database(db_path, cluster_run_id: int, config, *, write_timeout_s: float = 120.0) -> list[dict]:
+    """Summarize every cluster of a run without holding the database while the provider answers.
+
+    The evidence is read in one short transaction; each call to the provider runs with no
+    connection open; each answer is written in its own short transaction. So analysts'
+    labels (and the workbench) get through while a slow endpoint thinks. ``config`` is a
+    :class:`labeling.llm_config.LLMConfig`; its ``deadline_s`` bounds the whole stage.
+    """
+    from data.writes import write
+
+    if config.provider == "offline":  # local and quick: one short transaction beats a connection per cluster
+        return write(db_path, lambda con: summarize_run(con, cluster_run_id, "offline", config.deadline_s),
+                     timeout_s=write_timeout_s)
+    summarizer = make_summarizer(config.provider, **config.provider_options())
+    _start_deadline(summarizer, config.deadline_s)
+
+    def read(con):
+        ensure_label_schema(con)
+        return _pending(con, cluster_run_id, summarizer)
+
+    results = []
+    for item in write(db_path, read, timeout_s=write_timeout_s):
+        answer = _ask(summarizer, item)
+        results.append(write(db_path, lambda con: _in_transaction(
+            con, lambda: _record(con, cluster_run_id, summarizer, item, answer)), timeout_s=write_timeout_s))
+    return results
+
+
+def _in_transaction(con, fn):
+    """The summary and its proposed label land together, or neither does."""
+    con.begin()
+    try:
+        result = fn()
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+    return result
+
+
+def _start_deadline(summarizer, deadline_s: float | None) -> None:
+    if deadline_s is None:
+        from labeling.llm_config import load_llm_config
+
+        deadline_s = load_llm_config(None).deadline_s
+    if hasattr(summarizer, "set_deadline"):
+        summarizer.set_deadline(deadline_s)
+
+
+def _pending(con, cluster_run_id: int, summarizer) -> list[_Pending]:
+    """Each cluster's evidence (emerging first) and the summary already stored for the same evidence, if any."""
     clusters = con.execute(
         """SELECT cluster_id FROM cluster_profiles WHERE cluster_run_id = $r
            ORDER BY emerging DESC, last_ts DESC NULLS LAST, cluster_id""", {"r": cluster_run_id}).fetchall()
-    results = []
+    pending = []
     for (cluster_id,) in clusters:
-        started = time.perf_counter()
         pack = build_evidence(con, cluster_run_id, cluster_id)
         digest = evidence_hash(pack)
         cached = con.execute("""SELECT status, summary FROM cluster_summaries
                                 WHERE evidence_hash = $h AND provider = $p AND model = $m AND summary IS NOT NULL
                                 ORDER BY created_at DESC LIMIT 1""",
                              {"h": digest, "p": summarizer.name, "m": summarizer.model}).fetchall()
-        tokens = 0
-        if cached:
-            summary = Summary.model_validate_json(cached[0][1])
-        else:
-            try:
-                summary = summarizer.summarize(pack)
-                tokens = getattr(summarizer, "last_tokens", 0)
-            except ProviderError as error:
-                _store(con, cluster_run_id, cluster_id, summarizer, digest, error.status, None, 0, 0.0, started)
-                results.append({"cluster_id": cluster_id, "family": None, "verdict": None, "confidence": None,
-                                "status": error.status, "prompt_injection_detected": False, "cached": False})
-                continue
-        _store(con, cluster_run_id, cluster_id, summarizer, digest, summary.status, summary.model_dump_json(),
-               tokens, tokens / 1000 * price, started)
-        carried = _suggest(con, cluster_run_id, cluster_id, summary, f"{summarizer.name}:{summarizer.model}")
-        results.append({"cluster_id": cluster_id, "family": summary.family, "verdict": summary.verdict,
-                        "confidence": summary.confidence, "status": summary.status,
-                        "prompt_injection_detected": summary.prompt_injection_detected, "cached": bool(cached),
-                        "carried_over": carried})
-    return results
+        pending.append(_Pending(cluster_id, pack, digest,
+                                Summary.model_validate_json(cached[0][1]) if cached else None))
+    return pending
+
+
+def _ask(summarizer, item: _Pending) -> _Answer:
+    """The provider's summary of one cluster, or the status saying why there is none (no connection needed)."""
+    from labeling.openai_provider import ProviderError
+
+    started = time.perf_counter()
+    if item.cached is not None:
+        return _Answer(item.cached, item.cached.status, 0, time.perf_counter() - started)
+    remaining = summarizer.remaining() if hasattr(summarizer, "remaining") else None
+    if remaining is not None and remaining <= 0:
+        return _Answer(None, f"error: {summarizer.deadline_status()}; not asked", 0, 0.0)
+    try:
+        summary = summarizer.summarize(item.pack)
+    except ProviderError as error:
+        return _Answer(None, error.status, 0, time.perf_counter() - started)
+    return _Answer(summary, summary.status, getattr(summarizer, "last_tokens", 0), time.perf_counter() - started)
+
+
+def _record(con, cluster_run_id: int, summarizer, item: _Pending, answer: _Answer) -> dict:
+    """Store the answer and propose its label (a failure is stored as a status, with no label)."""
+    price = float(os.environ.get("WAFLENS_LLM_USD_PER_1K_TOKENS", "0") or 0)
+    summary = answer.summary
+    _store(con, cluster_run_id, item.cluster_id, summarizer, item.digest, answer.status,
+           summary.model_dump_json() if summary is not None else None, answer.tokens,
+           answer.tokens / 1000 * price, answer.seconds)
+    if summary is None:
+        return {"cluster_id": item.cluster_id, "family": None, "verdict": None, "confidence": None,
+                "status": answer.status, "prompt_injection_detected": False, "cached": False}
+    carried = _suggest(con, cluster_run_id, item.cluster_id, summary, f"{summarizer.name}:{summarizer.model}")
+    return {"cluster_id": item.cluster_id, "family": summary.family, "verdict": summary.verdict,
+            "confidence": summary.confidence, "status": summary.status,
+            "prompt_injection_detected": summary.prompt_injection_detected, "cached": item.cached is not None,
+            "carried_over": carried}
 
 
 def _suggest(con, run_id: int, cluster_id: int, summary: Summary, author: str) -> dict | None:
@@ -106,9 +196,9 @@ def _suggest(con, run_id: int, cluster_id: int, summary: Summary, author: str) -
     return {"run": carried[0][4], "cluster": carried[0][5]} if carried else None
 
 
-def _store(con, run_id, cluster_id, summarizer, digest, status, summary_json, tokens, cost, started) -> None:
+def _store(con, run_id, cluster_id, summarizer, digest, status, summary_json, tokens, cost, seconds) -> None:
     con.execute(
         """INSERT INTO cluster_summaries VALUES ($r, $c, $p, $m, $h, $status, $summary, $tokens, $cost, $s, $at)""",
         {"r": run_id, "c": cluster_id, "p": summarizer.name, "m": summarizer.model, "h": digest, "status": status,
-         "summary": summary_json, "tokens": tokens, "cost": cost, "s": time.perf_counter() - started,
+         "summary": summary_json, "tokens": tokens, "cost": cost, "s": seconds,
          "at": datetime.now(timezone.utc).replace(tzinfo=None)})

@@ -7,8 +7,9 @@ atomically (``os.symlink(new, tmp); os.replace(tmp, "production")``). A
 ``check_interval`` seconds a few ``stat`` calls) loads the new target when the
 link's resolved target or its files' stat changed. The new scorer is verified,
 built and warmed up *before* one attribute assignment makes it live, so readers
-never need a lock. A broken target keeps the old scorer and is not retried until
-it changes.
+never need a lock. A broken or malformed target (the loader checks its structure
+before any kernel runs, see :mod:`scoring.artifact_checks`) keeps the old scorer,
+says why in ``last_error`` and the log, and is not retried until it changes.
 
 Imports only the standard library and the runtime (the runtime's import rule).
 """
@@ -21,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from scoring.artifact import MANIFEST_FILE, MODEL_FILE
+from scoring.artifact import MANIFEST_FILE, MODEL_FILE, ArtifactError
 from scoring.runtime import Scorer
 
 log = logging.getLogger("waflens.hot_swap")
@@ -96,11 +97,12 @@ class ModelWatcher:
                 return False
             try:
                 scorer = Scorer.load(target, **self.scorer_options)
-            except Exception as error:  # ArtifactError, or anything a half-written directory can raise
+            except Exception as error:  # an ArtifactError says what is wrong; anything else is a bug, kept out too
                 self._refused = signature
                 self.reload_failures += 1
                 self.last_error = f"{type(error).__name__}: {error}"
-                log.warning("waflens: keeping model %s; refused %s (%s)", self._loaded[0], target, self.last_error)
+                log.warning("waflens: keeping model %s; refused %s (%s)", self._loaded[0], target, self.last_error,
+                            exc_info=not isinstance(error, ArtifactError))
                 return False
             self._scorer = scorer   # the swap: a single attribute assignment
             self._loaded = signature

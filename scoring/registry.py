@@ -102,6 +102,17 @@ def _actor(actor: str | None) -> str:
         return "unknown"
 
 
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` 0700 whatever the umask (models and run reports describe private traffic); an existing
+    directory keeps its mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
+
+
 def _write_json_atomically(path: Path, content: dict) -> None:
     _write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -228,6 +239,7 @@ class Registry:
     def _ensure_root(self) -> None:
         self._check_root()
         try:
+            make_private_dir(self.root)
             self.versions_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise self._unwritable(error) from None

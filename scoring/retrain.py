@@ -66,7 +66,7 @@ SHADOW_EXAMPLES = 5
 class RetrainOptions:
     sources: tuple[str, ...] = ()            # files or globs to ingest [default: $WAFLENS_SOURCES]
     registry_root: Path | None = None        # [default: $WAFLENS_MODELS or <db dir>/models]
-    provider: str | None = None              # [default: $WAFLENS_LLM_PROVIDER, the settings, offline]
+    provider: str | None = None              # [default: $WAFLENS_LLM_PROVIDER, the LLM settings file, offline]
     trees: int = 100
     seed: int = 0
     holdout_fraction: float = 0.25           # the latest quarter of sessions is held out for the gates
@@ -134,7 +134,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
             progress: Callable[[str], None] | StageReporter = _quiet) -> RetrainResult:
     """Run every stage; returns the status, the exit code and the run report (also written to disk)."""
     from scoring.jit_warmup import Warmup
-    from scoring.registry import Registry, default_registry_root
+    from scoring.registry import Registry, default_registry_root, make_private_dir
 
     options = options or RetrainOptions()
     db_path = Path(db_path)
@@ -164,7 +164,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         return RetrainResult(status, code, report)
 
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
         lock = open(root / "retrain.lock", "a+")
     except OSError as error:
         from data.errors import ConfigError
@@ -183,6 +183,11 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
     except WaflensError as error:
         return finish("error", error.exit_code, str(error))
     except Exception as error:
+        from data.errors import storage_fault
+
+        full = storage_fault(error)  # disk full: the operator's to fix, with its own exit code
+        if full is not None:
+            return finish("error", full.exit_code, str(full))
         finish("error", 1, f"internal error: {type(error).__name__}: {error}")
         raise
     finally:
@@ -195,15 +200,18 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
     from data.writes import write
     from data.settings import get_settings
 
+    from data.sessionize import pending_requests, update_derived
+
     files = expand_sources(options.sources)
     with stage("ingest", len(files), "files") as current:
         report["ingested"] = _ingest_sources(db_path, options, files, current)
         current.counts.update(files=len(files), **{key: sum(f[key] for f in report["ingested"])
                                                    for key in ("records", "parsed", "quarantined")})
-    if any(f["parsed"] for f in report["ingested"]):
+    # requests in no session yet: this run's files, and any left by `ingest --no-sessionize`, Ctrl-C or kill -9
+    report["unsessionized"] = write(db_path, pending_requests, timeout_s=options.write_timeout_s) \
+        if db_path.exists() else 0
+    if report["unsessionized"]:
         with stage("sessionize") as current:
-            from data.sessionize import update_derived
-
             derived = write(db_path, lambda con: update_derived(con, options.gap_minutes),
                             timeout_s=options.write_timeout_s)
             current.counts.update(request_features=derived.request_features, sessions=derived.sessions_total)
@@ -231,7 +239,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
             current.counts.update(clusters=run.n_clusters, emerging=len(run.emerging))
         if run.n_clusters:
             with stage("summarize", run.n_clusters, "clusters") as current:
-                report["summaries"] = _summarize(db_path, run.cluster_run_id, options, settings)
+                report["summaries"] = _summarize(db_path, run.cluster_run_id, options)
                 current.advance(by=report["summaries"]["clusters"])
                 current.counts.update(clusters=report["summaries"]["clusters"], **report["summaries"]["statuses"])
 
@@ -356,20 +364,19 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> dict:
             "labels": label_snapshot(con)}
 
 
-def _summarize(db_path: Path, run_id: int, options: RetrainOptions, settings: dict) -> dict:
-    from data.writes import write
-    from labeling.summarize import summarize_run
+def _summarize(db_path: Path, run_id: int, options: RetrainOptions) -> dict:
+    """The LLM stage, outside any long transaction: evidence in a short read, the provider called with no
+    connection held, each summary written in its own short transaction (labeling.summarize.summarize_database).
+    Endpoint, key and limits come from the environment or the operator's file, never from the database."""
+    from labeling.llm_config import load_llm_config
+    from labeling.summarize import summarize_database
 
-    provider = options.provider or os.environ.get("WAFLENS_LLM_PROVIDER") or settings.get("llm_provider") or "offline"
-    extra = {}
-    if provider == "openai":
-        extra = {"model": os.environ.get("WAFLENS_LLM_MODEL") or settings.get("llm_model"),
-                 "base_url": settings.get("llm_base_url") or None}
-    results = write(db_path, lambda con: summarize_run(con, run_id, provider, **extra), timeout_s=options.write_timeout_s)
+    config = load_llm_config(db_path, provider=options.provider)
+    results = summarize_database(db_path, run_id, config, write_timeout_s=options.write_timeout_s)
     statuses: dict[str, int] = {}
     for result in results:
         statuses[result["status"]] = statuses.get(result["status"], 0) + 1
-    return {"provider": provider, "clusters": len(results), "statuses": statuses}
+    return {"provider": config.provider, "clusters": len(results), "statuses": statuses}
 
 
 def snapshot(db_path: Path) -> duckdb.DuckDBPyConnection:

@@ -34,6 +34,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from scoring.artifact import ArtifactError, read_artifact
+from scoring.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
 from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import N_PROFILE_FEATURES
@@ -119,49 +120,27 @@ def _read_level(path, level: str, what: str):
     return arrays, manifest
 
 
-def _load_forest(arrays: dict[str, np.ndarray]):
-    """(flat node arrays, perfect-tree layout, depth, normaliser) of an artifact's forest."""
-    forest = {k: np.ascontiguousarray(arrays[f"forest_{k}"]) for k in
-              ("feature", "threshold", "left", "right", "value", "roots")}
-    depth = _depth_of(forest)
+def _perfect(forest: Forest):
+    """The perfect-tree layout of a checked forest."""
     try:
-        trees = perfect_layout(forest["feature"], float32_floor(forest["threshold"]), forest["left"],
-                               forest["right"], forest["value"], forest["roots"], depth)
+        return perfect_layout(forest.feature, float32_floor(forest.threshold), forest.left, forest.right,
+                              forest.value, forest.roots, forest.depth)
     except ValueError as error:
         raise ArtifactError(f"this runtime cannot load the artifact's forest: {error}") from None
-    return forest, trees, depth, float(arrays["forest_normaliser"])
 
 
-def _load_feedback(arrays: dict[str, np.ndarray], manifest: dict):
+def _load_feedback(arrays: dict[str, np.ndarray], feedback: Forest | None, n_classes: int):
     """The analyst-feedback model's kernel arguments (see scoring.feedback), or None when it has none."""
-    info = manifest.get("feedback")
-    if not info:
+    if feedback is None:
         return None
-    try:
-        flat = {k: np.ascontiguousarray(arrays[f"feedback_{k}"]) for k in
-                ("feature", "threshold", "left", "right", "value", "roots")}
-        depth = _depth_of(flat)
-        trees = perfect_layout(flat["feature"], float32_floor(flat["threshold"]), flat["left"], flat["right"],
-                               flat["value"], flat["roots"], depth)
-        return (*trees, depth, int(info["n_outputs"]), np.asarray(arrays["feedback_init"], dtype=np.float64),
-                int(arrays["feedback_benign_index"]), np.asarray(arrays["feedback_attack_mask"], dtype=np.bool_))
-    except (KeyError, ValueError) as error:
-        raise ArtifactError(f"the artifact's feedback model is incomplete ({error}): export it again") from None
+    n_outputs = 1 if n_classes == 2 else n_classes
+    return (*_perfect(feedback), feedback.depth, n_outputs, np.ascontiguousarray(arrays["feedback_init"]),
+            int(arrays["feedback_benign_index"]), np.ascontiguousarray(arrays["feedback_attack_mask"]))
 
 
 def _depth_of(forest: dict[str, np.ndarray]) -> int:
-    """Depth of the deepest leaf over all trees (the perfect layout's depth)."""
-    deepest = 0
-    for root in forest["roots"]:
-        stack = [(int(root), 0)]
-        while stack:
-            node, level = stack.pop()
-            if forest["feature"][node] < 0:
-                deepest = max(deepest, level)
-            else:
-                stack.append((int(forest["left"][node]), level + 1))
-                stack.append((int(forest["right"][node]), level + 1))
-    return deepest
+    """Depth of the deepest leaf over all trees (the perfect layout's depth) of well-formed flat arrays."""
+    return tree_depth(*(np.asarray(forest[k]) for k in ("feature", "left", "right", "roots")))
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -187,6 +166,7 @@ class Scorer:
 
     def __init__(self, arrays: dict[str, np.ndarray], manifest: dict, *, fail_open: bool = True,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
+        checked = check_request_model(arrays, manifest, path or "the artifact")  # before anything uses them
         self.manifest = manifest
         self.path = path
         self.fail_open = fail_open
@@ -196,11 +176,10 @@ class Scorer:
         self.errors = 0
         self._lock = threading.Lock()
         spec = manifest["feature_spec"]
-        if len(spec["request_features"]) != N_REQUEST_FEATURES or len(spec["profile_features"]) != N_PROFILE_FEATURES:
-            raise ArtifactError("the artifact's feature list does not match this runtime: retrain or upgrade")
         self.feature_names = tuple(spec["names"])
         tables = build_token_tables(spec["lists"])
-        forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
+        self._trees, self._depth = _perfect(checked.forest), checked.forest.depth
+        self._normaliser = float(arrays["forest_normaliser"])
         sections = {
             "tok_offsets": tables.offsets, "tok_group": tables.group, "tok_by_first": tables.by_first,
             "tok_order": tables.order, "ext_offsets": tables.ext_offsets, "ext_class": tables.ext_class,
@@ -212,7 +191,7 @@ class Scorer:
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
                             self._normaliser)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
-        self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
+        self._thresholds = checked.thresholds
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "Scorer":
@@ -310,7 +289,7 @@ class SessionScorer:
 
     def __init__(self, arrays: dict[str, np.ndarray], manifest: dict, *, max_clients: int = 100_000,
                  max_distinct: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
-        from scoring.session_state import SessionTracker
+        from scoring.session_state import SESSION_FEATURE_NAMES, SessionTracker
 
         self.manifest = manifest
         self.path = path
@@ -318,14 +297,17 @@ class SessionScorer:
         self.uses_bodies = True
         self.errors = 0
         self._lock = threading.Lock()
+        checked = check_session_model(arrays, manifest, path or "the artifact", SESSION_FEATURE_NAMES)
         spec = manifest["feature_spec"]
         self.feature_names = tuple(spec["names"])
         self._tables = build_token_tables(spec["lists"])
-        forest, self._trees, self._depth, self._normaliser = _load_forest(arrays)
-        self._thresholds = tuple(manifest["thresholds"][name] for name in ("likely_clean", "likely_attack", "attack"))
-        self._feedback = _load_feedback(arrays, manifest)
-        self.classes = tuple(manifest["feedback"]["classes"]) if self._feedback else ()
-        self.tracker = SessionTracker(float(manifest["training"].get("gap_seconds", 1800.0)), max_clients, max_distinct)
+        self._trees, self._depth = _perfect(checked.forest), checked.forest.depth
+        self._normaliser = float(arrays["forest_normaliser"])
+        self._thresholds = checked.thresholds
+        self._feedback = _load_feedback(arrays, checked.feedback, len(checked.classes))
+        self.classes = checked.classes if self._feedback else ()
+        self.tracker = SessionTracker(float(manifest.get("training", {}).get("gap_seconds", 1800.0)), max_clients,
+                                      max_distinct)
 
     score_class = Scorer.score_class
     _fields = Scorer._fields

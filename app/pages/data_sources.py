@@ -10,6 +10,7 @@ from app.jobs import finish, run_cli, show_finished
 from app.paging import pager
 from app.session import require_workbench
 from app.state import config, query
+from data.errors import EXIT_NOTHING_PARSED
 
 FORMATS = ["auto", "combined", "common", "json", "raw-http"]
 
@@ -29,6 +30,22 @@ history = query("""SELECT source_id, name, path, format, records, parsed, quaran
                           sha256
                    FROM sources ORDER BY source_id DESC""")
 st.dataframe(history.drop(columns=["path", "sha256"]), hide_index=True, width="stretch")
+
+with st.expander("Forget a source (e.g. a file ingested with the wrong format)"):
+    st.caption("Removes the file's requests, the sessions built from them (their cluster memberships too), its "
+               "quarantine rows and its ingest record, in one transaction; the file can then be ingested again.")
+    choices = [int(r.source_id) for r in history.itertuples()]
+    names = {int(r.source_id): f"{r.source_id}: {r.name} ({r.parsed:,} parsed + {r.quarantined:,} quarantined)"
+             for r in history.itertuples()}
+    chosen = st.selectbox("Source", choices, key="forget_source", format_func=lambda s: names[s])
+    sure = st.checkbox("Yes, forget it", key="forget_confirm")
+    if st.button("Forget source", key="forget_button", disabled=not (choices and sure)):
+        result = run_cli(["sources", "forget", str(chosen), "--yes"], f"Forgetting source {chosen}")
+        if result.code == 0 and result.summary:
+            finish("forget", f"Forgot source {chosen}: {result.summary['requests']:,} requests, "
+                             f"{result.summary['quarantined']:,} quarantined records, "
+                             f"{result.summary['sessions']:,} sessions.", result)
+show_finished("forget")
 
 st.subheader("Quarantine")
 st.caption("Records that did not parse, with the reason. Shown as text: log content may be hostile.")
@@ -60,8 +77,9 @@ if len(rows):
 
 st.subheader("Upload a log file")
 st.caption("Access logs (Apache/nginx), JSON lines or raw HTTP dumps, optionally gzip-compressed. The file is saved "
-           "beside the database (uploads/) and ingested by `waflens ingest` in its own process; a file ingested "
-           "before adds nothing.")
+           "beside the database (uploads/) and ingested by `waflens ingest` in its own process, with the same "
+           "bounds (WAFLENS_MAX_INPUT_BYTES, gzip ratio); a file ingested before adds nothing, unless nothing of "
+           "it parsed then.")
 with st.form("upload", clear_on_submit=False):
     upload = st.file_uploader("Log file", key="upload_file")
     columns = st.columns(2)
@@ -78,12 +96,17 @@ if submitted:
         target = folder / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{safe[:100]}"
         target.write_bytes(upload.getvalue())
         arguments = ["ingest", str(target), "--format", fmt] + (["--source", name.strip()] if name.strip() else [])
-        result = run_cli(arguments, f"Ingesting {safe}")
+        result = run_cli(arguments, f"Ingesting {safe}", ok_codes=(0, EXIT_NOTHING_PARSED))
         for file in (result.summary or {}).get("files", []):
-            if file["status"] == "ingested":
+            if file["status"] in ("ingested", "re-ingested"):
                 finish("upload", f"{safe}: {file['records']:,} records = {file['parsed']:,} parsed + "
                                  f"{file['quarantined']:,} quarantined ({file['format']}); "
-                                 f"{result.summary.get('sessions') or 0:,} sessions in total.", result)
+                                 f"{result.summary.get('sessions') or 0:,} sessions in total."
+                                 + (f" {file.get('hint')}." if file["status"] == "re-ingested" else ""), result)
+            elif file["status"] == "nothing parsed":  # exit 7: every record quarantined
+                finish("upload", f"{safe}: none of its {file['records']:,} records parsed as {file['format']}: "
+                                 f"{file.get('hint')}. Upload it again with another format: that replaces "
+                                 "this attempt.", result, kind="warning")
             else:
                 finish("upload", f"{safe} was ingested before (same content): nothing added.", result, kind="info")
 show_finished("upload")

@@ -6,9 +6,9 @@ import streamlit as st
 
 from app import clusters
 from app.jobs import finish, run_cli, show_finished
-from app.render import clip
+from app.render import clip, escape_markdown
 from app.session import require_workbench
-from app.state import query, settings
+from app.state import database_path, query, settings
 
 MAP_POINTS = 20_000
 STATUS_COLOURS = {"new": "#d62728", "growing": "#ff7f0e", "stable": "#1f77b4", "fading": "#9ca3af",
@@ -131,7 +131,7 @@ else:
 st.divider()
 st.subheader("Run the pipeline")
 st.caption("Each step runs as a `waflens` command in its own process (so a cron retrain can still write); "
-           "the settings' minimum cluster size and LLM provider apply.")
+           "the settings' minimum cluster size and the operator's LLM configuration (see Settings) apply.")
 show_finished("emerging")
 config = settings()
 steps = st.columns(2)
@@ -145,13 +145,17 @@ if steps[0].button("Cluster the suspicious sessions", key="run_cluster", icon=":
                            + (f". {done['message']}" if done.get("message") else ""), result)
 if steps[1].button("Summarize the latest run", key="run_summarize", icon=":material/summarize:",
                    disabled=not clusters.has_clusters()):
-    options = ["summarize", "--provider", config["llm_provider"]]
-    environment = {}
-    if config["llm_provider"] == "openai":
-        options += ["--model", config["llm_model"]]
-        if config["llm_base_url"]:
-            environment["OPENAI_BASE_URL"] = config["llm_base_url"]
-    result = run_cli(options, f"Summarizing with the {config['llm_provider']} provider", env=environment)
+    # the LLM's endpoint and key come from the environment or the operator's file, never from the database
+    from data.errors import ConfigError
+    from labeling.llm_config import load_llm_config
+
+    try:
+        llm = load_llm_config(database_path())
+    except ConfigError as error:
+        st.error(escape_markdown(error))
+        st.stop()
+    result = run_cli(["summarize", "--provider", llm.provider], f"Summarizing with the {llm.provider} provider",
+                     env=llm.environment())
     if result.ok and result.summary:
         proposed = result.summary.get("clusters", [])
         failed = [c for c in proposed if str(c.get("status", "")).startswith("error")]

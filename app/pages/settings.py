@@ -1,13 +1,14 @@
-"""Settings: LLM provider and model, thresholds, retention — stored in the database (data/settings.py)."""
-
-import os
+"""Settings: thresholds and retention, stored in the database (data/settings.py); the LLM's provider,
+model, endpoint and key shown read-only (they come from the environment or the operator's file)."""
 
 import pandas as pd
 import streamlit as st
 
 from app.jobs import finish, run_cli, show_finished
+from app.render import escape_markdown
 from app.session import analyst, require_workbench
-from app.state import read, settings, write_or_warn
+from app.state import config, read, settings, write_or_warn
+from data.errors import ConfigError
 from data.settings import SPEC, set_setting, setting_history, validate
 
 require_workbench()
@@ -18,25 +19,45 @@ if flash:
 current = settings()
 
 
+def _redact(url: str) -> str:
+    """A URL without the user:password some gateways take in it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return urlunsplit(parts)
+
+
 def _help(key: str) -> str:
     spec = SPEC[key]
     return f"{spec.description} (default: {spec.default if spec.default is not None else 'none'})"
 
 
-with st.form("settings"):
-    st.subheader("Summaries (LLM)")
-    providers = list(SPEC["llm_provider"].choices)
-    provider = st.selectbox("Provider", providers, index=providers.index(current["llm_provider"]),
-                            help=_help("llm_provider"), key="settings_provider")
-    model = st.text_input("Model", value=current["llm_model"], help=_help("llm_model"), max_chars=200,
-                          key="settings_model")
-    base_url = st.text_input("Base URL", value=current["llm_base_url"] or "", help=_help("llm_base_url"),
-                             max_chars=500, placeholder="e.g. http://localhost:11434/v1 for Ollama",
-                             key="settings_base_url")
-    key_present = bool(os.environ.get("OPENAI_API_KEY"))
-    st.caption("The API key is never stored here: secrets stay in the environment of the process that calls the "
-               "provider (OPENAI_API_KEY), currently " + ("set" if key_present else "not set") + " for the workbench.")
+st.subheader("Summaries (LLM)")
+st.caption("Read-only here: the provider, model, endpoint and key come from the environment of the process that "
+           "calls the LLM, or from the operator's file (`$WAFLENS_LLM_CONFIG`, default `<database>.llm.toml`, "
+           "mode 0600). The workbench never changes where the key and the evidence go.")
+try:
+    from labeling.llm_config import load_llm_config
 
+    llm = load_llm_config(config().db_path)
+except ConfigError as error:
+    st.error(escape_markdown(error))
+else:
+    def _where(name: str) -> str:
+        return llm.origins.get(name, "default")
+
+    rows = [("provider", llm.provider, _where("provider")), ("model", llm.model, _where("model")),
+            ("base URL", _redact(llm.base_url) if llm.base_url else "(the provider's default)", _where("base_url")),
+            ("API key", "set" if llm.api_key else "not set", _where("api_key")),
+            ("time-out per call (s)", f"{llm.timeout_s:g}", _where("timeout_s")),
+            ("deadline for all clusters (s)", f"{llm.deadline_s:g}", _where("deadline_s")),
+            ("largest answer (bytes)", f"{llm.max_answer_bytes:,}", _where("max_answer_bytes"))]
+    st.dataframe(pd.DataFrame(rows, columns=["setting", "value", "from"]), hide_index=True, width="stretch",
+                 key="settings_llm")
+
+with st.form("settings"):
     st.subheader("Thresholds")
     alert = st.number_input("Alert quantile", min_value=0.5, max_value=0.9999, value=float(current["alert_quantile"]),
                             step=0.001, format="%.4f", help=_help("alert_quantile"), key="settings_alert")
@@ -54,7 +75,7 @@ with st.form("settings"):
     saved = st.form_submit_button("Save settings", type="primary", icon=":material/save:")
 
 if saved:
-    wanted = {"llm_provider": provider, "llm_model": model, "llm_base_url": base_url, "alert_quantile": alert,
+    wanted = {"alert_quantile": alert,
               "membership_threshold": membership, "min_cluster_size": int(min_cluster), "retention_days": retention}
     who = analyst()
 
@@ -77,6 +98,9 @@ history = read(setting_history)
 if history:
     st.dataframe(pd.DataFrame(history, columns=["setting", "value", "changed by", "changed at"]).astype({"value": str}),
                  hide_index=True, width="stretch")
+    if any(key not in SPEC for key, *_ in history):
+        st.caption("Rows for settings this version no longer keeps here (such as `llm_*`, stored by an earlier "
+                   "version) are ignored.")
 else:
     st.caption("Every setting has its default value.")
 
