@@ -431,6 +431,9 @@ def app(obj: Context, port: int, host: str, auth_header: str | None, headless: b
 def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: bool, port: int, host: str) -> None:
     """The whole pipeline on generated traffic (generate, then `retrain`: ingest, sessionize, cluster,
     summarize, train, gates, promote), then the workbench."""
+    import time
+
+    from app.retrain_cli import stage_progress
     from scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
 
     obj: Context = ctx.obj
@@ -441,10 +444,14 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
         check_port_free(host, port)
     log = workdir / "traffic.log"
     workdir.mkdir(parents=True, exist_ok=True)
-    if not log.exists():
-        ctx.invoke(generate, out=log, n_requests=n_requests, seed=seed, days=3.0, attack_share=0.15)
-    result = run_retrain(obj.db, RetrainOptions(sources=(str(log),), seed=0),
-                         progress=lambda message: click.echo(f"retrain: {message}", err=True))
+    with stage_progress("demo", obj, None) as progress:
+        if not log.exists():
+            begun = time.perf_counter()
+            progress.begin("generate", n_requests, "requests")
+            ctx.invoke(generate, out=log, n_requests=n_requests, seed=seed, days=3.0, attack_share=0.15)
+            progress.advance(n_requests)
+            progress.end("generate", time.perf_counter() - begun, {"requests": n_requests})
+        result = run_retrain(obj.db, RetrainOptions(sources=(str(log),), seed=0), progress=progress)
     if result.exit_code not in (0, EXIT_NOTHING_NEW):
         raise _Exit(result.exit_code)
     ctx.invoke(status)

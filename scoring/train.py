@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import duckdb
 import numpy as np
@@ -26,7 +26,7 @@ from scoring.artifact import write_artifact
 from scoring.forest_export import flatten_isolation_forest
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import PROFILE_FEATURE_NAMES
-from scoring.profiles import encode_request, fit_profiles, out_of_fold_deviations
+from scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of
 
 MIN_TRAINING_REQUESTS = 200
 MIN_TRAINING_SESSIONS = 50
@@ -67,7 +67,20 @@ def load_training_requests(con: duckdb.DuckDBPyConnection, options: TrainingOpti
     return rows, names
 
 
-def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None) -> dict:
+Step = Callable[[str], None]  # told after each step of training, with what was done (for progress bars)
+
+
+def _no_step(done: str) -> None:
+    pass
+
+
+def training_steps(options: TrainingOptions) -> int:
+    """How many times the two ``train_*_model`` functions call their ``step`` callback."""
+    return (3 + options.folds) + 3
+
+
+def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None,
+                        step: Step = _no_step) -> dict:
     """Fit, score the training data for thresholds, and export; returns the manifest."""
     options = options or TrainingOptions()
     started = time.perf_counter()
@@ -79,10 +92,14 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             "(ingest more traffic or widen --since/--until)")
     encoded = [encode_request(m, p, q, b) for m, p, q, b in zip(rows["method"], rows["path"], rows["query"], rows["body"])]
     generic = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in names])
-    profile_features = out_of_fold_deviations(encoded, folds=options.folds, seed=options.seed)
+    parsed = parse_requests(encoded)  # once: every fold's profiles and the final ones aggregate it
+    step(f"request model: {n:,} requests parsed")
+    profile_features = out_of_fold_deviations(encoded, folds=options.folds, seed=options.seed, parsed=parsed,
+                                              progress=lambda k, folds: step(f"request model: profile fold {k}/{folds}"))
     X = np.hstack([generic, profile_features])
     fitted = _fit_forest(X, options)
-    profiles = fit_profiles(encoded)
+    step("request model: forest fitted")
+    profiles = profiles_of(parsed)
     arrays = fitted.arrays
     arrays.update({f"profile_{k}": v for k, v in profiles._asdict().items()})
     first_ts, last_ts = con.execute(
@@ -104,6 +121,7 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         "package_version": _package_version(),
     }
     write_artifact(out, arrays, manifest)
+    step("request model: exported")
     return manifest
 
 
@@ -157,7 +175,8 @@ def _package_version() -> str:
         return "unknown"
 
 
-def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None) -> dict:
+def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None,
+                        step: Step = _no_step) -> dict:
     """Fit the session-level model on ``session_features`` of sessions in the window."""
     options = options or TrainingOptions()
     started = time.perf_counter()
@@ -171,6 +190,7 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             f"only {n} sessions in the training window; at least {MIN_TRAINING_SESSIONS} are needed "
             "(ingest more traffic or widen --since/--until)")
     fitted = _fit_forest(X, options)
+    step(f"session model: forest fitted on {n:,} sessions")
     arrays, summary, feedback = fitted.arrays, fitted.summary, None
     if options.feedback:
         from scoring.feedback import fit_feedback, label_snapshot, session_classes
@@ -182,6 +202,7 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             # thresholds from the sessions not confirmed as attacks: confirmed attacks score near 1 by design,
             # and when they are many they would lift the median (and every threshold) up to them
             summary = score_summary(feedback.scores, feedback.scores[np.isin(classes, ("benign", "unlabelled"))])
+    step("session model: feedback " + ("fitted" if feedback is not None else "skipped (no confirmed labels)"))
     manifest = {
         "level": "session",
         "model": fitted.model,
@@ -196,4 +217,5 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         "package_version": _package_version(),
     }
     write_artifact(out, arrays, manifest)
+    step("session model: exported")
     return manifest

@@ -21,7 +21,7 @@ def test_sessionize_and_retrain_pick_up_requests_left_without_sessions(tmp_path,
     # cron's retrain on the same file: "already ingested", yet its requests must be trained on
     code, report, err = waflens_here("--db", db, "--json", "retrain", "--source", str(log), "--models", models,
                                      "--trees", "10", "--no-promote")
-    report = json.loads(report)
+    report = json.loads(report.splitlines()[-1])   # --json: a line per stage, then the run's summary
     con = connect(db, read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM requests WHERE session_id IS NULL").fetchall() == [(0,)]

@@ -32,7 +32,8 @@ def run_cli(*args):
     out, err = StringIO(), StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
-    return code, (json.loads(out.getvalue()) if out.getvalue().strip().startswith("{") else out.getvalue()), err.getvalue()
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    return code, (lines[-1] if lines else out.getvalue()), err.getvalue()   # --json: stage lines, then the summary
 
 
 @pytest.fixture(scope="module")
