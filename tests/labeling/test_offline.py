@@ -68,3 +68,26 @@ def test_prompt_injection_does_not_flip_the_verdict(summarized):
 def test_redaction_of_secrets():
     text = redact("POST /login?user=ana@example.org&password=hunter2&token=abc123 Authorization: Bearer eyJhbGciOi.x.y")
     assert "hunter2" not in text and "abc123" not in text and "ana@example.org" not in text and "eyJhbGciOi" not in text
+
+
+def test_summary_text_agrees_with_its_indicators(summarized):
+    """A proposal never says "0 credential stuffing signatures" beside its indicators and a "verified" badge:
+    the number of signatures it names is the number of signature indicators it lists."""
+    import json
+    import re
+
+    con, run, _, results = summarized
+    rows = con.execute("SELECT summary FROM cluster_summaries WHERE cluster_run_id = $r",
+                       {"r": run.cluster_run_id}).fetchall()
+    assert len(rows) == len(results)
+    families = set()
+    for (text,) in rows:
+        summary = json.loads(text)
+        families.add(summary["family"])
+        said = re.search(r"(\d+) [\w /-]+ signatures? in", summary["summary"])
+        listed = sum(i["description"].endswith(" signature") for i in summary["indicators"])
+        assert said is None or int(said.group(1)) > 0, summary["summary"]
+        assert min(int(said.group(1)), 5) == listed if said else listed == 0, summary
+        if summary["family"] != "benign":
+            assert said or summary["indicators"], summary
+    assert {"credential_stuffing", "scanner"} <= families     # families found without signatures are covered
