@@ -122,11 +122,13 @@ class OfflineSummarizer:
                       for q in dict.fromkeys(hits.get(family, []))][:5]
         indicators += [Indicator(evidence=p, description="probe of a sensitive path") for p in scanner_paths[:3]
                        if family == "scanner" and p in text]
-        if family == "credential_stuffing" and slow_guessing:
+        if family == "credential_stuffing":   # found by statistics: the login endpoint is the indicator
             login = next((p for p, _ in pack["top_paths"] if any(k in p.lower() for k in LOGIN_PATHS)), None)
             if login and login in text:
-                indicators.append(Indicator(evidence=login, description=f"{per_session:.1f} requests per session at "
-                                                                        "login endpoints, mostly refused"))
+                refused = (statuses.get("401", 0) + statuses.get("403", 0)) / total
+                indicators.append(Indicator(evidence=login, description=(
+                    f"{per_session:.1f} requests per session at login endpoints, mostly refused" if slow_guessing else
+                    f"{posts} of {len(requests)} sampled requests are POSTs, {refused:.0%} refused (401/403)")))
         if tools:
             quoted = _quote(lower, text, tools[0])
             if quoted:

@@ -79,7 +79,7 @@ def test_summary_text_agrees_with_its_indicators(summarized):
     con, run, _, results = summarized
     rows = con.execute("SELECT summary FROM cluster_summaries WHERE cluster_run_id = $r",
                        {"r": run.cluster_run_id}).fetchall()
-    assert len(rows) == len(results)
+    assert len(rows) >= len(results) > 0       # (a later summarize of the run may add rows)
     families = set()
     for (text,) in rows:
         summary = json.loads(text)
