@@ -168,3 +168,22 @@ def test_map_colours_mean_one_thing_on_every_colouring(workbench):
     assert {name for (kind, name) in seen if kind == "verdict"} & set(meaning), seen
     for (colouring, name), kind in seen.items():
         assert kind == meaning.get(name, "other"), (colouring, name, kind)
+
+
+def test_clusters_labelled_benign_go_last(workbench):
+    """Known good traffic is not what an analyst looks for first: a benign label moves a cluster to the end,
+    on Emerging patterns and in the label queue's order, however emerging it is."""
+    from labeling.labels import latest_run, record_label
+
+    before = open_page("emerging").dataframe[0].value
+    head = int(before.cluster_id.iloc[0])
+    con = duckdb.connect(str(workbench))
+    try:
+        record_label(con, latest_run(con), head, family="benign", verdict="benign", source="edited",
+                     analyst="test-analyst", note="our uptime monitor")
+    finally:
+        con.close()
+    after = open_page("emerging").dataframe[0].value
+    benign = after.label.str.startswith("benign")
+    assert int(after.cluster_id.iloc[0]) != head and bool(benign[after.cluster_id == head].iloc[0])
+    assert not benign.all() and list(benign) == sorted(benign)   # every benign-labelled cluster after the others
