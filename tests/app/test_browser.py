@@ -276,7 +276,10 @@ def test_no_log_text_becomes_a_link_anywhere(server, page):
     for _ in range(25):                                    # "Next" cycles through the clusters
         assert page.evaluate(FOREIGN_LINKS) == [], chooser.input_value()
         seen_urls += "http" in page.inner_text("body")
+        shown = chooser.input_value()
         page.locator("button", has_text="Next").first.click()
+        page.wait_for_function("""shown => document.querySelector('input[aria-label="Cluster"]').value !== shown""",
+                               arg=shown, timeout=60_000)
         settle(page)
         if chooser.input_value() == first:
             break
