@@ -237,9 +237,11 @@ def train(obj: Context, level: str, since: str | None, until: str | None, out: P
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Exported model directory.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
+              help="Exported model directory, or a registry version holding one per level (models/production).")
 @click.option("--level", type=click.Choice(["request", "session"]), default="request", show_default=True,
-              help="Score each record, or each session (the model's level must match).")
+              help="Score each record, or each session (the model's level must match; picks the level's "
+                   "model of a registry version).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "combined", "common", "json", "raw-http"]),
               default="auto", show_default=True)
 @click.option("--log-format", default=None, help="An Apache LogFormat or nginx log_format string.")
@@ -257,12 +259,31 @@ def score(obj: Context, files, model_dir: Path, level: str, fmt: str, log_format
     from data.pseudonymize import Pseudonymizer, load_key
     from scoring.batch import score_files
 
+    model_dir = _model_directory(model_dir, level)
     options = IngestOptions(format=fmt, log_format=log_format, session_key=session_key, session_cookie=session_cookie)
     pseudonymizer = Pseudonymizer(None if no_pseudonymize or level == "request" else load_key(obj.db))
     summary = score_files(list(files), model_dir, output, options=options, pseudonymizer=pseudonymizer,
                           level=level, gap_minutes=gap_minutes)
     obj.emit(summary, f"scored {summary['scored']} {level}s into {output} "
                       f"({summary['unparsed']} records did not parse)")
+
+
+def _model_directory(model_dir: Path, level: str) -> Path:
+    """The exported model to load: ``model_dir`` itself, or its ``<level>/`` when it is a registry version
+    (``models/production``, ``models/versions/v0003``), which holds one model per level."""
+    from scoring.artifact import MANIFEST_FILE
+
+    if (model_dir / MANIFEST_FILE).exists() or not model_dir.is_dir():
+        return model_dir          # a model, or a path the loader reports as missing
+    if (model_dir / level / MANIFEST_FILE).exists():
+        return model_dir / level
+    levels = [name for name in ("request", "session") if (model_dir / name / MANIFEST_FILE).exists()]
+    if levels:
+        raise InputError(f"{model_dir} holds no {level} model, only {' and '.join(levels)}: give --level "
+                         f"{levels[0]} (or --model {model_dir / levels[0]})")
+    raise InputError(f"{model_dir} is not a waflens model: it has no {MANIFEST_FILE}, and no request/ or session/ "
+                     "model inside; give an exported model directory, or a registry version such as "
+                     "models/production with --level request or --level session")
 
 
 @cli.command()

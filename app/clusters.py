@@ -5,11 +5,28 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import streamlit as st
 
 from app.state import query, table_exists
 
 STATUS_ORDER = "CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stable' THEN 2 ELSE 3 END"
+BENIGN_LAST = "coalesce(l.verdict = 'benign', false)"   # known good traffic is not what an analyst looks for first
 CARRIED_PREFIX = "carried-over:"
+# How a table of clusters shows its columns: narrow numbers, short times, room for the label.
+CLUSTER_COLUMNS = {
+    "cluster_id": st.column_config.NumberColumn("cluster", width="small"),
+    "emerging": st.column_config.CheckboxColumn("emerging", width="small"),
+    "status": st.column_config.TextColumn("status", width="small"),
+    "growth": st.column_config.NumberColumn("growth", format="×%.2f", width="small",
+                                            help="sessions now / sessions of the previous run that fall in this "
+                                                 "cluster, per hour of window (empty: new)"),
+    "n_sessions": st.column_config.NumberColumn("sessions", width="small"),
+    "n_clients": st.column_config.NumberColumn("clients", width="small"),
+    "n_requests": st.column_config.NumberColumn("requests", width="small"),
+    "first_ts": st.column_config.DatetimeColumn("first seen", format="YYYY-MM-DD HH:mm"),
+    "last_ts": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
+    "label": st.column_config.TextColumn("label", width="large"),
+}
 
 
 def view_exists(name: str) -> bool:
@@ -32,7 +49,8 @@ def latest_run() -> int | None:
 
 
 def clusters(run: int) -> pd.DataFrame:
-    """The run's clusters, most emerging first, with their current label and latest summary.
+    """The run's clusters, most emerging first (clusters labelled benign last), with their current label and
+    latest summary.
 
     A cluster whose member sessions were all decided by analysts (on this run or earlier
     ones) is ``reviewed`` and shows that decision (``inherited`` when made on another run)."""
@@ -68,7 +86,8 @@ def clusters(run: int) -> pd.DataFrame:
                    p.first_ts, p.last_ts, p.predecessor_run_id, p.predecessor_id, {label_columns}, {summary_columns}
             FROM cluster_profiles p {joins}
             WHERE p.cluster_run_id = $run
-            ORDER BY p.emerging DESC, {STATUS_ORDER}, p.last_ts DESC NULLS LAST, p.n_sessions DESC, p.cluster_id""",
+            ORDER BY {BENIGN_LAST if labelled else "false"}, p.emerging DESC, {STATUS_ORDER}, p.last_ts DESC NULLS LAST,
+                     p.n_sessions DESC, p.cluster_id""",
         {"run": run})
 
 
@@ -119,3 +138,16 @@ def cluster_caption(row) -> str:
     flag = "emerging, " if bool(row.get("emerging")) else ""
     return (f"cluster {int(row['cluster_id'])} — {flag}{row['status']}{grown} — {int(row['n_sessions'])} sessions"
             f" — {label_text(row)}")
+
+
+def window_text(start, end) -> str:
+    """A cluster run's window in words: "all traffic", "traffic from X", "traffic up to Y", "window X to Y"."""
+    start = None if start is None or pd.isna(start) else start
+    end = None if end is None or pd.isna(end) else end
+    if start is None and end is None:
+        return "window: all traffic"
+    if end is None:
+        return f"window: traffic from {start} on"
+    if start is None:
+        return f"window: traffic before {end}"
+    return f"window {start} to {end}"

@@ -26,6 +26,7 @@ def pager(key: str, total: int, *, page_size: int = PAGE_SIZE, noun: str = "rows
     number = right.number_input("Page", min_value=1, max_value=pages, step=1, key=key, label_visibility="collapsed",
                                 help="Page number")
     first = (number - 1) * page_size
-    left.caption(f"{total:,} {noun}" + (f"; showing {first + 1:,} to {min(total, first + page_size):,} "
+    named = noun[:-1] if total == 1 and noun.endswith("s") else noun   # "1 session", "2 sessions"
+    left.caption(f"{total:,} {named}" + (f"; showing {first + 1:,} to {min(total, first + page_size):,} "
                                          f"(page {int(number):,} of {pages:,})" if total else ""))
     return Page(page_size, first, int(number), pages)

@@ -5,13 +5,24 @@ strings with ``st.code``, ``st.text`` or ``st.dataframe``; where it needs Markdo
 (to highlight an indicator inside a request) every character Markdown or HTML
 could act on is backslash-escaped first, so ``<script>``, ``<img onerror=…>``,
 ``[click](javascript:…)``, ``:red[…]`` or ``$…$`` show as the characters they are.
+
+Escaping is not enough against links: Streamlit's Markdown (remark-gfm) turns bare
+``http://…``, ``www.…`` and ``name@host.tld`` in the *parsed* text into links, after
+the backslashes are gone. So a word joiner (U+2060, invisible, not a space) is put
+where those patterns need two characters to touch: before ``://``, between ``www``
+and ``.``, after ``@``. Plotly reads ``<a href>``, ``<b>``, ``<br>`` in any text it
+draws (hover labels, legends), so text bound for a chart goes through :func:`plot_text`.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
 import string
 
+LINK_BREAK = "\u2060"  # WORD JOINER: zero width, no line break, not whitespace
+_LINK_PATTERNS = re.compile(r"(?<=[A-Za-z0-9])(?=://)|(?<=www)(?=\.)|(?<=@)|(?<=mailto)(?=:)|(?<=xmpp)(?=:)",
+                            re.IGNORECASE)
 _PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets a backslash escape every one of these
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 HIGHLIGHT = "orange-background"
@@ -21,10 +32,11 @@ def escape_markdown(text: object) -> str:
     """``text`` as a Markdown fragment that displays exactly these characters, on one line.
 
     Line breaks and tabs show as ``\\n``, ``\\r`` and ``\\t``; other control characters
-    as ``\\xHH``; runs of spaces are kept (non-breaking), so nothing is hidden.
+    as ``\\xHH``; runs of spaces are kept (non-breaking), so nothing is hidden. URLs and
+    e-mail addresses stay text (:data:`LINK_BREAK`).
     """
     out = []
-    for char in str(text):
+    for char in unlink(str(text)):
         if char in _PUNCTUATION:
             out.append("\\" + char)
         elif char in _CONTROL:
@@ -66,3 +78,32 @@ def clip(text: object, limit: int = 200) -> str:
     """A cell-sized prefix of a string (dataframes show text; this keeps rows short)."""
     value = "" if text is None else str(text)
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def unlink(text: str) -> str:
+    """``text`` with a :data:`LINK_BREAK` where a Markdown renderer would start an automatic link."""
+    return _LINK_PATTERNS.sub(LINK_BREAK, text)
+
+
+def plot_text(text: object) -> str:
+    """Text for a plotly label, hover or legend: its tags (``<a href>``, ``<br>``) shown, not followed."""
+    return "" if text is None else str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def number(value: object, digits: int = 4) -> str:
+    """A metric as people read it: ``0.0507`` not ``0.050670445553533415``; integers with separators."""
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return "—" if value is None else str(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 event``, ``2 events``, ``1,200 sessions``."""
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"

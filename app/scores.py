@@ -1,8 +1,10 @@
 """What the production model says about recent traffic, for the Overview page.
 
 The registry's ``production`` session model scores a sample of the latest window's
-session features (what a WAF worker's ``SessionScorer`` computes live); the alert
-threshold is the model's training-score quantile at the ``alert_quantile`` setting.
+session features (what a WAF worker's ``SessionScorer`` computes live). A session
+alerts when its score is at or above the model's own alert threshold, the
+``likely_attack`` class threshold in its manifest: the definition ``waflens retrain``
+uses for its gates, run report and model card, so every page gives one alert rate.
 The scorer is a cached resource (loading compiles numba kernels); scores are cached
 per database change and model version, and at most :data:`MAX_SESSIONS` sessions
 are scored so the page stays cheap on a large database.
@@ -25,10 +27,13 @@ MAX_SESSIONS = 20_000
 WINDOW_HOURS = 24
 
 
+ALERT_CLASS = "likely_attack"   # the score class from which a model alerts (scoring.runtime's classes)
+
+
 class ProductionScores(NamedTuple):
     version: str
     scores: np.ndarray          # one per sampled session of the window
-    threshold: float            # score above which a session alerts
+    threshold: float            # score at or above which a session alerts
     sessions_in_window: int
     window_start: object
     window_end: object
@@ -65,28 +70,30 @@ def _window_features(con, hours: int, limit: int):
     return start, end, int(total), X
 
 
-def threshold_at(quantiles: dict, q: float) -> float:
-    """The training score at quantile ``q``, interpolated between the quantiles the manifest lists."""
-    points = sorted((float(k), float(v)) for k, v in quantiles.items())
-    if not points:
-        return float("nan")
-    return float(np.interp(q, [p for p, _ in points], [v for _, v in points]))
+def alert_threshold(manifest: dict) -> float:
+    """A model's alert threshold: the lowest score of its ``likely_attack`` class."""
+    return float((manifest.get("thresholds") or {}).get(ALERT_CLASS, float("nan")))
 
 
-def production_scores(alert_quantile: float) -> ProductionScores | None:
+def alert_rate(scores: np.ndarray, threshold: float) -> float:
+    """The share of scores at or above the alert threshold (0 for no scores)."""
+    return float(np.mean(np.asarray(scores) >= threshold)) if len(scores) else 0.0
+
+
+def production_scores() -> ProductionScores | None:
     info = production_version()
     if info is None or "session" not in info.levels:
         return None
     start, end, total, rows = read(_window_features, WINDOW_HOURS, MAX_SESSIONS)
-    scores, quantiles = _score(str(info.path / "session"), info.version, data_version(), rows)
-    return ProductionScores(info.version, scores, threshold_at(quantiles, alert_quantile), total, start, end)
+    scores, threshold = _score(str(info.path / "session"), info.version, data_version(), rows)
+    return ProductionScores(info.version, scores, threshold, total, start, end)
 
 
 @st.cache_data(show_spinner="Scoring the latest sessions…", max_entries=8)
-def _score(path: str, version: str, data: float, _rows: np.ndarray) -> tuple[np.ndarray, dict]:
+def _score(path: str, version: str, data: float, _rows: np.ndarray) -> tuple[np.ndarray, float]:
     scorer = _session_scorer(path, version)
     scores = scorer.score_batch(_rows) if len(_rows) else np.empty(0)
-    return np.asarray(scores, dtype=np.float64), dict(scorer.manifest.get("score_quantiles") or {})
+    return np.asarray(scores, dtype=np.float64), alert_threshold(scorer.manifest)
 
 
 def latest_run_report() -> dict | None:

@@ -16,7 +16,9 @@ from app.state import begin_page, config
 
 PAGES = Path(__file__).with_name("pages")
 
-st.set_page_config(page_title="waflens", layout="wide")
+# An emoji favicon: with none, each page's :material/…: icon becomes the favicon, fetched from fonts.gstatic.com
+# (the workbench must work offline and send nothing out).
+st.set_page_config(page_title="waflens", page_icon="🛡️", layout="wide")
 require_access()  # before any page, the sidebar or the database path renders
 navigation = st.navigation([
     st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),

@@ -47,6 +47,28 @@ ACTIONS = {
 }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _basis(family: str, hits: dict, scanner_paths: list, tools: list, slow_guessing: bool) -> str:
+    """What the verdict rests on, in words that agree with the indicators listed beside it."""
+    signatures = len(dict.fromkeys(hits.get(family, [])))
+    if signatures:
+        return f"{_count(signatures, FAMILIES[family].title.lower() + ' signature')} in the sampled requests"
+    if family == "scanner":
+        return f"probes of {_count(len(scanner_paths), 'sensitive path')}"
+    if family == "credential_stuffing":
+        return ("short sessions of many clients at login endpoints, mostly refused" if slow_guessing else
+                "repeated logins (POST) at login endpoints, mostly refused")
+    if family == "scraping":
+        return (f"a scripted client ({tools[0]}) that neither injects nor probes" if tools else
+                "a high request rate with no static assets")
+    if family == "benign":
+        return "no attack signature and no probing, login or scraping pattern"
+    return "no signature of its family"
+
+
 def _quote(text_lower: str, text: str, needle: str) -> str | None:
     at = text_lower.find(needle)
     return text[at:at + len(needle)] if at >= 0 else None
@@ -107,11 +129,13 @@ class OfflineSummarizer:
                       for q in dict.fromkeys(hits.get(family, []))][:5]
         indicators += [Indicator(evidence=p, description="probe of a sensitive path") for p in scanner_paths[:3]
                        if family == "scanner" and p in text]
-        if family == "credential_stuffing" and slow_guessing:
+        if family == "credential_stuffing":   # found by statistics: the login endpoint is the indicator
             login = next((p for p, _ in pack["top_paths"] if any(k in p.lower() for k in LOGIN_PATHS)), None)
             if login and login in text:
-                indicators.append(Indicator(evidence=login, description=f"{per_session:.1f} requests per session at "
-                                                                        "login endpoints, mostly refused"))
+                refused = (statuses.get("401", 0) + statuses.get("403", 0)) / total
+                indicators.append(Indicator(evidence=login, description=(
+                    f"{per_session:.1f} requests per session at login endpoints, mostly refused" if slow_guessing else
+                    f"{posts} of {len(requests)} sampled requests are POSTs, {refused:.0%} refused (401/403)")))
         if tools:
             quoted = _quote(lower, text, tools[0])
             if quoted:
@@ -126,8 +150,8 @@ class OfflineSummarizer:
             family=family, owasp=info.owasp, capec=list(info.capec), verdict=verdict,
             confidence=round(confidence, 2),
             summary=(f"{cluster['sessions']} sessions / {cluster['requests']} requests between {cluster['first_seen']} "
-                     f"and {cluster['last_seen']}; {len(hits.get(family, []))} {info.title.lower()} signatures in "
-                     f"the sampled requests; {errors:.0%} error responses."),
+                     f"and {cluster['last_seen']}; {_basis(family, hits, scanner_paths, tools, slow_guessing)}; "
+                     f"{errors:.0%} error responses."),
             indicators=indicators, recommended_action=ACTIONS[family],
             prompt_injection_detected=bool(injection),
         )

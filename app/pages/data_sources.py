@@ -1,13 +1,12 @@
 """Data: sources, ingest history, the quarantine browser, and uploading a log file to ingest."""
 
-import re
-from datetime import datetime, timezone
 from pathlib import Path
 
 import streamlit as st
 
 from app.jobs import finish, run_cli, show_finished
 from app.paging import pager
+from app.uploads import store_upload
 from app.session import require_workbench
 from app.state import config, query
 from data.errors import EXIT_NOTHING_PARSED
@@ -77,9 +76,9 @@ if len(rows):
 
 st.subheader("Upload a log file")
 st.caption("Access logs (Apache/nginx), JSON lines or raw HTTP dumps, optionally gzip-compressed. The file is saved "
-           "beside the database (uploads/) and ingested by `waflens ingest` in its own process, with the same "
-           "bounds (WAFLENS_MAX_INPUT_BYTES, gzip ratio); a file ingested before adds nothing, unless nothing of "
-           "it parsed then.")
+           "beside the database (uploads/, readable by its owner only) and ingested by `waflens ingest` in its own "
+           "process, with the same bounds (WAFLENS_MAX_INPUT_BYTES, gzip ratio); a file ingested before adds "
+           "nothing, unless nothing of it parsed then.")
 with st.form("upload", clear_on_submit=False):
     upload = st.file_uploader("Log file", key="upload_file")
     columns = st.columns(2)
@@ -90,12 +89,10 @@ if submitted:
     if upload is None:
         st.warning("Choose a file first.")
     else:
-        folder = config().uploads_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name).name).strip("._") or "upload.log"
-        target = folder / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{safe[:100]}"
-        target.write_bytes(upload.getvalue())
-        arguments = ["ingest", str(target), "--format", fmt] + (["--source", name.strip()] if name.strip() else [])
+        target = store_upload(config().uploads_dir, upload.name, upload.getvalue())
+        safe = target.name
+        source_name = name.strip() or Path(upload.name).name   # what the field promises: the file's own name
+        arguments = ["ingest", str(target), "--format", fmt, "--source", source_name]
         result = run_cli(arguments, f"Ingesting {safe}", ok_codes=(0, EXIT_NOTHING_PARSED))
         for file in (result.summary or {}).get("files", []):
             if file["status"] in ("ingested", "re-ingested"):

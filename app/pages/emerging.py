@@ -6,13 +6,15 @@ import streamlit as st
 
 from app import clusters
 from app.jobs import finish, run_cli, show_finished
-from app.render import clip, escape_markdown
+from app.palette import colour_map
+from app.render import clip, escape_markdown, number, plot_text, plural
 from app.session import require_workbench
 from app.state import database_path, query, settings
 
 MAP_POINTS = 20_000
-STATUS_COLOURS = {"new": "#d62728", "growing": "#ff7f0e", "stable": "#1f77b4", "fading": "#9ca3af",
-                  "noise": "#e5e7eb"}
+NUMBER_COLUMNS = {name: st.column_config.NumberColumn(name, format="%.3g") for name in
+                  ("cluster_mean", "background_mean", "effect_size", "probability",
+                   "membership", "outlier_score")}
 
 require_workbench()
 st.title("Emerging patterns")
@@ -28,43 +30,43 @@ else:
     run = st.selectbox("Cluster run", all_runs.cluster_run_id.tolist(), key="emerging_run",
                        format_func=lambda r: f"run {r} (created {created[r]:%Y-%m-%d %H:%M} UTC)")
     meta = all_runs.set_index("cluster_run_id").loc[run]
-    window = (f"{'the beginning' if pd.isna(meta.window_start) else meta.window_start} to "
-              f"{'the end' if pd.isna(meta.window_end) else meta.window_end}")
-    st.caption(f"{int(meta.n_selected):,} of {int(meta.n_sessions):,} sessions clustered into {int(meta.n_clusters)} "
-               f"clusters ({int(meta.n_noise):,} noise); window {window}"
+    st.caption(f"{int(meta.n_selected):,} of {plural(int(meta.n_sessions), 'session')} clustered into "
+               f"{plural(int(meta.n_clusters), 'cluster')} ({int(meta.n_noise):,} noise); "
+               f"{clusters.window_text(meta.window_start, meta.window_end)}"
                + (f". {meta.message}" if isinstance(meta.message, str) and meta.message else ""))
     table = clusters.clusters(int(run))
     if table.empty:
         st.info("This run has no clusters.")
     else:
-        shown = table.assign(label=[clusters.label_text(row) for _, row in table.iterrows()],
-                             growth=table.growth.round(2))
-        map_column, table_column = st.columns([3, 2])
-        with table_column:
-            st.markdown("**Clusters, most emerging first**")
-            st.dataframe(shown[["cluster_id", "emerging", "status", "growth", "n_sessions", "n_clients", "n_requests",
-                                "first_ts", "last_ts", "label"]], hide_index=True, width="stretch", height=420,
-                         column_config={"cluster_id": "cluster", "n_sessions": "sessions", "n_clients": "clients",
-                                        "n_requests": "requests", "growth": st.column_config.NumberColumn(
-                                            "growth", format="×%.2f", help="sessions now / sessions of the previous run that fall in this cluster, per hour of window")})
-        with map_column:
-            colour = st.radio("Map of the clustered sessions, coloured by", ["status", "family", "verdict", "cluster"],
-                              horizontal=True, key="map_colour")
-            points = query(f"""SELECT c.session_id, c.cluster_id, c.map_x, c.map_y, c.probability
-                               FROM session_clusters c WHERE c.cluster_run_id = $run
-                               ORDER BY hash(c.session_id) LIMIT {MAP_POINTS}""", {"run": int(run)})
-            points = points.merge(shown[["cluster_id", "status", "family", "verdict"]], on="cluster_id", how="left")
-            points["cluster"] = points.cluster_id.map(lambda c: "noise" if c < 0 else f"cluster {c}")
-            for column in ("status", "family", "verdict"):
-                points[column] = points[column].fillna("noise" if column == "status" else "unlabelled")
-                points.loc[points.cluster_id < 0, column] = "noise"
-            figure = px.scatter(points, x="map_x", y="map_y", color=colour,
-                                hover_data=["cluster", "session_id", "probability"], opacity=0.75, height=380,
-                                color_discrete_map=STATUS_COLOURS if colour == "status" else None)
-            figure.update_traces(marker=dict(size=7))
-            figure.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis_title=None, yaxis_title=None,
-                                 legend_title_text=colour)
-            st.plotly_chart(figure, width="stretch")
+        shown = table.assign(label=[clusters.label_text(row) for _, row in table.iterrows()])
+        # The map, then the table under it at full width: side by side, the table lost its right-hand columns.
+        colour = st.radio("Map of the clustered sessions, coloured by", ["status", "family", "verdict", "cluster"],
+                          horizontal=True, key="map_colour")
+        points = query(f"""SELECT c.session_id, c.cluster_id, c.map_x, c.map_y, c.probability
+                           FROM session_clusters c WHERE c.cluster_run_id = $run
+                           ORDER BY hash(c.session_id) LIMIT {MAP_POINTS}""", {"run": int(run)})
+        points = points.merge(shown[["cluster_id", "status", "family", "verdict"]], on="cluster_id", how="left")
+        points["cluster"] = points.cluster_id.map(lambda c: "noise" if c < 0 else f"cluster {c}")
+        for column in ("status", "family", "verdict"):
+            points[column] = points[column].fillna("noise" if column == "status" else "unlabelled")
+            points.loc[points.cluster_id < 0, column] = "noise"
+            points[column] = points[column].map(plot_text)   # labels reach the legend and the hover box
+        points["membership"] = points.probability.map(lambda p: number(p, 3))
+        colours = colour_map(colour, points[colour])
+        figure = px.scatter(points, x="map_x", y="map_y", color=colour,
+                            hover_data={"session_id": True, "membership": True, "map_x": False, "map_y": False,
+                                        **({} if colour == "cluster" else {"cluster": True})},
+                            opacity=0.75, height=380, color_discrete_map=colours,
+                            category_orders={colour: list(colours)})
+        figure.update_traces(marker=dict(size=7))
+        figure.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis_title=None, yaxis_title=None,
+                             legend_title_text=colour)
+        st.plotly_chart(figure, width="stretch")
+
+        st.markdown("**Clusters, most emerging first** (clusters labelled benign last)")
+        st.dataframe(shown[["cluster_id", "emerging", "status", "growth", "n_sessions", "n_clients", "n_requests",
+                            "first_ts", "last_ts", "label"]], hide_index=True, width="stretch",
+                     column_config=clusters.CLUSTER_COLUMNS)
 
         st.subheader("Cluster")
         ids = table.cluster_id.tolist()
@@ -85,7 +87,7 @@ else:
         metrics[4].metric("Growth", "new" if pd.isna(row.growth) else f"×{row.growth:.2f}")
         if summary:
             st.text(f"Proposed: {summary.get('title', '')} — {summary.get('verdict')} {summary.get('family')} "
-                    f"(confidence {summary.get('confidence')})")
+                    f"(confidence {float(summary.get('confidence') or 0):.0%})")
         actions = st.columns(2)
         if actions[0].button("Review in the label queue", key="to_queue", icon=":material/fact_check:"):
             st.session_state["queue_pending"] = int(cluster)
@@ -111,7 +113,8 @@ else:
             st.dataframe(pd.DataFrame(profile.get("statuses", []), columns=["status", "requests"]), hide_index=True,
                          width="stretch")
         st.markdown("**What sets it apart** (session features against the window's other sessions; effect = Cohen's d)")
-        st.dataframe(pd.DataFrame(profile.get("distinguishing_features", [])), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(profile.get("distinguishing_features", [])), hide_index=True, width="stretch",
+                     column_config=NUMBER_COLUMNS)
 
         st.markdown("**Timeline** (requests per hour of the cluster's sessions)")
         timeline = query("""SELECT date_trunc('hour', r.ts) AS hour, count(*) AS requests

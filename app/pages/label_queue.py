@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from app import clusters
-from app.render import escape_markdown, highlight
+from app.palette import BADGE
+from app.render import escape_markdown, highlight, plural
 from app.session import analyst, require_workbench
 from app.state import read, table_exists, write_or_warn
 from labeling.allowlist import KINDS, add_rule, revoke_rule
@@ -130,21 +131,18 @@ def _show_current_label(row: pd.Series) -> None:
         st.text(f"Note: {row.label_note}")
 
 
-_VERDICT_COLOURS = {"malicious": "red", "suspicious": "orange", "benign": "green"}
-
-
 def _show_summary(summary: dict | None) -> None:
     if not summary:
         st.info("No proposed summary for this cluster yet: run “Summarize the latest run” on Emerging patterns.")
         return
-    st.markdown(f"#### {escape_markdown(summary.get('title', ''))}")
+    st.subheader(escape_markdown(summary.get("title", "")), anchor=False)   # no "#title" link made of LLM text
     verdict, family = str(summary.get("verdict")), str(summary.get("family"))
     verified = summary.get("status") == "ok"
     st.markdown(" ".join([
-        f":{_VERDICT_COLOURS.get(verdict, 'gray')}-badge[{escape_markdown(verdict)}]",
-        f":blue-badge[{escape_markdown(family)}]",
+        f":{BADGE.get(verdict, 'gray')}-badge[{escape_markdown(verdict)}]",
+        f":violet-badge[{escape_markdown(family)}]",
         f":gray-badge[confidence {float(summary.get('confidence') or 0):.0%}]",
-        ":green-badge[verified]" if verified else ":orange-badge[unverified]"]))
+        ":blue-badge[verified]" if verified else ":gray-badge[unverified]"]))
     if summary.get("prompt_injection_detected"):
         st.error("The traffic holds text addressed to an LLM (prompt injection): judge this cluster from the evidence, "
                  "not from the summary.", icon=":material/warning:")
@@ -165,7 +163,8 @@ def _show_evidence(run: int, cluster: int, summary: dict | None) -> None:
     if not pack:
         return
     needles = [i.get("evidence", "") for i in (summary or {}).get("indicators", [])]
-    st.markdown(f"**Evidence**: {len(pack['requests'])} sampled requests (secrets redacted), indicators highlighted")
+    st.markdown(f"**Evidence**: {plural(len(pack['requests']), 'sampled request')} (secrets redacted), "
+                "indicators highlighted")
     with st.container(border=True, height=360):
         st.markdown("  \n".join(highlight(line, needles) for line in pack["requests"]) or "no requests")
     with st.expander("The evidence as plain text"):
@@ -188,7 +187,7 @@ def _history(run: int, cluster: int) -> None:
     events = read(_label_history, run, cluster)
     if len(events):
         events = events.iloc[::-1]
-    with st.expander(f"Label history ({len(events)} events: who said what, when, on which run's cluster)"):
+    with st.expander(f"Label history ({plural(len(events), 'event')}: who said what, when, on which run's cluster)"):
         st.dataframe(events, hide_index=True, width="stretch")
 
 

@@ -5,11 +5,14 @@ A thin view of :class:`scoring.registry.Registry` (the files beside the database
 with, so each asks for a confirmation first and records who did it and why.
 """
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from app.jobs import finish, run_cli, show_finished
-from app.render import escape_markdown
+from app.render import escape_markdown, number, plural
+from app.scores import ALERT_CLASS, alert_threshold
 from app.session import analyst, require_workbench
 from app.state import config
 from data.errors import WaflensError
@@ -59,9 +62,46 @@ def _flat(metrics: dict, prefix: str = "") -> dict:
 
 
 def _numbers(metrics: dict, limit: int = 3) -> str:
-    shown = [f"{k}={v:.4g}" for k, v in _flat(metrics).items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    shown = [f"{k}={number(v)}" for k, v in _flat(metrics).items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "alert_rate"]
     return " ".join(shown[:limit]) or "-"
+
+
+def _alert_rate(metrics: dict) -> float | None:
+    """The version's alert rate as retrain measured it (held-out latest sessions, the model's own threshold)."""
+    value = (metrics or {}).get("alert_rate")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _threshold(info) -> float | None:
+    try:
+        manifest = json.loads((info.path / "session" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = alert_threshold(manifest)
+    return None if value != value else value
+
+
+SHADOW_COUNTS = {"sessions": "sessions compared", "both_alert": "alert with both", "new_alerts": "new alerts",
+                 "dropped_alerts": "dropped alerts", "candidate_alerts": "this version's alerts"}
+
+
+def _shadow_tables(shadow: dict) -> None:
+    """The shadow diff as tables: its counts, then the sessions that would start or stop alerting."""
+    if shadow.get("compared") is False:
+        st.caption(f"Not compared: {escape_markdown(shadow.get('reason') or 'no reason recorded')}.")
+    counts = {SHADOW_COUNTS.get(key, key.replace("_", " ")): number(value) for key, value in shadow.items()
+              if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if counts:
+        st.dataframe(pd.DataFrame([counts]), hide_index=True)
+    for key, title in (("new_examples", "New alerts (this version alerts, production does not)"),
+                       ("dropped_examples", "Dropped alerts (production alerts, this version does not)")):
+        examples = shadow.get(key)
+        if isinstance(examples, list) and examples:
+            st.markdown(f"**{title}**, largest score changes first")
+            st.dataframe(pd.DataFrame(examples), hide_index=True, width="stretch", column_config={
+                "candidate_score": st.column_config.NumberColumn("this version's score", format="%.3f"),
+                "production_score": st.column_config.NumberColumn("production's score", format="%.3f")})
 
 
 try:
@@ -79,14 +119,28 @@ else:
     metrics[0].metric("Production", production or "none")
     metrics[1].metric("Candidate", candidate or "none")
     metrics[2].metric("Versions", len(versions))
-    table = pd.DataFrame([{"version": v.version, "created_at": v.created_at, "aliases": ", ".join(v.aliases),
-                           "levels": ", ".join(v.levels), "parent": v.parent or "", "gates": _gate_text(v.gates),
-                           "metrics": _numbers(v.metrics)} for v in reversed(versions)])
-    st.dataframe(table, hide_index=True, width="stretch")
+    table = pd.DataFrame([{"version": v.version, "created_at": str(v.created_at)[:16].replace("T", " "),
+                           "aliases": ", ".join(v.aliases), "parent": v.parent or "", "gates": _gate_text(v.gates),
+                           "alert_rate": _alert_rate(v.metrics), "metrics": _numbers(v.metrics, limit=2)}
+                          for v in reversed(versions)])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "version": st.column_config.TextColumn("version", width="small"),
+        "created_at": st.column_config.TextColumn("created (UTC)", width="small"),
+        "parent": st.column_config.TextColumn("parent", width="small"),
+        "metrics": st.column_config.TextColumn("metrics (all on the Metrics tab)", width="large"),
+        "alert_rate": st.column_config.NumberColumn(
+            "alert rate", format="percent",
+            help="Share of the held-out latest sessions scoring at or above the version's own alert threshold "
+                 f"(the start of its {ALERT_CLASS} class, in its manifest), as `waflens retrain` measured it. "
+                 "The Overview counts the same way over the last 24 h.")})
 
     names = [v.version for v in reversed(versions)]
-    if st.session_state.get("models_version") not in names:
+    # The selection follows production when production changes (a retrain or a promotion, here or in cron);
+    # otherwise it stays where the analyst put it.
+    if (st.session_state.get("models_version") not in names
+            or st.session_state.get("models_version_production") != production):
         st.session_state["models_version"] = production if production in names else names[0]
+    st.session_state["models_version_production"] = production
     chosen = st.selectbox("Version", names, key="models_version",
                           format_func=lambda v: v + (" (production)" if v == production else ""))
     info = registry.get(chosen)
@@ -100,9 +154,13 @@ else:
                                                               "Training"])
     with metrics_tab:
         flat = _flat(info.metrics)
+        threshold = _threshold(info)
+        if threshold is not None:
+            flat = {f"alert threshold (session {ALERT_CLASS} score)": threshold, **flat}
         if flat:
-            st.dataframe(pd.DataFrame({"metric": list(flat), "value": [str(v) for v in flat.values()]}),
-                         hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame({"metric": list(flat), "value": [
+                f"{v:.2%}" if k == "alert_rate" and isinstance(v, float) else number(v) for k, v in flat.items()]}),
+                hide_index=True, width="stretch")
         else:
             st.caption("No metrics recorded for this version.")
     with gates_tab:
@@ -113,13 +171,13 @@ else:
                     st.error(f"{escape_markdown(g.get('name'))} failed: {escape_markdown(g.get('detail', ''))}")
                 elif g.get("warning"):
                     st.warning(f"{escape_markdown(g.get('name'))}: {escape_markdown(g['warning'])}")
-            st.dataframe(pd.DataFrame(_gates(info.gates)).astype(str), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(_gates(info.gates)).map(number), hide_index=True, width="stretch")
         else:
             st.caption("No gate results recorded for this version.")
         shadow = meta.get("shadow")
         if shadow:
             st.markdown("**Shadow diff** (this version scored beside production on the same traffic)")
-            st.json(shadow, expanded=2)
+            _shadow_tables(shadow if isinstance(shadow, dict) else {})
         else:
             st.caption("No shadow comparison recorded for this version.")
     with card_tab:
@@ -130,8 +188,10 @@ else:
         else:
             st.caption("This version has no MODEL_CARD.md.")
     with training_tab:
-        st.json({"created_at": info.created_at, "parent": info.parent, "levels": list(info.levels),
-                 "training": info.training, "labels": info.labels}, expanded=2)
+        about = _flat({"created_at": info.created_at, "parent": info.parent or "—", "levels": ", ".join(info.levels),
+                       "training": info.training, "labels": info.labels})
+        st.dataframe(pd.DataFrame({"field": list(about), "value": [number(v) for v in about.values()]}),
+                     hide_index=True, width="stretch")
 
     st.subheader("Promote or roll back")
     try:
@@ -181,7 +241,7 @@ else:
                 st.rerun()
 
     history = registry.history(PRODUCTION)
-    with st.expander(f"Production history ({len(history)} changes)"):
+    with st.expander(f"Production history ({plural(len(history), 'change')})"):
         st.dataframe(pd.DataFrame(list(reversed(history))), hide_index=True, width="stretch")
 
 st.subheader("Retrain")

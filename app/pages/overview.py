@@ -3,11 +3,11 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import clusters
-from app.render import escape_markdown
-from app.scores import WINDOW_HOURS, latest_run_report, production_scores
+from app import clusters, palette
+from app.render import escape_markdown, plural
+from app.scores import WINDOW_HOURS, alert_rate, latest_run_report, production_scores
 from app.session import require_workbench
-from app.state import query, settings
+from app.state import query
 
 require_workbench()
 st.title("Overview")
@@ -34,8 +34,7 @@ hourly = query("""SELECT date_trunc('hour', ts) AS hour, count(*) AS requests
 st.bar_chart(hourly, x="hour", y="requests", height=220)
 
 st.subheader("Production model and alerts")
-config = settings()
-scored = production_scores(config["alert_quantile"])
+scored = production_scores()
 model_column, alert_column, drift_column = st.columns(3)
 if scored is None:
     model_column.metric("Production model", "none")
@@ -43,18 +42,17 @@ if scored is None:
             "promoted (Models page, or `waflens models promote`).")
 else:
     model_column.metric("Production model", scored.version)
-    alerts = float((scored.scores >= scored.threshold).mean()) if len(scored.scores) else 0.0
-    alert_column.metric("Alert rate", f"{alerts:.1%}",
-                        help=f"Share of the last {WINDOW_HOURS} h's sessions scoring above the production model's "
-                             f"training-score quantile {config['alert_quantile']:g} ({scored.threshold:.3f}); "
-                             "the quantile is a Setting.")
+    alert_column.metric(f"Alert rate (last {WINDOW_HOURS} h)", f"{alert_rate(scored.scores, scored.threshold):.1%}",
+                        help=f"Share of the last {WINDOW_HOURS} h's sessions scoring at or above the production "
+                             f"model's alert threshold ({scored.threshold:.3f}, the start of its likely_attack class, "
+                             "from its manifest): what `waflens retrain` and the Models page count too.")
     sampled = len(scored.scores)
     st.caption(f"Session scores of the last {WINDOW_HOURS} h of traffic ({scored.window_start} to "
-               f"{scored.window_end} UTC): {sampled:,} sessions scored"
+               f"{scored.window_end} UTC): {plural(sampled, 'session')} scored"
                + (f" (a sample of {scored.sessions_in_window:,})" if sampled < scored.sessions_in_window else ""))
-    figure = go.Figure(go.Histogram(x=scored.scores, nbinsx=50, marker_color="#4c78a8", name="sessions"))
-    figure.add_vline(x=scored.threshold, line_dash="dash", line_color="#e45756",
-                     annotation_text=f"alert threshold (q={config['alert_quantile']:g})")
+    figure = go.Figure(go.Histogram(x=scored.scores, nbinsx=50, marker_color=palette.SCORES, name="sessions"))
+    figure.add_vline(x=scored.threshold, line_dash="dash", line_color=palette.ALERT_LINE,
+                     annotation_text=f"alert threshold ({scored.threshold:.3f})")
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="score (higher = more anomalous)",
                          yaxis_title="sessions", showlegend=False)
     st.plotly_chart(figure, width="stretch")
@@ -85,14 +83,15 @@ if run is None:
 else:
     table = clusters.clusters(run)
     emerging = table[table.emerging]
-    st.caption(f"Cluster run {run}: {len(table)} clusters, {len(emerging)} emerging "
+    st.caption(f"Cluster run {run}: {plural(len(table), 'cluster')}, {len(emerging)} emerging "
                f"({int(clusters.needs_review(table).sum())} to review)")
     shown = (emerging if len(emerging) else table).head(10)
     st.dataframe(
         shown.assign(label=[clusters.label_text(row) for _, row in shown.iterrows()])[
             ["cluster_id", "status", "growth", "n_sessions", "n_clients", "n_requests", "first_ts", "last_ts",
              "label"]],
-        hide_index=True, width="stretch")
+        hide_index=True, width="stretch", column_config={
+            key: value for key, value in clusters.CLUSTER_COLUMNS.items() if key != "emerging"})
     links = st.columns(2)
     links[0].page_link("pages/emerging.py", label="Explore emerging patterns", icon=":material/scatter_plot:")
     links[1].page_link("pages/label_queue.py", label="Open the label queue", icon=":material/fact_check:")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import clusters
 from app.paging import pager
-from app.render import escape_markdown
+from app.render import escape_markdown, plural
 from app.session import require_workbench
 from app.state import query, settings, table_exists
 
@@ -83,7 +83,7 @@ if len(rows):
         st.session_state["sessions_filter"] = {"run": run, "cluster": None, "client": details.client_key}
         st.rerun()
     st.caption(f"Session {session}: client {escape_markdown(details.client_key)}, "
-               f"{int(details.n_requests):,} requests, "
+               f"{plural(int(details.n_requests), 'request')}, "
                f"{details.start_ts} to {details.end_ts} UTC")
     if has_clusters:
         membership_rows = query("""SELECT c.cluster_run_id, c.cluster_id, round(c.probability, 3) AS membership,

@@ -37,7 +37,24 @@ HOSTILE_LOG = (
     f'203.0.113.9 - - [03/Nov/2026:23:50:00 +0000] "GET /search/{SCRIPT_TAG}?q=[click](javascript:alert(1)) HTTP/1.1" '
     f'404 10 "-" "{IMG_TAG} :red[boom] $x$"\n'
     f'203.0.113.9 - - [03/Nov/2026:23:50:05 +0000] "GET /x/{IMG_TAG} HTTP/1.1" 404 10 "-" "{SCRIPT_TAG}"\n'
-    f"not a log line {SCRIPT_TAG}\n")
+    f"not a log line {SCRIPT_TAG}\n"
+    # URLs, e-mail addresses and links in every field a page shows: they must stay text, never become <a>
+    '203.0.113.77 - - [03/Nov/2026:23:51:00 +0000] "GET /.testing/http://135.23.158.130/.testing/shellshock.txt'
+    '?u=https://crowdshield.com/.testing/xss.js HTTP/1.1" 404 10 '
+    '"https://referer.evil.example/r?x=<a href=\\"http://evil.example/a\\">ref</a>" '
+    '"Mozilla/5.0 [md](http://evil.example/md) www.evil-www.example attacker@evil.example '
+    '<a href=\'https://evil.example/ua\'>ua</a>"\n'
+    '203.0.113.77 - - [03/Nov/2026:23:51:05 +0000] "GET /go?next=http://evil.example/next&m=mailto:x@evil.example '
+    'HTTP/1.1" 302 10 "http://evil.example/" "curl/8 http://evil.example/curl"\n')
+# <a> elements that are the workbench's own: the sidebar's page links, page links, "skip to content",
+# heading anchors (no text). Anything else (a URL, a mailto:, text from a log) counts.
+FOREIGN_LINKS = """() => [...document.querySelectorAll('a')]
+    .map(a => [a.getAttribute('href') || '', a.textContent])
+    .filter(([href, text]) => {
+        const own = href.startsWith(location.origin + '/') || href === '#stMain' || /^[a-z_]+$/.test(href)
+                    || (href.startsWith('#') && text === '');
+        return !own || /https?:|www[.]|@|evil/i.test(text);
+    })"""
 PAGES = {  # url path -> (title, screenshot); a deep link first: a fresh server must still show the workbench
     "label_queue": ("Label queue", "label_queue"),
     "": ("Overview", "overview"),
@@ -140,6 +157,8 @@ def page(browser):
     tab = context.new_page()
     tab.dialogs = []
     tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    tab.requests = []     # every request the page makes: none may leave the host
+    context.on("request", lambda request: tab.requests.append(request.url))
     yield tab
     context.close()
 
@@ -152,6 +171,14 @@ def settle(page, title: str | None = None) -> None:
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length == 0",
                            timeout=30_000)
     page.wait_for_timeout(500)
+
+
+def assert_stays_on_the_host(page, server: str) -> None:
+    """Offline-safe: every request went to the workbench itself (no fonts, icons or telemetry from the web)."""
+    from urllib.parse import urlsplit
+
+    hosts = {urlsplit(url).hostname for url in page.requests if not url.startswith(("data:", "blob:"))}
+    assert page.requests and hosts <= {"127.0.0.1", "localhost"}, sorted(hosts)
 
 
 def assert_no_exception(page) -> None:
@@ -170,6 +197,8 @@ def test_every_page_loads_without_an_exception(server, page, path):
     analyst = page.locator('input[aria-label="Analyst"]')
     assert analyst.input_value() == ANALYST        # the workbench's sidebar: not a bare page of pages/
     assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Emerging patterns").count() == 1
+    assert page.evaluate(FOREIGN_LINKS) == []
+    assert_stays_on_the_host(page, server)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"))
     assert (SCREENSHOTS / f"{shot}.png").stat().st_size < 400_000
@@ -198,9 +227,11 @@ def test_confirm_a_label_by_clicking(server, page, demo):
         confirmed = con.execute("SELECT cluster_id, analyst FROM label_events WHERE source = 'confirmed'").fetchall()
         queue_head = con.execute(
             """SELECT p.cluster_id FROM cluster_profiles p
+               LEFT JOIN current_labels l ON l.cluster_run_id = p.cluster_run_id AND l.cluster_id = p.cluster_id
                WHERE p.cluster_run_id = (SELECT max(cluster_run_id) FROM cluster_runs)
-               ORDER BY p.emerging DESC, CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stable' THEN 2
-                        ELSE 3 END, p.last_ts DESC NULLS LAST, p.n_sessions DESC, p.cluster_id LIMIT 1""").fetchall()
+               ORDER BY coalesce(l.verdict = 'benign', false), p.emerging DESC,
+                        CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stable' THEN 2 ELSE 3 END,
+                        p.last_ts DESC NULLS LAST, p.n_sessions DESC, p.cluster_id LIMIT 1""").fetchall()
     finally:
         con.close()
     assert confirmed == [(queue_head[0][0], ANALYST)]
@@ -220,7 +251,7 @@ def test_hostile_request_is_shown_as_text(server, page):
     field = page.locator("input[aria-label=\"A request path contains\"]")
     field.fill("<script>")
     field.press("Enter")
-    page.get_by_text("1 sessions; showing 1 to 1").first.wait_for(timeout=30_000)
+    page.get_by_text("1 session; showing 1 to 1").first.wait_for(timeout=30_000)
     settle(page)
     assert_no_exception(page)
     text = page.inner_text("body")
@@ -230,6 +261,53 @@ def test_hostile_request_is_shown_as_text(server, page):
     page.locator('[data-testid="stCode"]').last.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     page.screenshot(path=str(SCREENSHOTS / "sessions_hostile_request.png"))
+
+
+def test_no_log_text_becomes_a_link_anywhere(server, page):
+    """URLs from requests, user agents and referers (the demo's and the hostile log's) show as text on every
+    page: the label queue's summaries and evidence of every cluster, the cluster pages, the sessions drill-down."""
+    seen_urls = 0
+    page.goto(f"{server}/label_queue")
+    settle(page, "Label queue")
+    page.get_by_text("Show reviewed clusters too").click()   # every cluster, reviewed or not
+    settle(page)
+    chooser = page.locator('input[aria-label="Cluster"]')
+    first = chooser.input_value()
+    for _ in range(25):                                    # "Next" cycles through the clusters
+        assert page.evaluate(FOREIGN_LINKS) == [], chooser.input_value()
+        seen_urls += "http" in page.inner_text("body")
+        shown = chooser.input_value()
+        page.locator("button", has_text="Next").first.click()
+        page.wait_for_function("""shown => document.querySelector('input[aria-label="Cluster"]').value !== shown""",
+                               arg=shown, timeout=60_000)
+        settle(page)
+        if chooser.input_value() == first:
+            break
+    assert seen_urls, "no evidence with a URL was shown: the check proved nothing"
+    page.goto(f"{server}/emerging")
+    settle(page, "Emerging patterns")
+    for colouring in ("family", "verdict"):
+        page.get_by_text(colouring, exact=True).first.click()
+        settle(page)
+        assert page.evaluate(FOREIGN_LINKS) == []
+    page.goto(f"{server}/sessions")
+    settle(page, "Sessions")
+    field = page.locator('input[aria-label="A request path contains"]')
+    field.fill(".testing/http")
+    field.press("Enter")
+    page.get_by_text("1 session; showing 1 to 1").first.wait_for(timeout=30_000)
+    settle(page)
+    text = page.inner_text("body")
+    assert "http://135.23.158.130/.testing/shellshock.txt" in text and "attacker@evil.example" in text
+    assert page.evaluate(FOREIGN_LINKS) == []
+    page.goto(f"{server}/models")
+    settle(page, "Models")
+    for tab in ("Gates and shadow diff", "Model card", "Training"):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(300)
+        assert page.evaluate(FOREIGN_LINKS) == []
+    assert_stays_on_the_host(page, server)
+    assert page.dialogs == []
 
 
 def test_quarantined_payload_is_shown_as_text(server, page):
@@ -255,6 +333,7 @@ def test_retrain_from_the_browser_promotes_the_labelled_model(server, page, demo
     assert_no_exception(page)
     after = registry.alias("production")
     assert after != before and f"production is now {after}" in page.inner_text("body")
+    assert page.locator('input[aria-label="Version"]').input_value() == f"{after} (production)"   # not the old
     assert registry.get(after).labels["analyst_events"] >= 1 and registry.get(after).parent == before
 
 

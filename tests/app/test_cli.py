@@ -98,3 +98,24 @@ def test_demo_pipeline_without_app(tmp_path, monkeypatch):
     assert con.execute("SELECT count(*) FROM cluster_runs").fetchall()[0][0] == 1
     clusters = con.execute("SELECT count(*) FROM cluster_profiles").fetchall()[0][0]
     assert con.execute("SELECT count(*) FROM current_labels WHERE source = 'suggested'").fetchall()[0][0] == clusters > 0
+
+
+def test_score_takes_a_registry_version_and_its_level(workbench_template, tmp_path, monkeypatch):
+    """`waflens score --model models/production` scores with production/request (or /session with --level)
+    instead of failing on a missing manifest.json; a folder with no model says which path to give."""
+    monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "cli-test-key-0123456789")
+    production = workbench_template / "models" / "production"
+    log = write_log(tmp_path / "a.log", [combined_line("10.0.0.1", at(i), f"GET /item/{i}?q=1 HTTP/1.1")
+                                         for i in range(4)])
+    db = str(tmp_path / "unused.duckdb")
+    for level, rows in (("request", 4), ("session", 1)):
+        out = tmp_path / f"{level}.csv"
+        code, stdout, err = run("--db", db, "--json", "score", "--model", str(production), "--level", level,
+                                "--output", str(out), str(log))
+        assert code == 0, err
+        assert json.loads(stdout)["scored"] == rows
+        with open(out) as handle:
+            assert len(list(csv.DictReader(handle))) == rows
+    code, _, err = run("--db", db, "score", "--model", str(tmp_path), "--output", str(tmp_path / "x.csv"), str(log))
+    assert code == 3 and err.count("\n") == 1
+    assert "--level" in err and "models/production" in err

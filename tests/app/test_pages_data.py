@@ -50,8 +50,10 @@ def test_upload_is_saved_beside_the_database_and_ingested(workbench):
     assert "5 parsed + 1 quarantined" in app.success[0].value.replace("\\", "")
     assert scalar(workbench, "SELECT count(*) FROM requests") == before + 5
     assert scalar(workbench, "SELECT name FROM sources ORDER BY source_id DESC LIMIT 1") == "edge-9"
-    saved = list((workbench.parent / "uploads").iterdir())
-    assert len(saved) == 1 and saved[0].name.endswith("-evil_name.log.gz")      # no path from the client
+    uploads = workbench.parent / "uploads"
+    saved = list(uploads.rglob("*.gz"))
+    assert len(saved) == 1 and saved[0].name == "evil_name.log.gz"      # no path from the client
+    assert saved[0].parent.parent == uploads
     # the same bytes again add nothing
     next(b for b in app.button if b.label == "Ingest").click().run()
     assert any("ingested before" in i.value for i in app.info)
@@ -87,6 +89,35 @@ def test_forget_a_source_from_the_data_page_only_when_confirmed(workbench):
     assert f"Forgot source {source}: {requests:,} requests" in app.success[0].value.replace("\\", "")
     assert scalar(workbench, "SELECT count(*) FROM requests") == before - requests
     assert scalar(workbench, f"SELECT count(*) FROM sources WHERE source_id = {int(source)}") == 0
+def test_upload_keeps_its_file_name_as_source_name_in_a_private_folder(workbench):
+    """The field says "default: the file name": no timestamp prefix; uploads/ beside the database, 0700."""
+    import os
+    import stat
+
+    app = open_page("data_sources")
+    lines = [combined_line("198.51.100.8", at(86400 * 4 + i), f"GET /mine/{i} HTTP/1.1") for i in range(3)]
+    for content in ("\n".join(lines) + "\n", "\n".join(lines[:2]) + "\n"):  # one name, two files: both kept
+        app.file_uploader(key="upload_file").set_value(("access-2026-11-04.log", content.encode(), "text/plain"))
+        next(b for b in app.button if b.label == "Ingest").click().run()
+        assert not app.exception and not app.error, [e.value for e in app.exception or app.error]
+    names = duckdb.connect(str(workbench), read_only=True)
+    try:
+        rows = names.execute("SELECT name FROM sources ORDER BY source_id DESC LIMIT 2").fetchall()
+    finally:
+        names.close()
+    assert rows == [("access-2026-11-04.log",), ("access-2026-11-04.log",)]
+    uploads = workbench.parent / "uploads"
+    saved = sorted(uploads.rglob("access-2026-11-04.log"))
+    assert len(saved) == 2 and {p.read_bytes().count(b"\n") for p in saved} == {2, 3}
+    for folder in (uploads, *[p.parent for p in saved]):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
+
+
+def test_uploads_are_git_ignored():
+    from pathlib import Path
+
+    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().split()
+    assert "/uploads/" in ignored or "uploads/" in ignored
 
 
 # --- Settings ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import XSS_AGENT, XSS_PATH, open_page
@@ -24,7 +25,7 @@ def test_overview_shows_traffic_production_model_and_emerging_clusters(workbench
     con.close()
     assert values["Requests"] == f"{requests:,}" and values["Sessions"] == f"{sessions:,}"
     assert values["Production model"] == "v0001"
-    assert values["Alert rate"].endswith("%")
+    assert values["Alert rate (last 24 h)"].endswith("%")
     assert values["Drift"] == "—" and any(c.value == "not computed yet" for c in app.caption)
     shown = app.dataframe[-1].value
     assert len(shown) == min(10, emerging) and {"cluster_id", "status", "label"} <= set(shown.columns)
@@ -109,3 +110,80 @@ def test_client_drill_down(workbench):
     next(b for b in app.button if b.label == "All sessions of this client").click().run()
     assert app.text_input(key="sessions_client").value == client
     assert set(app.dataframe[0].value.client_key) == {client}
+
+
+def _figure(app: AppTest, index: int = 0) -> dict:
+    return json.loads(app.get("plotly_chart")[index].proto.spec)
+
+
+def _values(array) -> list[float]:
+    """A plotly data array, plain or typed ({"dtype", "bdata"} since plotly 6)."""
+    if isinstance(array, dict) and "bdata" in array:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])).tolist()
+    return list(array)
+
+
+def test_overview_alert_rate_and_line_use_the_models_own_threshold(workbench):
+    """One alert-rate definition: the share of sessions at or above the production model's alert threshold
+    (its manifest's likely_attack class), the threshold `waflens retrain` counts with; the histogram's line
+    is that threshold (not a quantile setting)."""
+    app = open_page("overview")
+    manifest = json.loads((workbench.parent / "models" / "production" / "session" / "manifest.json").read_text())
+    threshold = manifest["thresholds"]["likely_attack"]
+    figure = _figure(app)
+    line = [s for s in figure["layout"]["shapes"] if s.get("type") == "line"]
+    assert len(line) == 1 and line[0]["x0"] == pytest.approx(threshold)
+    scores = _values(figure["data"][0]["x"])
+    assert scores
+    expected = sum(s >= threshold for s in scores) / len(scores)
+    assert metrics(app)["Alert rate (last 24 h)"] == f"{expected:.1%}"
+
+
+def _kind(colour: str) -> str:
+    """Which verdict colour a hex colour reads as: red, amber, green, or none of them."""
+    r, g, b = (int(colour.lstrip("#")[k:k + 2], 16) for k in (0, 2, 4))
+    if r > 150 and g < 90 and b < 90:
+        return "red"
+    if r > 200 and 110 < g < 200 and b < 80:
+        return "amber"
+    if g > 120 and r < 120 and b < 120:
+        return "green"
+    return "other"
+
+
+def test_map_colours_mean_one_thing_on_every_colouring(workbench):
+    """Malicious red, suspicious amber, benign green, and no other value drawn in those colours."""
+    app = open_page("emerging")
+    meaning = {"malicious": "red", "suspicious": "amber", "benign": "green"}
+    seen = {}
+    for colouring in ("status", "family", "verdict", "cluster"):
+        app.radio(key="map_colour").set_value(colouring).run()
+        assert not app.exception
+        for trace in _figure(app)["data"]:
+            seen[(colouring, trace["name"])] = _kind(trace["marker"]["color"])
+    assert {name for (kind, name) in seen if kind == "verdict"} & set(meaning), seen
+    for (colouring, name), kind in seen.items():
+        assert kind == meaning.get(name, "other"), (colouring, name, kind)
+
+
+def test_clusters_labelled_benign_go_last(workbench):
+    """Known good traffic is not what an analyst looks for first: a benign label moves a cluster to the end,
+    on Emerging patterns and in the label queue's order, however emerging it is."""
+    from labeling.labels import latest_run, record_label
+
+    before = open_page("emerging").dataframe[0].value
+    head = int(before.cluster_id.iloc[0])
+    con = duckdb.connect(str(workbench))
+    try:
+        record_label(con, latest_run(con), head, family="benign", verdict="benign", source="edited",
+                     analyst="test-analyst", note="our uptime monitor")
+    finally:
+        con.close()
+    after = open_page("emerging").dataframe[0].value
+    benign = after.label.str.startswith("benign")
+    assert int(after.cluster_id.iloc[0]) != head and bool(benign[after.cluster_id == head].iloc[0])
+    assert not benign.all() and list(benign) == sorted(benign)   # every benign-labelled cluster after the others

@@ -31,7 +31,9 @@ def test_models_page_lists_versions_and_shows_their_details(workbench):
     assert app.selectbox(key="models_version").value == "v0001"     # production first
     app.selectbox(key="models_version").set_value("v0002").run()
     assert not app.exception
-    assert any("alert_rate_candidate" in str(j.value) for j in app.json)      # the shadow diff
+    shadow = [d.value for d in app.dataframe if "alert rate candidate" in d.value.columns]   # a table, not JSON
+    assert len(shadow) == 1 and shadow[0]["alert rate candidate"].iloc[0] == "0.012"
+    assert not app.json
     assert any("Model card v2" in m.value for m in app.markdown)
     assert any("<b>test</b>" in c.value for c in app.code)                       # the card as plain text too
 
@@ -86,3 +88,34 @@ def test_empty_registry(workbench, monkeypatch):
     monkeypatch.setenv("WAFLENS_MODELS", str(workbench.parent / "empty"))
     app = open_models()
     assert any("No model versions yet" in i.value for i in app.info)
+
+
+def test_version_selector_follows_a_new_production(workbench):
+    """After a retrain (here or by cron) promotes a new version, the selector shows it, not the old one."""
+    app = open_models()
+    assert app.selectbox(key="models_version").value == "v0001"
+    models = registry(workbench)
+    info = models.register(models.path("v0002"), metrics={"alert_rate": 0.05}, training={}, parent="v0001",
+                           move=False)                                      # as a retrain registers one
+    models.promote(info.version, actor="cron", reason="gates passed")
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="models_version").value == info.version == "v0003"
+    assert {m.label: m.value for m in app.metric}["Production"] == "v0003"
+    app.selectbox(key="models_version").set_value("v0001").run()      # the analyst's own choice then stays
+    app.run()
+    assert app.selectbox(key="models_version").value == "v0001"
+
+
+def test_numbers_are_formatted_and_the_alert_threshold_is_the_manifests(workbench):
+    import json
+
+    app = open_models()
+    table = app.dataframe[0].value
+    assert "alert_rate" in table.columns
+    values = app.dataframe[1].value.set_index("metric").value      # the Metrics tab of production (v0001)
+    assert all(len(v) <= 12 for v in values), list(values)         # no 0.050670445553533415
+    manifest = json.loads((workbench.parent / "models" / "versions" / "v0001" / "session" / "manifest.json")
+                          .read_text())
+    shown = [v for k, v in values.items() if k.startswith("alert threshold")]
+    assert shown == [f"{manifest['thresholds']['likely_attack']:.4g}"]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from app.render import HIGHLIGHT, clip, escape_markdown, highlight
+from app.render import HIGHLIGHT, LINK_BREAK, clip, escape_markdown, highlight, number, plot_text, plural
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -30,7 +30,15 @@ PAYLOADS = [
     "1. item",
     "- item",
     "{{7*7}} ${jndi:ldap://x}",
+    "http://135.23.158.130/.testing/shellshock.txt?vuln=26",
+    "GET /x?u=https://crowdshield.com/.testing/xss.js HTTP/1.1",
+    "see www.evil.example and WWW.Evil.example/x or attacker+tag@evil.example, mailto:a@b.co xmpp:c@d.co",
 ]
+# What Streamlit's Markdown (remark-gfm: mdast-util-gfm-autolink-literal) turns into links in the *parsed* text,
+# after escapes are gone: bare http(s):// and www. URLs, e-mail addresses, mailto:/xmpp: addresses.
+GFM_AUTOLINKS = [re.compile(r"(https?://|www(?=\.))([-.\w]+)([^ \t\r\n]*)", re.IGNORECASE),
+                 re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)"),
+                 re.compile(r"(mailto|xmpp):", re.IGNORECASE)]
 PARSER = MarkdownIt("commonmark", {"html": True})   # raw HTML on: escaping alone must keep it text
 
 
@@ -40,7 +48,10 @@ def rendered_text(markdown: str) -> str:
     assert out.startswith("<p>") and out.endswith("</p>"), out
     body = out[3:-4]
     assert "<" not in body, f"markup in {body!r}"       # no element at all: <a>, <img>, <script>, <em> ...
-    return html.unescape(body)
+    text = html.unescape(body)
+    linked = [m.group() for pattern in GFM_AUTOLINKS for m in pattern.finditer(text)]
+    assert not linked, f"GFM would link {linked} in {text!r}"
+    return text.replace(LINK_BREAK, "")                  # invisible: what a reader sees
 
 
 def visible(text: str) -> str:
@@ -79,6 +90,24 @@ def test_overlapping_needles_merge():
     assert highlight("abcdef", ["bcd", "cde"]) == f"a:{HIGHLIGHT}[bcde]f"
     assert highlight("aaaa", ["aa"]) == f":{HIGHLIGHT}[aaaa]"
     assert highlight("no match", ["zzz"]) == "no match"
+
+
+def test_link_breaks_are_only_where_a_link_would_start():
+    assert LINK_BREAK not in escape_markdown("plain: text, a.b, wwwx and :// alone")
+    assert escape_markdown("http://x").count(LINK_BREAK) == 1 and escape_markdown("a@b").count(LINK_BREAK) == 1
+
+
+def test_plot_text_shows_tags_as_characters():
+    assert plot_text('<a href="http://evil.example">x</a><br>&amp;') == \
+        '&lt;a href="http://evil.example"&gt;x&lt;/a&gt;&lt;br&gt;&amp;amp;'
+    assert plot_text(None) == ""
+
+
+def test_numbers_and_plurals_for_people():
+    assert number(0.050670445553533415) == "0.05067"
+    assert number(12345) == "12,345" and number(3.0) == "3" and number(None) == "—" and number("x") == "x"
+    assert number(True) == "True"
+    assert plural(1, "event") == "1 event" and plural(2, "event") == "2 events" and plural(0, "change") == "0 changes"
 
 
 def test_clip():

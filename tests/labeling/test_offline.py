@@ -80,3 +80,26 @@ def test_families_analysts_rejected_are_not_proposed(summarized):
 
     unclear = OfflineSummarizer().summarize(pack, exclude=set(FAMILIES) - {"other"})
     assert (unclear.family, unclear.verdict) == ("other", "suspicious")     # nothing left: "unclear"
+
+
+def test_summary_text_agrees_with_its_indicators(summarized):
+    """A proposal never says "0 credential stuffing signatures" beside its indicators and a "verified" badge:
+    the number of signatures it names is the number of signature indicators it lists."""
+    import json
+    import re
+
+    con, run, _, results = summarized
+    rows = con.execute("SELECT summary FROM cluster_summaries WHERE cluster_run_id = $r",
+                       {"r": run.cluster_run_id}).fetchall()
+    assert len(rows) >= len(results) > 0       # (a later summarize of the run may add rows)
+    families = set()
+    for (text,) in rows:
+        summary = json.loads(text)
+        families.add(summary["family"])
+        said = re.search(r"(\d+) [\w /-]+ signatures? in", summary["summary"])
+        listed = sum(i["description"].endswith(" signature") for i in summary["indicators"])
+        assert said is None or int(said.group(1)) > 0, summary["summary"]
+        assert min(int(said.group(1)), 5) == listed if said else listed == 0, summary
+        if summary["family"] != "benign":
+            assert said or summary["indicators"], summary
+    assert {"credential_stuffing", "scanner"} <= families     # families found without signatures are covered
