@@ -39,7 +39,8 @@ from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import N_PROFILE_FEATURES
 from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables
-from scoring.runtime_kernel import features_one, pack, score_one, score_packed_row, score_row
+from scoring.runtime_kernel import (EVIDENCE_NAMES, N_EVIDENCE, add_surprise, evidence_flags, features_one, pack,
+                                    score_one, score_packed_row, score_row)
 
 FEATURE_SPEC_VERSION = "1.0"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -188,8 +189,9 @@ class Scorer:
         for name in ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean", "length_std",
                      "length_max", "seen_bytes", "is_enum", "enum_keys"):
             sections[name] = arrays[f"profile_{name}"]
+        self._surprise = checked.surprise
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
-                            self._normaliser)
+                            self._normaliser, self._surprise)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         self._thresholds = checked.thresholds
 
@@ -234,7 +236,14 @@ class Scorer:
             raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
         out = np.empty(rows.shape[0])
         perfect_scores(rows, *self._trees, self._depth, self._normaliser, out)
+        add_surprise(rows, self._surprise, out)
         return out
+
+    def evidence(self, row: np.ndarray) -> tuple[tuple[str, float], ...]:
+        """(structural evidence, its score weight) that a feature row shows."""
+        flags = np.empty(N_EVIDENCE, dtype=np.bool_)
+        evidence_flags(np.asarray(row, dtype=np.float64), flags)
+        return tuple((EVIDENCE_NAMES[k], float(self._surprise[k])) for k in range(N_EVIDENCE) if flags[k])
 
     def score_class(self, score: float) -> str:
         if score != score:
@@ -262,8 +271,9 @@ class Scorer:
             return ScoreResult(float("nan"), "error", ())
 
     def _explain(self, row: np.ndarray, score: float, top: int = 5) -> tuple:
-        """Features whose replacement by the training median lowers the score most."""
-        changes = []
+        """Structural evidence first (named, with its weight), then the features whose replacement by the
+        training median lowers the score most."""
+        changes = [(name, 1.0, weight) for name, weight in self.evidence(row) if weight > 0]
         for j, name in enumerate(self.feature_names):
             if row[j] == self._median[j]:
                 continue
