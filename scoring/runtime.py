@@ -37,8 +37,8 @@ from scoring.artifact import ArtifactError, read_artifact
 from scoring.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
 from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
-from scoring.profile_kernel import N_PROFILE_FEATURES
-from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables
+from scoring.profile_kernel import FNV_OFFSET, N_PROFILE_FEATURES, endpoint_key, fnv1a, lookup, param_key
+from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, url_decode
 from scoring.runtime_kernel import (EVIDENCE_NAMES, N_EVIDENCE, add_surprise, evidence_flags, features_one, pack,
                                     score_one, score_packed_row, score_row)
 
@@ -190,6 +190,7 @@ class Scorer:
                      "length_max", "seen_bytes", "is_enum", "enum_keys"):
             sections[name] = arrays[f"profile_{name}"]
         self._surprise = checked.surprise
+        self._param_keys = np.ascontiguousarray(arrays["profile_param_keys"])
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
                             self._normaliser, self._surprise)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
@@ -203,6 +204,7 @@ class Scorer:
             if warm_up:
                 for explain in (False, True):
                     scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=explain)
+                scorer._unknown_parameters("GET", "/warm-up?a=1", b"b=2")  # compiled now, not at a first explanation
         return scorer
 
     # --- features ---
@@ -260,7 +262,7 @@ class Scorer:
             if explain:
                 row = self.request_features(method, target, headers, body)
                 score = self.score_features(row)
-                return ScoreResult(score, self.score_class(score), self._explain(row, score))
+                return ScoreResult(score, self.score_class(score), self._explain(row, score, (method, target, body)))
             score = score_one(*self._fields(method, target, headers, body), *self._packed)
             return _new_tuple(ScoreResult, (score, self.score_class(score), ()))  # half the cost of ScoreResult()
         except Exception:
@@ -270,10 +272,31 @@ class Scorer:
                 self.errors += 1
             return ScoreResult(float("nan"), "error", ())
 
-    def _explain(self, row: np.ndarray, score: float, top: int = 5) -> tuple:
+    def _unknown_parameters(self, method, target, body) -> list[str]:
+        """Names of the request's parameters its (known) endpoint never had in training, shortened and
+        escaped: they come from the attacker."""
+        code, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
+        path, _, query = target_bytes.partition(b"?")
+        endpoint = endpoint_key(code, url_decode(np.frombuffer(path, np.uint8), False))
+        names = []
+        for piece in (query + b"&" + body_bytes).split(b"&"):
+            if piece:
+                name = url_decode(np.frombuffer(piece.split(b"=", 1)[0], np.uint8), True)
+                name_hash = np.uint64(fnv1a(name, 0, name.size, FNV_OFFSET))  # numba hands uint64 back as int
+                if lookup(self._param_keys, param_key(endpoint, name_hash)) < 0:
+                    text = bytes(name).decode("utf-8", "replace")
+                    names.append(repr(text[:40] + ("..." if len(text) > 40 else "")))
+        return names
+
+    def _explain(self, row: np.ndarray, score: float, request: tuple = (), top: int = 5) -> tuple:
         """Structural evidence first (named, with its weight), then the features whose replacement by the
         training median lowers the score most."""
-        changes = [(name, 1.0, weight) for name, weight in self.evidence(row) if weight > 0]
+        changes = []
+        for name, weight in self.evidence(row):
+            if weight > 0:
+                changes.append((name, 1.0, weight))
+                if name == EVIDENCE_NAMES[1] and request:
+                    changes += [(f"unknown parameter {p}", 1.0, weight) for p in self._unknown_parameters(*request)[:3]]
         for j, name in enumerate(self.feature_names):
             if row[j] == self._median[j]:
                 continue

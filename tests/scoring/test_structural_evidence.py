@@ -59,6 +59,17 @@ def test_structural_novelty_reaches_likely_attack(csic, method, target, evidence
     assert evidence in [name for name, _, _ in result.explanation]
 
 
+def test_explanations_name_the_unknown_parameters(csic):
+    scorer, headers, _ = csic
+    hostile = "x<script>\r\n" + "y" * 100
+    result = _result(scorer, headers, "POST", "/tienda1/publico/autenticar.jsp?modo=entrar&rememberA=on",
+                     f"login=a&{hostile}=1")
+    named = [name for name, _, _ in result.explanation if name.startswith("unknown parameter '")]
+    assert named[0] == "unknown parameter 'rememberA'"
+    assert named[1] == "unknown parameter " + repr(hostile[:40] + "...")  # shortened, control characters escaped
+    assert "\r" not in "".join(named)
+
+
 def test_known_requests_stay_below_likely_attack(csic):
     scorer, headers, _ = csic
     for target in ("/tienda1/publico/caracteristicas.jsp?id=2", "/tienda1/index.jsp", "/tienda1/miembros/index.jsp",
