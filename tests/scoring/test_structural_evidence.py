@@ -99,3 +99,19 @@ def test_structural_weights_are_checked_and_optional(csic, tmp_path):
     plain = Scorer.load(older)  # models exported before structural evidence still load, and score without it
     target = "/tienda1/publico/caracteristicas.jsp?idA=2"
     assert plain.score_request("GET", target, headers).score < scorer.score_request("GET", target, headers).score
+
+
+def test_the_model_card_lists_the_structural_evidence(csic):
+    import json
+    from types import SimpleNamespace
+
+    from scoring.model_card import model_card
+
+    _, _, model = csic
+    manifest = json.loads((model / "manifest.json").read_text())
+    evidence = manifest["model"]["structural_evidence"]
+    assert evidence["unknown parameter name"]["weight"] > 0 and evidence["unknown parameter name"]["met_in_training"] >= 0
+    info = SimpleNamespace(version="v1", created_at="now", parent=None, training={})
+    card = model_card(info, manifest, manifest,
+                      {"metrics": {}, "gates": [], "shadow": {"compared": False, "reason": "first"}}, {}, {})
+    assert "Structural evidence added to request scores" in card and "unknown parameter name" in card
