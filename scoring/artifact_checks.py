@@ -25,6 +25,7 @@ import numpy as np
 from scoring.artifact import ArtifactError
 from scoring.profile_kernel import N_PROFILE_FEATURES, PROFILE_FEATURE_NAMES
 from scoring.request_kernel import EXT_GROUPS, GROUP_NAMES, N_REQUEST_FEATURES
+from scoring.runtime_kernel import N_EVIDENCE
 
 THRESHOLD_NAMES = ("likely_clean", "likely_attack", "attack")
 MAX_TREE_DEPTH = 24
@@ -222,6 +223,7 @@ def _kind_name(kind) -> str:
 class RequestModel(NamedTuple):
     forest: Forest
     thresholds: tuple[float, float, float]
+    surprise: np.ndarray  # float64 (N_EVIDENCE,): the structural evidence weights, zeros for older models
 
 
 class SessionModel(NamedTuple):
@@ -247,7 +249,12 @@ def check_request_model(arrays: dict, manifest: dict, where) -> RequestModel:
     forest = _forest_with_normaliser(check, arrays, n_features)
     check.array(arrays, "feature_median", np.float64, shape=(n_features,))
     check.profiles(arrays)
-    return RequestModel(forest, thresholds)
+    surprise = np.zeros(N_EVIDENCE)  # models from before structural evidence score without it
+    if "structural_surprise" in arrays:
+        surprise = check.array(arrays, "structural_surprise", np.float64, shape=(N_EVIDENCE,))
+        check.require(bool(np.all((surprise >= 0) & (surprise <= 1))),
+                      "array 'structural_surprise' must hold weights in [0, 1] (retrain the model)")
+    return RequestModel(forest, thresholds, surprise)
 
 
 def check_session_model(arrays: dict, manifest: dict, where, names: tuple[str, ...]) -> SessionModel:

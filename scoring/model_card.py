@@ -38,6 +38,7 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
         f"- Held out for the gates: sessions starting at or after {training.get('until') or '— (no timestamps)'}.",
         f"- Request features: {len(request_manifest['feature_spec']['names'])} (spec "
         f"{request_manifest['feature_spec']['version']}), including per-endpoint/parameter profile deviations.",
+        *_structural_lines(request_manifest),
         f"- Session features: {len(session_manifest['feature_spec']['names'])}.",
         "",
         "## Labels used",
@@ -81,3 +82,12 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
               "- The feedback model knows only the families analysts confirmed; new campaigns rely on the forest.",
               ""]
     return "\n".join(lines)
+
+
+def _structural_lines(request_manifest: dict) -> list[str]:
+    """What never-seen structure adds to a request's score (see scoring.profiles.structural_weights)."""
+    evidence = request_manifest.get("model", {}).get("structural_evidence")
+    if not evidence:
+        return ["- Structural evidence: none (a model from before it; novelty counts only through the forest)."]
+    return ["- Structural evidence added to request scores (weight; times training met it out of fold): " +
+            "; ".join(f"{name} {_number(e['weight'])} ({e['met_in_training']})" for name, e in evidence.items()) + "."]

@@ -12,6 +12,7 @@ import numpy as np
 
 from scoring.profile_kernel import (N_PROFILE_FEATURES, endpoint_key, enum_key, param_key, profile_deviations,
                                     request_params, value_hash)
+from scoring.runtime_kernel import EVIDENCE_NAMES, N_EVIDENCE, evidence_flags
 
 ENUM_MAX_VALUES = 16        # a parameter with at most this many distinct values ...
 ENUM_MIN_OBSERVATIONS = 30  # ... seen at least this often is an enumeration
@@ -182,3 +183,25 @@ def out_of_fold_deviations(requests: list[EncodedRequest], folds: int = 5, seed:
         if progress is not None:
             progress(fold + 1, folds)
     return out
+
+
+def structural_weights(X: np.ndarray, median: float, attack: float) -> tuple[np.ndarray, dict]:
+    """Score weights of the structural evidence (see ``scoring.runtime_kernel.EVIDENCE_NAMES``).
+
+    ``X`` holds the training rows with out-of-fold profile features, so "unknown endpoint"
+    and "unknown parameter" fire as often as new traffic met something new when part of
+    the training data was held back. Each kind's surprise is -log p with p = (times met + 1)
+    / (n + 2); it is scaled so that evidence never met in training lifts a median request
+    to the ``attack`` threshold, and evidence met in 1 of 10 requests by a fifth of that.
+    """
+    flags = np.zeros((len(X), N_EVIDENCE), dtype=np.bool_)
+    for i in range(len(X)):
+        evidence_flags(X[i], flags[i])
+    n = len(X)
+    met = flags.sum(axis=0)
+    surprise = -np.log((met + 1.0) / (n + 2.0))
+    scale = max(attack - median, 0.0) / np.log(n + 2.0)
+    weights = np.clip(scale * surprise, 0.0, 1.0)
+    manifest = {name: {"met_in_training": int(m), "surprise": float(s), "weight": float(w)}
+                for name, m, s, w in zip(EVIDENCE_NAMES, met, surprise, weights)}
+    return weights, manifest

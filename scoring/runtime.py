@@ -37,9 +37,10 @@ from scoring.artifact import ArtifactError, read_artifact
 from scoring.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
 from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
-from scoring.profile_kernel import N_PROFILE_FEATURES
-from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables
-from scoring.runtime_kernel import features_one, pack, score_one, score_packed_row, score_row
+from scoring.profile_kernel import FNV_OFFSET, N_PROFILE_FEATURES, endpoint_key, fnv1a, lookup, param_key
+from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, url_decode
+from scoring.runtime_kernel import (EVIDENCE_NAMES, N_EVIDENCE, add_surprise, evidence_flags, features_one, pack,
+                                    score_one, score_packed_row, score_row)
 
 FEATURE_SPEC_VERSION = "1.0"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -188,8 +189,10 @@ class Scorer:
         for name in ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean", "length_std",
                      "length_max", "seen_bytes", "is_enum", "enum_keys"):
             sections[name] = arrays[f"profile_{name}"]
+        self._surprise = checked.surprise
+        self._param_keys = np.ascontiguousarray(arrays["profile_param_keys"])
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
-                            self._normaliser)
+                            self._normaliser, self._surprise)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         self._thresholds = checked.thresholds
 
@@ -201,6 +204,7 @@ class Scorer:
             if warm_up:
                 for explain in (False, True):
                     scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=explain)
+                scorer._unknown_parameters("GET", "/warm-up?a=1", b"b=2")  # compiled now, not at a first explanation
         return scorer
 
     # --- features ---
@@ -234,7 +238,14 @@ class Scorer:
             raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
         out = np.empty(rows.shape[0])
         perfect_scores(rows, *self._trees, self._depth, self._normaliser, out)
+        add_surprise(rows, self._surprise, out)
         return out
+
+    def evidence(self, row: np.ndarray) -> tuple[tuple[str, float], ...]:
+        """(structural evidence, its score weight) that a feature row shows."""
+        flags = np.empty(N_EVIDENCE, dtype=np.bool_)
+        evidence_flags(np.asarray(row, dtype=np.float64), flags)
+        return tuple((EVIDENCE_NAMES[k], float(self._surprise[k])) for k in range(N_EVIDENCE) if flags[k])
 
     def score_class(self, score: float) -> str:
         if score != score:
@@ -251,7 +262,7 @@ class Scorer:
             if explain:
                 row = self.request_features(method, target, headers, body)
                 score = self.score_features(row)
-                return ScoreResult(score, self.score_class(score), self._explain(row, score))
+                return ScoreResult(score, self.score_class(score), self._explain(row, score, (method, target, body)))
             score = score_one(*self._fields(method, target, headers, body), *self._packed)
             return _new_tuple(ScoreResult, (score, self.score_class(score), ()))  # half the cost of ScoreResult()
         except Exception:
@@ -261,9 +272,31 @@ class Scorer:
                 self.errors += 1
             return ScoreResult(float("nan"), "error", ())
 
-    def _explain(self, row: np.ndarray, score: float, top: int = 5) -> tuple:
-        """Features whose replacement by the training median lowers the score most."""
+    def _unknown_parameters(self, method, target, body) -> list[str]:
+        """Names of the request's parameters its (known) endpoint never had in training, shortened and
+        escaped: they come from the attacker."""
+        code, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
+        path, _, query = target_bytes.partition(b"?")
+        endpoint = endpoint_key(code, url_decode(np.frombuffer(path, np.uint8), False))
+        names = []
+        for piece in (query + b"&" + body_bytes).split(b"&"):
+            if piece:
+                name = url_decode(np.frombuffer(piece.split(b"=", 1)[0], np.uint8), True)
+                name_hash = np.uint64(fnv1a(name, 0, name.size, FNV_OFFSET))  # numba hands uint64 back as int
+                if lookup(self._param_keys, param_key(endpoint, name_hash)) < 0:
+                    text = bytes(name).decode("utf-8", "replace")
+                    names.append(repr(text[:40] + ("..." if len(text) > 40 else "")))
+        return names
+
+    def _explain(self, row: np.ndarray, score: float, request: tuple = (), top: int = 5) -> tuple:
+        """Structural evidence first (named, with its weight), then the features whose replacement by the
+        training median lowers the score most."""
         changes = []
+        for name, weight in self.evidence(row):
+            if weight > 0:
+                changes.append((name, 1.0, weight))
+                if name == EVIDENCE_NAMES[1] and request:
+                    changes += [(f"unknown parameter {p}", 1.0, weight) for p in self._unknown_parameters(*request)[:3]]
         for j, name in enumerate(self.feature_names):
             if row[j] == self._median[j]:
                 continue

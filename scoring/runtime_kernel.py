@@ -18,16 +18,24 @@ from scoring.request_kernel import N_REQUEST_FEATURES, request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
-FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "forest_val", "normaliser")
+FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "forest_val", "normaliser", "surprise")
 BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum", "forest_feat", "forest_thr")
 N_FEATURES = N_REQUEST_FEATURES + N_PROFILE_FEATURES
+# Structural evidence: what never (or rarely) occurred in training. An isolation forest cannot split on a
+# feature that was constant in training, so this evidence adds to the score directly, each kind weighted by
+# its surprise (-log of how often training met it, see scoring.profiles.structural_weights).
+EVIDENCE_NAMES = ("unknown endpoint (method + path)", "unknown parameter name", "rare HTTP method",
+                  "sensitive file extension (backup, config, archive)", "file extension outside the known lists")
+N_EVIDENCE = len(EVIDENCE_NAMES)
+_METHOD_IS_RARE, _EXT_CLASS = 1, 26  # request feature columns (data/feature_spec.py)
+_ENDPOINT_UNKNOWN, _UNKNOWN_PARAMS = N_REQUEST_FEATURES, N_REQUEST_FEATURES + 1
 _F32_MAX = float(np.finfo(np.float32).max)
 
 # section numbers in the layout, in the order of the lists above (unpacking fails if a list changes length)
 _N_INT, _N_FLOAT = len(INT_SECTIONS), len(FLOAT_SECTIONS)
 (TOK_OFFSETS, TOK_GROUP, TOK_BY_FIRST, TOK_ORDER, EXT_OFFSETS, EXT_CLASS, ENDPOINT_KEYS, ENDPOINT_COUNT,
  PARAM_KEYS, PARAM_INDEX, ENUM_KEYS) = range(_N_INT)
-LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER = range(_N_INT, _N_INT + _N_FLOAT)
+LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER, SURPRISE = range(_N_INT, _N_INT + _N_FLOAT)
 TOK_DATA, EXT_DATA, SEEN_BYTES, IS_ENUM, FOREST_FEAT, FOREST_THR = range(_N_INT + _N_FLOAT,
                                                                           _N_INT + _N_FLOAT + len(BYTE_SECTIONS))
 N_SECTIONS = _N_INT + _N_FLOAT + len(BYTE_SECTIONS)
@@ -35,12 +43,15 @@ N_SECTIONS = _N_INT + _N_FLOAT + len(BYTE_SECTIONS)
 N_PARAM_ROWS, N_TREES, DEPTH = 2 * N_SECTIONS, 2 * N_SECTIONS + 1, 2 * N_SECTIONS + 2
 
 
-def pack(sections: dict[str, np.ndarray], n_param_rows: int, trees: tuple, depth: int, normaliser: float):
+def pack(sections: dict[str, np.ndarray], n_param_rows: int, trees: tuple, depth: int, normaliser: float,
+         surprise: np.ndarray | None = None):
     """(ints, floats, bytes, layout) for the kernels below. ``trees`` is the perfect layout (feat uint8,
-    thr float32, val float64); thresholds travel as their float32 bytes, 8-byte aligned."""
+    thr float32, val float64); thresholds travel as their float32 bytes, 8-byte aligned. ``surprise``: the
+    structural evidence weights (see :func:`structural_surprise`; none = zeros, as models before them)."""
     feat, thr, val = trees
+    surprise = np.zeros(N_EVIDENCE) if surprise is None else surprise
     sections = {**sections, "forest_feat": feat, "forest_thr": np.ascontiguousarray(thr, np.float32).view(np.uint8),
-                "forest_val": val, "normaliser": np.array([normaliser])}
+                "forest_val": val, "normaliser": np.array([normaliser]), "surprise": surprise}
     layout = []
     packed = []
     for names, dtype in ((INT_SECTIONS, np.int64), (FLOAT_SECTIONS, np.float64), (BYTE_SECTIONS, np.uint8)):
@@ -111,14 +122,53 @@ def score_row(row, feat, thr, val, depth, normaliser):
 
 
 @numba.njit(cache=True, nogil=True)
+def evidence_flags(row, flags):
+    """Fill ``flags`` (N_EVIDENCE, bool) with the structural evidence a feature row shows."""
+    flags[:] = False
+    if row[_ENDPOINT_UNKNOWN] > 0:
+        flags[0] = True
+    elif row[_UNKNOWN_PARAMS] > 0:  # on an unknown endpoint every parameter is unknown: counted once
+        flags[1] = True
+    flags[2] = row[_METHOD_IS_RARE] > 0
+    flags[3] = row[_EXT_CLASS] == 3
+    flags[4] = row[_EXT_CLASS] == 4
+
+
+@numba.njit(cache=True, nogil=True)
+def structural_surprise(row, weights):
+    """Sum of the weights of the evidence the row shows."""
+    flags = np.empty(N_EVIDENCE, dtype=np.bool_)
+    evidence_flags(row, flags)
+    total = 0.0
+    for k in range(N_EVIDENCE):
+        if flags[k]:
+            total += weights[k]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def with_surprise(forest_score, row, weights):
+    """The forest's score plus the structural surprise, capped at 1 (scores stay in (0, 1])."""
+    return min(1.0, forest_score + structural_surprise(row, weights))
+
+
+@numba.njit(cache=True, nogil=True)
+def add_surprise(rows, weights, scores):
+    """:func:`with_surprise` over a batch, in place."""
+    for i in range(rows.shape[0]):
+        scores[i] = with_surprise(scores[i], rows[i], weights)
+
+
+@numba.njit(cache=True, nogil=True)
 def score_packed_row(row, F, B, L):
-    """:func:`score_row` with the forest taken from the packed arrays."""
+    """:func:`score_row` with the forest taken from the packed arrays, plus the structural surprise."""
     n_trees, depth = L[N_TREES], L[DEPTH]
     internal = 2 ** depth - 1
     feat = _section(B, L, FOREST_FEAT).reshape((n_trees, internal))
     thr = _section(B, L, FOREST_THR).view(np.float32).reshape((n_trees, internal))
     val = _section(F, L, FOREST_VAL).reshape((n_trees, internal + 1))
-    return score_row(row, feat, thr, val, depth, _section(F, L, NORMALISER)[0])
+    return with_surprise(score_row(row, feat, thr, val, depth, _section(F, L, NORMALISER)[0]), row,
+                         _section(F, L, SURPRISE))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -26,7 +26,7 @@ from scoring.artifact import write_artifact
 from scoring.forest_export import flatten_isolation_forest
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import PROFILE_FEATURE_NAMES
-from scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of
+from scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of, structural_weights
 
 MIN_TRAINING_REQUESTS = 200
 MIN_TRAINING_SESSIONS = 50
@@ -102,12 +102,15 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     profiles = profiles_of(parsed)
     arrays = fitted.arrays
     arrays.update({f"profile_{k}": v for k, v in profiles._asdict().items()})
+    metrics = fitted.summary["metrics"]
+    arrays["structural_surprise"], structural = structural_weights(
+        X, metrics["train_score_median"], fitted.summary["thresholds"]["attack"])
     first_ts, last_ts = con.execute(
         "SELECT min(ts), max(ts) FROM requests WHERE ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)",
         {"since": options.since, "until": options.until}).fetchall()[0]
     manifest = {
         "level": "request",
-        "model": {**fitted.model, "profile_folds": options.folds},
+        "model": {**fitted.model, "profile_folds": options.folds, "structural_evidence": structural},
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": request_feature_names(),
                          "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},

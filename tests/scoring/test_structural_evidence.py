@@ -1,0 +1,117 @@
+"""Structural novelty counts on real traffic: a model trained on CSIC 2010 benign requests flags
+backup files, rare methods and unknown parameter names (issue B2), and the runtime's score
+equals the batch and explained paths to 1e-9."""
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from data.raw_http import RawHttpRequest, iter_raw_http
+from data.sessionize import update_derived
+from scoring.artifact import ArtifactError
+from scoring.runtime import Scorer
+from scoring.train import TrainingOptions, train_request_model
+from tests.data.helpers import fresh_db, ingest
+from tests.scoring.artifact_tamper import tampered
+
+TRAINING_REQUESTS = 4000  # a subsample keeps the fixture short; every CSIC endpoint occurs in it many times
+
+
+def _requests(path):
+    text = gzip.decompress(path.read_bytes()).decode("latin-1")
+    return [r for r in iter_raw_http(text) if isinstance(r, RawHttpRequest)]
+
+
+@pytest.fixture(scope="module")
+def csic(tmp_path_factory, shared_datasets):
+    tmp = tmp_path_factory.mktemp("csic")
+    training = _requests(shared_datasets / "raw_http" / "csic2010_normalTrafficTraining.txt.gz")
+    picked = np.random.default_rng(0).choice(len(training), TRAINING_REQUESTS, replace=False)
+    dump = tmp / "train.txt"
+    dump.write_bytes("".join(training[i].raw for i in sorted(picked)).encode("latin-1"))
+    con = fresh_db(tmp)
+    ingest(con, dump, format="raw-http")
+    update_derived(con)
+    train_request_model(con, tmp / "model", TrainingOptions(n_estimators=20, seed=0))
+    con.close()
+    return Scorer.load(tmp / "model"), training[0].headers, tmp / "model"
+
+
+def _result(scorer, headers, method, target, body=""):
+    return scorer.score_request(method, target, headers, body, explain=True)
+
+
+@pytest.mark.parametrize("method, target, evidence", [
+    ("GET", "/tienda1/miembros/index.jsp.old", "unknown endpoint (method + path)"),
+    ("GET", "/tienda1/publico/anadir.jsp.BAK", "unknown endpoint (method + path)"),
+    ("GET", "/tienda1/miembros/index.jsp.inc", "file extension outside the known lists"),
+    ("PUT", "/tienda1/publico/caracteristicas.jsp?id=2", "rare HTTP method"),
+    ("GET", "/tienda1/publico/caracteristicas.jsp?idA=2", "unknown parameter name"),
+    ("GET", "/tienda1/publico/autenticar.jsp?modo=entrar&login=grimshaw&pwd=84m3ri156&rememberA=on&B1=Entrar",
+     "unknown parameter name"),
+])
+def test_structural_novelty_reaches_likely_attack(csic, method, target, evidence):
+    scorer, headers, _ = csic
+    result = _result(scorer, headers, method, target)
+    assert result.score_class in ("likely_attack", "attack"), (result.score, scorer._thresholds)
+    assert evidence in [name for name, _, _ in result.explanation]
+
+
+def test_explanations_name_the_unknown_parameters(csic):
+    scorer, headers, _ = csic
+    hostile = "x<script>\r\n" + "y" * 100
+    result = _result(scorer, headers, "POST", "/tienda1/publico/autenticar.jsp?modo=entrar&rememberA=on",
+                     f"login=a&{hostile}=1")
+    named = [name for name, _, _ in result.explanation if name.startswith("unknown parameter '")]
+    assert named[0] == "unknown parameter 'rememberA'"
+    assert named[1] == "unknown parameter " + repr(hostile[:40] + "...")  # shortened, control characters escaped
+    assert "\r" not in "".join(named)
+
+
+def test_known_requests_stay_below_likely_attack(csic):
+    scorer, headers, _ = csic
+    for target in ("/tienda1/publico/caracteristicas.jsp?id=2", "/tienda1/index.jsp", "/tienda1/miembros/index.jsp",
+                   "/tienda1/publico/autenticar.jsp?modo=entrar&login=grimshaw&pwd=84m3ri156&remember=on&B1=Entrar"):
+        result = _result(scorer, headers, "GET", target)
+        assert result.score_class in ("clean", "likely_clean"), (target, result)
+        assert not scorer.evidence(scorer.request_features("GET", target, headers))
+
+
+def test_runtime_equals_batch_and_explained_scores(csic, shared_datasets):
+    scorer, _, _ = csic
+    picked = _requests(shared_datasets / "validation" / "csic2010_anomalousTrafficTest_dev.txt.gz")[::80] + \
+        _requests(shared_datasets / "validation" / "csic2010_normalTrafficTest_dev.txt.gz")[::200]
+    rows = np.array([scorer.request_features(r.method, r.target, r.headers, r.body) for r in picked])
+    one = np.array([scorer.score_request(r.method, r.target, r.headers, r.body).score for r in picked])
+    np.testing.assert_allclose(one, scorer.score_batch(rows), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(one, [scorer.score_features(row) for row in rows], rtol=0, atol=1e-9)
+    assert any(scorer.evidence(row) for row in rows) and (one <= 1).all()
+
+
+def test_structural_weights_are_checked_and_optional(csic, tmp_path):
+    scorer, headers, model = csic
+    bad = tampered(model, tmp_path / "nan", arrays=lambda a: a.update(structural_surprise=np.full(5, np.nan)))
+    with pytest.raises(ArtifactError, match="structural_surprise"):
+        Scorer.load(bad)
+    older = tampered(model, tmp_path / "older", arrays=lambda a: a.pop("structural_surprise"))
+    plain = Scorer.load(older)  # models exported before structural evidence still load, and score without it
+    target = "/tienda1/publico/caracteristicas.jsp?idA=2"
+    assert plain.score_request("GET", target, headers).score < scorer.score_request("GET", target, headers).score
+
+
+def test_the_model_card_lists_the_structural_evidence(csic):
+    import json
+    from types import SimpleNamespace
+
+    from scoring.model_card import model_card
+
+    _, _, model = csic
+    manifest = json.loads((model / "manifest.json").read_text())
+    evidence = manifest["model"]["structural_evidence"]
+    assert evidence["unknown parameter name"]["weight"] > 0 and evidence["unknown parameter name"]["met_in_training"] >= 0
+    info = SimpleNamespace(version="v1", created_at="now", parent=None, training={})
+    card = model_card(info, manifest, manifest,
+                      {"metrics": {}, "gates": [], "shadow": {"compared": False, "reason": "first"}}, {}, {})
+    assert "Structural evidence added to request scores" in card and "unknown parameter name" in card
