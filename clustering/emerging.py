@@ -112,7 +112,8 @@ def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, p
 def max_cluster_id(con: duckdb.DuckDBPyConnection) -> int:
     """The highest cluster id any run has used (-1: none); profiles outlive forgotten sessions' memberships."""
     return con.execute("""SELECT greatest(coalesce((SELECT max(cluster_id) FROM cluster_profiles), -1),
-                                          coalesce((SELECT max(cluster_id) FROM session_clusters), -1))""").fetchall()[0][0]
+                                          coalesce((SELECT max(cluster_id) FROM session_clusters), -1))"""
+                       ).fetchall()[0][0]
 
 
 def carried_ids(labels, before: dict[int, int], placed: dict[int, int], max_used: int) -> dict[int, int]:
@@ -153,7 +154,9 @@ def _earlier_sizes(before: dict[int, int], placed: dict[int, int],
     for cluster, sources in came_from.items():
         known = sorted(((n, c) for c, n in sources.items() if c >= 0), reverse=True)
         predecessor = known[0][1] if known else None
-        if predecessor is not None and max(went_to[predecessor].items(), key=lambda t: (t[1], sizes.get(t[0], 0), -t[0]))[0] != cluster:
-            predecessor = None
+        if predecessor is not None:
+            heir = max(went_to[predecessor].items(), key=lambda t: (t[1], sizes.get(t[0], 0), -t[0]))[0]
+            if heir != cluster:
+                predecessor = None
         out[cluster] = (sum(sources.values()), predecessor)
     return out

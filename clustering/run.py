@@ -1,9 +1,9 @@
 """``waflens cluster``: HDBSCAN over (suspicious) sessions of a window, stored as a cluster run.
 
 A run stores its parameters, window, timings, every clustered session's cluster
-(-1 for noise; ids carry on from the previous run, see :mod:`clustering.emerging`), membership probability, GLOSH outlier score and map coordinates,
+(-1 for noise), membership probability, GLOSH outlier score and map coordinates,
 and one profile per cluster (see :mod:`clustering.profiles`), linked to the
-previous run's clusters (see :mod:`clustering.emerging`).
+previous run's clusters (see :mod:`clustering.emerging`), whose ids carry on.
 """
 
 from __future__ import annotations
