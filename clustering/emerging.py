@@ -19,6 +19,11 @@ pattern the analyst has not seen on its own) —, else by growth: ``growing`` (>
 earlier sessions landed in them. Emerging = new, or growing at >= 2x; new clusters that
 started most recently come first. In a first run nothing came before: every cluster
 is new, those that started last first.
+
+Ids carry on: a cluster with a predecessor is stored under its predecessor's id, so the
+analyst finds a pattern under the same number run after run; any other cluster gets an id
+above every id a run has used (a new pattern never takes the number of one that vanished).
+In a split only one part has the predecessor, so only it keeps the id. Noise stays -1.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import duckdb
+import numpy as np
 
 from clustering.profiles import profile_json
 
@@ -72,7 +78,7 @@ def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, p
     prev_id = None
     if previous:
         prev_id = previous.cluster_run_id
-        earlier = _earlier_sizes(previous.clusters, placed)
+        earlier = _earlier_sizes(previous.clusters, placed, {p["cluster_id"]: p["n_sessions"] for p in profiles})
         now_hours, then_hours = _hours(options.since, options.until), _hours(previous.window_start, previous.window_end)
         if now_hours and then_hours:
             scale = then_hours / now_hours
@@ -103,14 +109,41 @@ def link_to_previous_run(con: duckdb.DuckDBPyConnection, run_id: int, options, p
     return [item[0] for item in sorted(emerging, key=rank)]
 
 
+def max_cluster_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest cluster id any run has used (-1: none); profiles outlive forgotten sessions' memberships."""
+    return con.execute("""SELECT greatest(coalesce((SELECT max(cluster_id) FROM cluster_profiles), -1),
+                                          coalesce((SELECT max(cluster_id) FROM session_clusters), -1))"""
+                       ).fetchall()[0][0]
+
+
+def carried_ids(labels, before: dict[int, int], placed: dict[int, int], max_used: int) -> dict[int, int]:
+    """The id each of this run's clusters (HDBSCAN's ``labels``) is stored under: its predecessor's id when it has
+    one, else the next id above ``max_used``. ``before``: the previous run's sessions and their clusters then;
+    ``placed``: those sessions in this run's clusters (both empty in a first run)."""
+    clusters, counts = np.unique(np.asarray(labels)[np.asarray(labels) >= 0], return_counts=True)
+    earlier = _earlier_sizes(before, placed, dict(zip(clusters.tolist(), counts.tolist())))
+    ids, fresh = {}, max_used
+    for cluster in clusters.tolist():
+        predecessor = earlier.get(cluster, (0, None))[1]
+        if predecessor is None:
+            fresh += 1
+            ids[cluster] = fresh
+        else:
+            ids[cluster] = predecessor
+    return ids
+
+
 def _status(growth: float) -> str:
     return "growing" if growth >= GROWING else "fading" if growth <= FADING else "stable"
 
 
-def _earlier_sizes(before: dict[int, int], placed: dict[int, int]) -> dict[int, tuple[int, int | None]]:
+def _earlier_sizes(before: dict[int, int], placed: dict[int, int],
+                   sizes: dict[int, int] | None = None) -> dict[int, tuple[int, int | None]]:
     """Per cluster of this run: (sessions of the previous run placed in it, its predecessor). The predecessor is
-    the previous cluster most of them were in, if this cluster is where most of that cluster's sessions went;
-    None when they were noise there, or when this cluster split off a cluster that carries on elsewhere."""
+    the previous cluster most of them were in, if this cluster is where most of that cluster's sessions went
+    (a tie: the larger cluster now, then the smaller id); None when they were noise there, or when this cluster
+    split off a cluster that carries on elsewhere. ``sizes``: sessions per cluster of this run."""
+    sizes = sizes or {}
     came_from: dict[int, Counter] = {}
     went_to: dict[int, Counter] = {}
     for session, cluster in placed.items():
@@ -121,7 +154,9 @@ def _earlier_sizes(before: dict[int, int], placed: dict[int, int]) -> dict[int, 
     for cluster, sources in came_from.items():
         known = sorted(((n, c) for c, n in sources.items() if c >= 0), reverse=True)
         predecessor = known[0][1] if known else None
-        if predecessor is not None and max(went_to[predecessor].items(), key=lambda t: (t[1], -t[0]))[0] != cluster:
-            predecessor = None
+        if predecessor is not None:
+            heir = max(went_to[predecessor].items(), key=lambda t: (t[1], sizes.get(t[0], 0), -t[0]))[0]
+            if heir != cluster:
+                predecessor = None
         out[cluster] = (sum(sources.values()), predecessor)
     return out

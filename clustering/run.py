@@ -3,7 +3,7 @@
 A run stores its parameters, window, timings, every clustered session's cluster
 (-1 for noise), membership probability, GLOSH outlier score and map coordinates,
 and one profile per cluster (see :mod:`clustering.profiles`), linked to the
-previous run's clusters (see :mod:`clustering.emerging`).
+previous run's clusters (see :mod:`clustering.emerging`), whose ids carry on.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def ensure_cluster_schema(con: duckdb.DuckDBPyConnection) -> None:
 def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None) -> RunSummary:
     """Cluster the window's sessions and store the run; a run with no clusters says why."""
     from clustering.assign import place
-    from clustering.emerging import link_to_previous_run, previous_run
+    from clustering.emerging import carried_ids, link_to_previous_run, max_cluster_id, previous_run
     from clustering.profiles import build_profiles
 
     options = options or ClusterOptions()
@@ -125,9 +125,13 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
             if len(before_ids):
                 placed.update(zip(before_ids.tolist(), place(X, labels, before).tolist()))
             timings["placing"] = time.perf_counter() - step
+        if labels.max() >= 0:  # a pattern keeps its id from run to run (clustering.emerging)
+            ids = carried_ids(labels, previous.clusters if previous else {}, placed, max_cluster_id(con))
+            labels = np.array([ids.get(c, -1) for c in labels.tolist()], dtype=np.int64)
+            placed = {s: ids.get(c, -1) for s, c in placed.items()}
 
     run_id = con.execute("SELECT coalesce(max(cluster_run_id), 0) + 1 FROM cluster_runs").fetchall()[0][0]
-    n_clusters = int(labels.max() + 1) if len(labels) else 0
+    n_clusters = len(np.unique(labels[labels >= 0]))
     params = {**asdict(options), "since": _iso(options.since), "until": _iso(options.until),
               "min_samples": options.min_samples or min(options.min_cluster_size, 5)}
     con.execute("BEGIN TRANSACTION")

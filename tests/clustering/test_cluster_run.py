@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from clustering.run import ClusterOptions, cluster_sessions
+from clustering.run import ClusterOptions, cluster_sessions, ensure_cluster_schema
 from data.sessionize import update_derived
 from data.synthetic import generate_traffic
 from data.synthetic_campaigns import SPECS
@@ -161,3 +161,50 @@ def test_assignment_agrees_with_the_fit_and_places_later_sessions(generated):
     family = {name: ("benign" if name == "benign" else SPECS[name].family) for name in set(campaign.values())}
     wrong = Counter((campaign[s], majority[assigned[s]]) for s in placed if family[majority[assigned[s]]] != family[campaign[s]])
     assert placed and not wrong, wrong       # the slow bot's /login attempts may join the stuffing cluster: same family
+
+
+def test_cluster_ids_carry_on_between_runs(generated):
+    """[D3] A pattern keeps its cluster id in the next run; a new pattern gets an id no run has used."""
+    con, log, summary = generated
+    ensure_cluster_schema(con)
+    for table in ("cluster_runs", "session_clusters", "cluster_profiles"):   # run 2 follows run 1, nothing else
+        con.execute(f"DELETE FROM {table}")
+    start = summary.start.replace(tzinfo=None)
+    end = summary.end.replace(tzinfo=None) + timedelta(seconds=1)
+    first = cluster_sessions(con, ClusterOptions(until=start + (end - start) * 0.7, min_cluster_size=10))
+    second = cluster_sessions(con, ClusterOptions(until=end, min_cluster_size=10))   # overlaps run 1, and goes on
+    campaign = campaign_of_sessions(con, log)
+
+    def majority(run_id):
+        members: dict[int, Counter] = {}
+        for s, c in _clusters(con, run_id).items():
+            if c >= 0:
+                members.setdefault(c, Counter())[campaign[s]] += 1
+        return {c: m.most_common(1)[0][0] for c, m in members.items()}
+
+    before, after = majority(first.cluster_run_id), majority(second.cluster_run_id)
+    profiles = con.execute("""SELECT cluster_id, predecessor_run_id, predecessor_id FROM cluster_profiles
+                              WHERE cluster_run_id = $r""", {"r": second.cluster_run_id}).fetchall()
+    assert sorted(c for c, _, _ in profiles) == sorted(after), "profiles and memberships use the same ids"
+    assert second.n_clusters == len(after) and len(after) >= 5
+    carried = [(c, p) for c, run, p in profiles if run == first.cluster_run_id]
+    assert len(carried) >= 3 and all(c == p for c, p in carried), carried   # a successor keeps its predecessor's id
+    same = [c for c, _ in carried if after[c] == before[c] != "benign"]
+    assert same, (before, after)                                             # ... and it is the same campaign
+    for late in ("path_traversal", "cmd_injection"):                         # they start after run 1's window
+        ids = [c for c, name in after.items() if name == late]
+        assert ids and all(c > max(before) for c in ids), (late, ids, before)   # fresh: above every id used before
+
+
+def test_split_keeps_the_id_on_the_larger_part_and_new_ids_are_never_reused():
+    from clustering.emerging import carried_ids
+
+    # run 1: cluster 4 (6 sessions), cluster 9 (2 sessions, vanishes now), noise; ids up to 9 were used
+    before = {1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 4, 7: 9, 8: 9, 10: -1}
+    # this run's HDBSCAN labels: 0 got four of cluster 4's sessions, 1 got two of them (a split), 2 is made of noise
+    placed = {1: 0, 2: 0, 3: 0, 4: 0, 5: 1, 6: 1, 7: -1, 8: -1, 10: 2}
+    labels = np.array([0] * 5 + [1] * 9 + [2] * 3 + [-1] * 4)
+    ids = carried_ids(labels, before, placed, max_used=9)
+    assert ids[0] == 4                          # the part that kept most of cluster 4 carries its id
+    assert ids[1] == 10 and ids[2] == 11        # the others: fresh ids, never 9 (vanished) nor any used before
+    assert -1 not in ids                        # noise stays -1

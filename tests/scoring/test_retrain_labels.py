@@ -34,7 +34,8 @@ def cli(*args, as_json: bool = True):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["--json", *args] if as_json else list(args))
     text = out.getvalue()
-    return code, (json.loads(text) if as_json and text.strip().startswith("{") else text), err.getvalue()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")] if as_json else []
+    return code, (lines[-1] if lines else text), err.getvalue()   # --json retrain: stage lines, then the summary
 
 
 def rows(db: Path, sql: str, params: dict | None = None) -> list[tuple]:
