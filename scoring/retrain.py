@@ -148,11 +148,11 @@ class _Interrupts:
 
     def __init__(self, deferred):
         self.deferred = deferred
-        self.stage = "start"
+        self.stage = "start-up"
         self.committing = False
 
     def check(self) -> None:
-        if not self.committing:
+        if self.deferred is not None and not self.committing:
             self.deferred.check()
 
 
@@ -188,6 +188,8 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         interrupts.check()
 
     def finish(status: str, code: int, message: str) -> RetrainResult:
+        if interrupts.committing and interrupts.deferred is not None and interrupts.deferred.requested:
+            message += "; Ctrl-C came while the new version was registered and promoted: that finished first"
         report.update(status=status, exit_code=code, message=message,
                       duration_seconds=round(time.perf_counter() - clock, 3))
         _write_report(root, started, report, options)
@@ -240,7 +242,7 @@ def _interrupted_message(stage: str, stop: BaseException | None, report: dict) -
     if isinstance(stop, InterruptedAfterFile):
         kept = f"files ingested up to {Path(stop.path).name} are kept (the ones after it were not ingested)"
     elif stage == "ingest":
-        kept = "ingested files are kept (the one being ingested was rolled back)"
+        kept = "ingested files are kept (a file cut off mid-ingest, if any, was rolled back)"
     elif isinstance(stop, InterruptedDerived) and not stop.done:
         kept += " (their sessions are made by the next run)"
     if report.get("candidate_version"):
