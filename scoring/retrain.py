@@ -57,7 +57,8 @@ RETRAIN_EXIT_CODES = {EXIT_PROMOTED: "promoted (or candidate registered with --n
                       EXIT_NOTHING_NEW: "nothing new since the last version: nothing done",
                       EXIT_GATE_FAILED: "a promotion gate failed: production kept",
                       EXIT_LOCK_HELD: "another retrain holds the lock: try again later",
-                      EXIT_INTERRUPTED: "interrupted (Ctrl-C): ingested files kept, no model half-registered; run it again"}
+                      EXIT_INTERRUPTED: "interrupted (Ctrl-C): ingested files kept, no half-registered model; "
+                                        "run it again"}
 SOURCES_ENV = "WAFLENS_SOURCES"              # os.pathsep-separated files or globs
 PROMETHEUS_ENV = "WAFLENS_PROMETHEUS_TEXTFILE"
 SNAPSHOT_TABLES = ("requests", "request_features", "sessions", "session_features", "cluster_runs",
