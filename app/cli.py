@@ -383,8 +383,11 @@ def purge(obj: Context, older_than_days: float | None) -> None:
         summary = purge_older_than(con, days)
     finally:
         con.close()
-    obj.emit(summary._asdict(), f"deleted {summary.requests} requests, {summary.sessions} sessions and "
-                                f"{summary.quarantined} quarantined records older than {summary.cutoff:%Y-%m-%d %H:%M} UTC")
+    pending = (f"; {summary.unsessionized} newer requests of sessions across the cut-off are put in sessions again "
+               "by the next `waflens sessionize` or `waflens retrain`" if summary.unsessionized else "")
+    obj.emit(summary._asdict(), f"deleted {summary.requests} requests, {summary.sessions} sessions (with "
+                                f"{summary.cluster_memberships} cluster memberships) and {summary.quarantined} "
+                                f"quarantined records older than {summary.cutoff:%Y-%m-%d %H:%M} UTC{pending}")
 
 
 @cli.command()

@@ -61,16 +61,27 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
                              prometheus_textfile=prometheus_textfile, allow_label_loss=allow_label_loss,
                              gates=GateConfig(tolerance=tolerance, max_alert_rate=max_alert_rate,
                                               max_p99_us=max_p99_us))
-    with stage_progress("retrain", obj, registry_root) as progress:
+    from data.interrupts import DeferredInterrupt
+    from scoring.retrain import EXIT_INTERRUPTED
+
+    # a Ctrl-C after the run ended (while its summary prints) changes nothing: the run's own outcome is the answer
+    with DeferredInterrupt(), stage_progress("retrain", obj, registry_root) as progress:
         result = run_retrain(obj.db, options, progress=progress)
-    report = result.report
-    lines = [f"{result.status}: {report.get('message')}"]
-    for g in report.get("gates") or []:
-        mark = "WARN" if g.get("warning") else {True: "pass", False: "FAIL", None: "skip"}[g["passed"]]
-        lines.append(f"  [{mark}] {g['name']}: {g['detail']}")
-    if report.get("report_path"):
-        lines.append(f"report: {report['report_path']}")
-    obj.emit(report, "\n".join(lines))
+        report = result.report
+        lines = [f"{result.status}: {report.get('message')}"]
+        for g in report.get("gates") or []:
+            mark = "WARN" if g.get("warning") else {True: "pass", False: "FAIL", None: "skip"}[g["passed"]]
+            lines.append(f"  [{mark}] {g['name']}: {g['detail']}")
+        if report.get("report_path"):
+            lines.append(f"report: {report['report_path']}")
+        obj.emit(report, "\n".join(lines))
+    if result.exit_code == EXIT_INTERRUPTED:  # said above; as app.cli._interrupted: no dying of a pending Ctrl-C
+        import signal
+
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
     if result.exit_code:
         raise _Exit(result.exit_code)
 

@@ -1,8 +1,12 @@
 """Retention: delete traffic older than a number of days (personal data is not kept forever).
 
 Requests older than the cut-off go, with their features, the sessions they made up
-and their quarantine rows (by the source's ingest time: quarantined records have
-no trusted timestamp). Sources stay, so the same file is not ingested again.
+(and those sessions' cluster memberships) and their quarantine rows (by the source's
+ingest time: quarantined records have no trusted timestamp). A session that straddles
+the cut-off goes too; its newer requests are put in sessions again by the next
+``sessionize`` or ``retrain``. This is ``sources forget``'s removal (data/sources.py),
+with its id high-water marks. Sources stay, so the same file is not ingested again;
+cluster runs, profiles and labels stay as the history of what was seen then.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import NamedTuple
 import duckdb
 
 from data.errors import InputError
+from data.sources import keep_id_high_water_marks, remove_requests, rollback
 
 
 class PurgeSummary(NamedTuple):
@@ -20,6 +25,8 @@ class PurgeSummary(NamedTuple):
     requests: int
     sessions: int
     quarantined: int
+    cluster_memberships: int = 0   # rows of session_clusters of the removed sessions
+    unsessionized: int = 0         # newer requests of sessions that straddled the cut-off (sessionized again next)
 
 
 def purge_older_than(con: duckdb.DuckDBPyConnection, days: float, now: datetime | None = None) -> PurgeSummary:
@@ -29,17 +36,14 @@ def purge_older_than(con: duckdb.DuckDBPyConnection, days: float, now: datetime 
     cutoff = now - timedelta(days=days)
     con.execute("BEGIN TRANSACTION")
     try:
-        # whole sessions go: a session that ended before the cut-off
-        con.execute("CREATE OR REPLACE TEMP TABLE expired_sessions AS SELECT session_id FROM sessions WHERE end_ts < $c",
-                    {"c": cutoff})
+        keep_id_high_water_marks(con)  # a purged request's id must never name a later request (as `sources forget`)
+        # whole sessions that ended before the cut-off, and older requests of sessions that straddle it
         con.execute("""CREATE OR REPLACE TEMP TABLE expired_requests AS SELECT request_id FROM requests
-                       WHERE ts < $c OR session_id IN (SELECT session_id FROM expired_sessions)""", {"c": cutoff})
+                       WHERE ts < $c OR session_id IN (SELECT session_id FROM sessions WHERE end_ts < $c)""",
+                    {"c": cutoff})
         requests = con.execute("SELECT count(*) FROM expired_requests").fetchall()[0][0]
-        sessions = con.execute("SELECT count(*) FROM expired_sessions").fetchall()[0][0]
-        con.execute("DELETE FROM request_features WHERE request_id IN (SELECT request_id FROM expired_requests)")
-        con.execute("DELETE FROM requests WHERE request_id IN (SELECT request_id FROM expired_requests)")
-        con.execute("DELETE FROM session_features WHERE session_id IN (SELECT session_id FROM expired_sessions)")
-        con.execute("DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM expired_sessions)")
+        removed = remove_requests(con, "expired_requests")
+        con.execute("DROP TABLE expired_requests")
         quarantined = con.execute(
             "SELECT count(*) FROM quarantine WHERE source_id IN (SELECT source_id FROM sources WHERE ingested_at < $c)",
             {"c": cutoff}).fetchall()[0][0]
@@ -47,6 +51,7 @@ def purge_older_than(con: duckdb.DuckDBPyConnection, days: float, now: datetime 
                     {"c": cutoff})
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
-    return PurgeSummary(cutoff, requests, sessions, quarantined)
+    return PurgeSummary(cutoff, requests, removed.sessions, quarantined, removed.cluster_memberships,
+                        removed.unsessionized)

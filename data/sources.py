@@ -76,34 +76,55 @@ def forget_in_transaction(con: duckdb.DuckDBPyConnection, source_id: int) -> For
     if not found:
         raise InputError(f"no ingested source {source_id}: see `waflens sources list`")
     name, path = found[0]
+    keep_id_high_water_marks(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE forgotten_requests AS SELECT request_id FROM requests "
+                "WHERE source_id = $s", {"s": source_id})
+    requests = _count(con, "SELECT count(*) FROM forgotten_requests")
+    quarantined = _count(con, "SELECT count(*) FROM quarantine WHERE source_id = $s", source_id)
+    dropped = remove_requests(con, "forgotten_requests")
+    con.execute("DELETE FROM quarantine WHERE source_id = $s", {"s": source_id})
+    con.execute("DELETE FROM sources WHERE source_id = $s", {"s": source_id})
+    con.execute("DROP TABLE forgotten_requests")
+    return ForgetSummary(source_id, name, path, requests, quarantined, *dropped)
+
+
+def keep_id_high_water_marks(con: duckdb.DuckDBPyConnection) -> None:
+    """Record the largest request and source ids ever used before rows go, so that no id is handed out twice."""
     for table, (_, key) in _FLOORS.items():
         con.execute("""INSERT INTO schema_info SELECT $key, CAST($value AS VARCHAR)
                        ON CONFLICT (key) DO UPDATE SET value = CAST(greatest(try_cast(value AS BIGINT), $value) AS VARCHAR)""",
                     {"key": key, "value": next_id(con, table) - 1})
-    con.execute("CREATE OR REPLACE TEMP TABLE forgotten_sessions AS SELECT DISTINCT session_id FROM requests "
-                "WHERE source_id = $s AND session_id IS NOT NULL", {"s": source_id})
-    requests = _count(con, "SELECT count(*) FROM requests WHERE source_id = $s", source_id)
-    quarantined = _count(con, "SELECT count(*) FROM quarantine WHERE source_id = $s", source_id)
-    sessions = _count(con, "SELECT count(*) FROM forgotten_sessions")
-    con.execute("DELETE FROM request_features WHERE request_id IN (SELECT request_id FROM requests WHERE source_id = $s)",
-                {"s": source_id})
-    con.execute("DELETE FROM requests WHERE source_id = $s", {"s": source_id})
+
+
+class RemovedSessions(NamedTuple):
+    sessions: int              # sessions removed (they held a removed request)
+    cluster_memberships: int   # rows of session_clusters removed with them
+    cluster_runs: int          # runs those memberships belonged to
+    unsessionized: int         # remaining requests that lost their session (sessionized again next)
+
+
+def remove_requests(con: duckdb.DuckDBPyConnection, table: str) -> RemovedSessions:
+    """Delete the requests whose ids the temp table ``table`` lists, with their features; every session that held
+    one goes too (features, cluster memberships) and its other requests wait for the next ``sessionize``. The
+    caller owns the transaction and should call :func:`keep_id_high_water_marks` first."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE removed_sessions AS SELECT DISTINCT session_id FROM requests "
+                f"WHERE request_id IN (SELECT request_id FROM {table}) AND session_id IS NOT NULL")
+    sessions = _count(con, "SELECT count(*) FROM removed_sessions")
+    con.execute(f"DELETE FROM request_features WHERE request_id IN (SELECT request_id FROM {table})")
+    con.execute(f"DELETE FROM requests WHERE request_id IN (SELECT request_id FROM {table})")
     unsessionized = _count(con, "SELECT count(*) FROM requests WHERE session_id IN (SELECT session_id FROM "
-                                "forgotten_sessions)")
-    con.execute("UPDATE requests SET session_id = NULL WHERE session_id IN (SELECT session_id FROM forgotten_sessions)")
-    con.execute("DELETE FROM session_features WHERE session_id IN (SELECT session_id FROM forgotten_sessions)")
-    con.execute("DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM forgotten_sessions)")
+                                "removed_sessions)")
+    con.execute("UPDATE requests SET session_id = NULL WHERE session_id IN (SELECT session_id FROM removed_sessions)")
+    con.execute("DELETE FROM session_features WHERE session_id IN (SELECT session_id FROM removed_sessions)")
+    con.execute("DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM removed_sessions)")
     memberships = runs = 0
     if _has_table(con, "session_clusters"):
         memberships, runs = con.execute(
             """SELECT count(*), count(DISTINCT cluster_run_id) FROM session_clusters
-               WHERE session_id IN (SELECT session_id FROM forgotten_sessions)""").fetchall()[0]
-        con.execute("DELETE FROM session_clusters WHERE session_id IN (SELECT session_id FROM forgotten_sessions)")
-    con.execute("DELETE FROM quarantine WHERE source_id = $s", {"s": source_id})
-    con.execute("DELETE FROM sources WHERE source_id = $s", {"s": source_id})
-    con.execute("DROP TABLE forgotten_sessions")
-    return ForgetSummary(source_id, name, path, requests, quarantined, sessions, int(memberships), int(runs),
-                         unsessionized)
+               WHERE session_id IN (SELECT session_id FROM removed_sessions)""").fetchall()[0]
+        con.execute("DELETE FROM session_clusters WHERE session_id IN (SELECT session_id FROM removed_sessions)")
+    con.execute("DROP TABLE removed_sessions")
+    return RemovedSessions(sessions, int(memberships), int(runs), unsessionized)
 
 
 def forget_source(con: duckdb.DuckDBPyConnection, source_id: int) -> ForgetSummary:

@@ -45,16 +45,20 @@ import duckdb
 import numpy as np
 
 from data.errors import InputError, WaflensError
+from data.interrupts import DeferredInterrupt, InterruptedAfterFile, InterruptedDerived, was_interrupted
 from scoring.gates import GateConfig
 
 EXIT_PROMOTED = 0
 EXIT_NOTHING_NEW = 10
 EXIT_GATE_FAILED = 11
 EXIT_LOCK_HELD = 75
+EXIT_INTERRUPTED = 130
 RETRAIN_EXIT_CODES = {EXIT_PROMOTED: "promoted (or candidate registered with --no-promote)",
                       EXIT_NOTHING_NEW: "nothing new since the last version: nothing done",
                       EXIT_GATE_FAILED: "a promotion gate failed: production kept",
-                      EXIT_LOCK_HELD: "another retrain holds the lock: try again later"}
+                      EXIT_LOCK_HELD: "another retrain holds the lock: try again later",
+                      EXIT_INTERRUPTED: "interrupted (Ctrl-C): ingested files kept, no half-registered model; "
+                                        "run it again"}
 SOURCES_ENV = "WAFLENS_SOURCES"              # os.pathsep-separated files or globs
 PROMETHEUS_ENV = "WAFLENS_PROMETHEUS_TEXTFILE"
 SNAPSHOT_TABLES = ("requests", "request_features", "sessions", "session_features", "cluster_runs",
@@ -118,17 +122,39 @@ class _Lines:
         self.progress(text)
 
 
-class Stage:
-    """The running stage: ``advance`` moves its progress bar, ``counts`` go to its progress line."""
+def _no_check() -> None:
+    pass
 
-    def __init__(self, reporter: StageReporter):
+
+class Stage:
+    """The running stage: ``advance`` moves its progress bar, ``counts`` go to its progress line; each advance
+    is a safe point where a deferred Ctrl-C stops the run (``check``)."""
+
+    def __init__(self, reporter: StageReporter, check: Callable[[], None] = _no_check):
         self.reporter = reporter
         self.counts: dict = {}
         self.done = 0
+        self.check = check
 
     def advance(self, note: str = "", by: int = 1) -> None:
         self.done += by
         self.reporter.advance(self.done, note)
+        self.check()
+
+
+class _Interrupts:
+    """Ctrl-C during a retrain is acted on at safe points (stage starts and ends, each step of a stage): the
+    database writes and the registry are then never cut half-way. From registering the candidate to promoting
+    it no point is safe: that part finishes. A second Ctrl-C stops at once (data/interrupts.py)."""
+
+    def __init__(self, deferred):
+        self.deferred = deferred
+        self.stage = "start-up"
+        self.committing = False
+
+    def check(self) -> None:
+        if self.deferred is not None and not self.committing:
+            self.deferred.check()
 
 
 def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
@@ -146,18 +172,25 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
     clock = time.perf_counter()
     reporter = progress if hasattr(progress, "begin") else _Lines(progress)
 
+    interrupts = _Interrupts(None)
+
     @contextmanager
     def stage(name: str, total: int | None = None, unit: str = ""):
+        interrupts.check()
+        interrupts.stage = name
         reporter.begin(name, total, unit)
         begun = time.perf_counter()
-        current = Stage(reporter)
+        current = Stage(reporter, interrupts.check)
         try:
             yield current
         finally:
             report["stages"][name] = round(time.perf_counter() - begun, 3)
             reporter.end(name, report["stages"][name], current.counts)
+        interrupts.check()
 
     def finish(status: str, code: int, message: str) -> RetrainResult:
+        if interrupts.committing and interrupts.deferred is not None and interrupts.deferred.requested:
+            message += "; Ctrl-C came while the new version was registered and promoted: that finished first"
         report.update(status=status, exit_code=code, message=message,
                       duration_seconds=round(time.perf_counter() - clock, 3))
         _write_report(root, started, report, options)
@@ -177,15 +210,22 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         lock.close()
         return finish("lock_held", EXIT_LOCK_HELD, f"another retrain is running ({root / 'retrain.lock'} is locked)")
     warmup = Warmup.start()  # compiles training's kernels on the other core while we ingest (first run only)
+    deferred = DeferredInterrupt()
     try:
-        registry = Registry(root)
-        report["production_version"] = registry.alias("production")
-        return _run(db_path, options, registry, report, stage, finish, warmup)
+        with deferred:
+            interrupts.deferred = deferred
+            registry = Registry(root)
+            report["production_version"] = registry.alias("production")
+            return _run(db_path, options, registry, report, stage, finish, warmup, interrupts)
+    except KeyboardInterrupt as stop:
+        return finish("interrupted", EXIT_INTERRUPTED, _interrupted_message(interrupts.stage, stop, report))
     except WaflensError as error:
         return finish("error", error.exit_code, str(error))
     except Exception as error:
         from data.errors import storage_fault
 
+        if was_interrupted(error):  # a second Ctrl-C inside a DuckDB query: its transaction was rolled back
+            return finish("interrupted", EXIT_INTERRUPTED, _interrupted_message(interrupts.stage, None, report))
         full = storage_fault(error)  # disk full: the operator's to fix, with its own exit code
         if full is not None:
             return finish("error", full.exit_code, str(full))
@@ -197,7 +237,24 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         lock.close()
 
 
-def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, warmup) -> RetrainResult:
+def _interrupted_message(stage: str, stop: BaseException | None, report: dict) -> str:
+    """What an interrupted run kept, for the operator who pressed Ctrl-C (or the cron log that saw SIGINT)."""
+    kept = "ingested files are kept"
+    if isinstance(stop, InterruptedAfterFile):
+        kept = f"files ingested up to {Path(stop.path).name} are kept (the ones after it were not ingested)"
+    elif stage == "ingest":
+        kept = "ingested files are kept (a file cut off mid-ingest, if any, was rolled back)"
+    elif isinstance(stop, InterruptedDerived) and not stop.done:
+        kept += " (their sessions are made by the next run)"
+    if report.get("candidate_version"):
+        version = report["candidate_version"]
+        return (f"retrain interrupted during {stage}: {kept}; {version} was registered but not promoted "
+                f"(promote it with `waflens models promote {version}`, or run `waflens retrain --force`)")
+    return f"retrain interrupted during {stage}: {kept}; no model was registered; run `waflens retrain` again"
+
+
+def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, warmup,
+         interrupts: _Interrupts) -> RetrainResult:
     from data.writes import write
     from data.settings import get_settings
 
@@ -252,12 +309,12 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
             warmup.wait()
             current.counts.update(exit_code=warmup.process.returncode)
     try:
-        return _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
+        return _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, interrupts)
     finally:
         snap.close()
 
 
-def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish) -> RetrainResult:
+def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, interrupts) -> RetrainResult:
     from scoring.feedback import feedback_coverage, label_snapshot
     from scoring.gates import failed
     from scoring.train import TrainingOptions, train_request_model, train_session_model, training_steps
@@ -287,6 +344,8 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
         report["warnings"] = [g["warning"] for g in evaluation["gates"] if g.get("warning")]
         report.update(gates=evaluation["gates"], shadow=evaluation["shadow"], alert_rate=evaluation["alert_rate"],
                       metrics=evaluation["metrics"])
+        interrupts.check()
+        interrupts.committing = True  # register → card → promote: finished once begun (a second Ctrl-C aside)
         with stage("register") as current:
             info = registry.register(
                 staging, metrics={**{k: v for k, v in evaluation["metrics"].items() if k.endswith("_auc")},
@@ -298,11 +357,11 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish)
                           "sessions": session_manifest["training"]["sessions"], "fingerprint": fingerprint,
                           "trees": options.trees, "seed": options.seed},
                 labels=labels, parent=production, gates=evaluation["gates"])
+            report["candidate_version"] = info.version
             registry.set_alias("candidate", info.version, actor=options.actor, reason="retrain")
             current.counts.update(version=info.version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    report["candidate_version"] = info.version
     with stage("drift") as current:
         report["drift"] = _drift(snap, split, evaluation)
         current.counts.update(status=report["drift"].get("status"))
