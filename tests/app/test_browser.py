@@ -298,7 +298,9 @@ def test_no_log_text_becomes_a_link_anywhere(server, page):
     page.get_by_text("1 session; showing 1 to 1").first.wait_for(timeout=30_000)
     settle(page)
     text = page.inner_text("body")
-    assert "http://135.23.158.130/.testing/shellshock.txt" in text and "attacker@evil.example" in text
+    # the URL's host IP is tokenized at ingest (personal data); the rest of the URL is shown as it came
+    assert "/.testing/shellshock.txt" in text and "https://crowdshield.com/.testing/xss.js" in text
+    assert "attacker@evil.example" in text
     assert page.evaluate(FOREIGN_LINKS) == []
     page.goto(f"{server}/models")
     settle(page, "Models")
