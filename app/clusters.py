@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.state import query, table_exists
+from app.state import query, read, table_exists
+from labeling.labels import has_relation
 
 STATUS_ORDER = "CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stable' THEN 2 ELSE 3 END"
 BENIGN_LAST = "coalesce(l.verdict = 'benign', false)"   # known good traffic is not what an analyst looks for first
@@ -27,10 +28,6 @@ CLUSTER_COLUMNS = {
     "last_ts": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
     "label": st.column_config.TextColumn("label", width="large"),
 }
-
-
-def view_exists(name: str) -> bool:
-    return bool(query("SELECT count(*) AS n FROM duckdb_views() WHERE view_name = $name", {"name": name}).n.iloc[0])
 
 
 def has_clusters() -> bool:
@@ -55,7 +52,7 @@ def clusters(run: int) -> pd.DataFrame:
     A cluster whose member sessions were all decided by analysts (on this run or earlier
     ones) is ``reviewed`` and shows that decision (``inherited`` when made on another run)."""
     labelled = table_exists("label_events")
-    decided = labelled and view_exists("cluster_labels")   # what analysts decided about the sessions, any run
+    decided = labelled and read(has_relation, "cluster_labels")   # what analysts decided about the sessions, any run
     summarized = table_exists("cluster_summaries")
     label_columns = ("l.family, l.verdict, l.source AS label_source, l.analyst AS label_analyst, "
                      "l.note AS label_note, l.created_at AS labelled_at" if labelled else
