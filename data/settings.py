@@ -7,7 +7,9 @@ database that has no ``settings`` table yet (it is created on the first write)
 reads as all defaults. The LLM's provider, model, endpoint and key never go here (see
 :mod:`labeling.llm_config`): anyone who can reach the workbench can change these rows,
 and must not be able to send the next cron run's key and evidence elsewhere. Rows an
-earlier version stored for them (``llm_*``) are ignored.
+earlier version stored for them (``llm_*``) are ignored, and so is ``alert_quantile``: a session alerts at
+the production model's own ``likely_attack`` threshold (in its manifest), the one alert rate every page and
+report uses, so a second, quantile-based threshold here would only disagree with it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ class Setting(NamedTuple):
 
 
 SPEC: dict[str, Setting] = {s.key: s for s in (
-    Setting("alert_quantile", float, 0.99, "A session alerts when its score is above this quantile of the "
-            "production model's training scores", minimum=0.5, maximum=1.0, exclusive=True),
     Setting("membership_threshold", float, 0.5, "Minimum HDBSCAN membership probability for a session to carry "
             "its cluster's label", minimum=0.0, maximum=1.0),
     Setting("retention_days", float, None, "Delete traffic older than this many days (empty: keep everything)",

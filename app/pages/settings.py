@@ -59,8 +59,9 @@ else:
 
 with st.form("settings"):
     st.subheader("Thresholds")
-    alert = st.number_input("Alert quantile", min_value=0.5, max_value=0.9999, value=float(current["alert_quantile"]),
-                            step=0.001, format="%.4f", help=_help("alert_quantile"), key="settings_alert")
+    st.caption("A session alerts when it scores at or above the production model's own alert threshold (the start "
+               "of its `likely_attack` class, in its manifest; the Models page shows it): one alert rate everywhere, "
+               "set by training, not here.")
     membership = st.number_input("Membership threshold", min_value=0.0, max_value=1.0,
                                  value=float(current["membership_threshold"]), step=0.05,
                                  help=_help("membership_threshold"), key="settings_membership")
@@ -75,8 +76,7 @@ with st.form("settings"):
     saved = st.form_submit_button("Save settings", type="primary", icon=":material/save:")
 
 if saved:
-    wanted = {"alert_quantile": alert,
-              "membership_threshold": membership, "min_cluster_size": int(min_cluster), "retention_days": retention}
+    wanted = {"membership_threshold": membership, "min_cluster_size": int(min_cluster), "retention_days": retention}
     who = analyst()
 
     def _save(con) -> list[str]:
@@ -99,8 +99,8 @@ if history:
     st.dataframe(pd.DataFrame(history, columns=["setting", "value", "changed by", "changed at"]).astype({"value": str}),
                  hide_index=True, width="stretch")
     if any(key not in SPEC for key, *_ in history):
-        st.caption("Rows for settings this version no longer keeps here (such as `llm_*`, stored by an earlier "
-                   "version) are ignored.")
+        st.caption("Rows for settings this version no longer keeps here (`alert_quantile`, `llm_*`, stored by an "
+                   "earlier version) are ignored.")
 else:
     st.caption("Every setting has its default value.")
 

@@ -124,18 +124,34 @@ def test_uploads_are_git_ignored():
 
 def test_settings_page_saves_values_with_author(workbench):
     app = open_page("settings")
-    app.number_input(key="settings_alert").set_value(0.95)
+    app.number_input(key="settings_membership").set_value(0.6)
     app.number_input(key="settings_min_cluster").set_value(12)
     next(b for b in app.button if b.label == "Save settings").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    assert "alert_quantile" in app.success[0].value.replace("\\", "")
+    assert "membership_threshold, min_cluster_size" in app.success[0].value.replace("\\", "")
     con = duckdb.connect(str(workbench), read_only=True)
     stored = get_settings(con)
     history = {key: by for key, _, by, _ in setting_history(con)}
     con.close()
-    assert stored["alert_quantile"] == 0.95 and stored["min_cluster_size"] == 12
-    assert history == {"alert_quantile": "test-analyst", "min_cluster_size": "test-analyst"}
+    assert stored["membership_threshold"] == 0.6 and stored["min_cluster_size"] == 12
+    assert history == {"membership_threshold": "test-analyst", "min_cluster_size": "test-analyst"}
     assert "never changes where the key" in " ".join(c.value for c in app.caption)
+
+
+def test_settings_page_has_no_alert_quantile_and_ignores_an_old_row(workbench):
+    """One alert-rate definition (the model's own likely_attack threshold): the quantile an earlier version let
+    analysts set, and stored, changes nothing and is listed as ignored."""
+    con = duckdb.connect(str(workbench))
+    con.execute("CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, "
+                "updated_by VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)")
+    con.execute("INSERT INTO settings VALUES ('alert_quantile', '0.5', 'ana', TIMESTAMP '2026-11-30 10:00:00')")
+    assert "alert_quantile" not in get_settings(con)
+    con.close()
+    app = open_page("settings")
+    assert not [w for w in app.number_input if "quantile" in w.label.lower() or "alert" in w.label.lower()]
+    captions = [c.value.replace("\\", "") for c in app.caption]
+    assert any("alert_quantile" in c and "are ignored" in c for c in captions), captions
+    assert any("alert threshold" in c and "likely_attack" in c for c in captions), captions
 
 
 def test_settings_defaults_without_a_table_and_validation():
@@ -145,11 +161,13 @@ def test_settings_defaults_without_a_table_and_validation():
     assert set_setting(con, "retention_days", "", "ana") is None
     assert set_setting(con, "retention_days", 30, "ana") == 30.0
     assert get_settings(con)["min_cluster_size"] == 12 and get_settings(con)["retention_days"] == 30.0
-    for key, value, message in [("alert_quantile", 1.0, "below 1"), ("alert_quantile", "x", "must be a number"),
+    for key, value, message in [("membership_threshold", 1.5, "at most 1"),
+                                ("membership_threshold", "x", "must be a number"),
                                 ("llm_base_url", "http://x", "unknown setting"), ("min_cluster_size", 1.5,
                                                                                      "whole number"),
                                 ("min_cluster_size", True, "whole number"), ("nope", 1, "unknown setting"),
-                                ("retention_days", 0, "above 0"), ("alert_quantile", "", "needs a value")]:
+                                ("retention_days", 0, "above 0"), ("membership_threshold", "", "needs a value"),
+                                ("alert_quantile", 0.95, "unknown setting")]:
         with pytest.raises(ConfigError, match=message):
             validate(key, value)
     with pytest.raises(ConfigError, match="author"):

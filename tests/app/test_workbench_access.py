@@ -53,14 +53,14 @@ def test_settings_page_cannot_change_the_llm_endpoint(workbench, monkeypatch):
     assert "attacker" not in " ".join(map(str, shown["value"]))
     assert any("are ignored" in c.value for c in app.caption)      # the old rows are still listed, as ignored
     # saving the form writes thresholds only
-    app.number_input(key="settings_alert").set_value(0.95)
+    app.number_input(key="settings_min_cluster").set_value(12)
     next(b for b in app.button if b.label == "Save settings").click().run()
     assert not app.exception and not app.error
     con = duckdb.connect(str(workbench), read_only=True)
     rows = dict(con.execute("SELECT key, value FROM settings").fetchall())
     con.close()
     assert json.loads(rows["llm_base_url"]) == "http://attacker.example/v1"   # left as it was, and ignored
-    assert json.loads(rows["alert_quantile"]) == 0.95
+    assert json.loads(rows["min_cluster_size"]) == 12
 
 
 class _Trap(BaseHTTPRequestHandler):
