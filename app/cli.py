@@ -429,7 +429,9 @@ def app(obj: Context, port: int, host: str, auth_header: str | None, headless: b
         env[AUTH_HEADER_ENV] = auth_header
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host,
                "--server.port", str(port), "--server.headless", str(headless).lower(),
-               "--browser.gatherUsageStats", "false"]
+               "--browser.gatherUsageStats", "false",
+               # analysts get the viewer's menu (print, theme), not Streamlit's developer items (Deploy, Rerun)
+               "--client.toolbarMode", "viewer"]
     shown = f"[{host}]" if ":" in host else host
     access = " (token required)" if token else f" (identity from {auth_header})" if auth_header else ""
     click.echo(f"workbench on http://{shown}:{port}{access} (database {obj.db}); Ctrl-C stops it", err=True)
