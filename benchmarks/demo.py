@@ -1,6 +1,7 @@
 """Time from `waflens demo` to the workbench answering, per stage, on a fresh directory.
 
     .venv/bin/python benchmarks/demo.py [--repeat 1] [--requests 60000] [--warm] [--baseline /work/main]
+    .venv/bin/python benchmarks/demo.py --profile [--requests 60000]
 
 Each repeat runs `python -m app.cli demo` in a new temporary directory with an empty
 numba cache (what a new user's first run compiles; ``--warm`` reuses the checkout's
@@ -11,6 +12,11 @@ checkout (e.g. main before a change) the same way in the same run. Also reports
 the detection quality of the promoted models on the demo data's held-out window
 (ROC AUC against the generator's truth), so a speed-up cannot hide a worse model.
 Goal: <= 120 s to the UI on a 2-core machine, after pip.
+
+``--profile`` says where a first run's time goes, in terms a loaded machine does not
+distort: one cold ``retrain`` of the demo log in this process (no warm-up child, an
+empty numba cache), each stage's wall and CPU seconds, and numba's compile time per
+kernel (self time, nested kernels apart, with its number of specializations).
 """
 
 from __future__ import annotations
@@ -135,6 +141,76 @@ def quality(work: Path) -> dict:
             "session_auc": round(float(roc_auc_score(ys, session_scores)), 4), "sessions": len(ys)}
 
 
+class _StageClock:
+    """A retrain progress reporter that keeps each stage's wall and CPU (process) seconds."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, float, float]] = []
+        self._begun = (0.0, 0.0)
+
+    def begin(self, stage: str, total: int | None = None, unit: str = "") -> None:
+        self._begun = (time.perf_counter(), time.process_time())
+
+    def advance(self, done: int, note: str = "") -> None:
+        pass
+
+    def end(self, stage: str, seconds: float, counts: dict) -> None:
+        wall, cpu = self._begun
+        self.rows.append((stage, time.perf_counter() - wall, time.process_time() - cpu))
+
+    def message(self, text: str) -> None:
+        print(text, file=sys.stderr)
+
+
+def profile(requests: int, top: int = 25) -> None:
+    """One cold retrain in this process: stage wall/CPU seconds and numba compile time per kernel."""
+    import collections
+
+    work = Path(tempfile.mkdtemp(prefix="waflens-demo-profile-"))
+    os.environ["NUMBA_CACHE_DIR"] = str(work / "numba-cache")   # before numba is imported: an empty cache
+    os.environ["WAFLENS_JIT_WARMUP"] = "0"                     # every kernel compiles here, where it is timed
+    sys.path.insert(0, str(REPO))
+    from numba.core import event
+
+    from data.synthetic import generate_traffic
+    from scoring.retrain import RetrainOptions, retrain
+
+    compiles = event.RecordingListener()
+    event.register("numba:compile", compiles)
+    generate_traffic(work / "traffic.log", requests, 7, days=3.0, attack_share=0.15)
+    clock = _StageClock()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = retrain(work / "waflens.duckdb", RetrainOptions(sources=(str(work / "traffic.log"),)), progress=clock)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    own: collections.Counter = collections.Counter()
+    count: collections.Counter = collections.Counter()
+    stack: list[list] = []   # [kernel, start, time spent compiling the kernels it called]
+    total = 0.0
+    for stamp, happened in compiles.buffer:
+        function = happened.data["dispatcher"].py_func
+        if happened.is_start:
+            stack.append([f"{function.__module__}.{function.__qualname__}", stamp, 0.0])
+            continue
+        name, start, nested = stack.pop()
+        own[name] += stamp - start - nested
+        count[name] += 1
+        if stack:
+            stack[-1][2] += stamp - start
+        else:
+            total += stamp - start
+    load = os.getloadavg()
+    print(f"\ncold retrain of {requests:,} demo requests in one process: {result.status}, {wall:.1f} s wall, "
+          f"{cpu:.1f} s CPU; numba compiling {total:.1f} s wall ({total / wall:.0%}); load average {load[0]:.1f} "
+          f"on {os.cpu_count()} CPUs\n")
+    print(f"{'stage':<12}{'wall s':>10}{'CPU s':>10}")
+    for stage, seconds, cpu_seconds in clock.rows:
+        print(f"{stage:<12}{seconds:>10.1f}{cpu_seconds:>10.1f}")
+    print(f"\n{'compile s':>10}{'specializations':>17}  kernel (self time: kernels it calls are their own rows)")
+    for name, seconds in own.most_common(top):
+        print(f"{seconds:>10.1f}{count[name]:>17}  {name}")
+    print(f"({len(own)} kernels, {sum(count.values())} specializations; work directory {work})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
@@ -142,9 +218,15 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true", help="keep the checkout's numba cache (a second run)")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to run the same way")
     parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: one cold retrain in-process, with stage CPU seconds and numba compile times")
     args = parser.parse_args()
+    if args.profile:
+        profile(args.requests)
+        return
     variants = [("this", REPO)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     results: dict[str, list[dict]] = {name: [] for name, _ in variants}
+    load_before = os.getloadavg()[0]   # other work on the machine stretches wall times, not CPU seconds
     for _ in range(args.repeat):
         for name, checkout in variants:   # interleaved, so load changes hit both alike
             result = run_demo(checkout, args.requests, args.warm, args.timeout)
@@ -157,7 +239,8 @@ def main() -> None:
                   f"({result['work']})", file=sys.stderr)
     load = os.getloadavg()
     print(f"\nwaflens demo, {args.requests:,} requests, {'warm' if args.warm else 'cold'} numba cache, "
-          f"median of {args.repeat}; load average {load[0]:.1f} on {os.cpu_count()} CPUs\n")
+          f"median of {args.repeat}; load average {load_before:.1f} before, {load[0]:.1f} after, on "
+          f"{os.cpu_count()} CPUs\n")
     header = f"{'stage':<12}" + "".join(f"{name:>12}" for name, _ in variants)
     print(header)
     print("-" * len(header))
