@@ -44,8 +44,9 @@ class Setting(NamedTuple):
 
 
 SPEC: dict[str, Setting] = {s.key: s for s in (
-    Setting("membership_threshold", float, 0.5, "Minimum HDBSCAN membership probability for a session to carry "
-            "its cluster's label", minimum=0.0, maximum=1.0),
+    Setting("membership_threshold", float, 0.5, "The Sessions page's filter of a cluster's members: HDBSCAN "
+            "membership probability at or above this (a label always reaches the members at 0.5 or above)",
+            minimum=0.0, maximum=1.0),
     Setting("retention_days", float, None, "Delete traffic older than this many days (empty: keep everything)",
             minimum=0.0, nullable=True, exclusive=True),
     Setting("min_cluster_size", int, 10, "HDBSCAN minimum cluster size for clustering runs", minimum=2,
