@@ -18,6 +18,7 @@ import click
 
 from data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
 from data.interrupts import InterruptedAfterFile, InterruptedDerived
+from labeling.taxonomy import FAMILIES, canonical_family
 from scoring.artifact import ArtifactError
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -337,11 +338,19 @@ def summarize(obj: Context, provider: str | None, model: str | None, cluster_run
              "\n".join(lines) or f"run {run} has no clusters")
 
 
+def _family_option(ctx, param, value: str) -> str:
+    """The taxonomy's name for --family (``lfi`` is path_traversal); labels store only those names."""
+    family = canonical_family(value)
+    if family is None:
+        raise InputError(f"unknown family {value!r}: use one of {', '.join(FAMILIES)}")
+    return family
+
+
 @cli.command()
 @click.argument("cluster_id", type=int)
 @click.option("--verdict", type=click.Choice(["malicious", "suspicious", "benign"]), required=True)
-@click.option("--family", required=True, help="Attack family (sqli, xss, path_traversal, cmd_injection, ssrf, xxe, "
-                                              "ssti, scanner, credential_stuffing, scraping, benign, other).")
+@click.option("--family", required=True, callback=_family_option,
+              help="Attack family: " + ", ".join(FAMILIES) + " (lfi, rce, php, java, ... are read as their family).")
 @click.option("--note", default=None)
 @click.option("--run", "cluster_run_id", type=int, default=None, help="Cluster run [default: the latest].")
 @click.option("--reject", is_flag=True, help="Record a rejection of the current label instead of a confirmation.")

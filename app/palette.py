@@ -21,7 +21,9 @@ OTHER_HUES = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#393b79", 
               "#3182bd", "#5254a3", "#636363")
 FAMILY = {"sqli": "#1f77b4", "xss": "#9467bd", "path_traversal": "#8c564b", "cmd_injection": "#e377c2",
           "ssrf": "#17becf", "xxe": "#393b79", "ssti": "#6b6ecf", "scanner": "#ce6dbd", "credential_stuffing": "#7b4173",
-          "scraping": "#3182bd", "other": "#636363", "benign": VERDICT["benign"]}
+          "scraping": "#3182bd", "rfi": "#5254a3", "php_injection": "#7f5539", "java_injection": "#a55194",
+          "nosql_injection": "#9c9ede", "ldap_injection": "#6baed6", "crlf_injection": "#de9ed6",
+          "mixed": "#252525", "other": "#636363", "benign": VERDICT["benign"]}
 _FIXED = {"unlabelled": UNLABELLED, "noise": NOISE}
 
 
