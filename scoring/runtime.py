@@ -339,6 +339,7 @@ class SessionScorer:
         self._thresholds = checked.thresholds
         self._feedback = _load_feedback(arrays, checked.feedback, len(checked.classes))
         self.classes = checked.classes if self._feedback else ()
+        self._bot = checked.bot
         self.tracker = SessionTracker(float(manifest.get("training", {}).get("gap_seconds", 1800.0)), max_clients,
                                       max_distinct)
 
@@ -418,6 +419,28 @@ class SessionScorer:
         out = np.empty(rows.shape[0])
         blend_batch(rows, u, *self._feedback, out, np.empty((rows.shape[0], len(self.classes))))
         return out
+
+    @property
+    def has_bot_score(self) -> bool:
+        return self._bot is not None
+
+    def bot_scores(self, features: np.ndarray) -> np.ndarray:
+        """Bot scores 1..99 (low = automated) of a (n, n_features) matrix; see scoring/bot_score.py."""
+        from scoring.bot_score import bot_scores
+
+        if self._bot is None:
+            raise ArtifactError(f"{self.path or 'this model'} has no bot score: retrain it with this waflens version")
+        return bot_scores(np.atleast_2d(features), self._bot)
+
+    def bot_reasons(self, row: np.ndarray, top: int = 3) -> list[str]:
+        """The strongest evidence of automation in one session's features, readable (may be empty)."""
+        from scoring.bot_score import bot_reasons
+
+        if self._bot is None:
+            return []
+        evidence = self.manifest.get("bot_score", {}).get("evidence", [])
+        return bot_reasons(row, self._bot, [e.get("reason", e.get("feature", "?")) for e in evidence],
+                           list(self.feature_names), top)
 
     def score_request(self, method, target, headers=None, body=b"", client=None, ts=None) -> ScoreResult:
         try:
