@@ -147,7 +147,7 @@ def import_labels(con, annotations: dict[str, str]) -> int:
     """The train annotations as analyst labels (``waflens labels import``); returns sessions labelled."""
     from labeling.label_import import import_session_labels
 
-    return import_session_labels(con, annotations, cookie_token=_token, analyst="benchmark")
+    return import_session_labels(con, annotations, cookie_token=_token, analyst="benchmark").sessions
 
 
 def _token(value: str) -> str:

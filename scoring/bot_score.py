@@ -16,9 +16,13 @@ automated direction, among the training sessions (its mid-rank in the training v
 a feature everybody shares gives 0.5, no evidence either way). The evidence is combined
 by Stouffer's method, ``Z = sum(Phi^-1(e)) / sqrt(k)``, so features without an opinion do not
 dilute those with one, and the score is ``1 + 98 * Phi(-Z)``, rounded; the reasons are the
-features with the strongest evidence. Analyst labels refine it through the feedback model (``scoring/feedback.py``).
+features with the strongest evidence.
 
-Imports only numpy: the runtime uses it.
+With analyst labels (a feedback model, ``scoring/feedback.py``, that learnt ``benign`` and at
+least one attack or bot family), the score is the mean of the unsupervised one and the
+labels' view, ``p(benign) + p(unlabelled) / 2`` (an unlabelled-looking session is undecided).
+
+Imports only numpy and the standard library: the runtime uses it.: the runtime uses it.
 """
 
 from __future__ import annotations
@@ -104,3 +108,14 @@ def bot_reasons(row: np.ndarray, reference: BotReference, readable: list[str], n
     row = np.asarray(row, dtype=np.float64).ravel()
     return [f"{readable[j]} ({names[reference.columns[j]]} = {row[reference.columns[j]]:.3g}, "
             f"beyond {100 * e[j]:.0f}% of sessions)" for j in order]
+
+
+def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """Bot scores refined by the feedback model's class probabilities (see the module docstring)."""
+    if "benign" not in classes or not set(classes) - {"benign", "unlabelled"}:
+        return scores
+    human = probabilities[:, classes.index("benign")]
+    if "unlabelled" in classes:
+        human = human + 0.5 * probabilities[:, classes.index("unlabelled")]
+    blended = 0.5 * (np.asarray(scores, dtype=np.float64) - 1.0) / 98.0 + 0.5 * human
+    return np.clip(np.rint(1.0 + 98.0 * blended), 1, 99).astype(np.int64)

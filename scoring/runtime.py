@@ -426,11 +426,14 @@ class SessionScorer:
 
     def bot_scores(self, features: np.ndarray) -> np.ndarray:
         """Bot scores 1..99 (low = automated) of a (n, n_features) matrix; see scoring/bot_score.py."""
-        from scoring.bot_score import bot_scores
+        from scoring.bot_score import bot_scores, with_labels
 
         if self._bot is None:
             raise ArtifactError(f"{self.path or 'this model'} has no bot score: retrain it with this waflens version")
-        return bot_scores(np.atleast_2d(features), self._bot)
+        rows = np.atleast_2d(features)
+        scores = bot_scores(rows, self._bot)
+        return with_labels(scores, self.class_probabilities_batch(rows), tuple(self.classes)) if self.classes \
+            else scores
 
     def bot_reasons(self, row: np.ndarray, top: int = 3) -> list[str]:
         """The strongest evidence of automation in one session's features, readable (may be empty)."""
