@@ -16,8 +16,9 @@ Reported, one table:
 - label-aware AUC on the test annotations after the train annotations were imported as analyst
   labels and the model retrained;
 - a per-feature AUC table (each session feature alone, oriented; over all annotated sessions);
-- online update cost per request (p50, p99) of ``SessionScorer``'s session state, replaying the
-  logs' requests in time order, with the request features computed beforehand, and end to end;
+- online update cost per request (p50, p99) of ``SessionScorer``'s session state (``tracker.update``
+  and the status), replaying the logs' requests in time order with the request features computed
+  beforehand; and end to end: request features, update, the session's features and its score;
 - memory per tracked client (tracemalloc over the replayed state / clients tracked).
 Goals (issue B3): unsupervised AUC >= 0.90; with labels >= 0.97; p50 <= 10 us; <= 2 KB per client.
 """
@@ -120,7 +121,7 @@ def online_cost(con, model_dir: Path, limit: int | None = None) -> dict[str, flo
         tracker = type(scorer.tracker)(scorer.tracker.gap_seconds, max_clients=1_000_000)
         for (client, ts, *_rest, status), fact in zip(rows, facts):
             started = time.perf_counter_ns()
-            tracker.observe_request(client, ts, fact)
+            tracker.update(client, ts, fact)
             tracker.observe_response(client, status)
             if timed:
                 update.append(time.perf_counter_ns() - started)

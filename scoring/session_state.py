@@ -72,7 +72,8 @@ class RequestFacts(NamedTuple):
 class _Session:
     __slots__ = ("first_ts", "last_ts", "n", "iat_n", "iat_mean", "iat_m2", "errors", "notfound", "posts",
                  "heads", "rare", "static", "sensitive", "attacks", "attack_tokens", "max_payload", "entropy",
-                 "special", "referers", "ua_class", "paths", "agents", "params", "overflow",
+                 "special", "referers", "ua_class", "paths", "agents", "params", "overflow_paths",
+                 "overflow_agents", "overflow_params",
                  "pages", "last_page_ts", "think_n", "think_mean", "think_m2", "bins", "bursts", "continuous",
                  "previous_page", "recent", "revisits", "direct_deep", "redirects")
 
@@ -85,8 +86,9 @@ class _Session:
         self.attack_tokens = self.entropy = self.special = 0.0
         self.max_payload = 0.0
         self.ua_class = 0
-        self.paths, self.agents, self.params = set(), set(), set()
-        self.overflow = [0, 0, 0]
+        # distinct keys as flat int64 arrays: a set costs 200+ bytes empty and ~50 per key, an array 8 per key
+        self.paths, self.agents, self.params = array("q"), array("q"), array("q")
+        self.overflow_paths = self.overflow_agents = self.overflow_params = 0
         self.pages = self.think_n = self.bursts = self.continuous = self.revisits = self.direct_deep = 0
         self.redirects = 0
         self.last_page_ts = None
@@ -112,18 +114,34 @@ class SessionTracker:
     def observe_request(self, client, ts: float | None, facts: RequestFacts) -> np.ndarray:
         """Add a request to the client's session; return the session's features so far."""
         with self._lock:
+            return self._features(self._update(client, ts, facts))
+
+    def update(self, client, ts: float | None, facts: RequestFacts) -> None:
+        """Add a request to the client's session (the features are computed when asked for: :meth:`features`)."""
+        with self._lock:
+            self._update(client, ts, facts)
+
+    def features(self, client) -> np.ndarray | None:
+        """The client's session features so far, or None when no session is tracked for it."""
+        with self._lock:
             session = self._sessions.get(client)
-            if session is not None and ts is not None and session.last_ts is not None \
-                    and ts - session.last_ts > self.gap_seconds:
-                session = None  # the gap ended the old session
-            if session is None:
-                session = _Session()
-                self._sessions[client] = session
-                if len(self._sessions) > self.max_clients:
-                    self._sessions.popitem(last=False)
-            self._sessions.move_to_end(client)
-            self._add(session, ts, facts)
-            return self._features(session)
+            return None if session is None else self._features(session)
+
+    def _update(self, client, ts: float | None, facts: RequestFacts) -> "_Session":
+        sessions = self._sessions
+        session = sessions.get(client)
+        if session is not None and ts is not None and session.last_ts is not None \
+                and ts - session.last_ts > self.gap_seconds:
+            session = None  # the gap ended the old session
+        if session is None:
+            session = _Session()
+            sessions[client] = session
+            if len(sessions) > self.max_clients:
+                sessions.popitem(last=False)
+        else:
+            sessions.move_to_end(client)
+        self._add(session, ts, facts)
+        return session
 
     def observe_response(self, client, status: int | None) -> None:
         """Count the status of the client's latest request (error and 404 ratios)."""
@@ -175,14 +193,26 @@ class SessionTracker:
             s.continuous += 1
         if f.is_get and f.ext_class in (0, 2):
             self._add_page(s, ts, f)
-        for k, (bucket, keys) in enumerate(((s.paths, (f.path_key,)), (s.agents, (f.user_agent_key,)),
-                                            (s.params, f.param_names))):
-            for key in keys:
-                if key not in bucket:
-                    if len(bucket) < self.max_distinct:
-                        bucket.add(key)
-                    else:
-                        s.overflow[k] += 1
+        limit = self.max_distinct
+        key = _int64(f.path_key)
+        if key not in s.paths:
+            if len(s.paths) < limit:
+                s.paths.append(key)
+            else:
+                s.overflow_paths += 1
+        key = _int64(f.user_agent_key)
+        if key not in s.agents:
+            if len(s.agents) < limit:
+                s.agents.append(key)
+            else:
+                s.overflow_agents += 1
+        for name in f.param_names:
+            key = _int64(name)
+            if key not in s.params:
+                if len(s.params) < limit:
+                    s.params.append(key)
+                else:
+                    s.overflow_params += 1
 
     @staticmethod
     def _add_page(s: _Session, ts: float | None, f: RequestFacts) -> None:
@@ -210,10 +240,10 @@ class SessionTracker:
         return np.array([
             n, duration, n / max(duration, 1.0) * 60.0, iat_mean, iat_std,
             iat_std / iat_mean if iat_mean > 0 else 0.0,
-            (len(s.paths) + s.overflow[0]) / n, s.errors / n, s.notfound / n, s.posts / n, s.heads / n, s.rare / n,
+            (len(s.paths) + s.overflow_paths) / n, s.errors / n, s.notfound / n, s.posts / n, s.heads / n, s.rare / n,
             s.static / n, s.sensitive / n, s.attacks / n, s.attack_tokens / n, s.max_payload, s.entropy / n,
-            s.special / n, s.referers / n, len(s.agents) + s.overflow[1] - 1, s.ua_class,
-            len(s.params) + s.overflow[2],
+            s.special / n, s.referers / n, len(s.agents) + s.overflow_agents - 1, s.ua_class,
+            len(s.params) + s.overflow_params,
             *_behaviour(s, n, duration),
         ], dtype=np.float64)
 
@@ -233,5 +263,7 @@ def _behaviour(s: _Session, n: int, duration: float) -> tuple:
 
 
 def _int64(key: int) -> int:
-    """A hash as a signed 64-bit value (what array('q') holds)."""
+    """A hash as a signed 64-bit value (what array('q') holds); Python's own hashes already are."""
+    if -(1 << 63) <= key < (1 << 63):
+        return key
     return (key + (1 << 63)) % (1 << 64) - (1 << 63)

@@ -140,3 +140,26 @@ def test_a_database_from_before_the_behaviour_features_gets_them(shared_datasets
     con = connect(tmp_path / "old.duckdb")
     _, after = session_feature_matrix(con)
     np.testing.assert_allclose(after, before)
+
+
+def test_online_state_stays_under_2_kb_per_client_on_real_sessions(web_bot):
+    import tracemalloc
+
+    con, model, _, _ = web_bot
+    scorer = SessionScorer.load(model)
+    rows = con.execute("""SELECT session_id, method, path, query, user_agent, referer, status, epoch(ts) FROM requests
+                          ORDER BY ts, request_id""").fetchall()
+    facts = [scorer.request_facts(m, p + ("?" + q if q else ""), {"User-Agent": ua, "Referer": ref})
+             for _, m, p, q, ua, ref, _, _ in rows]
+    tracker = type(scorer.tracker)(scorer.tracker.gap_seconds)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for (sid, *_, status, ts), fact in zip(rows, facts):
+            tracker.update(sid, ts, fact)
+            tracker.observe_response(sid, status)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(tracker) >= 200
+    assert held / len(tracker) <= 2048
