@@ -163,3 +163,26 @@ def test_online_state_stays_under_2_kb_per_client_on_real_sessions(web_bot):
         tracemalloc.stop()
     assert len(tracker) >= 200
     assert held / len(tracker) <= 2048
+
+
+def test_imported_train_labels_lift_the_bot_score_on_the_test_annotations(web_bot, tmp_path):
+    from labeling.label_import import import_session_labels, read_label_file
+    from scoring.feedback import analyst_classes
+
+    con, _, annotations, directory = web_bot
+    train = read_label_file(directory / "annotations" / "humans_and_moderate_bots_train.txt")
+    summary = import_session_labels(con, train, cookie_token=Pseudonymizer(KEY).token, analyst="test")
+    assert summary == (70, 70, 0)
+    assert sorted(set(analyst_classes(con).values())) == ["benign", "scraping"]
+    model = tmp_path / "labelled"
+    manifest = train_session_model(con, model, TrainingOptions(n_estimators=10))
+    assert manifest["feedback"]["sessions_per_class"]["scraping"] == 35
+    scorer = SessionScorer.load(model)
+    test = read_label_file(directory / "annotations" / "humans_and_moderate_bots_test.txt")
+    tokens = {Pseudonymizer(KEY).token(sid) for sid in test}
+    X, is_bot = _annotated(con, {t: v for t, v in annotations.items() if t in tokens})
+    assert len(X) == 30
+    unsupervised = SessionScorer.load(web_bot[1]).bot_scores(X)
+    labelled = scorer.bot_scores(X)
+    assert roc_auc_score(is_bot, -labelled) >= 0.97
+    assert roc_auc_score(is_bot, -labelled) >= roc_auc_score(is_bot, -unsupervised)
