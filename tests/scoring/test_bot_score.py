@@ -114,6 +114,20 @@ def test_score_command_adds_bot_score_and_reasons(web_bot, tmp_path):
     assert all(1 <= int(r["bot_score"]) <= 99 for r in rows)
 
 
+def test_the_model_card_documents_the_bot_score(web_bot):
+    from types import SimpleNamespace
+
+    from scoring.model_card import model_card
+
+    _, model, _, _ = web_bot
+    _, manifest = read_artifact(model)
+    request_like = {**manifest, "thresholds": manifest["thresholds"]}
+    info = SimpleNamespace(version="v1", created_at="now", parent=None, training={})
+    card = model_card(info, request_like, manifest,
+                      {"metrics": {}, "gates": [], "shadow": {"compared": False, "reason": "first"}}, {}, {})
+    assert "Bot score per session, 1..99, low = automated" in card and "think_time_mean (low)" in card
+
+
 def test_a_tampered_bot_reference_is_refused(web_bot):
     _, model, _, _ = web_bot
     arrays, manifest = read_artifact(model)
