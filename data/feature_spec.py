@@ -145,6 +145,7 @@ SESSION_FEATURES = (
     Feature("ua_class", "session", "TINYINT", "ua_class of the session's first request"),
     Feature("distinct_params", "session", "INTEGER", "distinct parameter names seen in queries and bodies"),
     # behavioural features (issue B3): what a person's browser does that a script does not, none trusting the UA.
+    # (No time of day: it would split sessions that behave alike into clusters by the hour they came.)
     # A page view is a GET of a path without extension or with a script one (ext_class 0 or 2).
     Feature("page_ratio", "session", "DOUBLE", "share of requests that are page views"),
     Feature("page_rate", "session", "DOUBLE", "page views per minute: pages / max(duration, 1 s) * 60"),
@@ -165,7 +166,6 @@ SESSION_FEATURES = (
     Feature("direct_deep_ratio", "session", "DOUBLE",
             "share of page views without a referer whose path_depth is 2 or more (deep links typed or scripted)"),
     Feature("redirect_ratio", "session", "DOUBLE", "share of requests answered 3xx"),
-    Feature("start_hour", "session", "INTEGER", "UTC hour of the first request (0 without timestamps)"),
 )
 
 FEATURES = REQUEST_FEATURES + SESSION_FEATURES

@@ -28,7 +28,6 @@ SESSION_FEATURE_NAMES = (
     "mean_special_ratio", "referer_ratio", "ua_changes", "ua_class", "distinct_params",
     "page_ratio", "page_rate", "think_time_mean", "think_time_cv", "requests_per_page", "assets_per_page",
     "iat_entropy", "burst_ratio", "referer_continuity", "revisit_ratio", "direct_deep_ratio", "redirect_ratio",
-    "start_hour",
 )
 # as data/feature_spec.py (a test keeps them equal): the runtime does not import the training stack
 RECENT_PAGES = 8
@@ -254,12 +253,11 @@ def _behaviour(s: _Session, n: int, duration: float) -> tuple:
     think_std = math.sqrt(s.think_m2 / s.think_n) if s.think_n else 0.0
     gaps = sum(s.bins)
     entropy = (math.log2(gaps) - sum(c * math.log2(c) for c in s.bins if c) / gaps) if gaps else 0.0
-    start_hour = int(s.first_ts // 3600 % 24) if s.first_ts is not None else 0
     return (s.pages / n, s.pages / max(duration, 1.0) * 60.0, think_mean,
             think_std / think_mean if think_mean > 0 else 0.0, n / pages, s.static / pages, entropy,
             s.bursts / gaps if gaps else 0.0, s.continuous / s.referers if s.referers else 0.0,
             s.revisits / s.pages if s.pages else 0.0, s.direct_deep / s.pages if s.pages else 0.0,
-            s.redirects / n, start_hour)
+            s.redirects / n)
 
 
 def _int64(key: int) -> int:

@@ -81,8 +81,7 @@ SELECT
         AS referer_continuity,
     any_value(coalesce(p.revisit_ratio, 0)) AS revisit_ratio,
     any_value(coalesce(p.direct_deep_ratio, 0)) AS direct_deep_ratio,
-    avg(CASE WHEN status BETWEEN 300 AND 399 THEN 1 ELSE 0 END) AS redirect_ratio,
-    coalesce(hour(min(ts)), 0) AS start_hour
+    avg(CASE WHEN status BETWEEN 300 AND 399 THEN 1 ELSE 0 END) AS redirect_ratio
 FROM ordered
 LEFT JOIN pages AS p USING (session_id)
 LEFT JOIN gap_bins AS g USING (session_id)
