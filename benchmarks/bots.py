@@ -203,7 +203,8 @@ def main() -> None:
                 rows.append((f"labels ({labelled} train sessions)", name, float("nan"), auc(test_bot, evidence)))
         print("\n| model | score | AUC all annotated (100) | AUC test annotations (30) |\n|---|---|---:|---:|")
         for model, name, all_auc, test_auc in rows:
-            print(f"| {model} | {name} | {all_auc:.3f} | {test_auc:.3f} |")
+            shown = "— (labelled)" if all_auc != all_auc else f"{all_auc:.3f}"
+            print(f"| {model} | {name} | {shown} | {test_auc:.3f} |")
         results["auc"] = [dict(zip(("model", "score", "auc_all", "auc_test"), r)) for r in rows]
 
         table = per_feature_auc(X, is_bot, feature_names("session"))
