@@ -40,6 +40,32 @@ def labelled_sessions_command(obj: Context, cluster_run_id: int | None, include_
              else "no labelled sessions: confirm a cluster's label with `waflens label`")
 
 
+@labels.command("import")
+@click.argument("label_file", type=click.Path(path_type=Path))
+@click.option("--analyst", default=None, help="Who labelled them [default: the login name].")
+@click.option("--note", default=None, help="Where the labels come from.")
+@pass_context
+def import_command(obj: Context, label_file: Path, analyst: str | None, note: str | None) -> None:
+    """Label sessions from a file of '<session cookie value> <label>' lines (label: human, benign, bot, *_bot or
+    a family): each session that carried the cookie gets the analyst decision, for the next retraining."""
+    from data.pseudonymize import Pseudonymizer, load_key
+    from labeling.label_import import import_session_labels, read_label_file
+
+    labels = read_label_file(label_file)
+    pseudonymizer = Pseudonymizer(load_key(obj.db, create=False))
+    con = obj.connect()
+    try:
+        summary = import_session_labels(con, labels, cookie_token=pseudonymizer.token, analyst=analyst, note=note)
+    finally:
+        con.close()
+    obj.emit(summary._asdict(),
+             f"{summary.sessions} sessions labelled from {summary.ids} ids in {label_file}"
+             + (f"; {summary.not_found} ids matched no session (was the log ingested with --session-key cookie "
+                "--session-cookie NAME?)" if summary.not_found else "")
+             + ("; retrain to use them (`waflens retrain`, or `waflens train --level session`)" if summary.sessions
+                else ""))
+
+
 @labels.command("history")
 @click.argument("cluster_id", type=int)
 @click.option("--run", "cluster_run_id", type=int, default=None, help="The cluster run [default: the latest].")

@@ -21,7 +21,7 @@ import streamlit as st
 
 from app.state import config, data_version, read
 from data.feature_spec import feature_names
-from data.session_matrix import session_feature_matrix
+from data.session_matrix import session_feature_matrix, session_feature_rows
 
 MAX_SESSIONS = 20_000
 WINDOW_HOURS = 24
@@ -94,6 +94,23 @@ def _score(path: str, version: str, data: float, _rows: np.ndarray) -> tuple[np.
     scorer = _session_scorer(path, version)
     scores = scorer.score_batch(_rows) if len(_rows) else np.empty(0)
     return np.asarray(scores, dtype=np.float64), alert_threshold(scorer.manifest)
+
+
+def _session_rows(con, session_ids: tuple[int, ...]) -> np.ndarray:
+    return session_feature_rows(con, np.array(session_ids, dtype=np.int64))
+
+
+def bot_scores(session_ids: list[int]) -> tuple[list[int], list[str]] | None:
+    """The production session model's bot score (1..99, low = automated) and reasons for these sessions; None
+    without a production model or with one from before the bot score."""
+    info = production_version()
+    if info is None or "session" not in info.levels or not session_ids:
+        return None
+    scorer = _session_scorer(str(info.path / "session"), info.version)
+    if not scorer.has_bot_score:
+        return None
+    rows = read(_session_rows, tuple(int(s) for s in session_ids))
+    return ([int(v) for v in scorer.bot_scores(rows)], ["; ".join(scorer.bot_reasons(row)) for row in rows])
 
 
 def latest_run_report() -> dict | None:

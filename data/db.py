@@ -93,6 +93,10 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
     register_functions(con)
     if not read_only:
         ensure_schema(con)
+    elif _missing_session_features(con):
+        con.close()
+        raise DatabaseError(f"database {db_path} predates some session features: run `waflens sessionize` once "
+                            "(it adds them) and try again")
     return con
 
 
@@ -102,10 +106,32 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     run_sql_file(con, "schema")
     for statement in feature_table_ddl():
         con.execute(statement)
+    _add_new_session_features(con)
     con.execute(
         "INSERT INTO schema_info VALUES ('schema_version', $v) ON CONFLICT (key) DO NOTHING",
         {"v": SCHEMA_VERSION},
     )
+
+
+def _add_new_session_features(con: duckdb.DuckDBPyConnection) -> None:
+    """A database from before a session feature was added gets its column, and every session its value."""
+    from data.feature_spec import sql_parameters
+
+    missing = _missing_session_features(con)
+    if not missing:
+        return
+    for feature in missing:
+        con.execute(f"ALTER TABLE session_features ADD COLUMN {feature.name} {feature.dtype}")
+    con.execute("CREATE OR REPLACE TEMP TABLE touched_sessions AS SELECT DISTINCT session_id FROM session_features")
+    run_sql_file(con, "session_features", sql_parameters())
+
+
+def _missing_session_features(con: duckdb.DuckDBPyConnection) -> list:
+    from data.feature_spec import SESSION_FEATURES
+
+    have = {row[0] for row in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'session_features'").fetchall()}
+    return [f for f in SESSION_FEATURES if have and f.name not in have]
 
 
 def private_files() -> None:

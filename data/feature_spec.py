@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from data.url_decoding import url_decode
 
-FEATURE_SPEC_VERSION = "1.0"
+FEATURE_SPEC_VERSION = "1.1"  # 1.1: behavioural session features (pages, think time, referers)
 
 
 class Feature(NamedTuple):
@@ -74,6 +74,12 @@ TOOL_UA_TOKENS = (
     "postman", "powershell", "winhttp", "fasthttp", "node-fetch", "axios",
 )
 BOT_UA_TOKENS = ("bot", "crawl", "spider", "slurp", "facebookexternalhit", "feedfetcher", "archiver")
+
+# session behaviour: how many earlier page views a revisit looks back on, the bins of the gap entropy,
+# and what a referer URL is (RE2 and Python's re agree on it): scheme://authority then the path
+RECENT_PAGES = 8
+GAP_BINS = 12
+REFERER_URL_RE = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)"
 
 EXT_NONE, EXT_STATIC, EXT_SCRIPT, EXT_SENSITIVE, EXT_OTHER = range(5)
 UA_BROWSER, UA_TOOL, UA_BOT, UA_EMPTY, UA_OTHER = range(5)
@@ -138,6 +144,28 @@ SESSION_FEATURES = (
     Feature("ua_changes", "session", "INTEGER", "distinct user agents minus one"),
     Feature("ua_class", "session", "TINYINT", "ua_class of the session's first request"),
     Feature("distinct_params", "session", "INTEGER", "distinct parameter names seen in queries and bodies"),
+    # behavioural features (issue B3): what a person's browser does that a script does not, none trusting the UA.
+    # (No time of day: it would split sessions that behave alike into clusters by the hour they came.)
+    # A page view is a GET of a path without extension or with a script one (ext_class 0 or 2).
+    Feature("page_ratio", "session", "DOUBLE", "share of requests that are page views"),
+    Feature("page_rate", "session", "DOUBLE", "page views per minute: pages / max(duration, 1 s) * 60"),
+    Feature("think_time_mean", "session", "DOUBLE",
+            "mean seconds between consecutive timed page views (0 with fewer than two): reading time"),
+    Feature("think_time_cv", "session", "DOUBLE", "population std / mean of those seconds (0 when the mean is 0)"),
+    Feature("requests_per_page", "session", "DOUBLE", "n_requests / max(page views, 1): what a page pulls along"),
+    Feature("assets_per_page", "session", "DOUBLE", "static requests (ext_class 1) / max(page views, 1)"),
+    Feature("iat_entropy", "session", "DOUBLE",
+            f"Shannon entropy (bits) of the inter-arrival seconds g in {GAP_BINS} bins: 0 if g < 1, else "
+            f"min(floor(log2 g) + 1, {GAP_BINS - 1}); 0 without gaps"),
+    Feature("burst_ratio", "session", "DOUBLE", "share of inter-arrival gaps under 1 s (0 without gaps)"),
+    Feature("referer_continuity", "session", "DOUBLE",
+            "of requests with a referer, the share whose referer URL's path (REFERER_URL_RE; '/' when empty) is "
+            "the raw path of the session's latest page view before it (0 without referers)"),
+    Feature("revisit_ratio", "session", "DOUBLE",
+            f"share of page views whose decoded path is one of the {RECENT_PAGES} page views before it"),
+    Feature("direct_deep_ratio", "session", "DOUBLE",
+            "share of page views without a referer whose path_depth is 2 or more (deep links typed or scripted)"),
+    Feature("redirect_ratio", "session", "DOUBLE", "share of requests answered 3xx"),
 )
 
 FEATURES = REQUEST_FEATURES + SESSION_FEATURES
@@ -166,7 +194,8 @@ def sql_parameters() -> dict[str, object]:
         "template_tokens": list(TEMPLATE_TOKENS), "scheme_tokens": list(SCHEME_TOKENS),
         "static_ext": list(STATIC_EXTENSIONS), "script_ext": list(SCRIPT_EXTENSIONS),
         "sensitive_ext": list(SENSITIVE_EXTENSIONS), "tool_ua": list(TOOL_UA_TOKENS),
-        "bot_ua": list(BOT_UA_TOKENS),
+        "bot_ua": list(BOT_UA_TOKENS), "referer_url_re": REFERER_URL_RE, "recent_pages": RECENT_PAGES,
+        "gap_bins": GAP_BINS,
     }}
 
 

@@ -59,7 +59,7 @@ def sessionize(con: duckdb.DuckDBPyConnection, gap_minutes: float = DEFAULT_GAP_
 
     def work() -> int:
         run_sql_file(con, "sessionize", {"gap_seconds": float(gap_minutes) * 60.0})
-        run_sql_file(con, "session_features")
+        run_sql_file(con, "session_features", sql_parameters())
         return con.execute("SELECT count(*) FROM touched_sessions").fetchall()[0][0]
 
     return _in_transaction(con, interrupt, work)

@@ -231,6 +231,7 @@ class SessionModel(NamedTuple):
     thresholds: tuple[float, float, float]
     feedback: Forest | None
     classes: tuple[str, ...]
+    bot: object = None   # scoring.bot_score.BotReference, or None (models from before the bot score)
 
 
 def check_request_model(arrays: dict, manifest: dict, where) -> RequestModel:
@@ -284,7 +285,25 @@ def check_session_model(arrays: dict, manifest: dict, where, names: tuple[str, .
         benign = check.array(arrays, "feedback_benign_index", np.int64, shape=())
         check.require(-1 <= int(benign) < len(classes),
                       f"array 'feedback_benign_index' is {int(benign)}, outside -1 .. {len(classes) - 1}")
-    return SessionModel(forest, thresholds, feedback, tuple(classes))
+    return SessionModel(forest, thresholds, feedback, tuple(classes), _bot_reference(check, arrays, len(names)))
+
+
+def _bot_reference(check: _Checker, arrays: dict, n_features: int):
+    """The bot score's reference values (scoring/bot_score.py), checked; None when the artifact has none."""
+    from scoring.bot_score import BotReference
+
+    if "bot_quantiles" not in arrays:
+        return None
+    columns = check.array(arrays, "bot_columns", np.int64)
+    k = columns.shape[0] if columns.ndim == 1 else -1
+    check.require(k >= 1 and bool(np.all((columns >= 0) & (columns < n_features))),
+                  f"array 'bot_columns' must list session feature columns 0 .. {n_features - 1}")
+    high = check.array(arrays, "bot_automated_high", np.bool_, shape=(k,))
+    quantiles = check.array(arrays, "bot_quantiles", np.float64)
+    check.require(quantiles.ndim == 2 and quantiles.shape[0] == k and quantiles.shape[1] >= 2
+                  and bool(np.isfinite(quantiles).all()) and bool(np.all(np.diff(quantiles, axis=1) >= 0)),
+                  f"array 'bot_quantiles' must hold {k} sorted rows of finite training values")
+    return BotReference(columns, high, quantiles)
 
 
 def _forest_with_normaliser(check: _Checker, arrays: dict, n_features: int) -> Forest:

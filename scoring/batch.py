@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from data.db import connect
 from data.errors import WaflensError
 from data.feature_spec import feature_names
@@ -43,7 +45,8 @@ def score_files(files: list[Path], model_dir: Path, output: Path, *, options: In
             scored = _score_requests(con, scorer, sources, writer)
         else:
             update_derived(con, gap_minutes)
-            writer.writerow(["file", "client", "first_record", "last_record", "requests", "score"])
+            writer.writerow(["file", "client", "first_record", "last_record", "requests", "score"]
+                            + (["bot_score", "reasons"] if scorer.has_bot_score else []))
             scored = _score_sessions(con, scorer, sources, writer)
     return {"files": per_file, "level": level, "scored": scored,
             "unparsed": sum(f["unparsed"] for f in per_file), "output": str(output)}
@@ -71,6 +74,9 @@ def _score_sessions(con, scorer: SessionScorer, sources, writer) -> int:
             JOIN requests last ON last.request_id = s.last_request_id
             ORDER BY first.source_id, first.record""").fetchall()
     paths = dict(sources)
-    for source_id, client, first, last, n, *features in rows:
-        writer.writerow([paths[source_id], client, first, last, n, repr(scorer.score_features(features))])
+    bots = scorer.bot_scores(np.array([r[5:] for r in rows], dtype=np.float64)) if scorer.has_bot_score and rows \
+        else None
+    for i, (source_id, client, first, last, n, *features) in enumerate(rows):
+        extra = [] if bots is None else [int(bots[i]), "; ".join(scorer.bot_reasons(np.array(features, np.float64)))]
+        writer.writerow([paths[source_id], client, first, last, n, repr(scorer.score_features(features))] + extra)
     return len(rows)

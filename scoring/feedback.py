@@ -60,9 +60,15 @@ def analyst_classes(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     ensure_label_schema(con)
     if not has_relation(con, "session_labels"):
         return {}
+    # decisions on clusters, and those imported per session (labeling/label_import.py): the latest one wins
+    imported = ("UNION ALL SELECT session_id, family, verdict, 'confirmed', label_event_id FROM session_label_imports"
+                if has_relation(con, "session_label_imports") else "")
     return dict(con.execute(
-        """SELECT session_id, CASE WHEN verdict = 'benign' OR family = 'benign' THEN 'benign' ELSE family END
-           FROM session_labels WHERE source IN ('confirmed', 'edited')""").fetchall())
+        f"""SELECT session_id, CASE WHEN verdict = 'benign' OR family = 'benign' THEN 'benign' ELSE family END
+            FROM (SELECT session_id, family, verdict, source, label_event_id FROM session_labels
+                  WHERE source <> 'suggested' {imported})
+            WHERE source IN ('confirmed', 'edited')
+            QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY label_event_id DESC) = 1""").fetchall())
 
 
 def session_classes(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
@@ -132,6 +138,10 @@ def label_snapshot(con: duckdb.DuckDBPyConnection) -> dict:
         return {"analyst_events": 0, "last_label_event_id": 0, "allowlist_rules": 0, "allowlist_changed_at": ""}
     events, last = con.execute("SELECT count(*), coalesce(max(label_event_id), 0) FROM label_events "
                                "WHERE source <> 'suggested'").fetchall()[0]
+    if has_relation(con, "session_label_imports"):   # labels imported per session are analysts' events too
+        more, latest = con.execute("SELECT count(*), coalesce(max(label_event_id), 0) "
+                                   "FROM session_label_imports").fetchall()[0]
+        events, last = events + more, max(last, latest)
     rules, changed = con.execute("SELECT count(*), coalesce(max(greatest(created_at, coalesce(revoked_at, created_at)))"
                                  "::VARCHAR, '') FROM allowlist").fetchall()[0]
     return {"analyst_events": int(events), "last_label_event_id": int(last), "allowlist_rules": int(rules),

@@ -62,7 +62,7 @@ def blend(u, probs, benign_index, attack_mask):
         if attack_mask[k]:
             attack += probs[k]
     benign = probs[benign_index] if benign_index >= 0 else 0.0
-    return max(u * (1.0 - benign), attack)
+    return min(max(u * (1.0 - benign), attack), 1.0)  # summed probabilities may round to 1 + 1 ulp
 
 
 @numba.njit(cache=True, nogil=True)

@@ -40,6 +40,7 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
         f"{request_manifest['feature_spec']['version']}), including per-endpoint/parameter profile deviations.",
         *_structural_lines(request_manifest),
         f"- Session features: {len(session_manifest['feature_spec']['names'])}.",
+        *_bot_score_lines(session_manifest),
         "",
         "## Labels used",
         f"- Analyst label events: {labels.get('analyst_events', 0)} (up to event {labels.get('last_label_event_id', 0)});"
@@ -80,6 +81,8 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
               "- Trained on this site's own traffic: attacks that were frequent in the training window look normal.",
               "- Access logs carry no bodies; a model trained on them ignores request bodies.",
               "- The feedback model knows only the families analysts confirmed; new campaigns rely on the forest.",
+              "- The bot score's directions are priors about browsers and people, not learnt: bots that read like "
+              "people (slow, link-following, asset-loading) score human until analysts label some.",
               ""]
     return "\n".join(lines)
 
@@ -91,3 +94,16 @@ def _structural_lines(request_manifest: dict) -> list[str]:
         return ["- Structural evidence: none (a model from before it; novelty counts only through the forest)."]
     return ["- Structural evidence added to request scores (weight; times training met it out of fold): " +
             "; ".join(f"{name} {_number(e['weight'])} ({e['met_in_training']})" for name, e in evidence.items()) + "."]
+
+
+def _bot_score_lines(session_manifest: dict) -> list[str]:
+    """How the session model's bot score is made (scoring/bot_score.py)."""
+    bot = session_manifest.get("bot_score")
+    if not bot:
+        return ["- Bot score: none (a model from before it)."]
+    evidence = "; ".join(f"{e['feature']} ({e['automation']})" for e in bot.get("evidence", []))
+    return ["- Bot score per session, 1..99, low = automated (as Cloudflare's): each behavioural feature's mid-rank "
+            "among the training sessions, oriented to the side automation pushes it, combined by Stouffer's method; "
+            "with analyst labels, averaged with the feedback model's p(benign) + p(unlabelled) / 2. Reasons: the "
+            "features beyond 80% of training sessions on the automated side. Evidence (automation shows as): "
+            + evidence + "."]

@@ -42,7 +42,7 @@ from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, url_d
 from scoring.runtime_kernel import (EVIDENCE_NAMES, N_EVIDENCE, add_surprise, evidence_flags, features_one, pack,
                                     score_one, score_packed_row, score_row)
 
-FEATURE_SPEC_VERSION = "1.0"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
+FEATURE_SPEC_VERSION = "1.1"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
 _CLASSES = ("clean", "likely_clean", "likely_attack", "attack")
@@ -339,6 +339,7 @@ class SessionScorer:
         self._thresholds = checked.thresholds
         self._feedback = _load_feedback(arrays, checked.feedback, len(checked.classes))
         self.classes = checked.classes if self._feedback else ()
+        self._bot = checked.bot
         self.tracker = SessionTracker(float(manifest.get("training", {}).get("gap_seconds", 1800.0)), max_clients,
                                       max_distinct)
 
@@ -358,9 +359,10 @@ class SessionScorer:
 
     def request_facts(self, method, target, headers=None, body=b""):
         from scoring.request_kernel import request_features, url_decode
-        from scoring.session_state import RequestFacts
+        from scoring.session_state import RequestFacts, referer_path
 
         code, target_bytes, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
+        pointed_at = referer_path(_user_agent_and_referer(headers)[1]) if has_referer else None
         path, _, query = target_bytes.partition(b"?")
         row = np.zeros(N_REQUEST_FEATURES)
         request_features(code, np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8),
@@ -369,7 +371,9 @@ class SessionScorer:
         names = tuple(hash(piece.split(b"=", 1)[0]) for raw in (query, body_bytes) for piece in raw.split(b"&") if piece)
         return RequestFacts(row[0] == 1, method == "HEAD", row[1] == 1, int(row[26]), row[25], row[8], row[14],
                             row[12], row[29] == 1, int(row[27]),
-                            hash(bytes(url_decode(np.frombuffer(path, np.uint8), False))), hash(agent), names)
+                            hash(bytes(url_decode(np.frombuffer(path, np.uint8), False))), hash(agent), names,
+                            method == "GET", int(row[5]), hash(path),
+                            None if pointed_at is None else hash(pointed_at.encode("utf-8", "surrogatepass")))
 
     def session_features(self, method, target, headers=None, body=b"", client=None, ts=None) -> np.ndarray:
         """Add the request to its client's session and return the session's features so far."""
@@ -415,6 +419,31 @@ class SessionScorer:
         out = np.empty(rows.shape[0])
         blend_batch(rows, u, *self._feedback, out, np.empty((rows.shape[0], len(self.classes))))
         return out
+
+    @property
+    def has_bot_score(self) -> bool:
+        return self._bot is not None
+
+    def bot_scores(self, features: np.ndarray) -> np.ndarray:
+        """Bot scores 1..99 (low = automated) of a (n, n_features) matrix; see scoring/bot_score.py."""
+        from scoring.bot_score import bot_scores, with_labels
+
+        if self._bot is None:
+            raise ArtifactError(f"{self.path or 'this model'} has no bot score: retrain it with this waflens version")
+        rows = np.atleast_2d(features)
+        scores = bot_scores(rows, self._bot)
+        return with_labels(scores, self.class_probabilities_batch(rows), tuple(self.classes)) if self.classes \
+            else scores
+
+    def bot_reasons(self, row: np.ndarray, top: int = 3) -> list[str]:
+        """The strongest evidence of automation in one session's features, readable (may be empty)."""
+        from scoring.bot_score import bot_reasons
+
+        if self._bot is None:
+            return []
+        evidence = self.manifest.get("bot_score", {}).get("evidence", [])
+        return bot_reasons(row, self._bot, [e.get("reason", e.get("feature", "?")) for e in evidence],
+                           list(self.feature_names), top)
 
     def score_request(self, method, target, headers=None, body=b"", client=None, ts=None) -> ScoreResult:
         try:

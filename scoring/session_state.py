@@ -13,7 +13,9 @@ Imports only the standard library (and numpy for the feature row).
 from __future__ import annotations
 
 import math
+import re
 import threading
+from array import array
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -24,7 +26,25 @@ SESSION_FEATURE_NAMES = (
     "error_ratio", "notfound_ratio", "post_ratio", "head_ratio", "rare_method_ratio", "static_ratio",
     "sensitive_ratio", "attack_ratio", "mean_attack_tokens", "max_payload_len", "mean_entropy",
     "mean_special_ratio", "referer_ratio", "ua_changes", "ua_class", "distinct_params",
+    "page_ratio", "page_rate", "think_time_mean", "think_time_cv", "requests_per_page", "assets_per_page",
+    "iat_entropy", "burst_ratio", "referer_continuity", "revisit_ratio", "direct_deep_ratio", "redirect_ratio",
 )
+# as data/feature_spec.py (a test keeps them equal): the runtime does not import the training stack
+RECENT_PAGES = 8
+GAP_BINS = 12
+REFERER_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)")
+
+
+def referer_path(referer: str | None) -> str | None:
+    """The path a referer URL points at ('/' for a bare origin); None when it is absent or no URL."""
+    if not referer or referer == "-":
+        return None
+    match = REFERER_URL_RE.match(referer)
+    return None if match is None else (match.group(1) or "/")
+
+
+def gap_bin(gap: float) -> int:
+    return 0 if gap < 1 else min(int(math.floor(math.log2(gap))) + 1, GAP_BINS - 1)
 
 
 class RequestFacts(NamedTuple):
@@ -42,12 +62,19 @@ class RequestFacts(NamedTuple):
     path_key: int          # hash of the decoded path
     user_agent_key: int    # hash of the user agent
     param_names: tuple     # hashes of parameter names
+    is_get: bool = False
+    path_depth: int = 0
+    raw_path_key: int = 0          # hash of the raw path (what a referer names)
+    referer_path_key: int | None = None  # hash of the referer's path (see referer_path), None without one
 
 
 class _Session:
     __slots__ = ("first_ts", "last_ts", "n", "iat_n", "iat_mean", "iat_m2", "errors", "notfound", "posts",
                  "heads", "rare", "static", "sensitive", "attacks", "attack_tokens", "max_payload", "entropy",
-                 "special", "referers", "ua_class", "paths", "agents", "params", "overflow")
+                 "special", "referers", "ua_class", "paths", "agents", "params", "overflow_paths",
+                 "overflow_agents", "overflow_params",
+                 "pages", "last_page_ts", "think_n", "think_mean", "think_m2", "bins", "bursts", "continuous",
+                 "previous_page", "recent", "revisits", "direct_deep", "redirects")
 
     def __init__(self):
         self.first_ts = self.last_ts = None
@@ -58,8 +85,16 @@ class _Session:
         self.attack_tokens = self.entropy = self.special = 0.0
         self.max_payload = 0.0
         self.ua_class = 0
-        self.paths, self.agents, self.params = set(), set(), set()
-        self.overflow = [0, 0, 0]
+        # distinct keys as flat int64 arrays: a set costs 200+ bytes empty and ~50 per key, an array 8 per key
+        self.paths, self.agents, self.params = array("q"), array("q"), array("q")
+        self.overflow_paths = self.overflow_agents = self.overflow_params = 0
+        self.pages = self.think_n = self.bursts = self.continuous = self.revisits = self.direct_deep = 0
+        self.redirects = 0
+        self.last_page_ts = None
+        self.think_mean = self.think_m2 = 0.0
+        self.bins = array("l", bytes(8 * GAP_BINS))   # counts of inter-arrival gaps per bin
+        self.previous_page = None                     # raw-path hash of the latest page view
+        self.recent = array("q")                      # decoded-path hashes of the last RECENT_PAGES page views
 
 
 class SessionTracker:
@@ -78,18 +113,34 @@ class SessionTracker:
     def observe_request(self, client, ts: float | None, facts: RequestFacts) -> np.ndarray:
         """Add a request to the client's session; return the session's features so far."""
         with self._lock:
+            return self._features(self._update(client, ts, facts))
+
+    def update(self, client, ts: float | None, facts: RequestFacts) -> None:
+        """Add a request to the client's session (the features are computed when asked for: :meth:`features`)."""
+        with self._lock:
+            self._update(client, ts, facts)
+
+    def features(self, client) -> np.ndarray | None:
+        """The client's session features so far, or None when no session is tracked for it."""
+        with self._lock:
             session = self._sessions.get(client)
-            if session is not None and ts is not None and session.last_ts is not None \
-                    and ts - session.last_ts > self.gap_seconds:
-                session = None  # the gap ended the old session
-            if session is None:
-                session = _Session()
-                self._sessions[client] = session
-                if len(self._sessions) > self.max_clients:
-                    self._sessions.popitem(last=False)
-            self._sessions.move_to_end(client)
-            self._add(session, ts, facts)
-            return self._features(session)
+            return None if session is None else self._features(session)
+
+    def _update(self, client, ts: float | None, facts: RequestFacts) -> "_Session":
+        sessions = self._sessions
+        session = sessions.get(client)
+        if session is not None and ts is not None and session.last_ts is not None \
+                and ts - session.last_ts > self.gap_seconds:
+            session = None  # the gap ended the old session
+        if session is None:
+            session = _Session()
+            sessions[client] = session
+            if len(sessions) > self.max_clients:
+                sessions.popitem(last=False)
+        else:
+            sessions.move_to_end(client)
+        self._add(session, ts, facts)
+        return session
 
     def observe_response(self, client, status: int | None) -> None:
         """Count the status of the client's latest request (error and 404 ratios)."""
@@ -100,6 +151,7 @@ class SessionTracker:
             if session is not None:
                 session.errors += status >= 400
                 session.notfound += status == 404
+                session.redirects += 300 <= status <= 399
 
     def expire(self, now: float) -> int:
         """Forget sessions silent for longer than the gap; returns how many."""
@@ -119,6 +171,8 @@ class SessionTracker:
                 delta = gap - s.iat_mean
                 s.iat_mean += delta / s.iat_n
                 s.iat_m2 += delta * (gap - s.iat_mean)
+                s.bins[gap_bin(gap)] += 1
+                s.bursts += gap < 1
             if s.first_ts is None:
                 s.first_ts = ts
             s.last_ts = ts
@@ -134,14 +188,47 @@ class SessionTracker:
         s.entropy += f.entropy
         s.special += f.special_ratio
         s.referers += f.has_referer
-        for k, (bucket, keys) in enumerate(((s.paths, (f.path_key,)), (s.agents, (f.user_agent_key,)),
-                                            (s.params, f.param_names))):
-            for key in keys:
-                if key not in bucket:
-                    if len(bucket) < self.max_distinct:
-                        bucket.add(key)
-                    else:
-                        s.overflow[k] += 1
+        if f.has_referer and f.referer_path_key is not None and f.referer_path_key == s.previous_page:
+            s.continuous += 1
+        if f.is_get and f.ext_class in (0, 2):
+            self._add_page(s, ts, f)
+        limit = self.max_distinct
+        key = _int64(f.path_key)
+        if key not in s.paths:
+            if len(s.paths) < limit:
+                s.paths.append(key)
+            else:
+                s.overflow_paths += 1
+        key = _int64(f.user_agent_key)
+        if key not in s.agents:
+            if len(s.agents) < limit:
+                s.agents.append(key)
+            else:
+                s.overflow_agents += 1
+        for name in f.param_names:
+            key = _int64(name)
+            if key not in s.params:
+                if len(s.params) < limit:
+                    s.params.append(key)
+                else:
+                    s.overflow_params += 1
+
+    @staticmethod
+    def _add_page(s: _Session, ts: float | None, f: RequestFacts) -> None:
+        if ts is not None and s.pages and s.last_page_ts is not None:
+            gap = ts - s.last_page_ts
+            s.think_n += 1
+            delta = gap - s.think_mean
+            s.think_mean += delta / s.think_n
+            s.think_m2 += delta * (gap - s.think_mean)
+        s.pages += 1
+        s.last_page_ts = ts
+        s.revisits += _int64(f.path_key) in s.recent
+        s.direct_deep += (not f.has_referer) and f.path_depth >= 2
+        if len(s.recent) == RECENT_PAGES:
+            s.recent.pop(0)
+        s.recent.append(_int64(f.path_key))
+        s.previous_page = f.raw_path_key
 
     @staticmethod
     def _features(s: _Session) -> np.ndarray:
@@ -152,8 +239,29 @@ class SessionTracker:
         return np.array([
             n, duration, n / max(duration, 1.0) * 60.0, iat_mean, iat_std,
             iat_std / iat_mean if iat_mean > 0 else 0.0,
-            (len(s.paths) + s.overflow[0]) / n, s.errors / n, s.notfound / n, s.posts / n, s.heads / n, s.rare / n,
+            (len(s.paths) + s.overflow_paths) / n, s.errors / n, s.notfound / n, s.posts / n, s.heads / n, s.rare / n,
             s.static / n, s.sensitive / n, s.attacks / n, s.attack_tokens / n, s.max_payload, s.entropy / n,
-            s.special / n, s.referers / n, len(s.agents) + s.overflow[1] - 1, s.ua_class,
-            len(s.params) + s.overflow[2],
+            s.special / n, s.referers / n, len(s.agents) + s.overflow_agents - 1, s.ua_class,
+            len(s.params) + s.overflow_params,
+            *_behaviour(s, n, duration),
         ], dtype=np.float64)
+
+
+def _behaviour(s: _Session, n: int, duration: float) -> tuple:
+    pages = max(s.pages, 1)
+    think_mean = s.think_mean if s.think_n else 0.0
+    think_std = math.sqrt(s.think_m2 / s.think_n) if s.think_n else 0.0
+    gaps = sum(s.bins)
+    entropy = (math.log2(gaps) - sum(c * math.log2(c) for c in s.bins if c) / gaps) if gaps else 0.0
+    return (s.pages / n, s.pages / max(duration, 1.0) * 60.0, think_mean,
+            think_std / think_mean if think_mean > 0 else 0.0, n / pages, s.static / pages, entropy,
+            s.bursts / gaps if gaps else 0.0, s.continuous / s.referers if s.referers else 0.0,
+            s.revisits / s.pages if s.pages else 0.0, s.direct_deep / s.pages if s.pages else 0.0,
+            s.redirects / n)
+
+
+def _int64(key: int) -> int:
+    """A hash as a signed 64-bit value (what array('q') holds); Python's own hashes already are."""
+    if -(1 << 63) <= key < (1 << 63):
+        return key
+    return (key + (1 << 63)) % (1 << 64) - (1 << 63)

@@ -194,7 +194,10 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             "(ingest more traffic or widen --since/--until)")
     fitted = _fit_forest(X, options)
     step(f"session model: forest fitted on {n:,} sessions")
-    arrays, summary, feedback = fitted.arrays, fitted.summary, None
+    from scoring.bot_score import fit_bot_reference
+
+    bot_arrays, bot_manifest = fit_bot_reference(X, names)
+    arrays, summary, feedback = {**fitted.arrays, **bot_arrays}, fitted.summary, None
     if options.feedback:
         from scoring.feedback import fit_feedback, label_snapshot, session_classes
 
@@ -210,6 +213,7 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         "level": "session",
         "model": fitted.model,
         "feedback": feedback.manifest if feedback is not None else None,
+        "bot_score": bot_manifest,
         "labels": label_snapshot(con) if options.feedback else None,
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": names, "request_features": feature_names("request"),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},

@@ -1,8 +1,9 @@
-"""Sessions: filter (cluster, client, path, size), page through them, drill down to a session's requests."""
+"""Sessions: filter (cluster, client, path, size), page through them with the production model's bot score and its
+reasons, drill down to a session's requests."""
 
 import streamlit as st
 
-from app import clusters
+from app import clusters, scores
 from app.paging import pager
 from app.render import escape_markdown, plural
 from app.session import require_workbench
@@ -69,6 +70,10 @@ rows = query(f"""SELECT s.session_id, s.client_key, s.start_ts, s.end_ts, s.n_re
                  FROM sessions s {joins} WHERE {condition}
                  ORDER BY s.start_ts DESC NULLS LAST, s.session_id DESC LIMIT $limit OFFSET $offset""",
              params | {"limit": page.limit, "offset": page.offset})
+bots = scores.bot_scores(rows.session_id.tolist()) if len(rows) else None
+if bots is not None:   # the production model's bot score: 1 automated .. 99 human (as Cloudflare's)
+    rows.insert(5, "bot_score", bots[0])
+    rows.insert(6, "bot_reasons", bots[1])
 st.dataframe(rows, hide_index=True, width="stretch")
 
 if len(rows):

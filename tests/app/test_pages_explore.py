@@ -187,3 +187,12 @@ def test_clusters_labelled_benign_go_last(workbench):
     benign = after.label.str.startswith("benign")
     assert int(after.cluster_id.iloc[0]) != head and bool(benign[after.cluster_id == head].iloc[0])
     assert not benign.all() and list(benign) == sorted(benign)   # every benign-labelled cluster after the others
+
+
+def test_sessions_show_the_production_model_s_bot_score_and_reasons(workbench):
+    app = open_page("sessions")
+    assert not app.exception
+    shown = app.dataframe[0].value
+    assert {"bot_score", "bot_reasons"} <= set(shown.columns)
+    assert shown.bot_score.between(1, 99).all() and shown.bot_score.nunique() > 1
+    assert shown.bot_reasons.map(lambda r: isinstance(r, str)).all()

@@ -70,7 +70,9 @@ def test_score_sessions_to_csv(tmp_path, monkeypatch):
     assert code == 0, err
     with open(tmp_path / "sessions.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["file", "client", "first_record", "last_record", "requests", "score"]
+    assert list(rows[0]) == ["file", "client", "first_record", "last_record", "requests", "score", "bot_score",
+                             "reasons"]
+    assert all(1 <= int(r["bot_score"]) <= 99 for r in rows)
     assert sum(int(r["requests"]) for r in rows) == 4000 and json.loads(out)["scored"] == len(rows) > 50
     assert all(len(r["client"]) == 16 and int(r["first_record"]) <= int(r["last_record"]) for r in rows)
     from data.db import connect

@@ -1,0 +1,121 @@
+"""The bot score: 1..99 per session, low = automated (as Cloudflare's), with the reasons behind it.
+
+Anomaly is not automation: on real traffic a browser-driving bot is *typical* in most ways
+(it loads the CSS, sends the site's beacons, spoofs a browser user agent) and an isolation
+forest ranks it as ordinary, or a curious person as rare. The bot score instead asks only
+the questions that separate scripts from people, each with the direction automation pushes
+it (a prior from how browsers and people behave, not learnt from labels):
+
+* people read: long, irregular think time between page views; scripts go on at once;
+* a browser pulls what a page needs (assets, beacons) and follows links (referers that
+  name the page it was on); scripts fetch pages, jump straight to deep URLs;
+* scripts probe (errors, 404s, HEAD, rare methods) and some say what they are (user agent).
+
+Each answer is turned into evidence ``e`` in [0, 1]: how far out the session is, in the
+automated direction, among the training sessions (its mid-rank in the training values, so
+a feature everybody shares gives 0.5, no evidence either way). The evidence is combined
+by Stouffer's method, ``Z = sum(Phi^-1(e)) / sqrt(k)``, so features without an opinion do not
+dilute those with one, and the score is ``1 + 98 * Phi(-Z)``, rounded; the reasons are the
+features with the strongest evidence.
+
+With analyst labels (a feedback model, ``scoring/feedback.py``, that learnt ``benign`` and at
+least one attack or bot family), the score is the mean of the unsupervised one and the
+labels' view, ``p(benign) + p(unlabelled) / 2`` (an unlabelled-looking session is undecided).
+
+Imports only numpy and the standard library: the runtime uses it.: the runtime uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import NamedTuple
+
+import numpy as np
+
+# (session feature, the direction automation pushes it, how a reason reads)
+BOT_EVIDENCE = (
+    ("think_time_mean", "low", "little time between page views"),
+    ("think_time_cv", "low", "page views at regular intervals"),
+    ("page_rate", "high", "many page views per minute"),
+    ("requests_per_page", "low", "pages pull few other requests"),
+    ("assets_per_page", "low", "pages load few assets"),
+    ("referer_continuity", "low", "referers do not name the page it was on"),
+    ("referer_ratio", "low", "requests without a referer"),
+    ("direct_deep_ratio", "high", "deep pages hit without a referer"),
+    ("error_ratio", "high", "many errors"),
+    ("notfound_ratio", "high", "many 404s"),
+    ("head_ratio", "high", "HEAD requests"),
+    ("rare_method_ratio", "high", "rare HTTP methods"),
+    ("ua_changes", "high", "user agent changes within the session"),
+    ("ua_class", "high", "user agent is not a browser's"),
+)
+REFERENCE_POINTS = 257      # training values kept per feature (quantiles): the mid-rank's resolution
+REASON_EVIDENCE = 0.8       # a feature is a reason when the session is beyond 80% of training sessions
+
+
+class BotReference(NamedTuple):
+    columns: np.ndarray      # int64: each evidence feature's column in the session feature row
+    automated_high: np.ndarray  # bool: automation pushes it up
+    quantiles: np.ndarray    # float64 (len(columns), REFERENCE_POINTS): training values, sorted
+
+
+def fit_bot_reference(X: np.ndarray, names: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """The artifact arrays and manifest entry of the bot score, from the training sessions' features."""
+    evidence = [(f, d, r) for f, d, r in BOT_EVIDENCE if f in names]
+    columns = np.array([names.index(f) for f, _, _ in evidence], dtype=np.int64)
+    values = np.nan_to_num(np.asarray(X, dtype=np.float64)[:, columns], nan=0.0, posinf=0.0, neginf=0.0)
+    quantiles = np.quantile(values, np.linspace(0, 1, REFERENCE_POINTS), axis=0, method="inverted_cdf").T.copy()
+    arrays = {"bot_columns": columns, "bot_automated_high": np.array([d == "high" for _, d, _ in evidence]),
+              "bot_quantiles": np.ascontiguousarray(quantiles)}
+    manifest = {"kind": "oriented mid-rank evidence combined by Stouffer's method", "scale": "1..99, low = automated",
+                "evidence": [{"feature": f, "automation": d, "reason": r} for f, d, r in evidence]}
+    return arrays, manifest
+
+
+def evidence(rows: np.ndarray, reference: BotReference) -> np.ndarray:
+    """(n, k) evidence of automation per session and feature, in [0, 1]."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    values = np.nan_to_num(rows[:, reference.columns], nan=0.0, posinf=0.0, neginf=0.0)
+    out = np.empty(values.shape)
+    points = reference.quantiles.shape[1]
+    for j in range(values.shape[1]):
+        grid = reference.quantiles[j]
+        below = np.searchsorted(grid, values[:, j], side="left")
+        not_above = np.searchsorted(grid, values[:, j], side="right")
+        rank = (below + not_above) / (2.0 * points)     # mid-rank: ties share their middle
+        out[:, j] = rank if reference.automated_high[j] else 1.0 - rank
+    return out
+
+
+_INVERSE = np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])
+
+
+def bot_scores(rows: np.ndarray, reference: BotReference) -> np.ndarray:
+    """Integer bot scores 1..99 (low = automated)."""
+    e = evidence(rows, reference)
+    edge = 0.5 / reference.quantiles.shape[1]
+    z = _INVERSE(np.clip(e, edge, 1.0 - edge)).sum(axis=1) / math.sqrt(max(e.shape[1], 1))
+    human = 0.5 * (1.0 + np.vectorize(math.erf, otypes=[np.float64])(-z / math.sqrt(2.0)))  # Phi(-Z)
+    return np.clip(np.rint(1.0 + 98.0 * human), 1, 99).astype(np.int64)
+
+
+def bot_reasons(row: np.ndarray, reference: BotReference, readable: list[str], names: list[str],
+                top: int = 3) -> list[str]:
+    """The strongest evidence of automation in a session, readable: ``reason (feature = value)``."""
+    e = evidence(row, reference)[0]
+    order = [j for j in np.argsort(-e, kind="stable")[:top] if e[j] >= REASON_EVIDENCE]
+    row = np.asarray(row, dtype=np.float64).ravel()
+    return [f"{readable[j]} ({names[reference.columns[j]]} = {row[reference.columns[j]]:.3g}, "
+            f"beyond {100 * e[j]:.0f}% of sessions)" for j in order]
+
+
+def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """Bot scores refined by the feedback model's class probabilities (see the module docstring)."""
+    if "benign" not in classes or not set(classes) - {"benign", "unlabelled"}:
+        return scores
+    human = probabilities[:, classes.index("benign")]
+    if "unlabelled" in classes:
+        human = human + 0.5 * probabilities[:, classes.index("unlabelled")]
+    blended = 0.5 * (np.asarray(scores, dtype=np.float64) - 1.0) / 98.0 + 0.5 * human
+    return np.clip(np.rint(1.0 + 98.0 * blended), 1, 99).astype(np.int64)
