@@ -36,3 +36,15 @@ def access_logs(shared_datasets) -> list[Path]:
 @pytest.fixture(scope="session")
 def payload_dir(shared_datasets) -> Path:
     return shared_datasets / "payloads"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """With parallel workers (``-n``), fill numba's cache first so that they do not both compile every kernel."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
+        return
+    from tests.jit_cache import warm
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    warm(log=reporter.write_line if reporter else print)
