@@ -221,11 +221,18 @@ def test_hostile_lines_parse_or_quarantine(tmp_path):
     assert con.execute("SELECT reason FROM quarantine WHERE record = 5").fetchall() == [("empty line",)]
 
 
-def test_killed_ingest_leaves_no_half_file(tmp_path):
-    log = tmp_path / "big.log"
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory) -> Path:
+    """400,000 lines: long enough to interrupt an ingest midway (written once; the tests only read it)."""
+    log = tmp_path_factory.mktemp("big") / "big.log"
     with log.open("w") as out:
         for i in range(400_000):
             out.write(combined_line(f"10.{i % 200}.0.1", at(i), f"GET /item/{i}?q={i} HTTP/1.1") + "\n")
+    return log
+
+
+def test_killed_ingest_leaves_no_half_file(tmp_path, big_log):
+    log = big_log
     db = tmp_path / "kill.duckdb"
     env = {**os.environ, "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
     for delay in (0.5, 1.5):
@@ -257,11 +264,8 @@ def _wait_until_reading(process: subprocess.Popen, path: Path, timeout: float = 
         time.sleep(0.02)
 
 
-def test_ctrl_c_rolls_the_file_back(tmp_path):
-    log = tmp_path / "big.log"
-    with log.open("w") as out:
-        for i in range(400_000):
-            out.write(combined_line(f"10.{i % 200}.0.1", at(i), f"GET /item/{i}?q={i} HTTP/1.1") + "\n")
+def test_ctrl_c_rolls_the_file_back(tmp_path, big_log):
+    log = big_log
     db = tmp_path / "int.duckdb"
     env = {**os.environ, "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
     # compile the numba kernels first (a fresh clone has no cache): Ctrl-C inside LLVM can crash
