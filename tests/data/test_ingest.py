@@ -44,20 +44,6 @@ def _cli(db: Path, *args: str) -> tuple[int, dict | None]:
     return code, (json.loads(text.splitlines()[-1]) if text else None)
 
 
-@pytest.fixture(scope="module")
-def shared_db(tmp_path_factory, shared_datasets):
-    """Every shared access log and raw HTTP dump, ingested once through the CLI."""
-    db = tmp_path_factory.mktemp("shared") / "shared.duckdb"
-    files = sorted((shared_datasets / "access_logs").glob("*.gz")) + sorted((shared_datasets / "raw_http").glob("*.gz"))
-    os.environ["WAFLENS_PSEUDONYM_KEY"] = "test-key-0123456789abcdef"
-    try:
-        code, summary = _cli(db, "ingest", *map(str, files))
-    finally:
-        del os.environ["WAFLENS_PSEUDONYM_KEY"]
-    assert code == 0
-    return db, files, summary
-
-
 def test_every_shared_file_ingests_with_97_percent_parsed(shared_db):
     db, files, summary = shared_db
     by_name = {Path(f["path"]).name: f for f in summary["files"]}
