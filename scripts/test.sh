@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export PYTHONHASHSEED=0
 set +e
-.venv/bin/python -m pytest "$@"
+# Two workers (the machine's two cores), each taking whole test files: a file's module fixtures are built
+# once and its tests keep their order. `bash scripts/test.sh -n 0` runs in one process (a later -n wins).
+.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

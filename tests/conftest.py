@@ -36,3 +36,31 @@ def access_logs(shared_datasets) -> list[Path]:
 @pytest.fixture(scope="session")
 def payload_dir(shared_datasets) -> Path:
     return shared_datasets / "payloads"
+
+
+@pytest.fixture(scope="session")
+def shared_db(tmp_path_factory, shared_datasets) -> tuple[Path, list[Path], dict]:
+    """(database, files, the CLI's JSON summary): every shared access log and raw HTTP dump, ingested once
+    through ``waflens ingest`` (about 20 s: the ingest tests and the runtime parity test both read it).
+    Read it only; a test that writes works on a copy."""
+    from tests.data.cli_process import KEY, json_summary, waflens_here
+
+    db = tmp_path_factory.mktemp("shared") / "shared.duckdb"
+    files = sorted((shared_datasets / "access_logs").glob("*.gz")) + sorted((shared_datasets / "raw_http").glob("*.gz"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
+        code, out, err = waflens_here("--db", str(db), "--json", "ingest", *map(str, files))
+    assert code == 0, err
+    return db, files, json_summary(out)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """With parallel workers (``-n``), fill numba's cache first so that they do not both compile every kernel."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
+        return
+    from tests.jit_cache import warm
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    warm(log=reporter.write_line if reporter else print)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,3 +30,14 @@ def waflens_here(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
     return code, out.getvalue(), err.getvalue()
+
+
+def json_lines(stdout: str) -> list:
+    """The JSON lines of a ``--json`` run's stdout (``retrain --json`` prints one per stage, then its summary)."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def json_summary(stdout: str):
+    """A ``--json`` run's summary: its last JSON line; the raw stdout when it printed none (to show in a failure)."""
+    lines = json_lines(stdout)
+    return lines[-1] if lines else stdout

@@ -44,20 +44,6 @@ def _cli(db: Path, *args: str) -> tuple[int, dict | None]:
     return code, (json.loads(text.splitlines()[-1]) if text else None)
 
 
-@pytest.fixture(scope="module")
-def shared_db(tmp_path_factory, shared_datasets):
-    """Every shared access log and raw HTTP dump, ingested once through the CLI."""
-    db = tmp_path_factory.mktemp("shared") / "shared.duckdb"
-    files = sorted((shared_datasets / "access_logs").glob("*.gz")) + sorted((shared_datasets / "raw_http").glob("*.gz"))
-    os.environ["WAFLENS_PSEUDONYM_KEY"] = "test-key-0123456789abcdef"
-    try:
-        code, summary = _cli(db, "ingest", *map(str, files))
-    finally:
-        del os.environ["WAFLENS_PSEUDONYM_KEY"]
-    assert code == 0
-    return db, files, summary
-
-
 def test_every_shared_file_ingests_with_97_percent_parsed(shared_db):
     db, files, summary = shared_db
     by_name = {Path(f["path"]).name: f for f in summary["files"]}
@@ -221,11 +207,18 @@ def test_hostile_lines_parse_or_quarantine(tmp_path):
     assert con.execute("SELECT reason FROM quarantine WHERE record = 5").fetchall() == [("empty line",)]
 
 
-def test_killed_ingest_leaves_no_half_file(tmp_path):
-    log = tmp_path / "big.log"
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory) -> Path:
+    """400,000 lines: long enough to interrupt an ingest midway (written once; the tests only read it)."""
+    log = tmp_path_factory.mktemp("big") / "big.log"
     with log.open("w") as out:
         for i in range(400_000):
             out.write(combined_line(f"10.{i % 200}.0.1", at(i), f"GET /item/{i}?q={i} HTTP/1.1") + "\n")
+    return log
+
+
+def test_killed_ingest_leaves_no_half_file(tmp_path, big_log):
+    log = big_log
     db = tmp_path / "kill.duckdb"
     env = {**os.environ, "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
     for delay in (0.5, 1.5):
@@ -257,11 +250,8 @@ def _wait_until_reading(process: subprocess.Popen, path: Path, timeout: float = 
         time.sleep(0.02)
 
 
-def test_ctrl_c_rolls_the_file_back(tmp_path):
-    log = tmp_path / "big.log"
-    with log.open("w") as out:
-        for i in range(400_000):
-            out.write(combined_line(f"10.{i % 200}.0.1", at(i), f"GET /item/{i}?q={i} HTTP/1.1") + "\n")
+def test_ctrl_c_rolls_the_file_back(tmp_path, big_log):
+    log = big_log
     db = tmp_path / "int.duckdb"
     env = {**os.environ, "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
     # compile the numba kernels first (a fresh clone has no cache): Ctrl-C inside LLVM can crash

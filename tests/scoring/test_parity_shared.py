@@ -1,22 +1,23 @@
 """Runtime features equal the SQL features on every record of the shared logs and the CSIC dump."""
 
+import shutil
+
 import numpy as np
 import pytest
 
 from data.feature_spec import feature_names
-from data.sessionize import update_derived
 from scoring.runtime import Scorer
 from scoring.train import TrainingOptions, train_request_model
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import fresh_db
 
 
 @pytest.fixture(scope="module")
-def shared_model(tmp_path_factory, shared_datasets):
+def shared_model(tmp_path_factory, shared_db):
+    """The shared logs and CSIC as ingested for the ingest tests (a copy: training writes), and a model on them."""
     tmp = tmp_path_factory.mktemp("parity")
+    for part in shared_db[0].parent.glob(shared_db[0].name + "*"):              # the database, and a WAL if any
+        shutil.copy(part, tmp / part.name.replace(shared_db[0].name, "test.duckdb"))
     con = fresh_db(tmp)
-    for path in sorted((shared_datasets / "access_logs").glob("*.gz")) + sorted((shared_datasets / "raw_http").glob("*.gz")):
-        ingest(con, path)
-    update_derived(con)
     train_request_model(con, tmp / "model", TrainingOptions(n_estimators=10, folds=2))
     return con, Scorer.load(tmp / "model")
 

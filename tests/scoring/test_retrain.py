@@ -1,21 +1,17 @@
 """`waflens retrain` end to end on a real database and registry: promote, nothing new, labels, gates, lock."""
 
-import contextlib
 import fcntl
-import json
 import os
 import subprocess
 import sys
 import textwrap
 from collections import Counter
-from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.cli import main
 from data.db import connect
 from data.synthetic import generate_traffic
 from data.synthetic_campaigns import SPECS
@@ -23,17 +19,15 @@ from labeling.labels import latest_run, record_label
 from scoring.gates import GateConfig, labelled_holdout_gate, parity_gate, score_sanity_gate
 from scoring.registry import Registry
 from scoring.runtime import Scorer
+from tests.data.cli_process import json_summary, waflens_here
 from tests.data.helpers import campaign_of_sessions
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args):
-    out, err = StringIO(), StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
-    return code, (lines[-1] if lines else out.getvalue()), err.getvalue()   # --json: stage lines, then the summary
+    code, out, err = waflens_here(*args)
+    return code, json_summary(out), err
 
 
 @pytest.fixture(scope="module")

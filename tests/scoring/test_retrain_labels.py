@@ -5,22 +5,20 @@ window; an analyst confirms clusters and rejects one proposal; a new log arrives
 makes cluster run 2 and the first model. Then a rejection loses labelled sessions, and the gate speaks.
 """
 
-import contextlib
 import json
 from collections import Counter
 from datetime import datetime, timezone
-from io import StringIO
 from pathlib import Path
 
 import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.cli import main
 from data.synthetic import generate_traffic
 from data.synthetic_campaigns import SPECS
 from scoring.registry import Registry
 from tests.app.conftest import WORKBENCH, page
+from tests.data.cli_process import json_summary, waflens_here
 from tests.data.helpers import campaign_of_sessions
 
 pytestmark = pytest.mark.slow     # three CLI retrains (about a minute in all); CI runs them
@@ -30,12 +28,10 @@ RETRAIN = ("--trees", "20", "--max-alert-rate", "1", "--tolerance", "0.5")
 
 
 def cli(*args, as_json: bool = True):
-    out, err = StringIO(), StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--json", *args] if as_json else list(args))
-    text = out.getvalue()
-    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")] if as_json else []
-    return code, (lines[-1] if lines else text), err.getvalue()   # --json retrain: stage lines, then the summary
+    if not as_json:
+        return waflens_here(*args)
+    code, out, err = waflens_here("--json", *args)
+    return code, json_summary(out), err
 
 
 def rows(db: Path, sql: str, params: dict | None = None) -> list[tuple]:

@@ -1,25 +1,22 @@
 """`waflens retrain` tells where it is: JSON lines per stage, a bar on a real terminal; and what makes it fast."""
 
-import contextlib
-import json
 import os
 import pty
 import subprocess
 import sys
 import threading
-from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.cli import main
 from data.db import connect
 from data.synthetic import generate_traffic
 from scoring.registry import Registry
 from scoring.profile_kernel import endpoint_key, enum_key, param_key, request_params, value_hash
 from scoring.profiles import (ENUM_MAX_VALUES, ENUM_MIN_OBSERVATIONS, deviations, encode_request, fit_profiles,
                               out_of_fold_deviations)
+from tests.data.cli_process import json_lines, waflens_here
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,12 +31,11 @@ def site(tmp_path_factory):
 
 def test_json_lines_one_per_stage_with_counts_and_seconds_then_the_summary(site):
     tmp, log, db, models = site
-    out, err = StringIO(), StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--db", str(db), "--json", "retrain", "--source", str(log), "--models", str(models),
-                     "--trees", "20"])
-    assert code == 0, err.getvalue()
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    code, out, err = waflens_here("--db", str(db), "--json", "retrain", "--source", str(log), "--models", str(models),
+                                  "--trees", "20")
+    assert code == 0, err
+    lines = json_lines(out)
+    assert len(lines) == len(out.splitlines())                                  # nothing but JSON on stdout
     report, stages = lines[-1], lines[:-1]
     assert report["status"] == "promoted"
     assert all(s["event"] == "stage" for s in stages)
@@ -55,8 +51,8 @@ def test_json_lines_one_per_stage_with_counts_and_seconds_then_the_summary(site)
     assert by_name["gates"]["counts"]["holdout_sessions"] == report["metrics"]["holdout_sessions"]
     assert by_name["register"]["counts"]["version"] == "v0001"
     # stderr is not a terminal here: one line as each stage starts (what the workbench's job log shows) and ends
-    assert "retrain: gates…" in err.getvalue().splitlines() and "\x1b[" not in err.getvalue()
-    assert any(line.startswith("retrain: train done in ") for line in err.getvalue().splitlines())
+    assert "retrain: gates…" in err.splitlines() and "\x1b[" not in err
+    assert any(line.startswith("retrain: train done in ") for line in err.splitlines())
 
 
 def test_on_a_terminal_each_stage_is_a_bar_redrawn_in_place(site):
