@@ -122,6 +122,7 @@ def _quality(variant: str, requests: int, seed: int, min_cluster_size: int, sele
         con.close()
     return {"seed": seed, "ari": ari, "f1": f1, "benign_outside": float(outside), "seconds": seconds,
             "summary_accuracy": right / judged if judged else 0.0,
+            "composition": {cid: dict(Counter(campaign[s] for s in ss)) for cid, ss in members.items()},
             "first_enough": first_enough, "first_flagged": first_flagged, "selected": run.n_selected,
             "sessions": run.n_sessions, "clusters": run.n_clusters}
 

@@ -22,6 +22,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import RobustScaler
 
+from clustering.payload_view import inverse_document_frequency, payload_counts, tfidf_rows
 from data.feature_spec import feature_names
 
 LOG_COMPRESSED = {"n_requests", "duration_s", "request_rate", "iat_mean", "iat_std", "max_payload_len",
@@ -39,6 +40,16 @@ CLIENT_WEIGHT = 1.0
 # bot in one cluster (seed 14: two halves, F1 0.675 -> 1.0) and apart from credential stuffing in a
 # window where both are small (seed 9: the stuffing is flagged emerging a window earlier).
 CLIENT_BLEND = 0.5
+# The payload view (clustering.payload_view): a session's attack-token mix, reduced to PAYLOAD_COMPONENTS,
+# unit rows scaled by PAYLOAD_WEIGHT x the share of the session's targets that carry tokens (so a
+# session without payloads sits at 0 and a scanner with a few payloads among probes near it). These
+# columns skip the PCA before HDBSCAN (clustering.run.reduce_for_hdbscan): they are few sessions'
+# variance and would be cut. Measured on benchmarks/clustering.py: see the README's clustering section.
+PAYLOAD_COMPONENTS = 8
+PAYLOAD_WEIGHT = 8.0
+# Behaviour of sessions that carry payloads is shrunk by this x their payload share: campaigns that
+# differ only in payload separate on it, and one family's clients with different agents or pace stay one.
+BEHAVIOUR_DAMPING = 0.5
 
 
 class SessionMatrix(NamedTuple):
@@ -168,9 +179,50 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
             if extra_ids is not None:
                 extra = vectorizer.transform(session_documents(con, extra_ids, extra_clients))
                 extra_blocks.append(weight * _unit_rows(svd.transform(extra.unique)[extra.inverse]))
-            block_names += [f"content_{i}" for i in range(k)]
+            block_names += [f"content_{i}" for i in range(blocks[-1].shape[1])]  # fewer than k when few rows
+    payload = _payload_blocks(documents, None if extra_ids is None else session_documents(con, extra_ids, extra_clients),
+                              seed)
+    if payload is not None:
+        (own, own_strength), extra_payload = payload
+        blocks = [b * (1.0 - BEHAVIOUR_DAMPING * own_strength)[:, None] for b in blocks] + [own]
+        if extra_payload is not None:
+            block, strength = extra_payload
+            extra_blocks = [b * (1.0 - BEHAVIOUR_DAMPING * strength)[:, None] for b in extra_blocks] + [block]
+        block_names += [f"payload_{i}" for i in range(own.shape[1])]
     matrix = SessionMatrix(np.asarray(session_ids), values, np.hstack(blocks), block_names)
     return matrix, (None if extra_ids is None else np.hstack(extra_blocks))
+
+
+def _payload_blocks(documents: list[str], extra_documents: list[str] | None, seed: int):
+    """((block, strength) of the documents, (block, strength) of the extra documents or None), or None when
+    fewer than 3 distinct documents carry attack tokens. See PAYLOAD_WEIGHT."""
+    unique, inverse, counts = np.unique(np.asarray(documents, dtype=object), return_inverse=True, return_counts=True)
+    inverse = np.asarray(inverse).ravel()
+    bag, words = _bag_of_words(unique)
+    view = payload_counts(bag, words)
+    carrying = view.counts.getnnz(axis=1) > 0
+    if carrying.sum() < 3 or len(view.vocabulary) < 3:
+        return None
+    idf = inverse_document_frequency(view.counts, counts.astype(np.float64))
+    rows = tfidf_rows(view.counts, idf)
+    k = int(min(PAYLOAD_COMPONENTS, len(view.vocabulary) - 1, carrying.sum() - 1))
+    svd = TruncatedSVD(n_components=k, random_state=seed)
+    svd.fit(sparse.diags(np.sqrt(counts[carrying].astype(np.float64))) @ rows[carrying])
+
+    def place(view_rows, strength):
+        return PAYLOAD_WEIGHT * strength[:, None] * _unit_rows(svd.transform(view_rows)), strength
+
+    own = place(rows, view.strength)
+    own = (own[0][inverse], own[1][inverse])
+    extra = None
+    if extra_documents is not None:
+        e_unique, e_inverse = np.unique(np.asarray(extra_documents, dtype=object), return_inverse=True)
+        e_bag, e_words = _bag_of_words(e_unique)
+        e_view = payload_counts(e_bag, e_words, {t: i for i, t in enumerate(view.vocabulary)})
+        block, strength = place(tfidf_rows(e_view.counts, idf), e_view.strength)
+        e_inverse = np.asarray(e_inverse).ravel()
+        extra = (block[e_inverse], strength[e_inverse])
+    return own, extra
 
 
 class Vectorized(NamedTuple):
