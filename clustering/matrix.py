@@ -22,7 +22,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import RobustScaler
 
-from clustering.payload_view import inverse_document_frequency, payload_counts, tfidf_rows
+from clustering.payload_view import class_entropy, inverse_document_frequency, payload_counts, tfidf_rows
 from data.feature_spec import feature_names
 
 LOG_COMPRESSED = {"n_requests", "duration_s", "request_rate", "iat_mean", "iat_std", "max_payload_len",
@@ -50,6 +50,11 @@ PAYLOAD_WEIGHT = 8.0
 # Behaviour of sessions that carry payloads is shrunk by this x their payload share: campaigns that
 # differ only in payload separate on it, and one family's clients with different agents or pace stay one.
 BEHAVIOUR_DAMPING = 0.5
+# A session whose tokens spread over many classes (a scanner mixing families) is a mix, not a direction:
+# its direction is shrunk by d = clip((class entropy - MIXED_FROM) / MIXED_SPAN, 0, 1) and d goes into one
+# more column, so scanners gather at one place instead of scattering between the families they mix.
+MIXED_FROM = 0.55
+MIXED_SPAN = 0.25
 
 
 class SessionMatrix(NamedTuple):
@@ -209,17 +214,20 @@ def _payload_blocks(documents: list[str], extra_documents: list[str] | None, see
     svd = TruncatedSVD(n_components=k, random_state=seed)
     svd.fit(sparse.diags(np.sqrt(counts[carrying].astype(np.float64))) @ rows[carrying])
 
-    def place(view_rows, strength):
-        return PAYLOAD_WEIGHT * strength[:, None] * _unit_rows(svd.transform(view_rows)), strength
+    def place(view_rows, strength, entropy):
+        mixed = np.clip((entropy - MIXED_FROM) / MIXED_SPAN, 0.0, 1.0)
+        block = np.hstack([(1.0 - mixed)[:, None] * _unit_rows(svd.transform(view_rows)), mixed[:, None]])
+        return PAYLOAD_WEIGHT * strength[:, None] * block, strength
 
-    own = place(rows, view.strength)
+    own = place(rows, view.strength, class_entropy(view.counts, view.vocabulary))
     own = (own[0][inverse], own[1][inverse])
     extra = None
     if extra_documents is not None:
         e_unique, e_inverse = np.unique(np.asarray(extra_documents, dtype=object), return_inverse=True)
         e_bag, e_words = _bag_of_words(e_unique)
         e_view = payload_counts(e_bag, e_words, {t: i for i, t in enumerate(view.vocabulary)})
-        block, strength = place(tfidf_rows(e_view.counts, idf), e_view.strength)
+        block, strength = place(tfidf_rows(e_view.counts, idf), e_view.strength,
+                                class_entropy(e_view.counts, view.vocabulary))
         e_inverse = np.asarray(e_inverse).ravel()
         extra = (block[e_inverse], strength[e_inverse])
     return own, extra

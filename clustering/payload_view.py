@@ -63,7 +63,7 @@ TOKEN_PATTERNS: tuple[tuple[str, str], ...] = (
                     r"ini_set|str_rot13|gzinflate)\s*\(" ),
     ("java", r"(?P<n>java\.|javax\.|java/lang|\.lang\.runtime|getruntime|processbuilder|org\.apache\.|com\.sun\.|"
              r"classloader|class\.module|rowset|invokertransformer|chainedtransformer|templatesimpl|"
-             r"ro0ab|aced0005|ysoserial|scriptenginemanager|initialcontext|jdbcrowsetimpl|inet4address|"
+             r"ro0ab|aced0|ysoserial|scriptenginemanager|initialcontext|jdbcrowsetimpl|inet4address|"
              r"getinputstream|\.exec\()"),
 )
 _COMPILED = tuple((cls, re.compile(pattern)) for cls, pattern in TOKEN_PATTERNS)
@@ -134,6 +134,24 @@ def payload_counts(bag: sparse.csr_matrix, words: list[str], vocabulary: dict[st
     strength = np.divide(bag @ carries, n_words, out=np.zeros(bag.shape[0]), where=n_words > 0)
     names = [t for t, _ in sorted(vocabulary.items(), key=lambda kv: kv[1])]
     return PayloadView(counts, strength, names)
+
+
+CLASSES = tuple(dict.fromkeys(cls for cls, _ in TOKEN_PATTERNS))
+
+
+def class_entropy(counts: sparse.csr_matrix, vocabulary: list[str]) -> np.ndarray:
+    """Per document, the entropy of its token counts over the token classes, in [0, 1] (1: all classes alike).
+    One family's requests stay within two or three classes (sqli 0.1-0.2, java 0.5-0.66 on generated
+    traffic); a scanner's mix of families spreads over most of them (0.66-0.91)."""
+    index = {cls: i for i, cls in enumerate(CLASSES)}
+    to_class = sparse.csr_matrix((np.ones(len(vocabulary)), ([index[t.split(":", 1)[0]] for t in vocabulary] if vocabulary
+                                                             else [], range(len(vocabulary)))),
+                                 shape=(len(CLASSES), counts.shape[1])).T
+    per_class = np.asarray((counts @ to_class).todense(), dtype=np.float64)
+    total = per_class.sum(axis=1, keepdims=True)
+    p = np.divide(per_class, total, out=np.zeros_like(per_class), where=total > 0)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    return -(p * logs).sum(axis=1) / np.log(len(CLASSES))
 
 
 def tfidf_rows(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
