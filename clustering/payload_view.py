@@ -27,46 +27,55 @@ from urllib.parse import unquote
 import numpy as np
 from scipy import sparse
 
-# name -> (class, pattern); a match names the token "class:text" unless the pattern has a group "n" (then "class:n")
-_WORD = r"(?<![a-z0-9_])"
-_END = r"(?![a-z0-9_])"
-TOKEN_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("sql", _WORD + r"(?:union|select|insert|update|delete|drop|from|where|having|order|group|by|limit|offset|"
-            r"sleep|benchmark|waitfor|delay|information_schema|concat|char|chr|ascii|substring|substr|mid|cast|"
-            r"convert|extractvalue|updatexml|pg_sleep|load_file|outfile|dumpfile|exec|execute|declare|xp_cmdshell|"
-            r"sysobjects|syscolumns|table_name|column_name|null|version|database|user|like|between|and|or|xor|not|"
-            r"case|when|then|else|end|if|iif|rlike|regexp|procedure|analyse|hex|unhex|md5|count)" + _END),
-    ("sql", r"(?P<n>@@[a-z_]+|--|/\*|\*/|#$|'\s*(?:or|and|\|\||&&)|0\s*=\s*0|'0'\s*=\s*'0|'\s*=\s*'|;\s*$|\|\|)"),
-    ("html", r"<\s*/?\s*(?P<n>script|img|svg|iframe|body|a|div|input|form|object|embed|style|link|meta|marquee|"
-             r"video|audio|details|math|base|frameset|frame|isindex|xss|table|td|bgsound|layer|br|p|b|html|textarea)"
-             + _END),
-    ("html", r"(?P<n>" + _WORD + r"on[a-z]{3,20}\s*=)"),
-    ("html", _WORD + r"(?:alert|prompt|confirm|eval|fromcharcode|document|cookie|window|location|innerhtml|"
-                     r"javascript|vbscript|expression|settimeout|atob|src|href|srcdoc|xlink)" + _END),
-    ("shell", r"(?P<n>&&|\|\||`|\$\(|;|\||%0a|\n)"),
-    ("shell", _WORD + r"(?:cat|id|whoami|uname|ls|dir|ping|nc|ncat|netcat|wget|curl|bash|sh|zsh|cmd|cmd\.exe|"
-                      r"powershell|echo|sleep|ifconfig|ipconfig|net|type|pwd|ver|nslookup|perl|python|ruby|"
-                      r"chmod|rm|touch|sysinfo|systeminfo|tasklist|netstat|passwd|bin|usr|tmp|exec|timeout)" + _END),
-    ("traversal", r"(?P<n>\.\.[/\\]|\.\.$|\.\.;|/etc/|etc/passwd|etc/shadow|etc/hosts|win\.ini|boot\.ini|"
-                  r"/proc/self|proc/self|c:\\|c:/|windows[/\\]|system32|\x00|%00|web\.xml|web-inf|\.htaccess|"
-                  r"/var/log|/var/www|httpd\.conf|\.ssh|id_rsa)"),
-    ("url", r"(?P<n>https?://|ftp://|ftps://|^//|\\\\[a-z0-9]|file://|gopher://|dict://|sftp://|tftp://)"),
-    ("url", r"(?P<n>\.(?:txt|jpg|gif|png)\?+$|\.txt%00|\.txt\x00|\?\?+$|&cmd=|[0-9]\.[0-9]+\.[0-9]+\.[0-9]+)"),
-    ("template", r"(?P<n>\$\{|#\{|%\{|\{\{|\}\}|\{%|<%=?|%>|jndi:|ldap:|ldaps:|rmi:|dns:|iiop:|lower:|upper:|"
-                 r"::-|env:|sys:|k8s:|\bt\(|@type|#context|_memberaccess|ognl|xwork|#dm|pagecontext|"
-                 r"applicationscope|getclass|forname)"),
-    ("php", r"(?P<n><\?php|<\?=|<\?|\?>|php://|data://|expect://|zip://|phar://|\$_(?:get|post|request|server|"
-            r"cookie|files|env)|[oa]:0:[{'\"]|s:0:'|allow_url_include|auto_prepend_file)"),
-    ("php", _WORD + r"(?:system|shell_exec|passthru|exec|popen|proc_open|eval|assert|phpinfo|base64_decode|"
-                    r"call_user_func|call_user_func_array|create_function|preg_replace|file_put_contents|"
-                    r"file_get_contents|fwrite|fopen|include|include_once|require|require_once|die|print|md5|"
-                    r"ini_set|str_rot13|gzinflate)\s*\(" ),
-    ("java", r"(?P<n>java\.|javax\.|java/lang|\.lang\.runtime|getruntime|processbuilder|org\.apache\.|com\.sun\.|"
-             r"classloader|class\.module|rowset|invokertransformer|chainedtransformer|templatesimpl|"
-             r"ro0ab|aced0|ysoserial|scriptenginemanager|initialcontext|jdbcrowsetimpl|inet4address|"
-             r"getinputstream|\.exec\()"),
+# Keywords: an identifier of the normalised text that is one of these names a token "class:word".
+KEYWORDS: dict[str, str] = {
+    "sql": "union select insert update delete drop from where having order group by limit offset sleep benchmark "
+           "waitfor delay information_schema concat char chr ascii substring substr mid cast convert extractvalue "
+           "updatexml pg_sleep load_file outfile dumpfile exec execute declare xp_cmdshell sysobjects syscolumns "
+           "table_name column_name null version database user like between and or xor not case when then else end "
+           "if iif rlike regexp procedure analyse hex unhex count",
+    "html": "alert prompt confirm eval fromcharcode document cookie window location innerhtml javascript vbscript "
+            "expression settimeout atob src href srcdoc xlink",
+    "shell": "cat id whoami uname ls dir ping nc ncat netcat wget curl bash sh zsh cmd powershell echo ifconfig "
+             "ipconfig net type pwd ver nslookup perl python ruby chmod rm touch sysinfo systeminfo tasklist netstat "
+             "passwd bin usr tmp timeout",
+    "java": "getruntime processbuilder classloader rowset invokertransformer chainedtransformer templatesimpl ysoserial "
+            "scriptenginemanager initialcontext jdbcrowsetimpl inet0address getinputstream ognl xwork pagecontext "
+            "applicationscope getclass forname _memberaccess",
+}
+# Functions: an identifier followed by "(" (system( is PHP, a bare "system" is any word).
+FUNCTIONS: dict[str, str] = {
+    "php": "system shell_exec passthru exec popen proc_open eval assert phpinfo base64_decode call_user_func "
+           "call_user_func_array create_function preg_replace file_put_contents file_get_contents fwrite fopen "
+           "include include_once require require_once die print md0 ini_set str_rot0 gzinflate",
+}
+# Syntax: (class, pattern) tried in one alternation, for what is not a bare identifier.
+SYNTAX: tuple[tuple[str, str], ...] = (
+    ("sql", r"@@[a-z_]+|--|/\*|\*/|#$|'\s*(?:or|and|\|\||&&)|0\s*=\s*0|'0'\s*=\s*'0|'\s*=\s*'|;\s*$"),
+    ("html", r"<\s*/?\s*(?:script|img|svg|iframe|body|a|div|input|form|object|embed|style|link|meta|marquee|video|"
+             r"audio|details|math|base|frameset|frame|isindex|xss|table|td|bgsound|layer|br|p|b|html|textarea)(?![a-z0-9_])"
+             r"|(?<![a-z0-9_])on[a-z]{3,20}\s*="),
+    ("traversal", r"\.\.[/\\]|\.\.$|\.\.;|/etc/|etc/passwd|etc/shadow|etc/hosts|win\.ini|boot\.ini|proc/self|"
+                  r"c:\\|c:/|windows[/\\]|system0|\x00|%00|web\.xml|web-inf|\.htaccess|/var/log|/var/www|"
+                  r"httpd\.conf|\.ssh|id_rsa"),
+    ("url", r"https?://|ftps?://|^//|\\\\[a-z0-9]|file://|gopher://|dict://|sftp://|tftp://|"
+            r"\.(?:txt|jpg|gif|png)\?+$|\.txt%00|\.txt\x00|\?\?+$|&cmd=|0\.0\.0\.0"),
+    ("template", r"\$\{|#\{|%\{|\{\{|\}\}|\{%|<%=?|%>|jndi:|ldaps?:|rmi:|dns:|iiop:|lower:|upper:|::-|env:|sys:|"
+                 r"k0s:|(?<![a-z0-9_])t\(|@type|#context|#dm"),
+    ("php", r"<\?php|<\?=|<\?|\?>|php://|data://|expect://|zip://|phar://|\$_(?:get|post|request|server|cookie|"
+            r"files|env)|[oa]:0:[{']|s:0:'|allow_url_include|auto_prepend_file"),
+    ("java", r"java\.|javax\.|java/lang|\.lang\.runtime|org\.apache\.|com\.sun\.|class\.module|ro0ab|aced0|"
+             r"\.exec\("),
+    ("shell", r"&&|\|\||`|\$\(|;|\||%0a|\n"),
 )
-_COMPILED = tuple((cls, re.compile(pattern)) for cls, pattern in TOKEN_PATTERNS)
+TOKEN_PATTERNS = SYNTAX   # (kept for readers: the class names, in order)
+_KEYWORD = {w: cls for cls, words in KEYWORDS.items() for w in words.split()}
+_FUNCTION = {w: cls for cls, words in FUNCTIONS.items() for w in words.split()}
+_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+_CLASS_OF_GROUP = [cls for cls, _ in SYNTAX]
+_ALL = re.compile("|".join(f"(?P<g{i}>{pattern})" for i, (_, pattern) in enumerate(SYNTAX)))
+# Characters without which no syntax pattern can match: most benign words skip the alternation.
+_TRIGGERS = re.compile(r"[-@#*/'<>.\\:%${}\[\]`;|&\n\x00?=(]")
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}|%u[0-9a-fA-F]{4}")
 _BACKSLASH = re.compile(r"\\x([0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})")
 _HEX = re.compile(r"0x[0-9a-f]+")
@@ -82,11 +91,12 @@ def normalise(text: str) -> str:
     for _ in range(MAX_DECODE_ROUNDS):
         before = text
         if "%" in text:
-            text = _PERCENT.sub(lambda m: chr(int(m[0][2:], 16)) if m[0][1] in "uU" else m[0], text)
+            if "%u" in text or "%U" in text:
+                text = _PERCENT.sub(lambda m: chr(int(m[0][2:], 16)) if m[0][1] in "uU" else m[0], text)
             text = unquote(text, errors="replace")
         if "\\" in text:
             text = _BACKSLASH.sub(lambda m: chr(int(m[1] or m[2], 16)), text)
-        if "&" in text:
+        if "&" in text and ";" in text:
             text = html.unescape(text)
         if text == before:
             break
@@ -96,12 +106,23 @@ def normalise(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """Attack tokens ("class:name") of one decoded word or target, after :func:`normalise`."""
-    norm = normalise(text)
+    return _tokens_of_normalised(normalise(text))
+
+
+def _tokens_of_normalised(norm: str) -> list[str]:
     out = []
-    for cls, pattern in _COMPILED:
-        for m in pattern.finditer(norm):
-            name = m.groupdict().get("n") or m[0]
-            out.append(f"{cls}:{name.strip()}")
+    for m in _IDENT.finditer(norm):
+        word = m[0]
+        cls = _KEYWORD.get(word)
+        if cls is not None:
+            out.append(f"{cls}:{word}")
+        if word.startswith(("ro0ab", "aced0")):   # Java serialization, base64 or hex (digits already 0)
+            out.append(f"java:{word[:5]}")
+        cls = _FUNCTION.get(word)
+        if cls is not None and norm[m.end():m.end() + 1] == "(":
+            out.append(f"{cls}:{word}(")
+    if _TRIGGERS.search(norm):
+        out += [f"{_CLASS_OF_GROUP[int(m.lastgroup[1:])]}:{m[0].strip()}" for m in _ALL.finditer(norm)]
     return out
 
 
@@ -118,8 +139,12 @@ def payload_counts(bag: sparse.csr_matrix, words: list[str], vocabulary: dict[st
     vocabulary = dict(vocabulary) if fixed else {}
     rows, cols = [], []
     carries = np.zeros(len(words))
+    cache: dict[str, list[str]] = {}     # many words differ only in digits: /product/1234, /product/1235
     for i, word in enumerate(words):
-        found = tokens(word)
+        norm = normalise(word)
+        found = cache.get(norm)
+        if found is None:
+            found = cache[norm] = _tokens_of_normalised(norm)
         carries[i] = bool(found)
         for token in found:
             j = vocabulary.get(token)
@@ -136,7 +161,7 @@ def payload_counts(bag: sparse.csr_matrix, words: list[str], vocabulary: dict[st
     return PayloadView(counts, strength, names)
 
 
-CLASSES = tuple(dict.fromkeys(cls for cls, _ in TOKEN_PATTERNS))
+CLASSES = ("sql", "html", "shell", "traversal", "url", "template", "php", "java")
 
 
 def class_entropy(counts: sparse.csr_matrix, vocabulary: list[str]) -> np.ndarray:
