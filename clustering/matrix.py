@@ -8,7 +8,9 @@ even at similar request rates. A session's document ends with its client's targe
 across the clustered sessions, and one more column counts the client's sessions, so
 the many one-request sessions of a low-and-slow bot read as one pattern; for the same
 reason the numeric features are half the session's own, half its client's mean.
-Non-finite values become 0 before scaling.
+Non-finite values become 0 before scaling. Last comes the payload view
+(:mod:`clustering.payload_view`): the n-grams above mostly see endpoints, so campaigns
+that share them and differ only in payload would be one cluster without it.
 """
 
 from __future__ import annotations
