@@ -74,19 +74,22 @@ class Clients(NamedTuple):
 
 
 def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray,
-                      clients: Clients | None = None) -> list[str]:
+                      clients: Clients | None = None, own: list | None = None) -> list[str]:
     """One text per session: its distinct decoded path?query strings, then its client's (bounded, in order).
 
     The client's part — what the same client asked for across the given sessions — is what makes a
     low-and-slow bot one pattern: each of its sessions is a request or two, to different targets,
     but every session of it carries the same list of targets. A client with one session repeats
-    that session's list. ``clients``: :func:`session_clients` of the sessions, when already known."""
+    that session's list. ``clients``: :func:`session_clients` of the sessions, when already known.
+    ``own``: a list that receives each session's own part alone (the payload view's documents)."""
     session_ids = np.asarray(session_ids, dtype=np.int64)
-    own = _first_targets(con, session_ids, session_ids, "session_id")
+    mine = _first_targets(con, session_ids, session_ids, "session_id")
+    if own is not None:
+        own.extend(mine.get(int(s), "") for s in session_ids)
     clients = session_clients(con, session_ids) if clients is None else clients
     returning = clients.sessions > 1
     theirs = _first_targets(con, session_ids[returning], clients.keys[returning], "client_key") if returning.any() else {}
-    return [own.get(int(s), "") + " " + theirs.get(c, own.get(int(s), "")) for s, c in zip(session_ids, clients.keys)]
+    return [mine.get(int(s), "") + " " + theirs.get(c, mine.get(int(s), "")) for s, c in zip(session_ids, clients.keys)]
 
 
 def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, owners: np.ndarray, per: str) -> dict:
@@ -173,7 +176,9 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
         if extra_ids is not None:
             extra_blocks.append(CLIENT_WEIGHT * repeat.transform(np.log1p(extra_clients.sessions)[:, None]))
         block_names.append("client_sessions")
-    documents = session_documents(con, session_ids, clients)
+    own_documents: list[str] = []
+    documents = session_documents(con, session_ids, clients, own_documents)
+    extra_own: list[str] = []
     if len(session_ids) >= 3 and any(documents):
         vectorizer = RepeatAwareTfidf()
         tfidf = vectorizer.fit(documents)
@@ -184,11 +189,14 @@ def build_matrix(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, numeri
             svd.fit(tfidf.weighted_unique)      # = the SVD of the full matrix: same Gram matrix, fewer rows
             blocks.append(weight * _unit_rows(svd.transform(tfidf.unique)[tfidf.inverse]))
             if extra_ids is not None:
-                extra = vectorizer.transform(session_documents(con, extra_ids, extra_clients))
+                extra = vectorizer.transform(session_documents(con, extra_ids, extra_clients, extra_own))
                 extra_blocks.append(weight * _unit_rows(svd.transform(extra.unique)[extra.inverse]))
             block_names += [f"content_{i}" for i in range(blocks[-1].shape[1])]  # fewer than k when few rows
-    payload = _payload_blocks(documents, None if extra_ids is None else session_documents(con, extra_ids, extra_clients),
-                              seed)
+    # the payload view reads a session's own targets: with its client's beside them, one client's sessions
+    # share half their tokens and a family of three clients split in three (coupled xss, seed 13: F1 0.78)
+    if extra_ids is not None and not extra_own:
+        session_documents(con, extra_ids, extra_clients, extra_own)
+    payload = _payload_blocks(own_documents, None if extra_ids is None else extra_own, seed)
     if payload is not None:
         (own, own_strength), extra_payload = payload
         blocks = [b * (1.0 - BEHAVIOUR_DAMPING * own_strength)[:, None] for b in blocks] + [own]
