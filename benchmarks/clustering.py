@@ -184,7 +184,7 @@ from clustering.run import ClusterOptions, cluster_sessions
 con = connect(Path(sys.argv[1]) / "s.duckdb")
 run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
 con.close()
-print(json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print("\\nscaling-result " + json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   {{k: round(v, 2) for k, v in run.seconds.items()}}]))
 """
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +192,9 @@ print(json.dumps([run.n_selected, run.seconds["total"], resource.getrusage(resou
             out = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(f"scaling run of {n:,} sessions failed:\n{out.stderr[-3000:]}")
-    sessions, seconds, rss, stages = json.loads(out.stdout.strip().splitlines()[-1])
+    # DuckDB's progress bar may share stdout (a long query under load): read the marked line only
+    result = out.stdout.rsplit("scaling-result ", 1)[-1].splitlines()[0]
+    sessions, seconds, rss, stages = json.loads(result)
     return sessions, seconds, rss, stages
 
 
