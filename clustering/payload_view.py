@@ -68,7 +68,6 @@ SYNTAX: tuple[tuple[str, str], ...] = (
              r"\.exec\("),
     ("shell", r"&&|\|\||`|\$\(|;|\||%0a|\n"),
 )
-TOKEN_PATTERNS = SYNTAX   # (kept for readers: the class names, in order)
 _KEYWORD = {w: cls for cls, words in KEYWORDS.items() for w in words.split()}
 _FUNCTION = {w: cls for cls, words in FUNCTIONS.items() for w in words.split()}
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
