@@ -110,7 +110,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
             con, selected_ids, selected, options.svd_components, options.seed,
             extra_ids=before_ids if len(before_ids) else None,
             extra_numeric=session_feature_rows(con, before_ids) if len(before_ids) else None)
-        X, before = reduce_for_hdbscan(matrix.X, options.seed, before)
+        X, before = reduce_for_hdbscan(matrix.X, options.seed, before, matrix.names)
         timings["matrix"] = time.perf_counter() - step
         step = time.perf_counter()
         labels, probabilities, outliers = _hdbscan(X, options)
@@ -164,14 +164,20 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
                       timings)
 
 
-def reduce_for_hdbscan(X: np.ndarray, seed: int, extra: np.ndarray | None = None):
-    """kd-tree Boruvka is fast in a dozen dimensions, slow in forty: PCA fitted on X (and applied to extra)."""
+def reduce_for_hdbscan(X: np.ndarray, seed: int, extra: np.ndarray | None = None, names: list[str] | None = None):
+    """kd-tree Boruvka is fast in a dozen dimensions, slow in forty: PCA fitted on X (and applied to extra).
+    The payload view's columns (``payload_*`` in ``names``) pass unreduced beside the PCA: they vary over
+    the few sessions that carry payloads, so the PCA of all sessions would drop them; sessions without
+    payloads are 0 there, so the kd-tree of the many benign sessions keeps its dimension."""
     from sklearn.decomposition import PCA
 
-    if X.shape[1] <= HDBSCAN_DIMENSIONS or X.shape[0] <= HDBSCAN_DIMENSIONS:
+    keep = np.array([n.startswith("payload_") for n in names], dtype=bool) if names else np.zeros(X.shape[1], bool)
+    rest = X[:, ~keep]
+    if rest.shape[1] <= HDBSCAN_DIMENSIONS or X.shape[0] <= HDBSCAN_DIMENSIONS:
         return X, extra
-    pca = PCA(n_components=HDBSCAN_DIMENSIONS, random_state=seed).fit(X)
-    return pca.transform(X), (None if extra is None else pca.transform(extra))
+    pca = PCA(n_components=HDBSCAN_DIMENSIONS, random_state=seed).fit(rest)
+    reduced = np.hstack([pca.transform(rest), X[:, keep]])
+    return reduced, (None if extra is None else np.hstack([pca.transform(extra[:, ~keep]), extra[:, keep]]))
 
 
 def _hdbscan(X: np.ndarray, options: ClusterOptions):

@@ -125,3 +125,8 @@ class AddressBook:
             self._reserved_nets.add(net)
             self._used.update(candidates)
             return candidates
+
+
+def reserve(book: AddressBook, addresses) -> None:
+    """Mark addresses (e.g. of a real log used as background) as taken, so no campaign gets one."""
+    book._used.update(addresses)

