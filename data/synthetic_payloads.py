@@ -40,11 +40,14 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 
 def resolve_payload_dir(payload_dir: Path | None = None) -> Path:
-    """The argument, else ``$WAFLENS_PAYLOAD_DIR``, else ``../shared/datasets/payloads``, else the samples."""
+    """The argument, else ``$WAFLENS_PAYLOAD_DIR``, else the shared payloads (``$WAFLENS_SHARED_DATASETS``
+    or ``../shared/datasets`` beside the repository), else the samples."""
     if payload_dir is not None:
         chosen, origin = Path(payload_dir), "payload_dir"
     elif os.environ.get(ENV_VAR):
         chosen, origin = Path(os.environ[ENV_VAR]), ENV_VAR
+    elif os.environ.get("WAFLENS_SHARED_DATASETS") and (Path(os.environ["WAFLENS_SHARED_DATASETS"]) / "payloads").is_dir():
+        return Path(os.environ["WAFLENS_SHARED_DATASETS"]) / "payloads"
     elif SHARED_PAYLOADS.is_dir():
         return SHARED_PAYLOADS
     else:

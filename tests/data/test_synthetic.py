@@ -322,6 +322,7 @@ def test_bundled_samples_work_as_payload_dir(traffic):
 
 def test_fallback_order_env_then_shared_then_samples(tmp_path, monkeypatch):
     monkeypatch.delenv(payload_module.ENV_VAR, raising=False)
+    monkeypatch.delenv("WAFLENS_SHARED_DATASETS", raising=False)
     monkeypatch.setattr(payload_module, "SHARED_PAYLOADS", tmp_path / "absent")
     fallback = generate_traffic(tmp_path / "fallback.log", 3000, 9)
     explicit = generate_traffic(tmp_path / "explicit.log", 3000, 9, payload_dir=SAMPLES_DIR)
