@@ -82,7 +82,7 @@ def family_evidence(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster
         sessions[family if n / sum(counts.values()) >= SESSION_MAJORITY else "scanner"] += 1
     scanned = len({row[0] for row in rows})
     # families that lead sessions first, then those only seen inside scanners' mixed sessions
-    shown = sorted(request_counts, key=lambda f: (-sessions[f], -request_counts[f], f))[:MAX_FAMILIES_SHOWN]
+    shown = sorted(set(request_counts) | set(sessions), key=lambda f: (-sessions[f], -request_counts[f], f))[:MAX_FAMILIES_SHOWN]
     lines = list(dict.fromkeys(line for f in shown for line in examples[f]))
     evidence = {"sessions_scanned": scanned, "sessions_with_payloads": sum(sessions.values()),
                 "families": [{"family": f, "sessions": sessions[f], "requests": request_counts[f],

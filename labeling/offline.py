@@ -88,6 +88,8 @@ def _payload_choice(evidence: dict, exclude) -> tuple[str | None, float]:
     if not carrying or carrying < MIN_PAYLOAD_SHARE * scanned:
         return None, 0.0
     votes = Counter({f["family"]: f["sessions"] for f in evidence["families"] if f["sessions"]})
+    if not votes:  # payload-carrying requests, but no session carries a family (too few of its requests do)
+        return None, 0.0
     family, n = votes.most_common(1)[0]
     share = n / carrying
     if share <= DOMINANT_SHARE:
