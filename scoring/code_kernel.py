@@ -30,7 +30,7 @@ CLASS_NAMES = (
     "semicolon", "pipe or ampersand", "command substitution", "shell command", "traversal sequence",
     "sensitive file name", "URL scheme", "PHP/stream wrapper", "template syntax", "JNDI lookup", "CR/LF",
     "NUL byte", "leftover encoding", "slash", "dot", "comma", "hash", "brace", "other punctuation", "non-ASCII",
-    "SSI directive", "hex literal", "at sign", "colon", "space")
+    "SSI directive", "hex literal", "at sign", "colon", "space")  # ("non-ASCII": unused since version 1 shipped)
 (WORD, NUM, SQL_KW, SQL_WEAK, SQL_COMMENT, QUOTE, BACKTICK, PAREN_OPEN, PAREN_CLOSE, EQUALS, COMPARE, HTML_TAG,
  TAG_END, JS_EVENT, JS_WORD, SEMICOLON, PIPE_AMP, SUBSHELL, SHELL_CMD, TRAVERSAL, SENSITIVE_FILE, SCHEME,
  PHP_WRAPPER, TEMPLATE, JNDI, CRLF, NUL, ENCODED, SLASH, DOT, COMMA, HASH, BRACE, PUNCT, NONASCII, SSI, HEXLIT,
@@ -40,6 +40,7 @@ START, END = N_CLASSES, N_CLASSES + 1  # bigram ends (not counted as unigrams)
 N_BIGRAM_CLASSES = N_CLASSES + 2
 N_CODE_WEIGHTS = N_CLASSES + N_BIGRAM_CLASSES * N_BIGRAM_CLASSES  # unigram log-counts, then bigram presence
 MAX_TOKENS = 4096  # a value's tokens beyond this are ignored (bounds the work per value)
+NO_VALUES = -30.0  # the code-likeness of a request without parameter values (below any value's)
 
 _KEYWORDS = {
     SQL_KW: "select union insert update delete drop truncate alter exec execute declare sleep benchmark waitfor "
@@ -52,7 +53,7 @@ _KEYWORDS = {
               "desc asc exists if",
     SHELL_CMD: "id whoami uname cat ls pwd wget curl nc ncat netcat bash sh zsh ksh csh ping echo rm chmod chown "
                "nslookup dig telnet ifconfig ipconfig netstat ps perl python python3 ruby powershell cmd dir net "
-               "systeminfo tasklist grep awk sed xterm nohup base64 env sudo tftp lynx hostname uptime passwd",
+               "systeminfo tasklist grep awk sed xterm nohup base64 env sudo tftp lynx hostname uptime",
     JS_WORD: "alert prompt confirm eval document cookie window location fromcharcode settimeout setinterval "
              "innerhtml src href expression atob constructor console fetch xmlhttprequest srcdoc formaction "
              "javascript vbscript script iframe svg",
@@ -138,7 +139,7 @@ def _keyword_class(text, a, b):
 
 @numba.njit(cache=True, nogil=True)
 def _is_word_byte(c):
-    return 97 <= c <= 122 or 48 <= c <= 57 or c == 95 or c == 45
+    return 97 <= c <= 122 or 48 <= c <= 57 or c == 95 or c == 45 or c >= 128
 
 
 @numba.njit(cache=True, nogil=True)
@@ -156,7 +157,7 @@ def tokenize(value, classes):
         c = value[i]
         nxt = value[i + 1] if i + 1 < n else 0
         step = 1
-        if 97 <= c <= 122 or c == 95:
+        if 97 <= c <= 122 or c == 95 or c >= 128:  # (UTF-8 letters: accented words are words)
             j = i + 1
             while j < n and _is_word_byte(value[j]):
                 j += 1
@@ -200,11 +201,6 @@ def tokenize(value, classes):
             cls = CRLF
         elif c == 0:
             cls = NUL
-        elif c >= 128:
-            j = i + 1
-            while j < n and value[j] >= 128:
-                j += 1
-            cls, step = NONASCII, j - i
         elif c == 39 or c == 34:
             cls = QUOTE
         elif c == 96:
@@ -354,13 +350,14 @@ def code_logit(value, weights, bias, counts, bigrams, classes, seen):
 
 @numba.njit(cache=True, nogil=True)
 def request_code_likeness(path, query, body, weights, bias):
-    """Highest code-likeness over the decoded path and the parameter values; -inf without any."""
+    """Highest code-likeness over the parameter values (NO_VALUES without any). Paths are left to the
+    structural evidence: the model was fitted on values, and a path looks like traversal to it."""
     path_decoded, names, data, offsets, count = request_params(path, query, body)
     counts = np.zeros(N_CLASSES, dtype=np.int64)
     classes = np.empty(MAX_TOKENS + 1, dtype=np.int64)
     bigrams = np.empty(MAX_TOKENS + 2, dtype=np.int64)
     seen = np.zeros(N_BIGRAM_CLASSES * N_BIGRAM_CLASSES, dtype=np.bool_)
-    best = code_logit(path_decoded, weights, bias, counts, bigrams, classes, seen)
+    best = NO_VALUES
     for k in range(count):
         z = code_logit(data[offsets[k]:offsets[k + 1]], weights, bias, counts, bigrams, classes, seen)
         if z > best:
@@ -370,14 +367,13 @@ def request_code_likeness(path, query, body, weights, bias):
 
 @numba.njit(cache=True, nogil=True)
 def value_code_logits(path, query, body, weights, bias, out):
-    """Code-likeness of the decoded path (``out[0]``) and of each parameter value (``out[1:]``); returns
-    how many were filled. For explanations."""
+    """Code-likeness of each parameter value, in order (into ``out``); returns how many. For explanations."""
     path_decoded, names, data, offsets, count = request_params(path, query, body)
     counts = np.zeros(N_CLASSES, dtype=np.int64)
     classes = np.empty(MAX_TOKENS + 1, dtype=np.int64)
     bigrams = np.empty(MAX_TOKENS + 2, dtype=np.int64)
     seen = np.zeros(N_BIGRAM_CLASSES * N_BIGRAM_CLASSES, dtype=np.bool_)
-    out[0] = code_logit(path_decoded, weights, bias, counts, bigrams, classes, seen)
-    for k in range(min(count, out.size - 1)):
-        out[k + 1] = code_logit(data[offsets[k]:offsets[k + 1]], weights, bias, counts, bigrams, classes, seen)
-    return min(count, out.size - 1) + 1
+    n = min(count, out.size)
+    for k in range(n):
+        out[k] = code_logit(data[offsets[k]:offsets[k + 1]], weights, bias, counts, bigrams, classes, seen)
+    return n
