@@ -13,7 +13,9 @@ and ``likely_attack`` starts at or above the ceiling. Evidence is scaled so that
 median request reaches ``attack`` with structural evidence training never met, or
 with a value as code-like as the payloads the code model was fitted on. The
 thresholds are then the 99th and 99.9th percentiles of the held-out scores, never
-below those floors.
+below those floors. Training traffic holds attacks too: requests with a value the
+code model itself calls code (odds above 7:1) are set aside before any quantile,
+so they cannot drag the thresholds up into the attacks.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ KNEE_QUANTILE = 0.95        # the forest's score is left as it is below this qua
 CEILING_QUANTILE = 0.999    # ... and approaches this one without reaching it
 LIKELY_ATTACK_FP = 0.01     # share of held-out benign requests at likely_attack or above, at most
 ATTACK_FP = 0.001           # ... at attack
-CODE_START_FLOOR = 0.0      # code evidence starts at even odds at the lowest, above the site's 99.9th percentile
+CODE_START_FLOOR = 0.0      # code evidence starts at even odds at the lowest, above the site's 99.9th percentile,
+CODE_START_CAP = 2.0        # and at odds of 7:1 at the highest: training rows above it are set aside as code-like
 CODE_SPAN = 4.0             # and is full 4 logits (odds x 55) further
 _ABOVE = 1e-9               # thresholds sit this far above the ceiling, which floating point may round onto
 
@@ -62,28 +65,32 @@ def calibrate(X: np.ndarray, held_out_scores: np.ndarray, code_bias: float) -> t
     forest scores."""
     from scoring.runtime_kernel import CODE_LIKENESS
 
-    u = held_out_scores
+    z = X[:, CODE_LIKENESS]
+    background = z <= CODE_START_CAP  # training traffic holds attacks too: the thresholds come from the rest
+    if background.mean() < 0.5:
+        background = np.ones(len(z), dtype=bool)
+    u = held_out_scores[background]
     median = float(np.median(u))
     knee = float(np.quantile(u, KNEE_QUANTILE))
     ceiling = max(float(np.quantile(u, CEILING_QUANTILE)), knee)
     attack_floor = min(1.0, ceiling + max(0.5 * (ceiling - median), 0.05))
     surprise, structural = structural_weights(X, median, attack_floor)
-    z = X[:, CODE_LIKENESS]
-    code_start = max(CODE_START_FLOOR, float(np.quantile(z, 1 - ATTACK_FP)))
+    code_start = min(CODE_START_CAP, max(CODE_START_FLOOR, float(np.quantile(z[background], 1 - ATTACK_FP))))
     shape = np.zeros(len(SCORE_SHAPE_NAMES))
     shape[[KNEE, CEILING, CODE_START, CODE_FULL, CODE_WEIGHT, CODE_BIAS]] = (
         knee, ceiling, code_start, code_start + CODE_SPAN, max(0.0, 1.0 - median), code_bias)
-    scores = u.copy()
+    scores = held_out_scores.copy()
     combine_batch(np.ascontiguousarray(X, dtype=np.float64), surprise, shape, scores)
-    likely_attack = min(1.0, max(ceiling + _ABOVE, float(np.quantile(scores, 1 - LIKELY_ATTACK_FP))))
-    attack = min(1.0, max(attack_floor, likely_attack, float(np.quantile(scores, 1 - ATTACK_FP))))
+    benign = scores[background]
+    likely_attack = min(1.0, max(ceiling + _ABOVE, float(np.quantile(benign, 1 - LIKELY_ATTACK_FP))))
+    attack = min(1.0, max(attack_floor, likely_attack, float(np.quantile(benign, 1 - ATTACK_FP))))
     thresholds = {"likely_clean": min(knee, likely_attack), "likely_attack": likely_attack, "attack": attack}
     manifest = {
         "method": "held-out folds of the training requests (forest fitted without the fold, out-of-fold profiles); "
                   f"likely_attack = max(ceiling, {1 - LIKELY_ATTACK_FP:.2%} quantile), attack = max(ceiling + gap, "
                   f"{1 - ATTACK_FP:.1%} quantile) of the full held-out scores",
-        "held_out_requests": int(len(u)), "forest_median": median, "knee": knee, "ceiling": ceiling,
+        "held_out_requests": int(len(z)), "set_aside_as_code_like": int((~background).sum()), "forest_median": median, "knee": knee, "ceiling": ceiling,
         "code_start": code_start, "code_full": code_start + CODE_SPAN, "code_weight": float(shape[CODE_WEIGHT]),
-        "held_out_share_by_class": {name: float(np.mean(scores >= t)) for name, t in thresholds.items()},
+        "held_out_share_by_class": {name: float(np.mean(benign >= t)) for name, t in thresholds.items()},
     }
     return surprise, shape, thresholds, structural, manifest, scores

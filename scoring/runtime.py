@@ -242,7 +242,8 @@ class Scorer:
             raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
         out = np.empty(rows.shape[0])
         perfect_scores(rows, *self._trees, self._depth, self._normaliser, out)
-        combine_batch(rows, self._surprise, self._shape, out)
+        # the evidence from the float64 rows, as score_one reads them (the forest's copy is float32)
+        combine_batch(np.ascontiguousarray(np.atleast_2d(features), dtype=np.float64), self._surprise, self._shape, out)
         return out
 
     def evidence(self, row: np.ndarray) -> tuple[tuple[str, float], ...]:

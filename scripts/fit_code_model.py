@@ -5,8 +5,9 @@
 Attacks: the attack values of HttpParamsDataset's training split (MIT) and the payload
 lists (fuzzdb, PayloadsAllTheThings: BSD-3/CC BY 3.0, MIT), decoded as a server decodes
 them. Benign: the benign values of HttpParamsDataset's training split (names, addresses,
-e-mails, numbers of an e-shop) and English prose: sentences of the docstrings of Python's
-standard library, so that "unusual text" has examples. A fifth of the labelled values
+e-mails, numbers of an e-shop) and English prose: sentences of the docstrings and of the
+reference topics (``pydoc_data``) of Python's standard library, so that "unusual text" has
+examples. A fifth of the labelled values
 (``scoring.code_model.held_out``) is kept out for ``benchmarks/detection.py``; no CSIC
 request, validation half or hidden test split is used. Prints the held-out rates.
 """
@@ -34,6 +35,7 @@ DATASETS = Path(os.environ.get("WAFLENS_SHARED_DATASETS") or REPO.parent / "shar
 # are benign-looking out of context and left to the benchmark)
 FAMILIES = ("sqli", "xss", "path_traversal", "lfi", "cmd_injection", "crlf", "ssti", "nosql", "xxe")
 MAX_PER_FAMILY = 3000
+C = 10.0  # inverse L2 strength: 1 left classic short SQLi near even odds, 100 overfits the prose
 PROSE_MODULES = ("os", "re", "json", "collections", "argparse", "textwrap", "logging", "pathlib", "datetime",
                  "decimal", "fractions", "random", "statistics", "string", "inspect", "email.message",
                  "http.client", "urllib.request", "shutil", "tarfile", "zipfile", "calendar", "locale", "gettext",
@@ -58,8 +60,17 @@ def payloads(rng: random.Random) -> list[str]:
     return out
 
 
-def prose(rng: random.Random, limit: int = 6000) -> list[str]:
+def prose(rng: random.Random, limit: int = 12000) -> list[str]:
+    """Sentences of English prose: the standard library's docstrings and the reference topics of ``pydoc``
+    (paragraph text only: indented lines are code examples)."""
+    from pydoc_data.topics import topics
+
     sentences = set()
+    for text in topics.values():
+        paragraph = " ".join(line for line in text.splitlines() if line and not line.startswith((" ", ">>>")))
+        for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
+            if 15 <= len(sentence) <= 200:
+                sentences.add(sentence)
     for name in PROSE_MODULES:
         module = importlib.import_module(name)
         docs = [module.__doc__ or ""] + [getattr(getattr(module, a, None), "__doc__", "") or "" for a in dir(module)]
@@ -81,15 +92,15 @@ def main() -> None:
         [(s, False) for s in prose(rng)]
     fit = [(v, a) for v, a in labelled if not held_out(v)]
     kept = [(v, a) for v, a in labelled if held_out(v)]
-    weights, bias = fit_code_weights([v for v, _ in fit], np.array([a for _, a in fit]))
+    weights, bias = fit_code_weights([v for v, _ in fit], np.array([a for _, a in fit]), C=C)
     z = value_matrix([v for v, _ in kept]) @ weights + bias
     attack = np.array([a for _, a in kept])
     print(f"fitted on {len(fit):,} values ({sum(a for _, a in fit):,} attacks); held out {len(kept):,}: "
           f"attacks with logit > 0: {np.mean(z[attack] > 0):.4f}, benign with logit > 0: {np.mean(z[~attack] > 0):.4f}")
     provenance = {"attacks": "HttpParamsDataset train split (attack rows) + payload lists " + ", ".join(FAMILIES),
-                  "benign": "HttpParamsDataset train split (norm rows) + Python standard library docstring sentences",
+                  "benign": "HttpParamsDataset train split (norm rows) + sentences of Python standard library docstrings and pydoc topics",
                   "held_out": "sha256(value)[0] % 5 == 0 (scoring.code_model.held_out)",
-                  "fitted_values": len(fit), "model": "logistic regression, L2, C=1, balanced classes"}
+                  "fitted_values": len(fit), "model": f"logistic regression, L2, C={C:g}, balanced classes"}
     out = REPO / "scoring" / WEIGHTS_FILE
     out.write_text(json.dumps({"tokenizer_version": TOKENIZER_VERSION, "bias": bias,
                                "weights": [round(float(w), 6) for w in weights], "provenance": provenance}) + "\n")

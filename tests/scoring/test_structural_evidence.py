@@ -90,15 +90,20 @@ def test_runtime_equals_batch_and_explained_scores(csic, shared_datasets):
     assert any(scorer.evidence(row) for row in rows) and (one <= 1).all()
 
 
-def test_structural_weights_are_checked_and_optional(csic, tmp_path):
-    scorer, headers, model = csic
+def test_structural_weights_and_code_model_are_checked(csic, tmp_path):
+    _, _, model = csic
     bad = tampered(model, tmp_path / "nan", arrays=lambda a: a.update(structural_surprise=np.full(5, np.nan)))
     with pytest.raises(ArtifactError, match="structural_surprise"):
         Scorer.load(bad)
-    older = tampered(model, tmp_path / "older", arrays=lambda a: a.pop("structural_surprise"))
-    plain = Scorer.load(older)  # models exported before structural evidence still load, and score without it
-    target = "/tienda1/publico/caracteristicas.jsp?idA=2"
-    assert plain.score_request("GET", target, headers).score < scorer.score_request("GET", target, headers).score
+    bad = tampered(model, tmp_path / "shape", arrays=lambda a: a.update(score_shape=a["score_shape"][::-1].copy()))
+    with pytest.raises(ArtifactError, match="score_shape"):
+        Scorer.load(bad)
+
+    def older(manifest):  # a model exported before code-likeness: one feature fewer, no code model
+        manifest["feature_spec"].pop("code_features")
+        manifest["feature_spec"]["names"].pop()
+    with pytest.raises(ArtifactError, match="predates code-likeness.*retrain"):
+        Scorer.load(tampered(model, tmp_path / "older", manifest=older))
 
 
 def test_the_model_card_lists_the_structural_evidence(csic):
