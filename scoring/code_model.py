@@ -21,9 +21,10 @@ from scoring.profiles import encode
 WEIGHTS_FILE = "code_weights.json"
 
 
-def value_matrix(values: list[bytes | str]) -> np.ndarray:
-    """The model's input rows of decoded values: log1p class counts, then bigram presence (float32)."""
-    X = np.zeros((len(values), N_CODE_WEIGHTS), dtype=np.float32)
+def value_matrix(values: list[bytes | str], dtype=np.float32) -> np.ndarray:
+    """The model's input rows of decoded values: log1p class counts, then bigram presence (float32 by default:
+    the fitting set is large; the kernel evaluates them in float64)."""
+    X = np.zeros((len(values), N_CODE_WEIGHTS), dtype=dtype)
     counts = np.zeros(N_CLASSES, dtype=np.int64)
     classes = np.empty(MAX_TOKENS + 1, dtype=np.int64)
     bigrams = np.empty(MAX_TOKENS + 2, dtype=np.int64)

@@ -2,42 +2,13 @@
 backup files, rare methods and unknown parameter names (issue B2), and the runtime's score
 equals the batch and explained paths to 1e-9."""
 
-import gzip
-import shutil
-
 import numpy as np
 import pytest
 
-from data.raw_http import RawHttpRequest, iter_raw_http
-from data.sessionize import update_derived
 from scoring.artifact import ArtifactError
 from scoring.runtime import Scorer
-from scoring.train import TrainingOptions, train_request_model
-from tests.data.helpers import fresh_db, ingest
 from tests.scoring.artifact_tamper import tampered
-
-TRAINING_REQUESTS = 4000  # a subsample keeps the fixture short; every CSIC endpoint occurs in it many times
-
-
-def _requests(path):
-    text = gzip.decompress(path.read_bytes()).decode("latin-1")
-    return [r for r in iter_raw_http(text) if isinstance(r, RawHttpRequest)]
-
-
-@pytest.fixture(scope="module")
-def csic(tmp_path_factory, shared_datasets):
-    tmp = tmp_path_factory.mktemp("csic")
-    training = _requests(shared_datasets / "raw_http" / "csic2010_normalTrafficTraining.txt.gz")
-    picked = np.random.default_rng(0).choice(len(training), TRAINING_REQUESTS, replace=False)
-    dump = tmp / "train.txt"
-    dump.write_bytes("".join(training[i].raw for i in sorted(picked)).encode("latin-1"))
-    con = fresh_db(tmp)
-    ingest(con, dump, format="raw-http")
-    update_derived(con)
-    train_request_model(con, tmp / "model", TrainingOptions(n_estimators=20, seed=0))
-    con.close()
-    return Scorer.load(tmp / "model"), training[0].headers, tmp / "model"
-
+from tests.scoring.conftest import csic_requests as _requests
 
 def _result(scorer, headers, method, target, body=""):
     return scorer.score_request(method, target, headers, body, explain=True)
