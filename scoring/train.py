@@ -105,8 +105,8 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     code_weights, code_bias, code_provenance = shipped_code_weights()
     code = np.array([request_code_likeness(r.path, r.query, r.body, code_weights, code_bias) for r in encoded])
     X = np.hstack([generic, profile_features, code[:, None]])
-    # code-likeness reaches the score as evidence, not through the forest: as a forest feature its long benign
-    # tail only spent splits (CSIC altered values: 81% instead of 90% detected at 1% false positives)
+    # code-likeness reaches the score as evidence only: the forest measures unusualness, and a feature with a
+    # long benign tail would spend its splits there
     fitted = _fit_forest(X, options, forest_columns=CODE_LIKENESS)
     step("request model: forest fitted")
     held_out = out_of_fold_forest_scores(X[:, :CODE_LIKENESS], fold_assignment(n, options.folds, options.seed),

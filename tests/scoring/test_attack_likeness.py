@@ -141,3 +141,16 @@ def test_the_code_model_is_checked(csic, tmp_path):
     newer = tampered(model, tmp_path / "v", manifest=lambda m: m["model"]["code_model"].update(tokenizer_version=99))
     with pytest.raises(ArtifactError, match="tokenizer_version"):
         Scorer.load(newer)
+
+
+def test_a_null_body_is_no_body():
+    """DuckDB hands NULL back from fetchnumpy as numpy's masked constant; training once encoded it as eight NUL
+    bytes, so every GET of an access log carried a NUL-byte "value" that the runtime never sees."""
+    import duckdb
+
+    from scoring.profiles import encode_request
+
+    rows = duckdb.connect().execute("SELECT 'GET' AS method, '/a' AS path, 'q=1' AS query, NULL::VARCHAR AS body"
+                                    ).fetchnumpy()
+    request = encode_request(rows["method"][0], rows["path"][0], rows["query"][0], rows["body"][0])
+    assert request.body.size == 0
