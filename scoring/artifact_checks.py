@@ -253,8 +253,9 @@ def check_request_model(arrays: dict, manifest: dict, where) -> RequestModel:
                   "manifest field 'feature_spec.names' does not list the request, profile and code features this "
                   "runtime computes")
     version = check.field(manifest, "model.code_model.tokenizer_version", int)
-    check.require(version == TOKENIZER_VERSION, f"manifest field 'model.code_model.tokenizer_version' is {version}, "
-                                                f"this runtime tokenizes as version {TOKENIZER_VERSION}: retrain the model")
+    check.require(version == TOKENIZER_VERSION,
+                  f"manifest field 'model.code_model.tokenizer_version' is {version}, this runtime tokenizes as "
+                  f"version {TOKENIZER_VERSION}: retrain the model")
     thresholds = check.thresholds(manifest)
     check.training(manifest, "body_share", 0.0, 1.0, low_open=False)
     forest = _forest_with_normaliser(check, arrays, n_features)

@@ -8,11 +8,11 @@ without its fold (the folds of the out-of-fold profile features), with the profi
 features already out of fold: what new traffic of the same site will look like.
 
 Unusualness alone must not reach ``likely_attack`` (an unusual sentence is not an
-attack), so the forest's score bends towards a ceiling at its 99.9th percentile
-and ``likely_attack`` starts at or above the ceiling. Evidence is scaled so that a
-median request reaches ``attack`` with structural evidence training never met, or
-with a value as code-like as the payloads the code model was fitted on. The
-thresholds are then the 99th and 99.9th percentiles of the held-out scores, never
+attack), so the forest's score bends, above its 99th percentile, towards a ceiling
+at its highest held-out value, and ``likely_attack`` starts at or above the ceiling.
+Evidence is scaled so that a median request reaches ``attack`` with structural
+evidence training never met, or with a value as code-like as the payloads the code
+model was fitted on. The thresholds are then the 99th and 99.9th percentiles of the held-out scores, never
 below those floors. Training traffic holds attacks too: requests with a value the
 code model itself calls code (odds above 7:1) are set aside before any quantile,
 so they cannot drag the thresholds up into the attacks.
@@ -27,8 +27,10 @@ from scoring.profiles import structural_weights
 from scoring.runtime_kernel import (CODE_BIAS, CODE_FULL, CODE_START, CODE_WEIGHT, CEILING, KNEE, SCORE_SHAPE_NAMES,
                                     combine_batch)
 
-KNEE_QUANTILE = 0.95        # the forest's score is left as it is below this quantile (and it is likely_clean)
-CEILING_QUANTILE = 0.999    # ... and approaches this one without reaching it
+LIKELY_CLEAN_QUANTILE = 0.95
+KNEE_QUANTILE = 0.99        # the forest's score is left as it is below this quantile, and approaches the highest
+                            # held-out score without reaching it: squeezing more of the range would let small
+                            # evidence on benign requests jump over unusual attacks (CSIC altered values)
 LIKELY_ATTACK_FP = 0.01     # share of held-out benign requests at likely_attack or above, at most
 ATTACK_FP = 0.001           # ... at attack
 CODE_START_FLOOR = 0.0      # code evidence starts at even odds at the lowest, above the site's 99.9th percentile,
@@ -72,7 +74,7 @@ def calibrate(X: np.ndarray, held_out_scores: np.ndarray, code_bias: float) -> t
     u = held_out_scores[background]
     median = float(np.median(u))
     knee = float(np.quantile(u, KNEE_QUANTILE))
-    ceiling = max(float(np.quantile(u, CEILING_QUANTILE)), knee)
+    ceiling = max(float(u.max()), knee)
     attack_floor = min(1.0, ceiling + max(0.5 * (ceiling - median), 0.05))
     surprise, structural = structural_weights(X, median, attack_floor)
     code_start = min(CODE_START_CAP, max(CODE_START_FLOOR, float(np.quantile(z[background], 1 - ATTACK_FP))))
@@ -84,12 +86,14 @@ def calibrate(X: np.ndarray, held_out_scores: np.ndarray, code_bias: float) -> t
     benign = scores[background]
     likely_attack = min(1.0, max(ceiling + _ABOVE, float(np.quantile(benign, 1 - LIKELY_ATTACK_FP))))
     attack = min(1.0, max(attack_floor, likely_attack, float(np.quantile(benign, 1 - ATTACK_FP))))
-    thresholds = {"likely_clean": min(knee, likely_attack), "likely_attack": likely_attack, "attack": attack}
+    thresholds = {"likely_clean": min(float(np.quantile(benign, LIKELY_CLEAN_QUANTILE)), likely_attack),
+                  "likely_attack": likely_attack, "attack": attack}
     manifest = {
         "method": "held-out folds of the training requests (forest fitted without the fold, out-of-fold profiles); "
                   f"likely_attack = max(ceiling, {1 - LIKELY_ATTACK_FP:.2%} quantile), attack = max(ceiling + gap, "
                   f"{1 - ATTACK_FP:.1%} quantile) of the full held-out scores",
-        "held_out_requests": int(len(z)), "set_aside_as_code_like": int((~background).sum()), "forest_median": median, "knee": knee, "ceiling": ceiling,
+        "held_out_requests": int(len(z)), "set_aside_as_code_like": int((~background).sum()),
+        "forest_median": median, "knee": knee, "ceiling": ceiling,
         "code_start": code_start, "code_full": code_start + CODE_SPAN, "code_weight": float(shape[CODE_WEIGHT]),
         "held_out_share_by_class": {name: float(np.mean(benign >= t)) for name, t in thresholds.items()},
     }
