@@ -353,9 +353,13 @@ def request_code_likeness(path, query, body, weights, bias):
     """Highest code-likeness over the parameter values (NO_VALUES without any). Paths are left to the
     structural evidence: the model was fitted on values, and a path looks like traversal to it."""
     path_decoded, names, data, offsets, count = request_params(path, query, body)
+    if count == 0:
+        return NO_VALUES
+    # scratch sized by the values (a value has at most as many tokens as bytes, twice that when decoded again)
+    room = min(MAX_TOKENS + 1, 2 * offsets[count] + 2)
     counts = np.zeros(N_CLASSES, dtype=np.int64)
-    classes = np.empty(MAX_TOKENS + 1, dtype=np.int64)
-    bigrams = np.empty(MAX_TOKENS + 2, dtype=np.int64)
+    classes = np.empty(room, dtype=np.int64)
+    bigrams = np.empty(room + 1, dtype=np.int64)
     seen = np.zeros(N_BIGRAM_CLASSES * N_BIGRAM_CLASSES, dtype=np.bool_)
     best = NO_VALUES
     for k in range(count):
