@@ -13,6 +13,16 @@ on the CSIC 2010 benign training file only, then score with the runtime:
 2. Injected payloads (the earlier benchmark, kept as a second table): benign validation
    requests with one parameter value replaced by a payload of each family in
    $WAFLENS_SHARED_DATASETS/payloads. It exercises payload-likeness only, never structural novelty.
+   (The code-likeness model was fitted on four fifths of these lists: partly in-sample.)
+3. Labelled values: the fifth of HttpParamsDataset's training split that the code-likeness model
+   was not fitted on (``scoring.code_model.held_out``), per family, placed (a) in the free-text
+   address field ``direccion`` of CSIC registration requests (the endpoint is only in the
+   training file, so its requests carry the values; the validation halves lack it) and (b) in a
+   random parameter of a benign validation request. Share at ``likely_attack`` and ``attack``;
+   the benign family is the false-positive rate. libinjection (SQLi or XSS verdict on the
+   decoded value, ``pip install waflens[bench]``) on the same values as the anchor.
+4. Benign text in the free-text field: sentences, names and addresses of several locales
+   (Faker, a benchmark-only dependency), with punctuation and accents. Share flagged.
 """
 
 from __future__ import annotations
@@ -123,6 +133,74 @@ def _inject(request, payload: str, rng: random.Random):
     return request.method, request.target, request.headers, joined
 
 
+FREE_TEXT_PATH, FREE_TEXT_PARAM = "/tienda1/publico/registro.jsp", "direccion"
+HTTP_PARAMS = DATASETS / "labelled" / "http_params_train.csv.gz"
+TEXT_LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR", "nl_NL")
+
+
+def _held_out_values() -> dict[str, list[str]]:
+    """The labelled values the code-likeness model was not fitted on, by family (benign = 'norm')."""
+    import csv
+
+    from scoring.code_model import held_out
+
+    families: dict[str, list[str]] = defaultdict(list)
+    with gzip.open(HTTP_PARAMS, "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if held_out(row["payload"]):
+                families["benign" if row["attack_type"] == "norm" else row["attack_type"]].append(row["payload"])
+    return dict(families)
+
+
+def _benign_text(count: int, seed: int) -> dict[str, list[str]]:
+    """Sentences, names and addresses (one line each) of several locales; {} without Faker."""
+    try:
+        from faker import Faker
+    except ImportError:
+        return {}
+    fake = Faker(list(TEXT_LOCALES))
+    fake.seed_instance(seed)
+    per_kind = count // 3 + 1
+    return {"sentence": [fake.sentence(nb_words=10) for _ in range(per_kind)],
+            "name": [fake.name() for _ in range(per_kind)],
+            "address": [", ".join(fake.address().splitlines()) for _ in range(per_kind)]}
+
+
+def _libinjection_flags(values: list[str]) -> np.ndarray | None:
+    try:
+        import libinjection
+    except ImportError:
+        return None
+    return np.array([bool(libinjection.is_sql_injection(v)["is_sqli"] or libinjection.is_xss(v)["is_xss"])
+                     for v in values])
+
+
+def _place(request, name: str | None, value: str, rng: random.Random):
+    """The request with parameter ``name`` (None: a random one) set to the encoded value."""
+    from data.synthetic_payloads import encode_query_value
+
+    path, _, query = request.target.partition("?")
+    places = [("query", i) for i, p in enumerate(query.split("&")) if p] + \
+             [("body", i) for i, p in enumerate(request.body.split("&")) if p]
+    if name is not None:
+        places = [(w, i) for w, i in places
+                  if (query if w == "query" else request.body).split("&")[i].split("=", 1)[0] == name]
+    where, index = rng.choice(places)
+    pieces = (query if where == "query" else request.body).split("&")
+    pieces[index] = f"{pieces[index].split('=', 1)[0]}={encode_query_value(value, space='+')}"
+    joined = "&".join(pieces)
+    if where == "query":
+        return request.method, f"{path}?{joined}", request.headers, request.body
+    return request.method, request.target, request.headers, joined
+
+
+def _value_table(title: str, rows: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
+    print(f"\n{title}\n{'values':<34}{'n':>7}{'>=likely':>10}{'>=attack':>10}{'libinj':>9}")
+    for label, n, likely, attack, libinj in rows:
+        anchor = f"{np.mean(libinj):>9.3f}" if libinj is not None else f"{'n/a':>9}"
+        print(f"{label:<34}{n:>7}{np.mean(likely):>10.3f}{np.mean(attack):>10.3f}{anchor}")
+
+
 def _rates(benign: np.ndarray, attack: np.ndarray) -> tuple[float, float, float]:
     from sklearn.metrics import roc_auc_score
 
@@ -146,6 +224,7 @@ def main() -> None:
     parser.add_argument("--per-family", type=int, default=400, help="injected requests per payload family")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--text", type=int, default=1200, help="benign text values (sentences, names, addresses)")
     args = parser.parse_args()
 
     from data.db import connect
@@ -190,12 +269,46 @@ def main() -> None:
         chosen = rng.sample(lines, min(args.per_family, len(lines)))
         families[path.stem] = np.array([score(*_inject(rng.choice(carriers), p, rng)) for p in chosen])
 
+    free_text_carriers = [r for r in training if _path(r) == FREE_TEXT_PATH and f"{FREE_TEXT_PARAM}=" in r.body]
+    values = _held_out_values()
+    text = _benign_text(args.text, args.seed)
+    likely, attack_at = scorer._thresholds[1], scorer._thresholds[2]
+
+    def placed(value_list, name, carriers):
+        s = np.array([score(*_place(rng.choice(carriers), name, v, rng)) for v in value_list])
+        return s >= likely, s >= attack_at
+
+    value_rows = []
+    for family in sorted(values, key=lambda f: (f == "benign", f)):
+        libinj = _libinjection_flags(values[family])
+        for where, name, carriers in (("free text", FREE_TEXT_PARAM, free_text_carriers),
+                                      ("random param", None, carriers)):
+            value_rows.append((f"{family} in {where}", len(values[family]), *placed(values[family], name, carriers),
+                               libinj))
+    text_rows = []
+    for kind, lines in text.items():
+        text_rows.append((kind, len(lines), *placed(lines, FREE_TEXT_PARAM, free_text_carriers),
+                          _libinjection_flags(lines)))
+    if text_rows:
+        text_rows.append(("all benign text", sum(r[1] for r in text_rows), np.concatenate([r[2] for r in text_rows]),
+                          np.concatenate([r[3] for r in text_rows]),
+                          None if text_rows[0][4] is None else np.concatenate([r[4] for r in text_rows])))
+
     print(f"\ntrained on {len(training):,} CSIC benign training requests in {train_seconds:.1f} s ({args.trees} trees); "
-          f"validation: {benign.size:,} benign, {len(attack_dev):,} anomalous; likely_attack >= {likely_attack:.3f}")
+          f"validation: {benign.size:,} benign, {len(attack_dev):,} anomalous; likely_attack >= {likely_attack:.3f}, "
+          f"attack >= {attack_at:.3f} (calibrated on held-out training folds)")
+    if _libinjection_flags(["x"]) is None:
+        print("libinjection column skipped: libinjection-python is not installed (pip install 'waflens[bench]')")
     _table("1. real attacks: CSIC 2010 anomalous validation half, by kind (heuristic, see attack_kind)",
            benign, real, likely_attack)
     _table("2. injected payloads: benign validation requests with one value replaced, by payload family",
            benign, families, likely_attack)
+    _value_table("3. HttpParamsDataset held-out values (not fitted on), per family: share flagged", value_rows)
+    if text_rows:
+        _value_table(f"4. benign text in the free-text field {FREE_TEXT_PARAM!r} ({', '.join(TEXT_LOCALES)})",
+                     text_rows)
+    else:
+        print("\n4. benign text skipped: Faker is not installed (pip install 'waflens[bench]')")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,11 @@ from typing import NamedTuple
 import numpy as np
 
 from scoring.artifact import ArtifactError
-from scoring.profile_kernel import N_PROFILE_FEATURES, PROFILE_FEATURE_NAMES
+from scoring.profile_kernel import PROFILE_FEATURE_NAMES
 from scoring.request_kernel import EXT_GROUPS, GROUP_NAMES, N_REQUEST_FEATURES
-from scoring.runtime_kernel import N_EVIDENCE
+from scoring.code_kernel import N_CODE_WEIGHTS, TOKENIZER_VERSION
+from scoring.runtime_kernel import (CEILING, CODE_FEATURE_NAMES, CODE_FULL, CODE_START, CODE_WEIGHT, KNEE, N_EVIDENCE,
+                                    N_FEATURES, SCORE_SHAPE_NAMES)
 
 THRESHOLD_NAMES = ("likely_clean", "likely_attack", "attack")
 MAX_TREE_DEPTH = 24
@@ -223,7 +225,9 @@ def _kind_name(kind) -> str:
 class RequestModel(NamedTuple):
     forest: Forest
     thresholds: tuple[float, float, float]
-    surprise: np.ndarray  # float64 (N_EVIDENCE,): the structural evidence weights, zeros for older models
+    surprise: np.ndarray      # float64 (N_EVIDENCE,): the structural evidence weights
+    code_weights: np.ndarray  # float64 (N_CODE_WEIGHTS,): the code-likeness model
+    score_shape: np.ndarray   # float64 (len(SCORE_SHAPE_NAMES),): see scoring.runtime_kernel
 
 
 class SessionModel(NamedTuple):
@@ -237,25 +241,41 @@ class SessionModel(NamedTuple):
 def check_request_model(arrays: dict, manifest: dict, where) -> RequestModel:
     """Refuse a request-level artifact that the runtime could not score safely (see the module docstring)."""
     check = _Checker(where)
-    n_features = N_REQUEST_FEATURES + N_PROFILE_FEATURES
-    spec = check.feature_spec(manifest, None, n_features)
+    n_features = N_FEATURES
     request_features = check.field(manifest, "feature_spec.request_features", list)
     profile_features = check.field(manifest, "feature_spec.profile_features", list)
+    code_features = check.field(manifest, "feature_spec").get("code_features")
+    check.require(code_features == list(CODE_FEATURE_NAMES),
+                  "the model predates code-likeness evidence (manifest field 'feature_spec.code_features' is "
+                  f"{_shown(code_features)}): retrain it with this waflens (waflens train)")
+    spec = check.feature_spec(manifest, None, n_features)
     check.require(len(request_features) == N_REQUEST_FEATURES and profile_features == list(PROFILE_FEATURE_NAMES)
-                  and spec["names"] == request_features + profile_features,
-                  "manifest field 'feature_spec.names' does not list the request and profile features this runtime "
-                  "computes")
+                  and spec["names"] == request_features + profile_features + code_features,
+                  "manifest field 'feature_spec.names' does not list the request, profile and code features this "
+                  "runtime computes")
+    version = check.field(manifest, "model.code_model.tokenizer_version", int)
+    check.require(version == TOKENIZER_VERSION,
+                  f"manifest field 'model.code_model.tokenizer_version' is {version}, this runtime tokenizes as "
+                  f"version {TOKENIZER_VERSION}: retrain the model")
     thresholds = check.thresholds(manifest)
     check.training(manifest, "body_share", 0.0, 1.0, low_open=False)
     forest = _forest_with_normaliser(check, arrays, n_features)
     check.array(arrays, "feature_median", np.float64, shape=(n_features,))
     check.profiles(arrays)
-    surprise = np.zeros(N_EVIDENCE)  # models from before structural evidence score without it
-    if "structural_surprise" in arrays:
-        surprise = check.array(arrays, "structural_surprise", np.float64, shape=(N_EVIDENCE,))
-        check.require(bool(np.all((surprise >= 0) & (surprise <= 1))),
-                      "array 'structural_surprise' must hold weights in [0, 1] (retrain the model)")
-    return RequestModel(forest, thresholds, surprise)
+    surprise = check.array(arrays, "structural_surprise", np.float64, shape=(N_EVIDENCE,))
+    check.require(bool(np.all((surprise >= 0) & (surprise <= 1))),
+                  "array 'structural_surprise' must hold weights in [0, 1] (retrain the model)")
+    code_weights = check.array(arrays, "code_weights", np.float64, shape=(N_CODE_WEIGHTS,))
+    check.require(bool(np.isfinite(code_weights).all()) and float(np.abs(code_weights).max()) < 1e6,
+                  "array 'code_weights' holds NaN, infinite or absurd weights")
+    shape = check.array(arrays, "score_shape", np.float64, shape=(len(SCORE_SHAPE_NAMES),))
+    check.require(bool(np.isfinite(shape).all()) and float(np.abs(shape).max()) < 1e6,
+                  "array 'score_shape' holds NaN, infinite or absurd values")
+    check.require(0 <= shape[KNEE] <= shape[CEILING] <= 1 and shape[CODE_FULL] > shape[CODE_START]
+                  and 0 <= shape[CODE_WEIGHT] <= 1,
+                  "array 'score_shape' must hold 0 <= knee <= ceiling <= 1, code_start < code_full and a code "
+                  "weight in [0, 1]")
+    return RequestModel(forest, thresholds, surprise, code_weights, shape)
 
 
 def check_session_model(arrays: dict, manifest: dict, where, names: tuple[str, ...]) -> SessionModel:

@@ -27,8 +27,9 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
         "",
         "## Intended use",
         "Scoring web requests (`request/`) and client sessions as they unfold (`session/`) in a WAF worker with",
-        "`scoring.runtime.Scorer` / `SessionScorer`; higher scores are more anomalous. Score classes (clean,",
-        "likely_clean, likely_attack, attack) start at the training median plus 2, 3.5 and 5 MADs.",
+        "`scoring.runtime.Scorer` / `SessionScorer`; higher scores are more anomalous. Session score classes",
+        "(clean, likely_clean, likely_attack, attack) start at the training median plus 2, 3.5 and 5 MADs;",
+        "request classes are calibrated on held-out training folds (see Data).",
         "It ranks traffic for analysts and rate limits; it is not a signature WAF and should not be the",
         "only control in front of an application.",
         "",
@@ -39,6 +40,7 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
         f"- Request features: {len(request_manifest['feature_spec']['names'])} (spec "
         f"{request_manifest['feature_spec']['version']}), including per-endpoint/parameter profile deviations.",
         *_structural_lines(request_manifest),
+        *_calibration_lines(request_manifest),
         f"- Session features: {len(session_manifest['feature_spec']['names'])}.",
         *_bot_score_lines(session_manifest),
         "",
@@ -107,3 +109,24 @@ def _bot_score_lines(session_manifest: dict) -> list[str]:
             "with analyst labels, averaged with the feedback model's p(benign) + p(unlabelled) / 2. Reasons: the "
             "features beyond 80% of training sessions on the automated side. Evidence (automation shows as): "
             + evidence + "."]
+
+
+def _calibration_lines(request_manifest: dict) -> list[str]:
+    """How the request classes were set (see scoring.calibration)."""
+    model = request_manifest.get("model", {})
+    calibration, code = model.get("calibration"), model.get("code_model") or {}
+    if not calibration:
+        return []
+    shares = calibration.get("held_out_share_by_class", {})
+    return [
+        "- Request classes: calibrated on held-out folds of the training requests (each scored by a forest fitted "
+        f"without its fold, profiles out of fold; {_number(calibration.get('held_out_requests'))} requests, "
+        f"{_number(calibration.get('set_aside_as_code_like'))} set aside as code-like). likely_attack is at least "
+        "the ceiling that unusualness alone approaches but never reaches, and the 99th percentile of held-out "
+        "scores; attack at least the 99.9th. Held-out share at likely_attack "
+        f"{_number(shares.get('likely_attack'))}, at attack {_number(shares.get('attack'))}.",
+        "- Unusual is not attack: a request reaches likely_attack only with structural evidence or a code-like "
+        f"value (code-likeness evidence from logit {_number(calibration.get('code_start'))} to "
+        f"{_number(calibration.get('code_full'))}, weight {_number(calibration.get('code_weight'))}; code model: "
+        f"{code.get('model', '?')}, fitted on {code.get('attacks', '?')} vs {code.get('benign', '?')}).",
+    ]

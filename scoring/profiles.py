@@ -47,7 +47,7 @@ _EMPTY = np.frombuffer(b"", dtype=np.uint8)
 
 def encode(text: str | bytes | None) -> np.ndarray:
     # always a read-only view, like the runtime's: one compiled signature of the kernels, not two
-    if text is None:
+    if text is None or text is np.ma.masked:  # (DuckDB's fetchnumpy hands NULL back as numpy's masked constant)
         return _EMPTY
     if isinstance(text, str):
         text = text.encode("utf-8", "surrogatepass")

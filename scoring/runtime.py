@@ -37,10 +37,12 @@ from scoring.artifact import ArtifactError, read_artifact
 from scoring.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
 from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
-from scoring.profile_kernel import FNV_OFFSET, N_PROFILE_FEATURES, endpoint_key, fnv1a, lookup, param_key
+from scoring.profile_kernel import FNV_OFFSET, endpoint_key, fnv1a, lookup, param_key
 from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, url_decode
-from scoring.runtime_kernel import (EVIDENCE_NAMES, N_EVIDENCE, add_surprise, evidence_flags, features_one, pack,
-                                    score_one, score_packed_row, score_row)
+from scoring.code_kernel import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
+from scoring.runtime_kernel import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, code_evidence,
+                                    combine_batch, evidence_flags, features_one, pack, score_one, score_packed_row,
+                                    score_row)
 
 FEATURE_SPEC_VERSION = "1.1"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -190,9 +192,10 @@ class Scorer:
                      "length_max", "seen_bytes", "is_enum", "enum_keys"):
             sections[name] = arrays[f"profile_{name}"]
         self._surprise = checked.surprise
+        self._code_weights, self._shape = checked.code_weights, checked.score_shape
         self._param_keys = np.ascontiguousarray(arrays["profile_param_keys"])
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
-                            self._normaliser, self._surprise)
+                            self._normaliser, self._surprise, self._code_weights, self._shape)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
         self._thresholds = checked.thresholds
 
@@ -205,6 +208,7 @@ class Scorer:
                 for explain in (False, True):
                     scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=explain)
                 scorer._unknown_parameters("GET", "/warm-up?a=1", b"b=2")  # compiled now, not at a first explanation
+                scorer._code_like_values("GET", "/warm-up?a=1", b"b=2")
         return scorer
 
     # --- features ---
@@ -223,7 +227,7 @@ class Scorer:
 
     def request_features(self, method: str | None, target, headers=None, body=b"") -> np.ndarray:
         """The model's feature row for one request (float64, in ``feature_names`` order)."""
-        row = np.zeros(N_REQUEST_FEATURES + N_PROFILE_FEATURES)
+        row = np.zeros(N_FEATURES)
         features_one(*self._fields(method, target, headers, body), *self._packed, row)
         return row
 
@@ -238,7 +242,8 @@ class Scorer:
             raise ValueError(f"expected {len(self.feature_names)} features per row, got {rows.shape[1]}")
         out = np.empty(rows.shape[0])
         perfect_scores(rows, *self._trees, self._depth, self._normaliser, out)
-        add_surprise(rows, self._surprise, out)
+        # the evidence from the float64 rows, as score_one reads them (the forest's copy is float32)
+        combine_batch(np.ascontiguousarray(np.atleast_2d(features), dtype=np.float64), self._surprise, self._shape, out)
         return out
 
     def evidence(self, row: np.ndarray) -> tuple[tuple[str, float], ...]:
@@ -288,23 +293,68 @@ class Scorer:
                     names.append(repr(text[:40] + ("..." if len(text) > 40 else "")))
         return names
 
+    def _code_like_values(self, method, target, body) -> list[tuple[str, float, tuple[str, ...]]]:
+        """(where, code-likeness, token classes that weigh towards code) of each parameter value,
+        most code-like first; names shortened and escaped (they come from the attacker)."""
+        _, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
+        path, _, query = target_bytes.partition(b"?")
+        logits = np.empty(64)
+        n = value_code_logits(np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8),
+                              np.frombuffer(body_bytes, np.uint8), self._code_weights, self._shape[CODE_BIAS], logits)
+        pieces = [p for raw in (query, body_bytes) for p in raw.split(b"&") if p]
+        names = [repr(_short(bytes(url_decode(np.frombuffer(p.split(b"=", 1)[0], np.uint8), True)))) for p in pieces]
+        values = [bytes(url_decode(np.frombuffer(p.split(b"=", 1)[1] if b"=" in p else b"", np.uint8), True))
+                  for p in pieces]
+        found = [(f"parameter {names[k]}", float(logits[k]), self._code_classes(values[k]))
+                 for k in range(min(n, len(names)))]
+        return sorted(found, key=lambda item: -item[1])
+
+    def _code_classes(self, value: bytes, top: int = 3) -> tuple[str, ...]:
+        """The token classes of a value whose weights push it most towards code."""
+        counts = np.zeros(N_CLASSES, dtype=np.int64)
+        bigrams = np.empty(MAX_TOKENS + 2, dtype=np.int64)
+        m = code_features(np.frombuffer(value, np.uint8), counts, bigrams, np.empty(MAX_TOKENS + 1, np.int64),
+                          np.zeros(N_BIGRAM_CLASSES * N_BIGRAM_CLASSES, np.bool_))
+        weight = {}
+        for c in np.flatnonzero(counts):
+            weight[CLASS_NAMES[c]] = weight.get(CLASS_NAMES[c], 0.0) + self._code_weights[c] * np.log1p(counts[c])
+        for b in bigrams[:m]:
+            first, second = divmod(int(b), N_BIGRAM_CLASSES)
+            label = " then ".join(CLASS_NAMES[c] if c < N_CLASSES else ("start", "end")[c - N_CLASSES]
+                                  for c in (first, second))
+            weight[label] = weight.get(label, 0.0) + self._code_weights[N_CLASSES + b]
+        return tuple(name for name, w in sorted(weight.items(), key=lambda item: -item[1])[:top] if w > 0)
+
     def _explain(self, row: np.ndarray, score: float, request: tuple = (), top: int = 5) -> tuple:
-        """Structural evidence first (named, with its weight), then the features whose replacement by the
-        training median lowers the score most."""
+        """Evidence first: structural (named, with its weight) and code-like values (the parameter and the token
+        classes); "unusual, no attack evidence" when there is none; then the features whose replacement by
+        the training median lowers the score most."""
         changes = []
         for name, weight in self.evidence(row):
             if weight > 0:
                 changes.append((name, 1.0, weight))
                 if name == EVIDENCE_NAMES[1] and request:
                     changes += [(f"unknown parameter {p}", 1.0, weight) for p in self._unknown_parameters(*request)[:3]]
+        code = code_evidence(row, self._shape)
+        found = self._code_like_values(*request) if code > 0 and request else []
+        if found:
+            where, z, classes = found[0]
+            changes.append((f"code-like value in {where}: " + ", ".join(classes), z, code))
+        if not changes and score >= self._thresholds[0]:
+            changes.append(("unusual, no attack evidence", score, 0.0))
         for j, name in enumerate(self.feature_names):
             if row[j] == self._median[j]:
                 continue
             probe = row.copy()
             probe[j] = self._median[j]
             changes.append((name, float(row[j]), score - self.score_features(probe)))
-        changes.sort(key=lambda item: -item[2])
-        return tuple(c for c in changes[:top] if c[2] > 0)
+        changes.sort(key=lambda item: (item[0] != "unusual, no attack evidence", -item[2]))
+        return tuple(c for c in changes[:top] if c[2] > 0 or c[0] == "unusual, no attack evidence")
+
+
+def _short(name: bytes) -> str:
+    text = name.decode("utf-8", "replace")
+    return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def score_class_names() -> Sequence[str]:

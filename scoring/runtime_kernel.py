@@ -4,7 +4,14 @@ Calling numba costs about 40 ns per array argument (more for bytes), so the whol
 model — token tables, profiles and the perfect-tree forest — travels as three
 packed arrays (ints, floats, bytes) plus a layout of their sections; the kernel
 slices them (no copies), splits the target at its first '?', and runs feature
-extraction, profile lookups and the forest. Imports only numpy, numba and our kernels.
+extraction, profile lookups, code-likeness and the forest. Imports only numpy, numba and our kernels.
+
+The score keeps "unusual" apart from "attack": the forest's score (how unusual the
+request is) bends, above a knee, towards a ceiling it never reaches; the classes
+``likely_attack`` and ``attack`` start at or above that ceiling, so only evidence
+lifts a request into them: structural novelty (unknown endpoint, parameter, method,
+file kind) and code-likeness of a value (see :mod:`scoring.code_kernel`), each
+calibrated on the site's held-out training requests (:mod:`scoring.calibration`).
 """
 
 from __future__ import annotations
@@ -12,15 +19,23 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from scoring.code_kernel import request_code_likeness
 from scoring.forest_kernel import normalise, perfect_path_sum
 from scoring.profile_kernel import N_PROFILE_FEATURES, profile_deviations
 from scoring.request_kernel import N_REQUEST_FEATURES, request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
-FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "forest_val", "normaliser", "surprise")
+FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "forest_val", "normaliser", "surprise", "code_weights",
+                  "score_shape")
 BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum", "forest_feat", "forest_thr")
-N_FEATURES = N_REQUEST_FEATURES + N_PROFILE_FEATURES
+CODE_LIKENESS = N_REQUEST_FEATURES + N_PROFILE_FEATURES  # the row's last column: the highest value logit
+N_FEATURES = CODE_LIKENESS + 1
+CODE_FEATURE_NAMES = ("code_likeness",)
+# score_shape: where the forest's score bends and the ceiling it approaches; the code-likeness logits where its
+# evidence starts and where it is full; the full evidence's weight; the code model's bias
+SCORE_SHAPE_NAMES = ("knee", "ceiling", "code_start", "code_full", "code_weight", "code_bias")
+KNEE, CEILING, CODE_START, CODE_FULL, CODE_WEIGHT, CODE_BIAS = range(len(SCORE_SHAPE_NAMES))
 # Structural evidence: what never (or rarely) occurred in training. An isolation forest cannot split on a
 # feature that was constant in training, so this evidence adds to the score directly, each kind weighted by
 # its surprise (-log of how often training met it, see scoring.profiles.structural_weights).
@@ -35,7 +50,8 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _N_INT, _N_FLOAT = len(INT_SECTIONS), len(FLOAT_SECTIONS)
 (TOK_OFFSETS, TOK_GROUP, TOK_BY_FIRST, TOK_ORDER, EXT_OFFSETS, EXT_CLASS, ENDPOINT_KEYS, ENDPOINT_COUNT,
  PARAM_KEYS, PARAM_INDEX, ENUM_KEYS) = range(_N_INT)
-LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER, SURPRISE = range(_N_INT, _N_INT + _N_FLOAT)
+LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER, SURPRISE, CODE_WEIGHTS, SCORE_SHAPE = range(
+    _N_INT, _N_INT + _N_FLOAT)
 TOK_DATA, EXT_DATA, SEEN_BYTES, IS_ENUM, FOREST_FEAT, FOREST_THR = range(_N_INT + _N_FLOAT,
                                                                           _N_INT + _N_FLOAT + len(BYTE_SECTIONS))
 N_SECTIONS = _N_INT + _N_FLOAT + len(BYTE_SECTIONS)
@@ -44,14 +60,15 @@ N_PARAM_ROWS, N_TREES, DEPTH = 2 * N_SECTIONS, 2 * N_SECTIONS + 1, 2 * N_SECTION
 
 
 def pack(sections: dict[str, np.ndarray], n_param_rows: int, trees: tuple, depth: int, normaliser: float,
-         surprise: np.ndarray | None = None):
+         surprise: np.ndarray, code_weights: np.ndarray, score_shape: np.ndarray):
     """(ints, floats, bytes, layout) for the kernels below. ``trees`` is the perfect layout (feat uint8,
     thr float32, val float64); thresholds travel as their float32 bytes, 8-byte aligned. ``surprise``: the
-    structural evidence weights (see :func:`structural_surprise`; none = zeros, as models before them)."""
+    structural evidence weights (see :func:`structural_surprise`); ``code_weights`` and ``score_shape``: see
+    :func:`combined_score`."""
     feat, thr, val = trees
-    surprise = np.zeros(N_EVIDENCE) if surprise is None else surprise
     sections = {**sections, "forest_feat": feat, "forest_thr": np.ascontiguousarray(thr, np.float32).view(np.uint8),
-                "forest_val": val, "normaliser": np.array([normaliser]), "surprise": surprise}
+                "forest_val": val, "normaliser": np.array([normaliser]), "surprise": surprise,
+                "code_weights": code_weights, "score_shape": score_shape}
     layout = []
     packed = []
     for names, dtype in ((INT_SECTIONS, np.int64), (FLOAT_SECTIONS, np.float64), (BYTE_SECTIONS, np.uint8)):
@@ -96,7 +113,9 @@ def features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I
                        _section(I, L, ENDPOINT_KEYS), _section(I, L, ENDPOINT_COUNT), _section(I, L, PARAM_KEYS),
                        _section(I, L, PARAM_INDEX), _section(F, L, LENGTH_MEAN), _section(F, L, LENGTH_STD),
                        _section(F, L, LENGTH_MAX), seen, _section(B, L, IS_ENUM), _section(I, L, ENUM_KEYS),
-                       row[N_REQUEST_FEATURES:])
+                       row[N_REQUEST_FEATURES:CODE_LIKENESS])
+    row[CODE_LIKENESS] = request_code_likeness(path, query, body, _section(F, L, CODE_WEIGHTS),
+                                               _section(F, L, SCORE_SHAPE)[CODE_BIAS])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -147,28 +166,52 @@ def structural_surprise(row, weights):
 
 
 @numba.njit(cache=True, nogil=True)
-def with_surprise(forest_score, row, weights):
-    """The forest's score plus the structural surprise, capped at 1 (scores stay in (0, 1])."""
-    return min(1.0, forest_score + structural_surprise(row, weights))
+def unusualness(forest_score, shape):
+    """The forest's score, bent above the knee towards the ceiling (never reaching it): rankings are kept,
+    but unusualness alone stays below ``likely_attack``."""
+    knee = shape[KNEE]
+    span = shape[CEILING] - knee
+    if forest_score <= knee:
+        return forest_score
+    if span <= 0.0:
+        return knee
+    return knee + span * -np.expm1(-(forest_score - knee) / span)
 
 
 @numba.njit(cache=True, nogil=True)
-def add_surprise(rows, weights, scores):
-    """:func:`with_surprise` over a batch, in place."""
+def code_evidence(row, shape):
+    """Score weight of the row's code-likeness: zero up to ``code_start``, rising linearly to the full
+    weight at ``code_full``."""
+    z = row[CODE_LIKENESS]
+    if not z > shape[CODE_START]:  # (NaN: none)
+        return 0.0
+    share = min(1.0, (z - shape[CODE_START]) / (shape[CODE_FULL] - shape[CODE_START]))
+    return shape[CODE_WEIGHT] * share
+
+
+@numba.njit(cache=True, nogil=True)
+def combined_score(forest_score, row, weights, shape):
+    """Unusualness plus the structural surprise and the code evidence, capped at 1 (scores stay in (0, 1])."""
+    return min(1.0, unusualness(forest_score, shape) + structural_surprise(row, weights) + code_evidence(row, shape))
+
+
+@numba.njit(cache=True, nogil=True)
+def combine_batch(rows, weights, shape, scores):
+    """:func:`combined_score` over a batch, in place (``scores`` holds the forest's scores)."""
     for i in range(rows.shape[0]):
-        scores[i] = with_surprise(scores[i], rows[i], weights)
+        scores[i] = combined_score(scores[i], rows[i], weights, shape)
 
 
 @numba.njit(cache=True, nogil=True)
 def score_packed_row(row, F, B, L):
-    """:func:`score_row` with the forest taken from the packed arrays, plus the structural surprise."""
+    """:func:`score_row` with the forest taken from the packed arrays, combined with the evidence."""
     n_trees, depth = L[N_TREES], L[DEPTH]
     internal = 2 ** depth - 1
     feat = _section(B, L, FOREST_FEAT).reshape((n_trees, internal))
     thr = _section(B, L, FOREST_THR).view(np.float32).reshape((n_trees, internal))
     val = _section(F, L, FOREST_VAL).reshape((n_trees, internal + 1))
-    return with_surprise(score_row(row, feat, thr, val, depth, _section(F, L, NORMALISER)[0]), row,
-                         _section(F, L, SURPRISE))
+    return combined_score(score_row(row, feat, thr, val, depth, _section(F, L, NORMALISER)[0]), row,
+                          _section(F, L, SURPRISE), _section(F, L, SCORE_SHAPE))
 
 
 @numba.njit(cache=True, nogil=True)

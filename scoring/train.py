@@ -1,9 +1,11 @@
 """``waflens train``: fit the request-level anomaly model on the database and export it.
 
-Features: the spec's request features (from the ``request_features`` table) and the
+Features: the spec's request features (from the ``request_features`` table), the
 request's deviations from endpoint/parameter profiles (out of fold during training,
-see :func:`scoring.profiles.out_of_fold_deviations`). Model: scikit-learn's
-IsolationForest, exported to flat arrays for the numba runtime.
+see :func:`scoring.profiles.out_of_fold_deviations`) and the code-likeness of its most
+code-like value (:mod:`scoring.code_kernel`). Model: scikit-learn's IsolationForest,
+exported to flat arrays for the numba runtime; the request classes are calibrated on
+held-out folds (:mod:`scoring.calibration`).
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ from data.errors import InsufficientDataError
 from data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
 from data.session_matrix import session_feature_matrix
 from scoring.artifact import write_artifact
+from scoring.calibration import calibrate, fold_assignment, out_of_fold_forest_scores
+from scoring.code_kernel import TOKENIZER_VERSION, request_code_likeness
+from scoring.code_model import shipped_code_weights
 from scoring.forest_export import flatten_isolation_forest
 from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
 from scoring.profile_kernel import PROFILE_FEATURE_NAMES
-from scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of, structural_weights
+from scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of
+from scoring.runtime_kernel import CODE_FEATURE_NAMES, CODE_LIKENESS
 
 MIN_TRAINING_REQUESTS = 200
 MIN_TRAINING_SESSIONS = 50
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
-# Score classes start at median + k * MAD of the training scores (MAD scaled to a normal sigma).
-# Quantiles would put the thresholds inside the attacks that training traffic contains; the
-# median and MAD ignore up to half of it being attacks.
+# Session score classes start at median + k * MAD of the training scores (MAD scaled to a normal
+# sigma). Quantiles would put the thresholds inside the attacks that training traffic contains; the
+# median and MAD ignore up to half of it being attacks. (Request classes: scoring.calibration.)
 CLASS_MADS = {"likely_clean": 2.0, "likely_attack": 3.5, "attack": 5.0}
 
 
@@ -52,7 +58,7 @@ class TrainingOptions:
 
 
 def request_feature_names() -> list[str]:
-    return feature_names("request") + list(PROFILE_FEATURE_NAMES)
+    return feature_names("request") + list(PROFILE_FEATURE_NAMES) + list(CODE_FEATURE_NAMES)
 
 
 def load_training_requests(con: duckdb.DuckDBPyConnection, options: TrainingOptions):
@@ -76,7 +82,7 @@ def _no_step(done: str) -> None:
 
 def training_steps(options: TrainingOptions) -> int:
     """How many times the two ``train_*_model`` functions call their ``step`` callback."""
-    return (3 + options.folds) + 3
+    return (4 + options.folds) + 3
 
 
 def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options: TrainingOptions | None = None,
@@ -96,30 +102,41 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     step(f"request model: {n:,} requests parsed")
     profile_features = out_of_fold_deviations(encoded, folds=options.folds, seed=options.seed, parsed=parsed,
                                               progress=lambda k, folds: step(f"request model: profile fold {k}/{folds}"))
-    X = np.hstack([generic, profile_features])
-    fitted = _fit_forest(X, options)
+    code_weights, code_bias, code_provenance = shipped_code_weights()
+    code = np.array([request_code_likeness(r.path, r.query, r.body, code_weights, code_bias) for r in encoded])
+    X = np.hstack([generic, profile_features, code[:, None]])
+    # code-likeness reaches the score as evidence only: the forest measures unusualness, and a feature with a
+    # long benign tail would spend its splits there
+    fitted = _fit_forest(X, options, forest_columns=CODE_LIKENESS)
     step("request model: forest fitted")
+    held_out = out_of_fold_forest_scores(X[:, :CODE_LIKENESS], fold_assignment(n, options.folds, options.seed),
+                                         n_estimators=options.n_estimators, max_samples=options.max_samples,
+                                         seed=options.seed)
+    surprise, shape, thresholds, structural, calibration, held_out_scores = calibrate(X, held_out, code_bias)
+    step("request model: classes calibrated on held-out folds")
     profiles = profiles_of(parsed)
     arrays = fitted.arrays
     arrays.update({f"profile_{k}": v for k, v in profiles._asdict().items()})
-    metrics = fitted.summary["metrics"]
-    arrays["structural_surprise"], structural = structural_weights(
-        X, metrics["train_score_median"], fitted.summary["thresholds"]["attack"])
+    arrays.update(structural_surprise=surprise, code_weights=code_weights, score_shape=shape)
+    summary = request_score_summary(fitted.scores, held_out_scores, thresholds)
     first_ts, last_ts = con.execute(
         "SELECT min(ts), max(ts) FROM requests WHERE ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)",
         {"since": options.since, "until": options.until}).fetchall()[0]
     manifest = {
         "level": "request",
-        "model": {**fitted.model, "profile_folds": options.folds, "structural_evidence": structural},
+        "model": {**fitted.model, "profile_folds": options.folds, "structural_evidence": structural,
+                  "code_model": {"tokenizer_version": TOKENIZER_VERSION, **code_provenance},
+                  "calibration": calibration},
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": request_feature_names(),
                          "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
+                         "code_features": list(CODE_FEATURE_NAMES),
                          "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "requests": n,
                      "first_ts": _iso(first_ts), "last_ts": _iso(last_ts),
                      # access logs carry no bodies: a model that never saw one must not judge one
                      "body_share": float(np.mean(generic[:, names.index("body_len")] > 0)),
                      "seconds": round(time.perf_counter() - started, 3)},
-        **fitted.summary,
+        **summary,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "package_version": _package_version(),
     }
@@ -135,10 +152,11 @@ class FittedForest(NamedTuple):
     scores: np.ndarray  # the training rows' scores, as the runtime computes them
 
 
-def _fit_forest(X: np.ndarray, options: TrainingOptions) -> FittedForest:
-    """Fit the isolation forest, score the training rows as the runtime will, derive the thresholds."""
+def _fit_forest(X: np.ndarray, options: TrainingOptions, forest_columns: int | None = None) -> FittedForest:
+    """Fit the isolation forest (on the first ``forest_columns`` columns; default all), score the training rows
+    as the runtime will, derive the thresholds."""
     forest = IsolationForest(n_estimators=options.n_estimators, max_samples=min(options.max_samples, len(X)),
-                             random_state=options.seed).fit(X.astype(np.float32))
+                             random_state=options.seed).fit(X[:, :forest_columns].astype(np.float32))
     flat = flatten_isolation_forest(forest)
     depth = int(np.ceil(np.log2(max(forest.max_samples_, 2))))
     trees = perfect_layout(flat.feature, float32_floor(flat.threshold), flat.left, flat.right, flat.value, flat.roots, depth)
@@ -164,6 +182,19 @@ def score_summary(scores: np.ndarray, background: np.ndarray | None = None) -> d
         "thresholds": thresholds,
         "metrics": {"train_score_median": median, "train_score_mad": mad, "train_score_max": float(scores.max()),
                     "train_share_by_class": {name: float(np.mean(scores >= t)) for name, t in thresholds.items()}},
+    }
+
+
+def request_score_summary(train_scores: np.ndarray, held_out: np.ndarray, thresholds: dict) -> dict:
+    """The manifest's quantiles and metrics of the full held-out scores, with the calibrated thresholds."""
+    median = float(np.median(held_out))
+    return {
+        "score_quantiles": {str(q): float(np.quantile(held_out, q)) for q in QUANTILES},
+        "thresholds": thresholds,
+        "metrics": {"train_score_median": median,
+                    "train_score_mad": float(np.median(np.abs(held_out - median)) * 1.4826),
+                    "train_score_max": float(held_out.max()), "forest_in_sample_median": float(np.median(train_scores)),
+                    "train_share_by_class": {name: float(np.mean(held_out >= t)) for name, t in thresholds.items()}},
     }
 
 

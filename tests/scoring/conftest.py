@@ -1,10 +1,13 @@
 """Fixtures shared by the scoring tests."""
 
+import gzip
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from data.raw_http import RawHttpRequest, iter_raw_http
 
 from tests.scoring.artifact_tamper import tampered
 from tests.scoring.model_bundles import train_bundles
@@ -31,3 +34,39 @@ def _with_feedback(session: Path, into: Path) -> Path:
     fitted = fit_feedback(X, classes, rng.random(300))
     return tampered(session, into, arrays=lambda arrays: arrays.update(fitted.arrays),
                     manifest=lambda manifest: manifest.update(feedback=fitted.manifest))
+
+
+TRAINING_REQUESTS = 4000  # a subsample keeps the fixture short; every CSIC endpoint occurs in it many times
+
+
+def csic_requests(path):
+    text = gzip.decompress(path.read_bytes()).decode("latin-1")
+    return [r for r in iter_raw_http(text) if isinstance(r, RawHttpRequest)]
+
+
+@pytest.fixture(scope="session")
+def csic_training(shared_datasets) -> list:
+    """The CSIC 2010 benign training requests, parsed."""
+    return csic_requests(shared_datasets / "raw_http" / "csic2010_normalTrafficTraining.txt.gz")
+
+
+@pytest.fixture(scope="session")
+def csic(tmp_path_factory, csic_training):
+    """(scorer, a CSIC request's headers, model directory) of a request model trained on a CSIC 2010 benign
+    training subsample: trained once per test session (test_structural_evidence, test_attack_likeness)."""
+    from data.sessionize import update_derived
+    from scoring.runtime import Scorer
+    from scoring.train import TrainingOptions, train_request_model
+    from tests.data.helpers import fresh_db, ingest
+
+    tmp = tmp_path_factory.mktemp("csic")
+    training = csic_training
+    picked = np.random.default_rng(0).choice(len(training), TRAINING_REQUESTS, replace=False)
+    dump = tmp / "train.txt"
+    dump.write_bytes("".join(training[i].raw for i in sorted(picked)).encode("latin-1"))
+    con = fresh_db(tmp)
+    ingest(con, dump, format="raw-http")
+    update_derived(con)
+    train_request_model(con, tmp / "model", TrainingOptions(n_estimators=20, seed=0))
+    con.close()
+    return Scorer.load(tmp / "model"), training[0].headers, tmp / "model"

@@ -160,9 +160,9 @@ def test_thresholds_outside_zero_to_one_or_not_numbers_are_refused(models, tmp_p
 def test_thresholds_out_of_order_or_missing_are_refused(models, tmp_path):
     request, _, _ = models
     manifest = json.loads((request / "manifest.json").read_text())
-    high = manifest["thresholds"]["attack"]
+    low = manifest["thresholds"]["likely_attack"]  # (attack may already be 1.0: put it below likely_attack instead)
     with pytest.raises(ArtifactError, match="attack"):
-        Scorer.load(tampered(request, tmp_path / "order", manifest=set_threshold("likely_attack", min(1.0, high + 0.01))))
+        Scorer.load(tampered(request, tmp_path / "order", manifest=set_threshold("attack", low - 0.01)))
     with pytest.raises(ArtifactError, match="likely_clean"):
         Scorer.load(tampered(request, tmp_path / "gone", manifest=lambda m: m["thresholds"].pop("likely_clean")))
 

@@ -17,7 +17,8 @@ from scoring.runtime import Scorer
 from scoring.train import TrainingOptions, train_request_model
 from tests.data.helpers import fresh_db, ingest
 
-PROBE = ("GET", "/search?q=shoes%27%20UNION%20SELECT%20password%20FROM%20users--",
+# unusual but not evidence of an attack: two versions score it differently (an SQL injection scores 1.0 with both)
+PROBE = ("GET", "/search?q=red+wool+socks+size+42&page=17",
          {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"})
 
 

@@ -84,7 +84,7 @@ def test_on_a_terminal_each_stage_is_a_bar_redrawn_in_place(site):
     os.close(master)
     screen = b"".join(chunks).decode("utf-8", "replace")
     drawn = [part for part in screen.split("\r\x1b[K") if part.startswith("retrain: train ")]
-    assert any("/11 steps" in part and "[" in part and "#" in part for part in drawn), screen[-2000:]
+    assert any("/12 steps" in part and "[" in part and "#" in part for part in drawn), screen[-2000:]
     assert any("ETA" in part for part in drawn)                               # the previous run gives ETAs
     assert any("retrain: gates      done in" in part for part in screen.split("\r\x1b[K"))
     assert "retrain: gates…" not in screen                                     # the plain lines are for logs

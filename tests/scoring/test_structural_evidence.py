@@ -2,42 +2,13 @@
 backup files, rare methods and unknown parameter names (issue B2), and the runtime's score
 equals the batch and explained paths to 1e-9."""
 
-import gzip
-import shutil
-
 import numpy as np
 import pytest
 
-from data.raw_http import RawHttpRequest, iter_raw_http
-from data.sessionize import update_derived
 from scoring.artifact import ArtifactError
 from scoring.runtime import Scorer
-from scoring.train import TrainingOptions, train_request_model
-from tests.data.helpers import fresh_db, ingest
 from tests.scoring.artifact_tamper import tampered
-
-TRAINING_REQUESTS = 4000  # a subsample keeps the fixture short; every CSIC endpoint occurs in it many times
-
-
-def _requests(path):
-    text = gzip.decompress(path.read_bytes()).decode("latin-1")
-    return [r for r in iter_raw_http(text) if isinstance(r, RawHttpRequest)]
-
-
-@pytest.fixture(scope="module")
-def csic(tmp_path_factory, shared_datasets):
-    tmp = tmp_path_factory.mktemp("csic")
-    training = _requests(shared_datasets / "raw_http" / "csic2010_normalTrafficTraining.txt.gz")
-    picked = np.random.default_rng(0).choice(len(training), TRAINING_REQUESTS, replace=False)
-    dump = tmp / "train.txt"
-    dump.write_bytes("".join(training[i].raw for i in sorted(picked)).encode("latin-1"))
-    con = fresh_db(tmp)
-    ingest(con, dump, format="raw-http")
-    update_derived(con)
-    train_request_model(con, tmp / "model", TrainingOptions(n_estimators=20, seed=0))
-    con.close()
-    return Scorer.load(tmp / "model"), training[0].headers, tmp / "model"
-
+from tests.scoring.conftest import csic_requests as _requests
 
 def _result(scorer, headers, method, target, body=""):
     return scorer.score_request(method, target, headers, body, explain=True)
@@ -90,15 +61,20 @@ def test_runtime_equals_batch_and_explained_scores(csic, shared_datasets):
     assert any(scorer.evidence(row) for row in rows) and (one <= 1).all()
 
 
-def test_structural_weights_are_checked_and_optional(csic, tmp_path):
-    scorer, headers, model = csic
+def test_structural_weights_and_code_model_are_checked(csic, tmp_path):
+    _, _, model = csic
     bad = tampered(model, tmp_path / "nan", arrays=lambda a: a.update(structural_surprise=np.full(5, np.nan)))
     with pytest.raises(ArtifactError, match="structural_surprise"):
         Scorer.load(bad)
-    older = tampered(model, tmp_path / "older", arrays=lambda a: a.pop("structural_surprise"))
-    plain = Scorer.load(older)  # models exported before structural evidence still load, and score without it
-    target = "/tienda1/publico/caracteristicas.jsp?idA=2"
-    assert plain.score_request("GET", target, headers).score < scorer.score_request("GET", target, headers).score
+    bad = tampered(model, tmp_path / "shape", arrays=lambda a: a.update(score_shape=a["score_shape"][::-1].copy()))
+    with pytest.raises(ArtifactError, match="score_shape"):
+        Scorer.load(bad)
+
+    def older(manifest):  # a model exported before code-likeness: one feature fewer, no code model
+        manifest["feature_spec"].pop("code_features")
+        manifest["feature_spec"]["names"].pop()
+    with pytest.raises(ArtifactError, match="predates code-likeness.*retrain"):
+        Scorer.load(tampered(model, tmp_path / "older", manifest=older))
 
 
 def test_the_model_card_lists_the_structural_evidence(csic):
