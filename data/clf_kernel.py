@@ -13,13 +13,13 @@ quotes (the scanner logs in ../shared/datasets).
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numba
 import numpy as np
 import pyarrow as pa
+
+from data.kernel_threads import in_threads, threads
 
 # field indexes in the (n, N_FIELDS, 2) span array
 VHOST, HOST, IDENT, USER, REQUEST, REFERER, AGENT, TRAILING, METHOD, TARGET, PROTOCOL = range(11)
@@ -135,29 +135,6 @@ def _is_protocol(buf, start, end):
     return True
 
 
-def _threads() -> int:
-    """Threads to spread a batch over: numba's thread count (NUMBA_NUM_THREADS, all cores by default)."""
-    return max(1, int(numba.config.NUMBA_NUM_THREADS))
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _in_threads(job, pieces: int) -> None:
-    """``job(i)`` for i in range(pieces), on a shared pool of threads (the kernels release the GIL)."""
-    global _pool
-    if pieces <= 1 or _threads() == 1:
-        for i in range(pieces):
-            job(i)
-        return
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="waflens-clf")
-    for _ in _pool.map(job, range(pieces)):  # re-raises the first error
-        pass
-
-
 _MIN_LINES_PER_BLOCK = 4096
 
 
@@ -176,14 +153,14 @@ def parse_clf(buf, starts, ends):
     escaped = np.zeros(n, dtype=np.bool_)
     starts = np.ascontiguousarray(starts, dtype=np.int64)  # one type set: one compiled kernel
     ends = np.ascontiguousarray(ends, dtype=np.int64)
-    blocks = max(1, min(8 * _threads(), n // _MIN_LINES_PER_BLOCK))
+    blocks = max(1, min(8 * threads(), n // _MIN_LINES_PER_BLOCK))
     per_block = (n + blocks - 1) // blocks
 
     def parse(block):
         _parse_block(buf, starts, ends, block * per_block, min(n, (block + 1) * per_block),
                      ok, spans, status, size, ts_us, escaped)
 
-    _in_threads(parse, blocks)
+    in_threads(parse, blocks)
     return ok, spans, status, size, ts_us, escaped
 
 
@@ -396,7 +373,7 @@ def _gather_fields(buf, spans, rows, fields):
     def copy(f):
         _copy_field(buf, spans, rows, int(fields[f]), data, int(starts[f]), offsets[f])
 
-    _in_threads(copy, fields.size)
+    in_threads(copy, fields.size)
     return data, starts, offsets
 
 
