@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from data.kernel_threads import in_threads, threads
+from scoring.kernel_threads import in_threads, threads
 
 # field indexes in the (n, N_FIELDS, 2) span array
 VHOST, HOST, IDENT, USER, REQUEST, REFERER, AGENT, TRAILING, METHOD, TARGET, PROTOCOL = range(11)

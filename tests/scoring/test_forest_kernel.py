@@ -82,7 +82,7 @@ def test_pieces_scored_on_threads_equal_one_thread():
 
 def test_batch_kernels_compile_serially():
     """Cold compile is the first retrain's and every CI run's cost: a parallel=True kernel cost seconds more to
-    compile than a pool of threads over a serial nogil kernel (data.kernel_threads), at the same speed."""
+    compile than a pool of threads over a serial nogil kernel (scoring.kernel_threads), at the same speed."""
     import numba
 
     from data import clf_kernel, feature_kernels

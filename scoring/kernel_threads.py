@@ -3,7 +3,7 @@
 Why not numba's ``parallel=True``: a parallel kernel costs several CPU-seconds more to compile on a
 cold cache (the first ingest, the first retrain, every CI run), and where the pieces are independent
 (lines, blocks of rows) plain threads over a serial ``nogil`` kernel run as fast. Imports only the
-standard library and numba (the scoring runtime uses it); honours ``numba.set_num_threads``.
+standard library and numba (the scoring runtime uses it, and the ingest parser); honours ``numba.set_num_threads``.
 """
 
 from __future__ import annotations
