@@ -8,6 +8,7 @@ standard library and numba (the scoring runtime uses it, and the ingest parser);
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,16 @@ import numba
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads are gone: start a new pool there when one is needed."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def threads() -> int:

@@ -92,3 +92,24 @@ def test_batch_kernels_compile_serially():
                 for name, kernel in vars(module).items()
                 if isinstance(kernel, numba.core.registry.CPUDispatcher) and kernel.targetoptions.get("parallel")]
     assert parallel == []
+
+
+def test_a_forked_child_scores_batches_on_its_own_pool():
+    """A pre-forking server may score a batch before it forks: the child must not wait on the parent's threads."""
+    import multiprocessing
+
+    rng = np.random.default_rng(4)
+    (feat, thr, val), depth, normaliser = _perfect(IsolationForest(n_estimators=10, random_state=2).fit(
+        rng.normal(size=(500, 5))))
+    rows = sanitize(rng.normal(size=(70 * BLOCK, 5)))
+    out = np.empty(rows.shape[0])
+    perfect_scores(rows, feat, thr, val, depth, normaliser, out)   # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_score_in_child, (rows, feat, thr, val, depth, normaliser)).get(timeout=60)
+    assert np.array_equal(child, out)
+
+
+def _score_in_child(rows, feat, thr, val, depth, normaliser):
+    out = np.empty(rows.shape[0])
+    perfect_scores(rows, feat, thr, val, depth, normaliser, out)
+    return out
