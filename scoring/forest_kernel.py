@@ -10,6 +10,8 @@ compared as float32, as scikit-learn's trees do.
 import numba
 import numpy as np
 
+from scoring.kernel_threads import in_threads
+
 def sanitize(rows: np.ndarray) -> np.ndarray:
     """float32 rows with NaN as 0 and infinities clipped: every input gets a defined score."""
     rows = np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0,
@@ -231,26 +233,38 @@ def _score_block(rows, lo, offset, thr, val, depth, normaliser, out):
         out[lo + r] = normalise(total[r], normaliser)
 
 
+_BLOCKS_PER_PIECE = 32
+
+
 def perfect_scores(rows, feat, thr, val, depth, normaliser, out):
-    """Scores of float32 rows into ``out``: whole blocks of BLOCK rows in parallel, the rest (and every row of a
-    forest shallower than TOP_LEVELS) one row at a time."""
-    # threads take 32 blocks at a time rather than one equal share each, so that on a busy machine a thread
-    # that is slowed down does not hold up the whole call (numba's chunk size is set per calling thread)
-    previous = numba.set_parallel_chunksize(32)
-    try:
-        _perfect_scores(rows, feat, thr, val, depth, normaliser, out)
-    finally:
-        numba.set_parallel_chunksize(previous)
+    """Scores of float32 rows into ``out``: whole blocks of BLOCK rows on all threads, the rest (and every row of
+    a forest shallower than TOP_LEVELS) one row at a time.
 
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _perfect_scores(rows, feat, thr, val, depth, normaliser, out):
+    Threads over a serial ``nogil`` kernel rather than ``parallel=True``, which cost ~4 CPU-s more to compile
+    on a cold cache. Threads take 32 blocks at a time rather than one equal share each, so that on a busy
+    machine a thread that is slowed down does not hold up the whole call."""
     n = rows.shape[0]
     blocks = n // BLOCK if depth >= TOP_LEVELS else 0
     offset = feat.astype(np.uint16) * np.uint16(BLOCK)  # where a node's feature starts in a block
-    for b in numba.prange(blocks):
+    pieces = (blocks + _BLOCKS_PER_PIECE - 1) // _BLOCKS_PER_PIECE
+
+    def score(piece):
+        if piece == pieces:  # the rows after the last whole block
+            _score_rows(rows, 0, 0, blocks * BLOCK, n, offset, feat, thr, val, depth, normaliser, out)
+        else:
+            first = piece * _BLOCKS_PER_PIECE
+            _score_rows(rows, first, min(blocks, first + _BLOCKS_PER_PIECE), 0, 0, offset, feat, thr, val, depth,
+                        normaliser, out)
+
+    in_threads(score, pieces + 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_rows(rows, first_block, last_block, first_row, last_row, offset, feat, thr, val, depth, normaliser, out):
+    """Blocks first_block .. last_block - 1, then rows first_row .. last_row - 1 one at a time."""
+    for b in range(first_block, last_block):
         _score_block(rows, b * BLOCK, offset, thr, val, depth, normaliser, out)
-    for i in numba.prange(blocks * BLOCK, n):
+    for i in range(first_row, last_row):
         out[i] = normalise(perfect_path_sum(rows[i], feat, thr, val, depth), normaliser)
 
 

@@ -32,11 +32,11 @@ _REQUESTS_PER_CLIENT = 5
 def cache_is_warm() -> bool:
     """Whether numba's cache holds the kernels training and the gates need (a cheap look at index files)."""
     try:
-        from scoring.forest_kernel import _perfect_scores
+        from scoring.forest_kernel import _score_rows
         from scoring.profile_kernel import profile_deviations
         from scoring.runtime_kernel import features_one, score_one
 
-        for kernel in (_perfect_scores, profile_deviations, features_one, score_one):
+        for kernel in (_score_rows, profile_deviations, features_one, score_one):
             cache = kernel._cache  # numba's FunctionCache; its index file lists the compiled signatures
             index = Path(cache._cache_path) / cache._cache_file._index_name
             source = Path(kernel.py_func.__code__.co_filename)

@@ -156,6 +156,9 @@ def profiles_of(parsed: ParsedRequests, selected: np.ndarray | None = None) -> P
 def deviations(requests: list[EncodedRequest], tables: ProfileTables) -> np.ndarray:
     """The profile features of each request, shape (n, N_PROFILE_FEATURES)."""
     out = np.zeros((len(requests), N_PROFILE_FEATURES))
+    # the bool tables as the runtime's packed artifact holds them (uint8 0/1): one compiled kernel for both,
+    # not a second ~4 CPU-s compile of profile_deviations for bool arguments
+    tables = tables._replace(seen_bytes=tables.seen_bytes.view(np.uint8), is_enum=tables.is_enum.view(np.uint8))
     for i, r in enumerate(requests):
         profile_deviations(r.method_code, r.path, r.query, r.body, *tables, out[i])
     return out

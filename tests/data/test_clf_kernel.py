@@ -69,3 +69,43 @@ def test_days_from_civil_matches_the_calendar():
     while day.year < 2200:
         assert _days_from_civil(day.year, day.month, day.day) == (day - datetime(1970, 1, 1)).days
         day += timedelta(days=17)
+
+
+def test_blocks_parsed_on_threads_match_lines_parsed_alone(tmp_path):
+    """parse_clf splits a batch into blocks run on a pool of threads: block edges must not change a line's parse."""
+    from data import clf_kernel
+    from data.synthetic import generate_traffic
+
+    generate_traffic(tmp_path / "t.log", 3000, seed=5)
+    hostile = b'1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /\\"x HTTP/1.1" 200 1 "-" "\xff"\n\n"bad\n'
+    content = (tmp_path / "t.log").read_bytes() * 5 + hostile
+    buf = np.frombuffer(content, np.uint8)
+    starts, ends = line_spans(content)
+    assert starts.size > 3 * clf_kernel._MIN_LINES_PER_BLOCK  # several blocks, hence several threads
+    whole = parse_clf(buf, starts, ends)
+    assert whole[0][:-3].all() and not whole[0][-3:].any()
+    for k in range(0, starts.size, 997):  # a line at a time: one block, no thread
+        alone = parse_clf(buf, starts[k:k + 1], ends[k:k + 1])
+        for column, single in zip(whole, alone):
+            assert np.array_equal(column[k:k + 1], single)
+    rows = np.flatnonzero(whole[0])
+    names = clf_kernel.SPAN_NAMES
+    columns = clf_kernel.string_columns(buf, whole[1], rows, names)
+    for f, name in enumerate(names):
+        expected = [content[a:b].decode() for a, b in whole[1][rows, f].tolist()]
+        assert columns[name].to_pylist() == expected, name
+
+
+def test_parser_kernels_compile_once_and_serially():
+    """Cold compile is the first ingest's cost: no kernel is compiled once per literal argument, and none is
+    parallel=True (a parallel kernel cost ~6 CPU-s more to compile than threads over a serial one)."""
+    import numba
+
+    from data import clf_kernel
+
+    content = b'h1 1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 12 "-" "ua"\n'
+    parse_clf(np.frombuffer(content, np.uint8), *line_spans(content))
+    kernels = {name: kernel for name, kernel in vars(clf_kernel).items()
+               if isinstance(kernel, numba.core.registry.CPUDispatcher)}
+    assert len(clf_kernel._digits.signatures) == 1, clf_kernel._digits.signatures
+    assert not [name for name, kernel in kernels.items() if kernel.targetoptions.get("parallel")]

@@ -56,3 +56,60 @@ def test_nan_and_infinity_get_defined_scores():
     out = np.empty(1)
     perfect_scores(rows, feat, thr, val, depth, normaliser, out)
     assert 0 < out[0] <= 1
+
+
+def test_pieces_scored_on_threads_equal_one_thread():
+    """perfect_scores hands pieces of 32 blocks to a pool of threads: the scores must not depend on how many."""
+    import numba
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 9))
+    (feat, thr, val), depth, normaliser = _perfect(IsolationForest(n_estimators=20, random_state=2).fit(X))
+    rows = sanitize(rng.normal(size=(40 * BLOCK + 77, 9)) * 2)   # 2 pieces of whole blocks and a remainder
+    alone, shared = np.empty(rows.shape[0]), np.empty(rows.shape[0])
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        perfect_scores(rows, feat, thr, val, depth, normaliser, alone)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        perfect_scores(rows, feat, thr, val, depth, normaliser, shared)
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(alone, shared)
+    expected = np.array([2.0 ** (-perfect_path_sum(r, feat, thr, val, depth) / normaliser) for r in rows])
+    np.testing.assert_allclose(shared, expected, rtol=0, atol=1e-9)
+
+
+def test_batch_kernels_compile_serially():
+    """Cold compile is the first retrain's and every CI run's cost: a parallel=True kernel cost seconds more to
+    compile than a pool of threads over a serial nogil kernel (scoring.kernel_threads), at the same speed."""
+    import numba
+
+    from data import clf_kernel, feature_kernels
+    from scoring import forest_kernel
+
+    parallel = [f"{module.__name__}.{name}" for module in (clf_kernel, feature_kernels, forest_kernel)
+                for name, kernel in vars(module).items()
+                if isinstance(kernel, numba.core.registry.CPUDispatcher) and kernel.targetoptions.get("parallel")]
+    assert parallel == []
+
+
+def test_a_forked_child_scores_batches_on_its_own_pool():
+    """A pre-forking server may score a batch before it forks: the child must not wait on the parent's threads."""
+    import multiprocessing
+
+    rng = np.random.default_rng(4)
+    (feat, thr, val), depth, normaliser = _perfect(IsolationForest(n_estimators=10, random_state=2).fit(
+        rng.normal(size=(500, 5))))
+    rows = sanitize(rng.normal(size=(70 * BLOCK, 5)))
+    out = np.empty(rows.shape[0])
+    perfect_scores(rows, feat, thr, val, depth, normaliser, out)   # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_score_in_child, (rows, feat, thr, val, depth, normaliser)).get(timeout=60)
+    assert np.array_equal(child, out)
+
+
+def _score_in_child(rows, feat, thr, val, depth, normaliser):
+    out = np.empty(rows.shape[0])
+    perfect_scores(rows, feat, thr, val, depth, normaliser, out)
+    return out

@@ -43,3 +43,20 @@ def test_out_of_fold_deviations_are_mostly_small_for_normal_traffic():
     assert oof.shape == (250, len(PROFILE_FEATURE_NAMES))
     assert np.mean(oof[:, 0]) < 0.05            # endpoints are known out of fold
     assert np.mean(oof[:, 4] > 0) < 0.5         # most values bring no new bytes
+
+
+def test_training_calls_the_kernel_with_the_runtime_types():
+    """profile_deviations compiled once for training's bool tables and again for the artifact's uint8 ones
+    (~4 CPU-s each, cold): training hands the same 0/1 bytes as uint8, so one compiled kernel serves both."""
+    import inspect
+
+    from scoring.profile_kernel import profile_deviations
+
+    tables = fit_profiles(_training())
+    before = _deviation(tables, "GET", "/item/5", "id=1%27%20OR%201%3D1--&color=green")
+    parameters = list(inspect.signature(profile_deviations.py_func).parameters)
+    for name in ("seen_bytes", "is_enum"):
+        used = {str(signature[parameters.index(name)].dtype) for signature in profile_deviations.signatures}
+        assert used == {"uint8"}, (name, used)
+    assert tables.seen_bytes.dtype == np.bool_  # the tables themselves are unchanged
+    assert before["enum_violations"] == 1 and before["max_novel_bytes"] >= 5
