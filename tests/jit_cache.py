@@ -34,10 +34,10 @@ def _cached(kernel) -> bool:
 
 
 def _ingest_is_cached() -> bool:
-    from data.clf_kernel import parse_clf
+    from data.clf_kernel import _copy_field, _parse_block
     from data.feature_kernels import entropy_of_strings
 
-    return _cached(parse_clf) and _cached(entropy_of_strings)
+    return _cached(_parse_block) and _cached(_copy_field) and _cached(entropy_of_strings)
 
 
 def warm(log=print) -> None:
