@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from clustering.payload_view import normalise, tokens
+from labeling.evidence import build_evidence
+from labeling.offline import OfflineSummarizer
+from labeling.taxonomy import canonical_family
 from clustering.run import ClusterOptions, cluster_sessions
 from data.sessionize import update_derived
 from data.synthetic_neutral import NEUTRAL_CAMPAIGNS, generate_neutral_traffic
@@ -71,7 +74,7 @@ def _clustered(tmp_path, **options):
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=5))
     clusters = dict(con.execute("SELECT session_id, cluster_id FROM session_clusters WHERE cluster_run_id = $r",
                                 {"r": run.cluster_run_id}).fetchall())
-    return campaign_of_sessions(con, log), clusters
+    return campaign_of_sessions(con, log), clusters, con, run.cluster_run_id
 
 
 def _f1(campaign, clusters, name):
@@ -85,7 +88,7 @@ def _f1(campaign, clusters, name):
 
 def test_families_that_behave_alike_separate_by_payload(tmp_path, shared_datasets):
     """Issue C2: on main all eight families fell into one cluster (ARI 0.00, worst F1 0.22)."""
-    campaign, clusters = _clustered(tmp_path, shared_dir=shared_datasets)
+    campaign, clusters, con, run = _clustered(tmp_path, shared_dir=shared_datasets)
     attack = [s for s in campaign if campaign[s] != "benign"]
     ari = adjusted_rand_score([campaign[s] for s in attack], [clusters.get(s, -2) for s in attack])
     assert ari >= 0.85, ari
@@ -96,10 +99,19 @@ def test_families_that_behave_alike_separate_by_payload(tmp_path, shared_dataset
     attack_clusters = {c for c in set(clusters.values()) - {-1}
                        if Counter(campaign[s] for s in clusters if clusters[s] == c).most_common(1)[0][0] != "benign"}
     assert sum(by_cluster[c] for c in attack_clusters) <= 0.01 * len(benign)
+    _summaries_name_the_family(campaign, clusters, con, run, attack_clusters)
+
+
+def _summaries_name_the_family(campaign, clusters, con, run, attack_clusters):
+    """The offline summarizer names each attack cluster by the family its sessions carry (scanners: scanner)."""
+    for cid in attack_clusters:
+        truth = Counter(campaign[s] for s in clusters if clusters[s] == cid).most_common(1)[0][0]
+        family = OfflineSummarizer().summarize(build_evidence(con, run, cid)).family
+        assert family == canonical_family(truth), (cid, truth, family)
 
 
 def test_families_separate_over_real_benign_traffic(tmp_path, shared_datasets):
-    campaign, clusters = _clustered(tmp_path, background="real", shared_dir=shared_datasets)
+    campaign, clusters, con, run = _clustered(tmp_path, background="real", shared_dir=shared_datasets)
     attack = [s for s in campaign if campaign[s] != "benign"]
     ari = adjusted_rand_score([campaign[s] for s in attack], [clusters.get(s, -2) for s in attack])
     assert ari >= 0.85, ari
