@@ -20,7 +20,7 @@ from pathlib import Path
 from random import Random
 
 from data.errors import InputError
-from data.synthetic_payloads import SAMPLES_DIR, clean_payload_lines, fill_placeholders
+from data.synthetic_payloads import SAMPLES_DIR, clean_payload_lines, fill_placeholders, read_payload_text
 
 FAMILIES = ("sqli", "xss", "lfi", "rfi", "rce", "php", "java")
 # family -> (files of the payload directory, files written for waflens, HttpParamsDataset attack types)
@@ -47,15 +47,7 @@ class FamilyPayloads:
 
 
 def _read_lines(path: Path, rng: Random) -> list[str]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"payload file {path} cannot be read ({exc.strerror or exc}); "
-                         f"add it or use the samples in {SAMPLES_DIR}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = read_payload_text(path)
     lines = list(dict.fromkeys(fill_placeholders(line, rng) for line in clean_payload_lines(text)))
     if not lines:
         raise InputError(f"payload file {path} holds no usable payload lines")

@@ -78,20 +78,25 @@ def fill_placeholders(line: str, rng: Random) -> str:
     return line
 
 
+def read_payload_text(path: Path) -> str:
+    """A payload list's text (UTF-8, else Latin-1: some published lists are), or an InputError saying how to fix it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"payload file {path} cannot be read ({exc.strerror or exc}); "
+                         f"add it or use the samples in {SAMPLES_DIR}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def load_payloads(directory: Path, rng: Random) -> dict[str, list[str]]:
     """Payloads per family, placeholders filled, duplicates (after filling) removed, file order kept."""
     families = {}
     for family in FAMILIES:
         path = directory / f"{family}.txt"
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"payload file {path} cannot be read ({exc.strerror or exc}); "
-                             f"add it or use the samples in {SAMPLES_DIR}") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
+        text = read_payload_text(path)
         seen: dict[str, None] = {}
         for line in clean_payload_lines(text):
             seen.setdefault(fill_placeholders(line, rng), None)

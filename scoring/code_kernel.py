@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from scoring.profile_kernel import request_params
-from scoring.request_kernel import url_decode
+from scoring.request_kernel import _lower, url_decode
 
 TOKENIZER_VERSION = 1
 CLASS_NAMES = (
@@ -296,15 +296,6 @@ def _prepared(value):
         if value[i] == 37 and _is_hex(value[i + 1] | 32) and _is_hex(value[i + 2] | 32):
             return _lower(url_decode(value, False)), True
     return _lower(value), False
-
-
-@numba.njit(cache=True, nogil=True)
-def _lower(b):
-    out = b.copy()
-    for i in range(out.size):
-        if 65 <= out[i] <= 90:
-            out[i] += 32
-    return out
 
 
 @numba.njit(cache=True, nogil=True)

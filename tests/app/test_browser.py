@@ -108,6 +108,23 @@ def demo(tmp_path_factory):
     return db
 
 
+def wait_until_serving(base: str, process: subprocess.Popen, kill, log: Path, seconds: float = 60) -> None:
+    """Poll Streamlit's health endpoint until it answers ok; if the process dies or time runs out, ``kill``
+    it and fail with the end of its log."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as answer:
+                if answer.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            kill()
+            pytest.fail(f"the workbench did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def server(demo):
     port = _free_port()
@@ -120,18 +137,7 @@ def server(demo):
          "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],   # as `waflens app`: no Deploy
         cwd=demo.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as answer:
-                if answer.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start: {(demo.parent / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_until_serving(base, process, process.kill, demo.parent / "streamlit.log")
     yield base
     process.terminate()
     try:

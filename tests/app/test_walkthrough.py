@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import duckdb
 import pytest
 
 from tests.app.test_browser import (  # noqa: F401  (browser and page are fixtures used by name)
-    REPO, _cli, _free_port, _require_browser, assert_no_exception, assert_stays_on_the_host, browser, page, settle)
+    REPO, _cli, _free_port, _require_browser, assert_no_exception, assert_stays_on_the_host, browser, page, settle, wait_until_serving)
 
 ANALYST = "newcomer"
 pytestmark = pytest.mark.slow
@@ -57,18 +56,7 @@ def server(demo):
                                cwd=demo.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as answer:
-                if answer.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"waflens app did not start: {(demo.parent / 'app.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_until_serving(base, process, lambda: os.killpg(process.pid, signal.SIGKILL), demo.parent / "app.log")
     yield base
     process.send_signal(signal.SIGTERM)
     try:
