@@ -97,6 +97,16 @@ class _Session:
         self.recent = array("q")                      # decoded-path hashes of the last RECENT_PAGES page views
 
 
+def _remember(keys: array, key: int, limit: int) -> int:
+    """Add ``key`` to the distinct ``keys`` while they hold fewer than ``limit``; 1 when a new key did not fit."""
+    if key in keys:
+        return 0
+    if len(keys) < limit:
+        keys.append(key)
+        return 0
+    return 1
+
+
 class SessionTracker:
     """Bounded, thread-safe session state keyed by client (e.g. pseudonymized IP + UA)."""
 
@@ -193,25 +203,10 @@ class SessionTracker:
         if f.is_get and f.ext_class in (0, 2):
             self._add_page(s, ts, f)
         limit = self.max_distinct
-        key = _int64(f.path_key)
-        if key not in s.paths:
-            if len(s.paths) < limit:
-                s.paths.append(key)
-            else:
-                s.overflow_paths += 1
-        key = _int64(f.user_agent_key)
-        if key not in s.agents:
-            if len(s.agents) < limit:
-                s.agents.append(key)
-            else:
-                s.overflow_agents += 1
+        s.overflow_paths += _remember(s.paths, _int64(f.path_key), limit)
+        s.overflow_agents += _remember(s.agents, _int64(f.user_agent_key), limit)
         for name in f.param_names:
-            key = _int64(name)
-            if key not in s.params:
-                if len(s.params) < limit:
-                    s.params.append(key)
-                else:
-                    s.overflow_params += 1
+            s.overflow_params += _remember(s.params, _int64(name), limit)
 
     @staticmethod
     def _add_page(s: _Session, ts: float | None, f: RequestFacts) -> None:
