@@ -32,7 +32,7 @@ from data.synthetic_campaigns import (CMD_TARGETS, PATH_TARGETS, SESSION_GAP, SQ
                                       CampaignSpec, _lognormal, _pick, schedule_bursts)
 from data.synthetic_clients import HOSTING_OCTETS, AddressBook, reserve
 from data.synthetic_families import FAMILIES, HTTP_PARAMS, load_family_payloads
-from data.synthetic_payloads import ENV_VAR, SHARED_PAYLOADS, resolve_payload_dir
+from data.synthetic_payloads import ENV_VAR, resolve_payload_dir, resolve_shared_dir
 from data.synthetic_site import benign_traffic
 
 NEUTRAL_CAMPAIGNS = FAMILIES + ("scanner",)
@@ -123,13 +123,6 @@ def generate_neutral_traffic(out: Path, n_requests: int, seed: int, *, backgroun
         raise InputError(f"cannot write synthetic traffic to {out} ({exc.strerror or exc}); "
                          "choose a writable path") from None
     return NeutralSummary(out, truth, len(rows), counts)
-
-
-def resolve_shared_dir(shared_dir: Path | None = None) -> Path:
-    """The argument, else ``$WAFLENS_SHARED_DATASETS``, else ``../shared/datasets`` beside the repository."""
-    if shared_dir is not None:
-        return Path(shared_dir)
-    return Path(os.environ.get("WAFLENS_SHARED_DATASETS") or SHARED_PAYLOADS.parent)
 
 
 def neutral_attacks(seed: int, book: AddressBook, total: int, duration: float,

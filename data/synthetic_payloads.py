@@ -39,6 +39,13 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!*(),:@/")
 
 
+def resolve_shared_dir(shared_dir: Path | None = None) -> Path:
+    """The argument, else ``$WAFLENS_SHARED_DATASETS``, else ``../shared/datasets`` beside the repository."""
+    if shared_dir is not None:
+        return Path(shared_dir)
+    return Path(os.environ.get("WAFLENS_SHARED_DATASETS") or SHARED_PAYLOADS.parent)
+
+
 def resolve_payload_dir(payload_dir: Path | None = None) -> Path:
     """The argument, else ``$WAFLENS_PAYLOAD_DIR``, else the shared payloads (``$WAFLENS_SHARED_DATASETS``
     or ``../shared/datasets`` beside the repository), else the samples."""
@@ -46,9 +53,9 @@ def resolve_payload_dir(payload_dir: Path | None = None) -> Path:
         chosen, origin = Path(payload_dir), "payload_dir"
     elif os.environ.get(ENV_VAR):
         chosen, origin = Path(os.environ[ENV_VAR]), ENV_VAR
-    elif os.environ.get("WAFLENS_SHARED_DATASETS") and (Path(os.environ["WAFLENS_SHARED_DATASETS"]) / "payloads").is_dir():
-        return Path(os.environ["WAFLENS_SHARED_DATASETS"]) / "payloads"
-    elif SHARED_PAYLOADS.is_dir():
+    elif (resolve_shared_dir() / "payloads").is_dir():
+        return resolve_shared_dir() / "payloads"
+    elif SHARED_PAYLOADS.is_dir():    # $WAFLENS_SHARED_DATASETS without payloads: the folder beside the repository
         return SHARED_PAYLOADS
     else:
         return SAMPLES_DIR
