@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 import socket
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 
 TOKEN_ENV = "WAFLENS_APP_TOKEN"
 AUTH_HEADER_ENV = "WAFLENS_APP_AUTH_HEADER"

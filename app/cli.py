@@ -3,7 +3,7 @@
 Every command accepts the global options ``--db PATH`` (default ``./waflens.duckdb``
 or ``$WAFLENS_DB``) and ``--json`` (one JSON object on stdout). Errors print one
 line on stderr and exit with the codes listed by ``waflens --help`` (see
-:data:`data.errors.EXIT_CODES`).
+:data:`waflens.data.errors.EXIT_CODES`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from pathlib import Path
 
 import click
 
-from data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
-from data.interrupts import InterruptedAfterFile, InterruptedDerived
-from labeling.taxonomy import FAMILIES, canonical_family
-from scoring.artifact import ArtifactError
+from waflens.data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
+from waflens.data.interrupts import InterruptedAfterFile, InterruptedDerived
+from waflens.labeling.taxonomy import FAMILIES, canonical_family
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -33,7 +32,7 @@ class Context:
         self.warned_permissions = False
 
     def connect(self, read_only: bool = False):
-        from data.db import connect, loose_permissions
+        from waflens.data.db import connect, loose_permissions
 
         con = connect(self.db, read_only=read_only)
         warning = loose_permissions(self.db)
@@ -64,7 +63,7 @@ pass_context = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, db: Path | None, as_json: bool, debug: bool) -> None:
     """waflens: web-attack analytics for WAF operators."""
-    from data.db import default_db_path
+    from waflens.data.db import default_db_path
 
     ctx.obj = Context(db or default_db_path(), as_json, debug)
 
@@ -101,10 +100,10 @@ def _parse_json_fields(values: tuple[str, ...]) -> dict[str, list[str]]:
 def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, session_key, session_cookie,
            json_field, trusted_proxy, no_sessionize, gap_minutes) -> None:
     """Ingest access logs or raw HTTP dumps (optionally gzip-compressed) into the database."""
-    from data.ingest import IngestOptions, ingest_files
-    from data.pseudonymize import Pseudonymizer, load_key
-    from data.redaction import parse_trusted_proxies
-    from data.sessionize import update_derived
+    from waflens.data.ingest import IngestOptions, ingest_files
+    from waflens.data.pseudonymize import Pseudonymizer, load_key
+    from waflens.data.redaction import parse_trusted_proxies
+    from waflens.data.sessionize import update_derived
 
     options = IngestOptions(format=fmt, log_format=log_format, source=source, session_key=session_key,
                             session_cookie=session_cookie, json_fields=_parse_json_fields(json_field))
@@ -159,7 +158,7 @@ _STATUS_NOTES = {"already ingested": " (already ingested, nothing added)",
 @pass_context
 def sessionize(obj: Context, gap_minutes: float, session_key: str | None, rebuild: bool) -> None:
     """Update (or rebuild) sessions and their features."""
-    from data.sessionize import pending_requests, resessionize, update_derived
+    from waflens.data.sessionize import pending_requests, resessionize, update_derived
 
     pending = None
     con = obj.connect()
@@ -187,7 +186,7 @@ def sessionize(obj: Context, gap_minutes: float, session_key: str | None, rebuil
 @pass_context
 def generate(obj: Context, out: Path, n_requests: int, seed: int, days: float, attack_share: float) -> None:
     """Write synthetic traffic (combined log) with labelled attack campaigns and <out>.truth.csv."""
-    from data.synthetic import generate_traffic
+    from waflens.data.synthetic import generate_traffic
 
     summary = generate_traffic(out, n_requests, seed, days=days, attack_share=attack_share)
     obj.emit({"log": str(summary.log_path), "truth": str(summary.truth_path), "requests": summary.requests,
@@ -222,7 +221,7 @@ def train(obj: Context, level: str, since: str | None, until: str | None, out: P
     """Fit the anomaly model on the database's features and export it as an artifact."""
     from datetime import datetime, timezone
 
-    from scoring.train import TrainingOptions, train_request_model, train_session_model
+    from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 
     out = out or Path("models") / f"{level}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     options = TrainingOptions(since=_parse_time(since), until=_parse_time(until), n_estimators=trees, seed=seed)
@@ -256,9 +255,9 @@ def train(obj: Context, level: str, since: str | None, until: str | None, out: P
 def score(obj: Context, files, model_dir: Path, level: str, fmt: str, log_format: str | None, output: Path,
           no_pseudonymize: bool, session_key: str, session_cookie: str | None, gap_minutes: float) -> None:
     """Score the requests (or sessions) of log files with an exported model, without a database."""
-    from data.ingest import IngestOptions
-    from data.pseudonymize import Pseudonymizer, load_key
-    from scoring.batch import score_files
+    from waflens.data.ingest import IngestOptions
+    from waflens.data.pseudonymize import Pseudonymizer, load_key
+    from waflens.scoring.batch import score_files
 
     model_dir = _model_directory(model_dir, level)
     options = IngestOptions(format=fmt, log_format=log_format, session_key=session_key, session_cookie=session_cookie)
@@ -272,7 +271,7 @@ def score(obj: Context, files, model_dir: Path, level: str, fmt: str, log_format
 def _model_directory(model_dir: Path, level: str) -> Path:
     """The exported model to load: ``model_dir`` itself, or its ``<level>/`` when it is a registry version
     (``models/production``, ``models/versions/v0003``), which holds one model per level."""
-    from scoring.artifact import MANIFEST_FILE
+    from waflens.runtime.artifact import MANIFEST_FILE
 
     if (model_dir / MANIFEST_FILE).exists() or not model_dir.is_dir():
         return model_dir          # a model, or a path the loader reports as missing
@@ -296,7 +295,7 @@ def _model_directory(model_dir: Path, level: str) -> Path:
 @pass_context
 def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size: int, selection: str, seed: int) -> None:
     """Cluster (suspicious) sessions of a window with HDBSCAN; link clusters to the previous run."""
-    from clustering.run import ClusterOptions, cluster_sessions
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
 
     options = ClusterOptions(since=_parse_time(since), until=_parse_time(until), min_cluster_size=min_cluster_size,
                              select=selection, seed=seed)
@@ -319,9 +318,9 @@ def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size
 @pass_context
 def summarize(obj: Context, provider: str | None, model: str | None, cluster_run_id: int | None) -> None:
     """Propose a label for every cluster of a run (emerging first) from its evidence."""
-    from labeling.labels import latest_run
-    from labeling.llm_config import load_llm_config
-    from labeling.summarize import summarize_database
+    from waflens.labeling.labels import latest_run
+    from waflens.labeling.llm_config import load_llm_config
+    from waflens.labeling.summarize import summarize_database
 
     config = load_llm_config(obj.db, provider=provider, model=model)
     provider = config.provider
@@ -359,7 +358,7 @@ def _family_option(ctx, param, value: str) -> str:
 def label(obj: Context, cluster_id: int, verdict: str, family: str, note: str | None, cluster_run_id: int | None,
           reject: bool, analyst: str | None) -> None:
     """Record an analyst's label for a cluster (an append-only event; the latest one counts)."""
-    from labeling.labels import latest_run, record_label
+    from waflens.labeling.labels import latest_run, record_label
 
     con = obj.connect()
     try:
@@ -378,7 +377,7 @@ def label(obj: Context, cluster_id: int, verdict: str, family: str, note: str | 
 @pass_context
 def purge(obj: Context, older_than_days: float | None) -> None:
     """Apply the retention policy: delete requests, sessions and quarantine older than N days."""
-    from data.retention import purge_older_than
+    from waflens.data.retention import purge_older_than
 
     days = older_than_days if older_than_days is not None else os.environ.get("WAFLENS_RETENTION_DAYS")
     if days is None:
@@ -403,7 +402,7 @@ def purge(obj: Context, older_than_days: float | None) -> None:
 @pass_context
 def status(obj: Context) -> None:
     """Counts of what the database holds."""
-    from data.status import database_status
+    from waflens.data.status import database_status
 
     con = obj.connect(read_only=True)
     try:
@@ -424,8 +423,8 @@ def status(obj: Context) -> None:
 @pass_context
 def app(obj: Context, port: int, host: str, auth_header: str | None, headless: bool) -> None:
     """Start the Streamlit workbench on the database (127.0.0.1 only, unless --host says otherwise)."""
-    from app.access import AUTH_HEADER_ENV, TOKEN_ENV, check_access, check_port_free
-    from app.serve import run_server
+    from waflens.app.access import AUTH_HEADER_ENV, TOKEN_ENV, check_access, check_port_free
+    from waflens.app.serve import run_server
 
     token = os.environ.get(TOKEN_ENV) or None
     for warning in check_access(host, token, auth_header):
@@ -468,12 +467,12 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
     summarize, train, gates, promote), then the workbench."""
     import time
 
-    from app.retrain_cli import stage_progress
-    from scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
+    from waflens.app.retrain_cli import stage_progress
+    from waflens.scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
 
     obj: Context = ctx.obj
     if not no_app:  # before minutes of pipeline: a taken port or a missing token is said at once
-        from app.access import TOKEN_ENV, check_access, check_port_free
+        from waflens.app.access import TOKEN_ENV, check_access, check_port_free
 
         check_access(host, os.environ.get(TOKEN_ENV) or None, os.environ.get("WAFLENS_APP_AUTH_HEADER") or None)
         check_port_free(host, port)
@@ -513,7 +512,7 @@ def _interrupted(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
-    from data.db import private_files
+    from waflens.data.db import private_files
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     private_files()  # the database, its WAL, models and reports hold personal data: 0600 / 0700 from the start
@@ -522,9 +521,6 @@ def main(argv: list[str] | None = None) -> int:
     except _Exit as done:
         return done.code
     except WaflensError as error:
-        click.echo(f"waflens: error: {error}", err=True)
-        return error.exit_code
-    except ArtifactError as error:  # the runtime's own error type (it may not import data.errors)
         click.echo(f"waflens: error: {error}", err=True)
         return error.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as error:  # click turns Ctrl-C into Abort
@@ -544,8 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except Exception as error:  # a bug: one line unless --debug
-        from data.errors import storage_fault
-        from data.interrupts import was_interrupted
+        from waflens.data.errors import storage_fault
+        from waflens.data.interrupts import was_interrupted
 
         if was_interrupted(error):  # Ctrl-C inside a DuckDB query (its transaction was rolled back)
             return _interrupted("waflens: interrupted")
@@ -561,16 +557,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `python -m app.cli`: run the package module, which the subcommand modules import
-    import app.cli
+if __name__ == "__main__":  # `python -m waflens.app.cli`: run the package module, which the subcommand modules import
+    import waflens.app.cli
 
-    sys.exit(app.cli.main())
+    sys.exit(waflens.app.cli.main())
 
 # Command groups that live in their own modules (they import Context and pass_context from here).
-from app.labels_cli import allowlist, labels  # noqa: E402
-from app.models_cli import models  # noqa: E402
-from app.retrain_cli import drift, retrain  # noqa: E402
-from app.sources_cli import sources  # noqa: E402
+from waflens.app.labels_cli import allowlist, labels  # noqa: E402
+from waflens.app.models_cli import models  # noqa: E402
+from waflens.app.retrain_cli import drift, retrain  # noqa: E402
+from waflens.app.sources_cli import sources  # noqa: E402
 
 for command in (labels, allowlist, models, retrain, drift, sources):
     cli.add_command(command)

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.state import query, read, table_exists
-from labeling.labels import has_relation
+from waflens.app.state import query, read, table_exists
+from waflens.labeling.labels import has_relation
 
 STATUS_ORDER = "CASE p.status WHEN 'new' THEN 0 WHEN 'growing' THEN 1 WHEN 'stable' THEN 2 ELSE 3 END"
 BENIGN_LAST = "coalesce(l.verdict = 'benign', false)"   # known good traffic is not what an analyst looks for first

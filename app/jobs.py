@@ -1,7 +1,7 @@
 """Long work from the workbench (ingest, clustering, summarizing, retraining) as a CLI subprocess.
 
 The app process must never hold DuckDB's write lock for long (a cron retrain needs
-it, and one process can write at a time), so long work runs as ``python -m app.cli
+it, and one process can write at a time), so long work runs as ``python -m waflens.app.cli
 --json ...`` in its own process, exactly as cron would run it. Its stderr lines
 (progress, warnings) stream into an ``st.status`` box while it runs; its one JSON
 summary on stdout is the result. Exit code 4 means another process holds the
@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from app.render import escape_markdown
-from app.state import after_write, database_path
+from waflens.app.render import escape_markdown
+from waflens.app.state import after_write, database_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUSY_EXIT = 4
@@ -43,7 +43,7 @@ class JobResult(NamedTuple):
 
 
 def cli_command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "app.cli", "--db", database_path(), "--json", *args]
+    return [sys.executable, "-m", "waflens.app.cli", "--db", database_path(), "--json", *args]
 
 
 def _pump(stream, lines: queue.Queue) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import Context, pass_context
+from waflens.app.cli import Context, pass_context
 
 
 @click.group()
@@ -24,7 +24,7 @@ def labels() -> None:
 @pass_context
 def labelled_sessions_command(obj: Context, cluster_run_id: int | None, include_suggested: bool, limit: int) -> None:
     """Every labelled session, with the latest analyst decision that reached it (on any cluster run)."""
-    from labeling.export import labelled_sessions
+    from waflens.labeling.export import labelled_sessions
 
     con = obj.connect()
     try:
@@ -48,8 +48,8 @@ def labelled_sessions_command(obj: Context, cluster_run_id: int | None, include_
 def import_command(obj: Context, label_file: Path, analyst: str | None, note: str | None) -> None:
     """Label sessions from a file of '<session cookie value> <label>' lines (label: human, benign, bot, *_bot or
     a family): each session that carried the cookie gets the analyst decision, for the next retraining."""
-    from data.pseudonymize import Pseudonymizer, load_key
-    from labeling.label_import import import_session_labels, read_label_file
+    from waflens.data.pseudonymize import Pseudonymizer, load_key
+    from waflens.labeling.label_import import import_session_labels, read_label_file
 
     labels = read_label_file(label_file)
     pseudonymizer = Pseudonymizer(load_key(obj.db, create=False))
@@ -72,7 +72,7 @@ def import_command(obj: Context, label_file: Path, analyst: str | None, note: st
 @pass_context
 def history_command(obj: Context, cluster_id: int, cluster_run_id: int | None) -> None:
     """A cluster's label events, with the analysts' decisions on earlier runs' clusters that reached its sessions."""
-    from labeling.labels import cluster_label, label_history, latest_run
+    from waflens.labeling.labels import cluster_label, label_history, latest_run
 
     con = obj.connect()
     try:
@@ -104,7 +104,7 @@ def history_command(obj: Context, cluster_id: int, cluster_run_id: int | None) -
 @pass_context
 def export_command(obj: Context, out: Path, cluster_run_id: int | None, include_suggested: bool) -> None:
     """Write labelled sessions to Parquet or CSV (CSV cells that could run as formulas are neutralised)."""
-    from labeling.export import export_labelled_sessions
+    from waflens.labeling.export import export_labelled_sessions
 
     con = obj.connect()
     try:
@@ -131,8 +131,8 @@ def allowlist() -> None:
 def allowlist_add(obj: Context, client_key, path_pattern, ua_pattern, reason: str, days: float | None,
                   author: str | None) -> None:
     """Add one rule: exactly one of --client-key, --path, --user-agent."""
-    from data.errors import InputError
-    from labeling.allowlist import add_rule
+    from waflens.data.errors import InputError
+    from waflens.labeling.allowlist import add_rule
 
     given = [(kind, value) for kind, value in (("client_key", client_key), ("path", path_pattern),
                                                ("user_agent", ua_pattern)) if value is not None]
@@ -154,7 +154,7 @@ def allowlist_add(obj: Context, client_key, path_pattern, ua_pattern, reason: st
 @pass_context
 def allowlist_list(obj: Context, include_inactive: bool) -> None:
     """The rules in force (or all of them)."""
-    from labeling.allowlist import list_rules
+    from waflens.labeling.allowlist import list_rules
 
     con = obj.connect()
     try:
@@ -173,7 +173,7 @@ def allowlist_list(obj: Context, include_inactive: bool) -> None:
 @pass_context
 def allowlist_revoke(obj: Context, rule_id: int, author: str | None) -> None:
     """Revoke a rule (it stays on record)."""
-    from labeling.allowlist import revoke_rule
+    from waflens.labeling.allowlist import revoke_rule
 
     con = obj.connect()
     try:

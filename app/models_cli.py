@@ -1,6 +1,6 @@
 """``waflens models``: list, inspect, promote and roll back the versions of the model registry.
 
-A thin layer over :class:`scoring.registry.Registry`. Promotion and rollback change
+A thin layer over :class:`waflens.scoring.registry.Registry`. Promotion and rollback change
 what every WAF worker scores with, so both ask for confirmation unless ``--yes``
 (cron and deploy scripts pass it); the prompt goes to stderr so ``--json`` output
 stays one object on stdout.
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
-from app.cli import Context, pass_context
-from data.errors import WaflensError
-from scoring.registry import PRODUCTION, Registry, VersionInfo, default_registry_root
+from waflens.app.cli import Context, pass_context
+from waflens.data.errors import WaflensError
+from waflens.scoring.registry import PRODUCTION, Registry, VersionInfo, default_registry_root
 
 _ROOT_KEY = "waflens.models_root"
 

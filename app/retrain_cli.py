@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from app.cli import Context, _Exit, pass_context
-from scoring.retrain import RETRAIN_EXIT_CODES
+from waflens.app.cli import Context, _Exit, pass_context
+from waflens.scoring.retrain import RETRAIN_EXIT_CODES
 
 def stage_progress(prefix: str, obj: Context, registry_root: Path | None):
     """A bar per stage on a terminal (ETAs from the previous run), lines otherwise; JSON lines with --json."""
     import sys
 
-    from app.progress import StageProgress, previous_stage_seconds
-    from scoring.registry import default_registry_root
+    from waflens.app.progress import StageProgress, previous_stage_seconds
+    from waflens.scoring.registry import default_registry_root
 
     root = Path(registry_root or default_registry_root(obj.db))
     return StageProgress(prefix, json_out=sys.stdout if obj.as_json else None,
@@ -53,16 +53,16 @@ EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in RETRAIN_EXI
 def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout_fraction, tolerance, max_alert_rate,
             max_p99_us, force, no_promote, allow_label_loss, prometheus_textfile) -> None:
     """Ingest → sessionize → cluster → summarize → train → gates → promote, for cron."""
-    from scoring.gates import GateConfig
-    from scoring.retrain import RetrainOptions, retrain as run_retrain
+    from waflens.scoring.gates import GateConfig
+    from waflens.scoring.retrain import RetrainOptions, retrain as run_retrain
 
     options = RetrainOptions(sources=tuple(sources), registry_root=registry_root, provider=provider, trees=trees,
                              seed=seed, holdout_fraction=holdout_fraction, force=force, promote=not no_promote,
                              prometheus_textfile=prometheus_textfile, allow_label_loss=allow_label_loss,
                              gates=GateConfig(tolerance=tolerance, max_alert_rate=max_alert_rate,
                                               max_p99_us=max_p99_us))
-    from data.interrupts import DeferredInterrupt
-    from scoring.retrain import EXIT_INTERRUPTED
+    from waflens.data.interrupts import DeferredInterrupt
+    from waflens.scoring.retrain import EXIT_INTERRUPTED
 
     # a Ctrl-C after the run ended (while its summary prints) changes nothing: the run's own outcome is the answer
     with DeferredInterrupt(), stage_progress("retrain", obj, registry_root) as progress:
@@ -75,7 +75,7 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
         if report.get("report_path"):
             lines.append(f"report: {report['report_path']}")
         obj.emit(report, "\n".join(lines))
-    if result.exit_code == EXIT_INTERRUPTED:  # said above; as app.cli._interrupted: no dying of a pending Ctrl-C
+    if result.exit_code == EXIT_INTERRUPTED:  # said above; as waflens.app.cli._interrupted: no dying of a pending Ctrl-C
         import signal
 
         try:
@@ -98,10 +98,10 @@ def drift(obj: Context, level: str, split: str | None, registry_root: Path | Non
     """Per-feature drift between the training window and the latest traffic (PSI, KS, Wasserstein)."""
     from datetime import datetime
 
-    from app.cli import _parse_time
-    from scoring.drift import window_drift
-    from scoring.registry import Registry, default_registry_root
-    from scoring.retrain import holdout_split
+    from waflens.app.cli import _parse_time
+    from waflens.scoring.drift import window_drift
+    from waflens.scoring.registry import Registry, default_registry_root
+    from waflens.scoring.retrain import holdout_split
 
     registry = Registry(registry_root or default_registry_root(obj.db))
     con = obj.connect(read_only=True)
@@ -113,7 +113,7 @@ def drift(obj: Context, level: str, split: str | None, registry_root: Path | Non
         if at is None:
             at = holdout_split(con, 0.25)
         if at is None:
-            from data.errors import InsufficientDataError
+            from waflens.data.errors import InsufficientDataError
 
             raise InsufficientDataError("no timestamps to split on: pass --split")
         report = window_drift(con, level, (None, at), (at, None)).to_dict()

@@ -19,15 +19,15 @@ from typing import NamedTuple
 import numpy as np
 import streamlit as st
 
-from app.state import config, data_version, read
-from data.feature_spec import feature_names
-from data.session_matrix import session_feature_matrix, session_feature_rows
+from waflens.app.state import config, data_version, read
+from waflens.data.feature_spec import feature_names
+from waflens.data.session_matrix import session_feature_matrix, session_feature_rows
 
 MAX_SESSIONS = 20_000
 WINDOW_HOURS = 24
 
 
-ALERT_CLASS = "likely_attack"   # the score class from which a model alerts (scoring.runtime's classes)
+ALERT_CLASS = "likely_attack"   # the score class from which a model alerts (waflens.runtime.scorer's classes)
 
 
 class ProductionScores(NamedTuple):
@@ -41,7 +41,7 @@ class ProductionScores(NamedTuple):
 
 def production_version():
     """The registry's production VersionInfo, or None (no registry, no promotion yet, or unreadable)."""
-    from scoring.registry import PRODUCTION, Registry
+    from waflens.scoring.registry import PRODUCTION, Registry
 
     try:
         registry = Registry(config().models_root)
@@ -52,7 +52,7 @@ def production_version():
 
 @st.cache_resource(show_spinner="Loading the production model…", max_entries=4)
 def _session_scorer(path: str, version: str):
-    from scoring.runtime import SessionScorer
+    from waflens.runtime.scorer import SessionScorer
 
     return SessionScorer.load(path)
 

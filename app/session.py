@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.access import AUTH_HEADER_ENV, TOKEN_ENV, token_matches
+from waflens.app.access import AUTH_HEADER_ENV, TOKEN_ENV, token_matches
 
 _FAILED_LOGIN_DELAY_S = 1.0  # slows guessing; the token is long anyway
 

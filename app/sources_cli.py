@@ -7,8 +7,8 @@ import re
 
 import click
 
-from app.cli import Context, pass_context
-from app.models_cli import _confirm, _table
+from waflens.app.cli import Context, pass_context
+from waflens.app.models_cli import _confirm, _table
 
 
 def _printable(text: str) -> str:
@@ -25,7 +25,7 @@ def sources() -> None:
 @pass_context
 def list_command(obj: Context) -> None:
     """Every ingested file, newest first: id, time, format, records = parsed + quarantined, name."""
-    from data.sources import list_sources
+    from waflens.data.sources import list_sources
 
     con = obj.connect(read_only=True)
     try:
@@ -48,8 +48,8 @@ def list_command(obj: Context) -> None:
 def forget(obj: Context, source: str, yes: bool, no_sessionize: bool, gap_minutes: float) -> None:
     """Remove a source: its requests, their sessions and features, its quarantine rows and its ingest record,
     in one transaction. The file can then be ingested again."""
-    from data.sessionize import update_derived
-    from data.sources import find_source, forget_source
+    from waflens.data.sessionize import update_derived
+    from waflens.data.sources import find_source, forget_source
 
     con = obj.connect(read_only=True)
     try:

@@ -3,7 +3,7 @@
 DuckDB lets one process write *or* several read, and a cron ``waflens retrain`` (or
 an ingest) must be able to take the write lock at any time. So the workbench never
 holds the database open: each query opens a short read-only connection and closes
-it, and writes go through :func:`data.writes.write` (a short write connection).
+it, and writes go through :func:`waflens.data.writes.write` (a short write connection).
 What *is* cached as a resource is only the configuration (:func:`config`: the
 database path, the model registry and the upload folder), not a connection.
 
@@ -29,10 +29,10 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from app.render import escape_markdown
-from data.writes import is_busy, write
-from data.db import connect, default_db_path
-from data.errors import DatabaseError, WaflensError
+from waflens.app.render import escape_markdown
+from waflens.data.writes import is_busy, write
+from waflens.data.db import connect, default_db_path
+from waflens.data.errors import DatabaseError, WaflensError
 
 READ_TIMEOUT_S = 5.0     # how long a page waits for another process's write before saying the database is busy
 WRITE_TIMEOUT_S = 10.0   # ... and a label or setting waits to be written
@@ -48,7 +48,7 @@ class Config(NamedTuple):
 
 @st.cache_resource(show_spinner=False)
 def _config(db_env: str | None, models_env: str | None) -> Config:
-    from scoring.registry import default_registry_root
+    from waflens.scoring.registry import default_registry_root
 
     path = str(Path(db_env or default_db_path()).resolve())
     return Config(path, default_registry_root(path), Path(path).parent / "uploads")
@@ -220,6 +220,6 @@ def write_or_warn(fn: Callable[[duckdb.DuckDBPyConnection], Any], *,
 
 def settings() -> dict:
     """The workbench settings (defaults for those never set), read like any query."""
-    from data.settings import get_settings
+    from waflens.data.settings import get_settings
 
     return read(get_settings)

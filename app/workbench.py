@@ -1,18 +1,18 @@
 """The waflens workbench (Streamlit). Run with ``waflens app`` (it sets ``WAFLENS_DB``).
 
 One file per page under ``app/pages/`` (``st.navigation`` + ``st.Page``). Pages read
-through :mod:`app.state` (short read-only connections, cached results), write
-through :mod:`data.writes` (short write connections) and run long work as CLI
-subprocesses (:mod:`app.jobs`), so a cron ``waflens retrain`` can always write.
+through :mod:`waflens.app.state` (short read-only connections, cached results), write
+through :mod:`waflens.data.writes` (short write connections) and run long work as CLI
+subprocesses (:mod:`waflens.app.jobs`), so a cron ``waflens retrain`` can always write.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from app.render import escape_markdown
-from app.session import default_analyst, identity, require_access
-from app.state import begin_page, config
+from waflens.app.render import escape_markdown
+from waflens.app.session import default_analyst, identity, require_access
+from waflens.app.state import begin_page, config
 
 PAGES = Path(__file__).with_name("pages")
 
@@ -53,5 +53,5 @@ with st.sidebar:
                            "(default: $WAFLENS_ANALYST or your login name).")
     st.caption(f"Database: {escape_markdown(config().db_path)}")
 begin_page()
-st.session_state["_via_workbench"] = True  # the page checks it (app.state.require_workbench)
+st.session_state["_via_workbench"] = True  # the page checks it (waflens.app.state.require_workbench)
 navigation.run()

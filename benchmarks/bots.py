@@ -56,9 +56,9 @@ def read_annotations(path: Path) -> dict[str, str]:
 
 
 def ingest_web_bot(con, directory: Path) -> None:
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
 
     options = IngestOptions(log_format=LOG_FORMAT, session_key="cookie", session_cookie="PHPSESSID")
     pseudonymizer = Pseudonymizer(KEY)
@@ -69,7 +69,7 @@ def ingest_web_bot(con, directory: Path) -> None:
 
 def annotated_sessions(con, annotations: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """(session ids, 1 for bots) of the sessions carrying an annotated cookie."""
-    from data.pseudonymize import Pseudonymizer
+    from waflens.data.pseudonymize import Pseudonymizer
 
     pseudonymizer = Pseudonymizer(KEY)
     by_token = {pseudonymizer.token(sid): label for sid, label in annotations.items()}
@@ -89,7 +89,7 @@ def auc(is_bot: np.ndarray, bot_evidence: np.ndarray) -> float:
 
 def session_scores(model_dir: Path, X: np.ndarray) -> dict[str, np.ndarray]:
     """Bot evidence per session (higher = more bot-like) of each score the session model gives."""
-    from scoring.runtime import SessionScorer
+    from waflens.runtime.scorer import SessionScorer
 
     scorer = SessionScorer.load(model_dir)
     out = {"anomaly score (baseline)": scorer.score_batch(X)}
@@ -108,7 +108,7 @@ def per_feature_auc(X: np.ndarray, is_bot: np.ndarray, names: list[str]) -> list
 
 def online_cost(con, model_dir: Path, limit: int | None = None) -> dict[str, float]:
     """Per-request cost of the session state update (p50/p99 us), end to end, and bytes per client."""
-    from scoring.runtime import SessionScorer
+    from waflens.runtime.scorer import SessionScorer
 
     scorer = SessionScorer.load(model_dir)
     rows = con.execute("""SELECT client_key, epoch(ts), method, path, query, user_agent, referer, status FROM requests
@@ -146,13 +146,13 @@ def online_cost(con, model_dir: Path, limit: int | None = None) -> dict[str, flo
 
 def import_labels(con, annotations: dict[str, str]) -> int:
     """The train annotations as analyst labels (``waflens labels import``); returns sessions labelled."""
-    from labeling.label_import import import_session_labels
+    from waflens.labeling.label_import import import_session_labels
 
     return import_session_labels(con, annotations, cookie_token=_token, analyst="benchmark").sessions
 
 
 def _token(value: str) -> str:
-    from data.pseudonymize import Pseudonymizer
+    from waflens.data.pseudonymize import Pseudonymizer
 
     return Pseudonymizer(KEY).token(value)
 
@@ -163,10 +163,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
-    from data.db import connect
-    from data.feature_spec import feature_names
-    from data.session_matrix import session_feature_rows
-    from scoring.train import TrainingOptions, train_session_model
+    from waflens.data.db import connect
+    from waflens.data.feature_spec import feature_names
+    from waflens.data.session_matrix import session_feature_rows
+    from waflens.scoring.train import TrainingOptions, train_session_model
 
     directory = web_bot_dir()
     if not (directory / "logs").is_dir():

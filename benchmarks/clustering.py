@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/clustering.py [--variants coupled neutral real] [--requests 60000 200000]
         [--seeds 7 8 ... 16] [--emergence] [--scaling 10000 30000 100000]
 
-Three variants: ``coupled`` (data.synthetic: each campaign has its own agent, endpoints
-and pace), ``neutral`` (data.synthetic_neutral: eight attack families that share pace,
+Three variants: ``coupled`` (waflens.data.synthetic: each campaign has its own agent, endpoints
+and pace), ``neutral`` (waflens.data.synthetic_neutral: eight attack families that share pace,
 endpoints, statuses and agents and differ only in payloads, over generated browsing) and
 ``real`` (the same families over the real benign shared access logs, whose size is fixed).
 Quality, per seed (a session's campaign = the majority campaign of its requests):
@@ -54,8 +54,8 @@ def _family_matches(campaign: str, family: str) -> bool:
 
 
 def _generate(variant: str, log: Path, requests: int, seed: int):
-    from data.synthetic import generate_traffic
-    from data.synthetic_neutral import generate_neutral_traffic
+    from waflens.data.synthetic import generate_traffic
+    from waflens.data.synthetic_neutral import generate_neutral_traffic
 
     if variant == "coupled":
         return generate_traffic(log, requests, seed=seed)
@@ -65,13 +65,13 @@ def _generate(variant: str, log: Path, requests: int, seed: int):
 def _quality(variant: str, requests: int, seed: int, min_cluster_size: int, select: str, emergence: bool) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
-    from labeling.evidence import build_evidence
-    from labeling.offline import OfflineSummarizer
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
+    from waflens.labeling.evidence import build_evidence
+    from waflens.labeling.offline import OfflineSummarizer
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "traffic.log"
@@ -129,7 +129,7 @@ def _quality(variant: str, requests: int, seed: int, min_cluster_size: int, sele
 
 def _emergence(con, summary, campaign: dict, min_cluster_size: int) -> tuple[dict, dict]:
     """For each campaign, the first of four windows with enough sessions and the first flagging it emerging."""
-    from clustering.run import ClusterOptions, cluster_sessions
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
 
     start, end = summary.start.replace(tzinfo=None), summary.end.replace(tzinfo=None)
     span = (end - start) / 4
@@ -162,11 +162,11 @@ def _scaling(n: int) -> tuple[int, float, float, dict]:
 import sys
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from data.db import connect
-from data.ingest import IngestOptions, ingest_file
-from data.pseudonymize import Pseudonymizer
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
+from waflens.data.db import connect
+from waflens.data.ingest import IngestOptions, ingest_file
+from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
 tmp = Path(sys.argv[1])
 log = tmp / "t.log"
 generate_traffic(log, {n} * 34, seed=1)          # about 34 requests per generated session
@@ -179,8 +179,8 @@ con.close()
 import sys, json, resource
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from data.db import connect
-from clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.db import connect
+from waflens.clustering.run import ClusterOptions, cluster_sessions
 con = connect(Path(sys.argv[1]) / "s.duckdb")
 run = cluster_sessions(con, ClusterOptions(min_cluster_size=25, select="all"))
 con.close()

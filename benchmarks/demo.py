@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/demo.py [--repeat 1] [--requests 60000] [--warm] [--baseline /work/main]
     .venv/bin/python benchmarks/demo.py --profile [--requests 60000]
 
-Each repeat runs `python -m app.cli demo` in a new temporary directory with an empty
+Each repeat runs `python -m waflens.app.cli demo` in a new temporary directory with an empty
 numba cache (what a new user's first run compiles; ``--warm`` reuses the checkout's
 cache instead), waits until the workbench answers HTTP on a free port, then stops
 it. Stage seconds come from the run report the retrain writes; "to UI" is wall time
@@ -65,7 +65,7 @@ def run_demo(checkout: Path, requests: int, warm: bool, timeout_s: float) -> dic
     if not warm:
         env["NUMBA_CACHE_DIR"] = str(work / "numba-cache")   # a new user's empty cache
     python = checkout / ".venv" / "bin" / "python"
-    command = [str(python if python.exists() else sys.executable), "-m", "app.cli", "--db", str(work / "waflens.duckdb"),
+    command = [str(python if python.exists() else sys.executable), "-m", "waflens.app.cli", "--db", str(work / "waflens.duckdb"),
                "demo", "--dir", str(work / "demo"), "--requests", str(requests), "--port", str(port)]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -110,10 +110,10 @@ def quality(work: Path) -> dict:
     from sklearn.metrics import roc_auc_score
 
     sys.path.insert(0, str(REPO))
-    from data.db import connect
-    from data.session_matrix import session_feature_matrix
-    from scoring.registry import Registry
-    from scoring.runtime import Scorer, SessionScorer
+    from waflens.data.db import connect
+    from waflens.data.session_matrix import session_feature_matrix
+    from waflens.scoring.registry import Registry
+    from waflens.runtime.scorer import Scorer, SessionScorer
 
     registry = Registry(work / "models")
     until = (registry.get("production").training or {}).get("until")
@@ -172,8 +172,8 @@ def profile(requests: int, top: int = 25) -> None:
     sys.path.insert(0, str(REPO))
     from numba.core import event
 
-    from data.synthetic import generate_traffic
-    from scoring.retrain import RetrainOptions, retrain
+    from waflens.data.synthetic import generate_traffic
+    from waflens.scoring.retrain import RetrainOptions, retrain
 
     compiles = event.RecordingListener()
     event.register("numba:compile", compiles)

@@ -15,7 +15,7 @@ on the CSIC 2010 benign training file only, then score with the runtime:
    $WAFLENS_SHARED_DATASETS/payloads. It exercises payload-likeness only, never structural novelty.
    (The code-likeness model was fitted on four fifths of these lists: partly in-sample.)
 3. Labelled values: the fifth of HttpParamsDataset's training split that the code-likeness model
-   was not fitted on (``scoring.code_model.held_out``), per family, placed (a) in the free-text
+   was not fitted on (``waflens.scoring.code_model.held_out``), per family, placed (a) in the free-text
    address field ``direccion`` of CSIC registration requests (the endpoint is only in the
    training file, so its requests carry the values; the validation halves lack it) and (b) in a
    random parameter of a benign validation request. Share at ``likely_attack`` and ``attack``;
@@ -110,7 +110,7 @@ def attack_kind(request, known: dict[str, set[str]]) -> str:
 
 
 def _read(path: Path):
-    from data.raw_http import RawHttpRequest, iter_raw_http
+    from waflens.data.raw_http import RawHttpRequest, iter_raw_http
 
     text = gzip.decompress(path.read_bytes()).decode("latin-1")
     return [r for r in iter_raw_http(text) if isinstance(r, RawHttpRequest)]
@@ -118,7 +118,7 @@ def _read(path: Path):
 
 def _inject(request, payload: str, rng: random.Random):
     """The request with one parameter value (query or body) replaced by the encoded payload."""
-    from data.synthetic_payloads import encode_query_value
+    from waflens.data.synthetic_payloads import encode_query_value
 
     path, _, query = request.target.partition("?")
     places = [("query", i) for i, p in enumerate(query.split("&")) if p] + \
@@ -142,7 +142,7 @@ def _held_out_values() -> dict[str, list[str]]:
     """The labelled values the code-likeness model was not fitted on, by family (benign = 'norm')."""
     import csv
 
-    from scoring.code_model import held_out
+    from waflens.scoring.code_model import held_out
 
     families: dict[str, list[str]] = defaultdict(list)
     with gzip.open(HTTP_PARAMS, "rt", encoding="utf-8", newline="") as handle:
@@ -177,7 +177,7 @@ def _libinjection_flags(values: list[str]) -> np.ndarray | None:
 
 def _place(request, name: str | None, value: str, rng: random.Random):
     """The request with parameter ``name`` (None: a random one) set to the encoded value."""
-    from data.synthetic_payloads import encode_query_value
+    from waflens.data.synthetic_payloads import encode_query_value
 
     path, _, query = request.target.partition("?")
     places = [("query", i) for i, p in enumerate(query.split("&")) if p] + \
@@ -227,13 +227,13 @@ def main() -> None:
     parser.add_argument("--text", type=int, default=1200, help="benign text values (sentences, names, addresses)")
     args = parser.parse_args()
 
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
-    from data.synthetic_payloads import clean_payload_lines, fill_placeholders
-    from scoring.runtime import Scorer
-    from scoring.train import TrainingOptions, train_request_model
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic_payloads import clean_payload_lines, fill_placeholders
+    from waflens.runtime.scorer import Scorer
+    from waflens.scoring.train import TrainingOptions, train_request_model
 
     rng = random.Random(args.seed)
     training, benign_dev, attack_dev = _read(TRAINING), _read(BENIGN_DEV), _read(ATTACK_DEV)

@@ -4,7 +4,7 @@
 
 Trains a 100-tree request model and a session model on generated traffic (as benchmarks/scoring.py
 does), then prints one table, each row with its same-run baseline where one exists:
-- start-up, each in a fresh process (``--child``): ``import scoring.runtime`` (baseline: numba and
+- start-up, each in a fresh process (``--child``): ``import waflens.runtime.scorer`` (baseline: numba and
   numpy alone), ``Scorer.load`` + warm-up with a warm numba cache and with an empty one
   (``WAFLENS_NUMBA_CACHE_DIR`` at a fresh directory);
 - ``score_request`` p50 / p99 over generated requests: GET, POST with an 8 KB form body (the model is
@@ -51,7 +51,7 @@ def _child(kind: str, args: list[str]) -> dict:
     if kind == "import":
         __import__(args[0])
         return {"seconds": time.perf_counter() - started}
-    import scoring.runtime as runtime
+    import waflens.runtime.scorer as runtime
 
     if kind == "load":
         cls = runtime.SessionScorer if args[1] == "session" else runtime.Scorer
@@ -106,12 +106,12 @@ def _run_child(kind: str, *args: str, cache: str) -> dict:
 
 def _train_models(tmp: Path) -> tuple[Path, Path, list]:
     """A 100-tree request model and a session model on generated traffic; the raw requests."""
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from scoring.train import TrainingOptions, train_request_model, train_session_model
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 
     log = tmp / "traffic.log"
     generate_traffic(log, 30_000, seed=11, attack_share=0.05)
@@ -285,7 +285,7 @@ def main() -> None:
         def median(results, key="seconds", scale=1.0):
             return statistics.median(r[key] for r in results) * scale
 
-        row("import scoring.runtime", median(fresh("import", "scoring.runtime"), scale=1e3), "ms",
+        row("import waflens.runtime.scorer", median(fresh("import", "waflens.runtime.scorer"), scale=1e3), "ms",
             "import numba", median(fresh("import", "numba"), scale=1e3))
         warm_load = median(fresh("load", str(request_model), "request"))
         row("Scorer.load + warm-up, cache warm", warm_load * 1e3, "ms")
@@ -297,9 +297,9 @@ def main() -> None:
         row("  process RSS after import + load", median(memory, "total_mb"), "MB")
 
         # score_request, in this process
-        from scoring.hot_swap import ModelWatcher
-        from scoring.middleware import WaflensASGIMiddleware, WaflensWSGIMiddleware
-        from scoring.runtime import Scorer, ScoreResult
+        from waflens.runtime.hot_swap import ModelWatcher
+        from waflens.runtime.middleware import WaflensASGIMiddleware, WaflensWSGIMiddleware
+        from waflens.runtime.scorer import Scorer, ScoreResult
 
         scorer = Scorer.load(request_model)
         rng = random.Random(0)

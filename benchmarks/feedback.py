@@ -51,7 +51,7 @@ def _session_campaigns(con, truth_path: Path) -> dict[int, str]:
 
 def _held_out(con, split):
     """Ids and feature matrix of the sessions that start at or after the split."""
-    from data.feature_spec import feature_names
+    from waflens.data.feature_spec import feature_names
 
     names = feature_names("session")
     rows = con.execute(
@@ -84,17 +84,17 @@ def _campaign_auc(scores: np.ndarray, names: np.ndarray) -> dict[str, float]:
 def run_seed(requests: int, seed: int, trees: int = 100, confirmed: tuple[int, ...] = CONFIRMED,
              min_cluster_size: int = 10) -> dict:
     """One seed of the protocol; per k confirmed: metrics, labelled sessions, train seconds, per-campaign recall."""
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from data.synthetic_campaigns import SPECS
-    from labeling.labels import record_label
-    from labeling.summarize import summarize_run
-    from scoring.runtime import SessionScorer
-    from scoring.train import TrainingOptions, train_session_model
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.data.synthetic_campaigns import SPECS
+    from waflens.labeling.labels import record_label
+    from waflens.labeling.summarize import summarize_run
+    from waflens.runtime.scorer import SessionScorer
+    from waflens.scoring.train import TrainingOptions, train_session_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -32,11 +32,11 @@ def run_once(log: Path, db: Path) -> dict:
     sys.path.insert(0, str(REPO))
     import duckdb
 
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.db import run_sql_file
-    from data.sessionize import compute_request_features
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.db import run_sql_file
+    from waflens.data.sessionize import compute_request_features
 
     timings = {}
     floor_con = duckdb.connect(str(db.with_suffix(".floor.duckdb")))
@@ -84,7 +84,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(REPO))
-    from data.synthetic import generate_traffic
+    from waflens.data.synthetic import generate_traffic
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "bench.log"

@@ -25,13 +25,13 @@ EXPECTED = {"sqli_scan": "sqli", "xss_probe": "xss", "path_traversal": "path_tra
 
 
 def run_seed(requests: int, seed: int):
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from labeling.summarize import summarize_run
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.labeling.summarize import summarize_run
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "traffic.log"

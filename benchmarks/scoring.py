@@ -32,12 +32,12 @@ def _train_model(tmp: Path) -> tuple[Path, object, np.ndarray, list]:
     """A 100-tree model on generated traffic, its sklearn twin, feature rows and raw requests."""
     from sklearn.ensemble import IsolationForest
 
-    from data.db import connect
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from scoring.train import TrainingOptions, train_request_model
+    from waflens.data.db import connect
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.scoring.train import TrainingOptions, train_request_model
 
     log = tmp / "traffic.log"
     generate_traffic(log, 30_000, seed=11, attack_share=0.05)
@@ -48,7 +48,7 @@ def _train_model(tmp: Path) -> tuple[Path, object, np.ndarray, list]:
     train_request_model(con, model, TrainingOptions(n_estimators=100, seed=0))
     requests = con.execute("SELECT method, path, query, user_agent, referer FROM requests ORDER BY request_id").fetchall()
     con.close()
-    from scoring.runtime import Scorer
+    from waflens.runtime.scorer import Scorer
 
     scorer = Scorer.load(model)
     rows = np.array([scorer.request_features(m, p + ("?" + q if q else ""), {"User-Agent": ua, "Referer": ref})
@@ -69,7 +69,7 @@ def _median_time(fn, repeat: int) -> float:
 
 def _load_time(model: Path, cache_dir: str) -> tuple[float, float]:
     """(import of the runtime with numpy and numba, then Scorer.load with warm-up) in a fresh process."""
-    code = ("import time; t = time.perf_counter(); from scoring.runtime import Scorer; i = time.perf_counter(); "
+    code = ("import time; t = time.perf_counter(); from waflens.runtime.scorer import Scorer; i = time.perf_counter(); "
             f"Scorer.load({str(model)!r}); print(i - t, time.perf_counter() - i)")
     env = {**os.environ, "WAFLENS_NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
@@ -87,9 +87,9 @@ def main() -> None:
     import numba
     from threadpoolctl import threadpool_limits
 
-    from scoring.forest_export import flatten_isolation_forest
-    from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
-    from scoring.runtime import Scorer
+    from waflens.scoring.forest_export import flatten_isolation_forest
+    from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfect_scores, sanitize
+    from waflens.runtime.scorer import Scorer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

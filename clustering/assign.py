@@ -19,10 +19,10 @@ import duckdb
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from clustering.matrix import build_matrix
-from clustering.run import reduce_for_hdbscan
-from data.errors import InputError
-from data.session_matrix import session_feature_rows
+from waflens.clustering.matrix import build_matrix
+from waflens.clustering.run import reduce_for_hdbscan
+from waflens.data.errors import InputError
+from waflens.data.session_matrix import session_feature_rows
 
 TIES = 16   # neighbours looked at to break ties between identical sessions
 

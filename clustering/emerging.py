@@ -6,7 +6,7 @@ a run without a lower bound follows the latest earlier run.
 
 What a cluster looked like before is measured, not guessed from names: the previous
 run's sessions are placed in this run's clusters, in the same fit as the run itself, by
-the rule that assigns new sessions (:func:`clustering.assign.place`). A cluster's
+the rule that assigns new sessions (:func:`waflens.clustering.assign.place`). A cluster's
 *earlier size* is how many of them it receives, its predecessor the previous cluster
 most of those came from. This survives merges and splits: a campaign that hid in a
 mixed cluster last window and now forms clusters of its own is still seen to grow.
@@ -35,7 +35,7 @@ from typing import NamedTuple
 import duckdb
 import numpy as np
 
-from clustering.profiles import profile_json
+from waflens.clustering.profiles import profile_json
 
 GROWING, FADING, EMERGING_GROWTH = 1.5, 0.67, 2.0
 

@@ -9,7 +9,7 @@ across the clustered sessions, and one more column counts the client's sessions,
 the many one-request sessions of a low-and-slow bot read as one pattern; for the same
 reason the numeric features are half the session's own, half its client's mean.
 Non-finite values become 0 before scaling. Last comes the payload view
-(:mod:`clustering.payload_view`): the n-grams above mostly see endpoints, so campaigns
+(:mod:`waflens.clustering.payload_view`): the n-grams above mostly see endpoints, so campaigns
 that share them and differ only in payload would be one cluster without it.
 """
 
@@ -24,8 +24,8 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import RobustScaler
 
-from clustering.payload_view import class_entropy, inverse_document_frequency, payload_counts, tfidf_rows
-from data.feature_spec import feature_names
+from waflens.clustering.payload_view import class_entropy, inverse_document_frequency, payload_counts, tfidf_rows
+from waflens.data.feature_spec import feature_names
 
 LOG_COMPRESSED = {"n_requests", "duration_s", "request_rate", "iat_mean", "iat_std", "max_payload_len",
                   "mean_attack_tokens", "distinct_params", "ua_changes"}
@@ -42,10 +42,10 @@ CLIENT_WEIGHT = 1.0
 # bot in one cluster (seed 14: two halves, F1 0.675 -> 1.0) and apart from credential stuffing in a
 # window where both are small (seed 9: the stuffing is flagged emerging a window earlier).
 CLIENT_BLEND = 0.5
-# The payload view (clustering.payload_view): a session's attack-token mix, reduced to PAYLOAD_COMPONENTS,
+# The payload view (waflens.clustering.payload_view): a session's attack-token mix, reduced to PAYLOAD_COMPONENTS,
 # unit rows scaled by PAYLOAD_WEIGHT x the share of the session's targets that carry tokens (so a
 # session without payloads sits at 0 and a scanner with a few payloads among probes near it). These
-# columns skip the PCA before HDBSCAN (clustering.run.reduce_for_hdbscan): they are few sessions'
+# columns skip the PCA before HDBSCAN (waflens.clustering.run.reduce_for_hdbscan): they are few sessions'
 # variance and would be cut. 8 components hold the eight families apart. Weight: the families of
 # data/synthetic_neutral.py (same pace, endpoints, statuses, agents) on 60k requests, seed 7: without
 # the view ARI 0.00 (all in one cluster); weight 4: ARI 0.67 (sqli, xss and scanner merged within

@@ -1,6 +1,6 @@
 """The payload view: which attack token classes a session's requests carry, and how strongly.
 
-Character n-grams of whole targets (``clustering.matrix``) see mostly the endpoint: when
+Character n-grams of whole targets (``waflens.clustering.matrix``) see mostly the endpoint: when
 campaigns share endpoints, pace, statuses and agents and only their payloads differ, they
 fall into one cluster (issue C2: ARI 0.00). Here each decoded target word is normalised
 (nested percent, HTML-entity and ``\\xHH`` encodings undone, lower case, digit runs -> ``0``,

@@ -14,7 +14,7 @@ import json
 import duckdb
 import numpy as np
 
-from data.feature_spec import feature_names
+from waflens.data.feature_spec import feature_names
 
 TOP = 10
 

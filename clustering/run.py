@@ -2,8 +2,8 @@
 
 A run stores its parameters, window, timings, every clustered session's cluster
 (-1 for noise), membership probability, GLOSH outlier score and map coordinates,
-and one profile per cluster (see :mod:`clustering.profiles`), linked to the
-previous run's clusters (see :mod:`clustering.emerging`), whose ids carry on.
+and one profile per cluster (see :mod:`waflens.clustering.profiles`), linked to the
+previous run's clusters (see :mod:`waflens.clustering.emerging`), whose ids carry on.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import NamedTuple
 import duckdb
 import numpy as np
 
-from data.db import split_statements
-from data.errors import InputError
-from data.session_matrix import session_feature_matrix, session_feature_rows
-from clustering.matrix import build_matrix
-from clustering.select import suspicious_mask
+from waflens.data.db import split_statements
+from waflens.data.errors import InputError
+from waflens.data.session_matrix import session_feature_matrix, session_feature_rows
+from waflens.clustering.matrix import build_matrix
+from waflens.clustering.select import suspicious_mask
 
 
 HDBSCAN_DIMENSIONS = 12
@@ -56,16 +56,16 @@ class RunSummary(NamedTuple):
 
 
 def ensure_cluster_schema(con: duckdb.DuckDBPyConnection) -> None:
-    sql = resources.files("clustering").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
+    sql = resources.files("waflens.clustering").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
     for statement in split_statements(sql):
         con.execute(statement)
 
 
 def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None) -> RunSummary:
     """Cluster the window's sessions and store the run; a run with no clusters says why."""
-    from clustering.assign import place
-    from clustering.emerging import carried_ids, link_to_previous_run, max_cluster_id, previous_run
-    from clustering.profiles import build_profiles
+    from waflens.clustering.assign import place
+    from waflens.clustering.emerging import carried_ids, link_to_previous_run, max_cluster_id, previous_run
+    from waflens.clustering.profiles import build_profiles
 
     options = options or ClusterOptions()
     if options.select not in ("suspicious", "all"):
@@ -80,8 +80,8 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         {"since": options.since, "until": options.until})
     numeric = np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0)  # a defined value for every feature
     mask = suspicious_mask(numeric) if options.select == "suspicious" else np.ones(len(session_ids), dtype=bool)
-    if options.select == "suspicious":  # known good traffic stays out of alerts (labeling.allowlist)
-        from labeling.allowlist import allowlisted_sessions
+    if options.select == "suspicious":  # known good traffic stays out of alerts (waflens.labeling.allowlist)
+        from waflens.labeling.allowlist import allowlisted_sessions
 
         allowed = allowlisted_sessions(con)
         if allowed:
@@ -125,7 +125,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
             if len(before_ids):
                 placed.update(zip(before_ids.tolist(), place(X, labels, before).tolist()))
             timings["placing"] = time.perf_counter() - step
-        if labels.max() >= 0:  # a pattern keeps its id from run to run (clustering.emerging)
+        if labels.max() >= 0:  # a pattern keeps its id from run to run (waflens.clustering.emerging)
             ids = carried_ids(labels, previous.clusters if previous else {}, placed, max_cluster_id(con))
             labels = np.array([ids.get(c, -1) for c in labels.tolist()], dtype=np.int64)
             placed = {s: ids.get(c, -1) for s, c in placed.items()}

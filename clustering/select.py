@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.feature_spec import feature_names
+from waflens.data.feature_spec import feature_names
 
 
 def suspicious_mask(numeric: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 One pass over the file's bytes finds each field's byte range, the status, the size
 and the timestamp (as UTC microseconds). A line the kernel is not sure about —
 any byte outside printable ASCII, an odd shape, a timestamp it cannot read — is
-left to the general RE2 parser (``data.parse_lines``), which is slower but handles
+left to the general RE2 parser (``waflens.data.parse_lines``), which is slower but handles
 everything and quarantines what it cannot parse. The two are tested to agree.
 
 Layout of a line: ``[vhost ]host ident user [time] "request" status bytes
@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from scoring.kernel_threads import in_threads, threads
+from waflens.runtime.kernels.threads import in_threads, threads
 
 # field indexes in the (n, N_FIELDS, 2) span array
 VHOST, HOST, IDENT, USER, REQUEST, REFERER, AGENT, TRAILING, METHOD, TARGET, PROTOCOL = range(11)
@@ -310,7 +310,7 @@ def _parse_block(buf, starts, ends, first, last, ok, spans, status, size, ts_us,
 
 @numba.njit(cache=True, nogil=True)
 def line_spans(buf):
-    """Start and end (exclusive, newline included) of every line; see data.log_file.line_spans."""
+    """Start and end (exclusive, newline included) of every line; see waflens.data.log_file.line_spans."""
     n = 0
     for i in range(buf.size):
         if buf[i] == 10:

@@ -1,7 +1,7 @@
 """Opening the waflens DuckDB database and running the SQL files that ship with it.
 
 DuckDB admits one writing process at a time. A second process that tries gets a
-:class:`~data.errors.DatabaseError` saying the database is busy, after a short
+:class:`~waflens.data.errors.DatabaseError` saying the database is busy, after a short
 retry, instead of a lock traceback.
 
 The database holds personal data (pseudonymized, but still): a process that opens
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import duckdb
 
-from data.db_functions import register_functions
-from data.errors import DatabaseError
+from waflens.data.db_functions import register_functions
+from waflens.data.errors import DatabaseError
 
 SCHEMA_VERSION = "1"
 DB_ENV = "WAFLENS_DB"
@@ -39,7 +39,7 @@ def default_db_path() -> Path:
 
 def load_sql(name: str) -> str:
     """The text of ``data/sql/<name>.sql``."""
-    return resources.files("data").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+    return resources.files("waflens.data").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
@@ -101,7 +101,7 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    from data.feature_spec import feature_table_ddl  # late: the spec imports nothing of the db
+    from waflens.data.feature_spec import feature_table_ddl  # late: the spec imports nothing of the db
 
     run_sql_file(con, "schema")
     for statement in feature_table_ddl():
@@ -115,7 +115,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def _add_new_session_features(con: duckdb.DuckDBPyConnection) -> None:
     """A database from before a session feature was added gets its column, and every session its value."""
-    from data.feature_spec import sql_parameters
+    from waflens.data.feature_spec import sql_parameters
 
     missing = _missing_session_features(con)
     if not missing:
@@ -127,7 +127,7 @@ def _add_new_session_features(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _missing_session_features(con: duckdb.DuckDBPyConnection) -> list:
-    from data.feature_spec import SESSION_FEATURES
+    from waflens.data.feature_spec import SESSION_FEATURES
 
     have = {row[0] for row in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'session_features'").fetchall()}

@@ -1,7 +1,7 @@
 """SQL functions waflens registers on every connection (temporary: nothing persists).
 
 ``waflens_url_decode(text, plus_as_space)`` decodes in DuckDB (vectorized) and falls
-back to :func:`data.url_decoding.url_decode` only for the rare values DuckDB's
+back to :func:`waflens.data.url_decoding.url_decode` only for the rare values DuckDB's
 ``url_decode`` refuses (escapes that are not UTF-8, such as Latin-1 ``%F1``).
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from duckdb.sqltypes import BLOB, BOOLEAN, DOUBLE, VARCHAR
 
-from data.url_decoding import url_decode
+from waflens.data.url_decoding import url_decode
 
 
 def _python_url_decode(text: str | None, plus_as_space: bool | None) -> str | None:
@@ -24,7 +24,7 @@ def _decode_bytes(raw: bytes | None) -> str | None:
 
 def _arrow_entropy(strings: pa.Array) -> pa.Array:
     """Byte entropy of every string of a vector, in one numba call (NULL counts as empty)."""
-    from data.feature_kernels import entropy_of_strings
+    from waflens.data.feature_kernels import entropy_of_strings
 
     strings = strings.cast(pa.large_string())
     if isinstance(strings, pa.ChunkedArray):

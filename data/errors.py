@@ -1,18 +1,18 @@
-"""The one exception family of waflens.
+"""The one exception family of waflens, below the root the runtime owns.
 
-Every error a user can cause or fix derives from :class:`WaflensError` and carries
-an ``exit_code`` that the CLI returns. Messages say what was wrong and how to fix
-it, in one line, and never quote raw log content (it may be hostile or personal).
+Every error a user can cause or fix derives from :class:`WaflensError` (defined in
+:mod:`waflens.runtime.errors`, so the runtime's :class:`~waflens.runtime.artifact.ArtifactError`
+is one of them) and carries an ``exit_code`` that the CLI returns. Messages say what was wrong
+and how to fix it, in one line, and never quote raw log content (it may be hostile or personal).
 """
 
 import errno
 import re
 
+from waflens.runtime.errors import WaflensError
 
-class WaflensError(Exception):
-    """Root of all waflens errors; ``exit_code`` is what the CLI exits with."""
-
-    exit_code = 1
+__all__ = ["WaflensError", "InputError", "DatabaseError", "ConfigError", "InsufficientDataError", "StorageError",
+           "EXIT_CODES", "EXIT_NOTHING_PARSED", "storage_fault"]
 
 
 class InputError(WaflensError):

@@ -23,7 +23,7 @@ import math
 from collections import Counter
 from typing import NamedTuple
 
-from data.url_decoding import url_decode
+from waflens.data.url_decoding import url_decode
 
 FEATURE_SPEC_VERSION = "1.1"  # 1.1: behavioural session features (pages, think time, referers)
 

@@ -20,17 +20,17 @@ from typing import Callable, NamedTuple
 import duckdb
 import pyarrow as pa
 
-from data.db import first_line, run_sql_file
-from data.errors import DatabaseError, InputError, StorageError, WaflensError, storage_fault
-from data.interrupts import DeferredInterrupt, InterruptedAfterFile, was_interrupted  # noqa: F401 (re-exported)
-from data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
-from data.log_formats import COMBINED, LineFormat, compile_log_format
-from data.parse_lines import DEFAULT_JSON_FIELDS, STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
-from data.pseudonymize import Pseudonymizer
-from data.redact_stage import choose_stage_clients, redact_quarantine, redact_stage
-from data.redaction import choose_client, trusted_proxies_from_env
-from data.raw_http import RawHttpReject, iter_raw_http
-from data.sources import forget_in_transaction, next_id, rollback
+from waflens.data.db import first_line, run_sql_file
+from waflens.data.errors import DatabaseError, InputError, StorageError, WaflensError, storage_fault
+from waflens.data.interrupts import DeferredInterrupt, InterruptedAfterFile, was_interrupted  # noqa: F401 (re-exported)
+from waflens.data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
+from waflens.data.log_formats import COMBINED, LineFormat, compile_log_format
+from waflens.data.parse_lines import DEFAULT_JSON_FIELDS, STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
+from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.redact_stage import choose_stage_clients, redact_quarantine, redact_stage
+from waflens.data.redaction import choose_client, trusted_proxies_from_env
+from waflens.data.raw_http import RawHttpReject, iter_raw_http
+from waflens.data.sources import forget_in_transaction, next_id, rollback
 
 SESSION_KEYS = ("ip-ua", "cookie")
 RAW_HTTP_BATCH = 20_000

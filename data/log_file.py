@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from data.errors import ConfigError, InputError
+from waflens.data.errors import ConfigError, InputError
 
 FORMATS = ("auto", "combined", "common", "json", "raw-http")
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -211,7 +211,7 @@ def line_spans(content: bytes) -> tuple[np.ndarray, np.ndarray]:
 
     A last line without a newline is a record; a final newline does not start another.
     """
-    from data.clf_kernel import line_spans as kernel  # numba: one pass, no temporaries
+    from waflens.data.clf_kernel import line_spans as kernel  # numba: one pass, no temporaries
 
     return kernel(np.frombuffer(content, dtype=np.uint8))
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 
 
 class LineFormat(NamedTuple):

@@ -2,7 +2,7 @@
 
 Each batch of raw lines becomes rows of the temporary ``stage`` table: either a
 parsed request (``reason`` NULL) or a record for quarantine (``reason`` says why).
-The regex comes from :mod:`data.log_formats`; it and every JSON path are bound as
+The regex comes from :mod:`waflens.data.log_formats`; it and every JSON path are bound as
 query parameters, and the SQL around them is assembled only from the fixed
 fragments below, so nothing read from a log or typed by a user becomes SQL.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from data.log_formats import LineFormat
-from data.redaction import MARKER, is_secret_name
+from waflens.data.log_formats import LineFormat
+from waflens.data.redaction import MARKER, is_secret_name
 
 STAGE_DDL = """
 CREATE OR REPLACE TEMP TABLE stage (
@@ -283,8 +283,8 @@ def stage_clf_batch(con: duckdb.DuckDBPyConnection, content: bytes, starts, ends
     """Common/combined lines: the numba kernel parses what it can, RE2 the rest."""
     import numpy as np
 
-    from data import clf_kernel
-    from data.log_file import binary_lines
+    from waflens.data import clf_kernel
+    from waflens.data.log_file import binary_lines
 
     buffer = np.frombuffer(content, dtype=np.uint8)
     ok, spans, status, size, ts_us, escaped = clf_kernel.parse_clf(buffer, starts, ends)

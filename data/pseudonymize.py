@@ -17,8 +17,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from data.errors import ConfigError
-from data.redaction import Redactor, canonical_ip
+from waflens.data.errors import ConfigError
+from waflens.data.redaction import Redactor, canonical_ip
 
 KEY_ENV = "WAFLENS_PSEUDONYM_KEY"
 KEY_FILE_ENV = "WAFLENS_KEY_FILE"
@@ -77,5 +77,5 @@ class Pseudonymizer:
         return cached
 
     def redactor(self) -> Redactor:
-        """The :class:`data.redaction.Redactor` that tokenizes with this key (lab mode: keeps IPs, cookies)."""
+        """The :class:`waflens.data.redaction.Redactor` that tokenizes with this key (lab mode: keeps IPs, cookies)."""
         return Redactor(self.token if self.enabled else None)

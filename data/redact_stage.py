@@ -1,7 +1,7 @@
-"""Applying :mod:`data.redaction` to a file's ``stage`` rows inside its ingest transaction.
+"""Applying :mod:`waflens.data.redaction` to a file's ``stage`` rows inside its ingest transaction.
 
 DuckDB finds the values that may hold an address or a secret (one RE2 pass per column,
-:data:`~data.redaction.SUSPECT_RE2`); only those distinct values go to Python, and their
+:data:`~waflens.data.redaction.SUSPECT_RE2`); only those distinct values go to Python, and their
 redacted forms come back as one table that the columns are updated from. Typical access
 logs send few values to Python, so the cost stays near one vectorized regex scan.
 Column names below are fixed in this module; values travel as parameters and tables.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from data.redaction import SUSPECT_RE2, Redactor, choose_client
+from waflens.data.redaction import SUSPECT_RE2, Redactor, choose_client
 
 # Every text column of `stage` that reaches `requests` (client_ip, remote_user and
 # session_cookie are replaced whole by their tokens in ingest_finish.sql).

@@ -5,7 +5,7 @@ an LLM prompt (labeling/evidence.py) goes through :meth:`Redactor.redact`, so a 
 fixed here is fixed everywhere. What it does to a text:
 
 * **IP addresses** (IPv4 and IPv6, anywhere, also with ``%2E``/``%3A`` escapes) become
-  ``ip:<token>``, the same keyed token :mod:`data.pseudonymize` gives a client IP, so one
+  ``ip:<token>``, the same keyed token :mod:`waflens.data.pseudonymize` gives a client IP, so one
   address reads the same in ``client_ip``, in an X-Forwarded-For chain and in a query.
   A candidate counts only when :mod:`ipaddress` accepts the whole word it sits in, so
   ``10:05:03``, ``17/May/2015:10:05`` or a MAC address are left alone. ``N.0.0.0`` is
@@ -41,7 +41,7 @@ import re
 from functools import lru_cache
 from typing import Callable, Iterable
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 
 MARKER = "[redacted]"
 IP_MARKER = "ip:[redacted]"

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import duckdb
 
-from data.errors import InputError
-from data.sources import keep_id_high_water_marks, remove_requests, rollback
+from waflens.data.errors import InputError
+from waflens.data.sources import keep_id_high_water_marks, remove_requests, rollback
 
 
 class PurgeSummary(NamedTuple):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
-from data.errors import InputError
-from data.feature_spec import feature_names
+from waflens.data.errors import InputError
+from waflens.data.feature_spec import feature_names
 
 
 def session_feature_matrix(con: duckdb.DuckDBPyConnection, where: str = "TRUE", params: dict | None = None, *,

@@ -16,11 +16,11 @@ from typing import Callable, NamedTuple, TypeVar
 
 import duckdb
 
-from data.db import run_sql_file
-from data.errors import InputError
-from data.feature_spec import sql_parameters
-from data.interrupts import DeferredInterrupt, InterruptedDerived, was_interrupted
-from data.sources import rollback
+from waflens.data.db import run_sql_file
+from waflens.data.errors import InputError
+from waflens.data.feature_spec import sql_parameters
+from waflens.data.interrupts import DeferredInterrupt, InterruptedDerived, was_interrupted
+from waflens.data.sources import rollback
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ is declared in :data:`SPEC` with its type, default and range; a value is checked
 before it is written, and reading returns the defaults for keys never set, so a
 database that has no ``settings`` table yet (it is created on the first write)
 reads as all defaults. The LLM's provider, model, endpoint and key never go here (see
-:mod:`labeling.llm_config`): anyone who can reach the workbench can change these rows,
+:mod:`waflens.labeling.llm_config`): anyone who can reach the workbench can change these rows,
 and must not be able to send the next cron run's key and evidence elsewhere. Rows an
 earlier version stored for them (``llm_*``) are ignored, and so is ``alert_quantile``: a session alerts at
 the production model's own ``likely_attack`` threshold (in its manifest), the one alert rate every page and
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 
 _DDL = """CREATE TABLE IF NOT EXISTS settings (
     key        VARCHAR PRIMARY KEY,

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from data.errors import InputError
+from waflens.data.errors import InputError
 
 _FLOORS = {"requests": ("request_id", "request_id_floor"), "sources": ("source_id", "source_id_floor")}
 

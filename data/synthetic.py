@@ -20,11 +20,11 @@ from pathlib import Path
 from random import Random
 from typing import NamedTuple
 
-from data.errors import InputError
-from data.synthetic_campaigns import CAMPAIGNS, SESSION_GAP, allocate_budgets, attack_traffic
-from data.synthetic_clients import AddressBook
-from data.synthetic_payloads import load_payloads, resolve_payload_dir
-from data.synthetic_site import SITE, benign_traffic
+from waflens.data.errors import InputError
+from waflens.data.synthetic_campaigns import CAMPAIGNS, SESSION_GAP, allocate_budgets, attack_traffic
+from waflens.data.synthetic_clients import AddressBook
+from waflens.data.synthetic_payloads import load_payloads, resolve_payload_dir
+from waflens.data.synthetic_site import SITE, benign_traffic
 
 __all__ = ["CAMPAIGNS", "DEFAULT_START", "GenerationSummary", "generate_traffic"]
 
@@ -157,7 +157,7 @@ def _write_campaigns(path: Path, info: dict[str, dict], first_last: dict[int, li
                            "end_fraction": round((last - epoch) / duration, 4),
                            "planned_sessions": info[name]["bursts"], **{
                                k: info[name][k] for k in ("clients", "user_agents", "endpoints", "payload_files")}}
-    document = {"schema_version": 1, "generator": "data.synthetic.generate_traffic", "seed": seed,
+    document = {"schema_version": 1, "generator": "waflens.data.synthetic.generate_traffic", "seed": seed,
                 "requests": n_requests, "benign_requests": counts["benign"], "attack_share": attack_share,
                 "window": {"start": _iso(epoch), "end": _iso(epoch + duration), "days": days},
                 "site": SITE, "session_gap_seconds": SESSION_GAP, "campaigns": campaigns}

@@ -14,9 +14,9 @@ import math
 from random import Random
 from typing import Callable, NamedTuple
 
-from data.synthetic_clients import HOSTING_OCTETS, AddressBook
-from data.synthetic_payloads import apache_escape, encode_query_value
-from data.synthetic_site import (CATEGORIES, HELP_TOPICS, MISSING_PRODUCTS, PRODUCT_RANGE, PRODUCTS, SITE,
+from waflens.data.synthetic_clients import HOSTING_OCTETS, AddressBook
+from waflens.data.synthetic_payloads import apache_escape, encode_query_value
+from waflens.data.synthetic_site import (CATEGORIES, HELP_TOPICS, MISSING_PRODUCTS, PRODUCT_RANGE, PRODUCTS, SITE,
                                  SORTS, popular_product, product_exists, product_page_size, search_terms,
                                  tracking_number)
 

@@ -19,8 +19,8 @@ import io
 from pathlib import Path
 from random import Random
 
-from data.errors import InputError
-from data.synthetic_payloads import SAMPLES_DIR, clean_payload_lines, fill_placeholders, read_payload_text
+from waflens.data.errors import InputError
+from waflens.data.synthetic_payloads import SAMPLES_DIR, clean_payload_lines, fill_placeholders, read_payload_text
 
 FAMILIES = ("sqli", "xss", "lfi", "rfi", "rce", "php", "java")
 # family -> (files of the payload directory, files written for waflens, HttpParamsDataset attack types)

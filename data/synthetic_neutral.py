@@ -1,13 +1,13 @@
 """Behaviour-neutral attack traffic: families that differ only in what they send.
 
-Every attack family (see :mod:`data.synthetic_families`) draws its pace, session sizes,
+Every attack family (see :mod:`waflens.data.synthetic_families`) draws its pace, session sizes,
 endpoints, statuses and user agents from the *same* distributions, independently of the
 family, so a clustering that separates them must read the payloads (issue C2). Each
 family has 8-12 clients on hosting-provider addresses; a client keeps one user agent
 (one tool run) and its sessions are more than 30 minutes apart. ``scanner`` sessions draw
 every request's family at random, as real scanners do.
 
-Two backgrounds: ``generated`` (the shop's browsing of :mod:`data.synthetic_site`) or
+Two backgrounds: ``generated`` (the shop's browsing of :mod:`waflens.data.synthetic_site`) or
 ``real`` (the benign-heavy shared access logs: elastic's semicomplete.com sample and the
 secrepo.com days, each shifted to start at the window start, all else kept verbatim).
 Same arguments, same bytes; the real background is read at run time, never copied.
@@ -26,14 +26,14 @@ from pathlib import Path
 from random import Random
 from typing import NamedTuple
 
-from data.errors import InputError
-from data.synthetic import DEFAULT_START, _MONTHS, _time_of_day
-from data.synthetic_campaigns import (CMD_TARGETS, PATH_TARGETS, SESSION_GAP, SQLI_TARGETS, XSS_TARGETS, AttackContext,
+from waflens.data.errors import InputError
+from waflens.data.synthetic import DEFAULT_START, _MONTHS, _time_of_day
+from waflens.data.synthetic_campaigns import (CMD_TARGETS, PATH_TARGETS, SESSION_GAP, SQLI_TARGETS, XSS_TARGETS, AttackContext,
                                       CampaignSpec, _lognormal, _pick, schedule_bursts)
-from data.synthetic_clients import HOSTING_OCTETS, AddressBook, reserve
-from data.synthetic_families import FAMILIES, HTTP_PARAMS, load_family_payloads
-from data.synthetic_payloads import ENV_VAR, resolve_payload_dir, resolve_shared_dir
-from data.synthetic_site import benign_traffic
+from waflens.data.synthetic_clients import HOSTING_OCTETS, AddressBook, reserve
+from waflens.data.synthetic_families import FAMILIES, HTTP_PARAMS, load_family_payloads
+from waflens.data.synthetic_payloads import ENV_VAR, resolve_payload_dir, resolve_shared_dir
+from waflens.data.synthetic_site import benign_traffic
 
 NEUTRAL_CAMPAIGNS = FAMILIES + ("scanner",)
 # One spec for every family: pace, session size and timing do not depend on the family.
@@ -116,7 +116,7 @@ def generate_neutral_traffic(out: Path, n_requests: int, seed: int, *, backgroun
                 tr.write(f"{record},{names[label]}\n")
                 counts[names[label]] += 1
         out.with_name(out.name + ".campaigns.json").write_text(json.dumps({
-            "schema_version": 1, "generator": "data.synthetic_neutral.generate_neutral_traffic", "seed": seed,
+            "schema_version": 1, "generator": "waflens.data.synthetic_neutral.generate_neutral_traffic", "seed": seed,
             "background": background, "requests": len(rows), "attack_share": attack_share,
             "session_gap_seconds": SESSION_GAP, "campaigns": info}, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from random import Random
 
-from data.errors import InputError
+from waflens.data.errors import InputError
 
 FAMILIES = ("sqli", "xss", "path_traversal", "lfi", "cmd_injection")
 SAMPLES_DIR = Path(__file__).resolve().parent / "payload_samples"

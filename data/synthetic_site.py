@@ -15,7 +15,7 @@ import math
 from itertools import accumulate
 from random import Random
 
-from data.synthetic_clients import BINGBOT_IPS, BROWSER_AGENTS, CRAWLER_AGENTS, GOOGLEBOT_IPS, AddressBook
+from waflens.data.synthetic_clients import BINGBOT_IPS, BROWSER_AGENTS, CRAWLER_AGENTS, GOOGLEBOT_IPS, AddressBook
 
 SITE = "https://www.northwind-outfitters.example"
 CATEGORIES = ("jackets", "boots", "backpacks", "tents", "sleeping-bags", "socks", "base-layers", "gloves",

@@ -15,8 +15,8 @@ from typing import Callable, TypeVar
 
 import duckdb
 
-from data.db import connect
-from data.errors import DatabaseError
+from waflens.data.db import connect
+from waflens.data.errors import DatabaseError
 
 T = TypeVar("T")
 RETRY_DELAY_S = 0.25

@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import duckdb
 
-from data.errors import InputError
-from labeling.labels import ensure_label_schema, has_relation
+from waflens.data.errors import InputError
+from waflens.labeling.labels import ensure_label_schema, has_relation
 
 KINDS = ("client_key", "path", "user_agent")
 MAX_PATTERN_LENGTH = 1000

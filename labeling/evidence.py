@@ -25,8 +25,8 @@ from importlib import resources
 
 import duckdb
 
-from data.redaction import IP_MARKER, Redactor
-from labeling.signatures import SCANNER_PATHS, request_family
+from waflens.data.redaction import IP_MARKER, Redactor
+from waflens.labeling.signatures import SCANNER_PATHS, request_family
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,255}\.[A-Za-z]{2,24}")
 _PROMPT_REDACTOR = Redactor(ip_marker=IP_MARKER)
@@ -38,7 +38,7 @@ FAMILY_REQUESTS_PER_SESSION = 12
 SESSION_MAJORITY = 0.6           # a session is of the family most of its attack requests carry
 EXAMPLES_PER_FAMILY = 2
 MAX_FAMILIES_SHOWN = 6
-_FAMILY_SQL = resources.files("labeling").joinpath("sql", "family_evidence.sql").read_text(encoding="utf-8")
+_FAMILY_SQL = resources.files("waflens.labeling").joinpath("sql", "family_evidence.sql").read_text(encoding="utf-8")
 
 
 def redact(text: str) -> str:

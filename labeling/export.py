@@ -20,8 +20,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.errors import InputError
-from labeling.labels import ensure_label_schema
+from waflens.data.errors import InputError
+from waflens.labeling.labels import ensure_label_schema
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 

@@ -19,9 +19,9 @@ from typing import Callable, NamedTuple
 
 import duckdb
 
-from data.db import split_statements
-from data.errors import InputError
-from labeling.taxonomy import FAMILIES
+from waflens.data.db import split_statements
+from waflens.data.errors import InputError
+from waflens.labeling.taxonomy import FAMILIES
 
 MAX_LABEL_FILE_BYTES = 64 * 1024 * 1024
 
@@ -68,10 +68,10 @@ def read_label_file(path: Path) -> dict[str, str]:
 
 
 def ensure_import_schema(con: duckdb.DuckDBPyConnection) -> None:
-    from labeling.labels import ensure_label_schema
+    from waflens.labeling.labels import ensure_label_schema
 
     ensure_label_schema(con)   # the sequence
-    sql = resources.files("labeling").joinpath("sql", "label_import.sql").read_text(encoding="utf-8")
+    sql = resources.files("waflens.labeling").joinpath("sql", "label_import.sql").read_text(encoding="utf-8")
     for statement in split_statements(sql):
         con.execute(statement)
 

@@ -17,9 +17,9 @@ from importlib import resources
 
 import duckdb
 
-from data.db import split_statements
-from data.errors import InputError
-from labeling.taxonomy import FAMILIES, SOURCES, VERDICTS
+from waflens.data.db import split_statements
+from waflens.data.errors import InputError
+from waflens.labeling.taxonomy import FAMILIES, SOURCES, VERDICTS
 
 DEFAULT_MEMBERSHIP = 0.5
 
@@ -29,12 +29,12 @@ def ensure_label_schema(con: duckdb.DuckDBPyConnection) -> None:
 
     Readers on read-only connections check :func:`has_relation` before reading.
     """
-    from clustering.run import ensure_cluster_schema  # the session_labels view reads cluster tables
+    from waflens.clustering.run import ensure_cluster_schema  # the session_labels view reads cluster tables
 
     if con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]:
         return
     ensure_cluster_schema(con)
-    sql = resources.files("labeling").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
+    sql = resources.files("waflens.labeling").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
     for statement in split_statements(sql):
         con.execute(statement)
 
@@ -68,7 +68,7 @@ def record_label(con: duckdb.DuckDBPyConnection, cluster_run_id: int, cluster_id
 
 
 def _sql(name: str) -> str:
-    return resources.files("labeling").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+    return resources.files("waflens.labeling").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def _dicts(cursor) -> list[dict]:

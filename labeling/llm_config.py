@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 
 CONFIG_ENV = "WAFLENS_LLM_CONFIG"
 PROVIDERS = ("offline", "openai")
@@ -47,7 +47,7 @@ class LLMConfig:
     origins: dict = field(default_factory=dict, compare=False)   # field -> "environment", the file's path or "default"
 
     def provider_options(self) -> dict:
-        """What :func:`labeling.summarize.make_summarizer` takes for this provider."""
+        """What :func:`waflens.labeling.summarize.make_summarizer` takes for this provider."""
         if self.provider != "openai":
             return {}
         return {"model": self.model, "base_url": self.base_url, "api_key": self.api_key, "timeout": self.timeout_s,

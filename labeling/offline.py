@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from labeling.evidence import evidence_text
-from labeling.signatures import SCANNER_PATHS, quote_in, request_family
-from labeling.summary import Indicator, Summary, verify
-from labeling.taxonomy import FAMILIES
+from waflens.labeling.evidence import evidence_text
+from waflens.labeling.signatures import SCANNER_PATHS, quote_in, request_family
+from waflens.labeling.summary import Indicator, Summary, verify
+from waflens.labeling.taxonomy import FAMILIES
 
 # A fifth of the sessions carrying payloads is an attack cluster, not a benign one with strays;
 # generated and real campaigns put payloads in nearly every session (benign logs: ~0 in 10,000).

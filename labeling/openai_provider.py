@@ -1,9 +1,9 @@
 """The ``openai`` provider: langchain-openai's ChatOpenAI against any OpenAI-compatible endpoint.
 
-Model, base URL and key come from :mod:`labeling.llm_config` (the environment or the
+Model, base URL and key come from :mod:`waflens.labeling.llm_config` (the environment or the
 operator's file: OpenAI, gateways, Ollama, vLLM, llama.cpp servers). The evidence travels
 as escaped JSON between ``<evidence>`` tags, with an instruction to treat it as data; the
-answer must validate against :class:`~labeling.summary.Summary` and is then verified
+answer must validate against :class:`~waflens.labeling.summary.Summary` and is then verified
 against the evidence like the offline provider's.
 
 The endpoint is not trusted either: every answer passes :class:`_GuardedTransport`, which
@@ -22,7 +22,7 @@ import time
 
 import httpx
 
-from labeling.summary import Summary, verify
+from waflens.labeling.summary import Summary, verify
 
 SYSTEM = (
     "You are a web-application security analyst. You receive an evidence pack describing one cluster of "
@@ -147,7 +147,7 @@ class OpenAISummarizer:
     def summarize(self, pack: dict) -> Summary:
         import openai
 
-        from labeling.taxonomy import FAMILIES
+        from waflens.labeling.taxonomy import FAMILIES
 
         # json.dumps escapes quotes and control characters; '<' is escaped too, so no closing tag can be forged
         data = json.dumps(pack, ensure_ascii=True, default=str).replace("<", "\\u003c").replace(">", "\\u003e")

@@ -23,10 +23,10 @@ from typing import NamedTuple
 
 import duckdb
 
-from labeling.evidence import build_evidence, evidence_hash
-from labeling.labels import carried_label, cluster_label, ensure_label_schema, record_label, rejected_families
-from labeling.offline import OfflineSummarizer
-from labeling.summary import Summary
+from waflens.labeling.evidence import build_evidence, evidence_hash
+from waflens.labeling.labels import carried_label, cluster_label, ensure_label_schema, record_label, rejected_families
+from waflens.labeling.offline import OfflineSummarizer
+from waflens.labeling.summary import Summary
 
 PROVIDERS = ("offline", "openai")
 
@@ -35,10 +35,10 @@ def make_summarizer(provider: str, **options):
     if provider == "offline":
         return OfflineSummarizer()
     if provider == "openai":
-        from labeling.openai_provider import OpenAISummarizer
+        from waflens.labeling.openai_provider import OpenAISummarizer
 
         return OpenAISummarizer(**options)
-    from data.errors import ConfigError
+    from waflens.data.errors import ConfigError
 
     raise ConfigError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
@@ -76,9 +76,9 @@ def summarize_database(db_path, cluster_run_id: int, config, *, write_timeout_s:
     The evidence is read in one short transaction; each call to the provider runs with no
     connection open; each answer is written in its own short transaction. So analysts'
     labels (and the workbench) get through while a slow endpoint thinks. ``config`` is a
-    :class:`labeling.llm_config.LLMConfig`; its ``deadline_s`` bounds the whole stage.
+    :class:`waflens.labeling.llm_config.LLMConfig`; its ``deadline_s`` bounds the whole stage.
     """
-    from data.writes import write
+    from waflens.data.writes import write
 
     if config.provider == "offline":  # local and quick: one short transaction beats a connection per cluster
         return write(db_path, lambda con: summarize_run(con, cluster_run_id, "offline", config.deadline_s),
@@ -112,7 +112,7 @@ def _in_transaction(con, fn):
 
 def _start_deadline(summarizer, deadline_s: float | None) -> None:
     if deadline_s is None:
-        from labeling.llm_config import load_llm_config
+        from waflens.labeling.llm_config import load_llm_config
 
         deadline_s = load_llm_config(None).deadline_s
     if hasattr(summarizer, "set_deadline"):
@@ -139,7 +139,7 @@ def _pending(con, cluster_run_id: int, summarizer) -> list[_Pending]:
 
 def _ask(summarizer, item: _Pending) -> _Answer:
     """The provider's summary of one cluster, or the status saying why there is none (no connection needed)."""
-    from labeling.openai_provider import ProviderError
+    from waflens.labeling.openai_provider import ProviderError
 
     started = time.perf_counter()
     if item.cached is not None:

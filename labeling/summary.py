@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from labeling.evidence import evidence_text
-from labeling.taxonomy import FAMILIES
+from waflens.labeling.evidence import evidence_text
+from waflens.labeling.taxonomy import FAMILIES
 
 
 class Indicator(BaseModel):

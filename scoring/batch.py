@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from data.db import connect
-from data.errors import WaflensError
-from data.feature_spec import feature_names
-from data.ingest import IngestOptions, ingest_file
-from data.pseudonymize import Pseudonymizer
-from data.sessionize import update_derived
-from scoring.runtime import Scorer, SessionScorer
+from waflens.data.db import connect
+from waflens.data.errors import WaflensError
+from waflens.data.feature_spec import feature_names
+from waflens.data.ingest import IngestOptions, ingest_file
+from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.sessionize import update_derived
+from waflens.runtime.scorer import Scorer, SessionScorer
 
 
 def score_files(files: list[Path], model_dir: Path, output: Path, *, options: IngestOptions | None = None,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from scoring.profiles import structural_weights
-from scoring.runtime_kernel import (CODE_BIAS, CODE_FULL, CODE_START, CODE_WEIGHT, CEILING, KNEE, SCORE_SHAPE_NAMES,
+from waflens.scoring.profiles import structural_weights
+from waflens.runtime.kernels.score import (CODE_BIAS, CODE_FULL, CODE_START, CODE_WEIGHT, CEILING, KNEE, SCORE_SHAPE_NAMES,
                                     combine_batch)
 
 LIKELY_CLEAN_QUANTILE = 0.95
@@ -40,7 +40,7 @@ _ABOVE = 1e-9               # thresholds sit this far above the ceiling, which f
 
 
 def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
-    """Each request's fold, as :func:`scoring.profiles.out_of_fold_deviations` draws them."""
+    """Each request's fold, as :func:`waflens.scoring.profiles.out_of_fold_deviations` draws them."""
     return np.random.default_rng(seed).integers(0, folds, size=n)
 
 
@@ -65,7 +65,7 @@ def calibrate(X: np.ndarray, held_out_scores: np.ndarray, code_bias: float) -> t
     """(structural weights, score shape, thresholds, structural manifest, calibration manifest, held-out full
     scores) from the training rows ``X`` (out-of-fold profile features, code-likeness last) and their held-out
     forest scores."""
-    from scoring.runtime_kernel import CODE_LIKENESS
+    from waflens.runtime.kernels.score import CODE_LIKENESS
 
     z = X[:, CODE_LIKENESS]
     background = z <= CODE_START_CAP  # training traffic holds attacks too: the thresholds come from the rest

@@ -4,7 +4,7 @@ The weights are site-independent (what SQL or a shell command looks like does no
 depend on the site), so they are fitted once, from public labelled values, by
 ``scripts/fit_code_model.py``, and shipped as ``scoring/code_weights.json``;
 ``waflens train`` copies them into every artifact and calibrates, on the site's own
-training requests, where evidence starts (:mod:`scoring.calibration`).
+training requests, where evidence starts (:mod:`waflens.scoring.calibration`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from importlib.resources import files
 
 import numpy as np
 
-from scoring.code_kernel import (MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, N_CODE_WEIGHTS, TOKENIZER_VERSION,
+from waflens.runtime.kernels.code import (MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, N_CODE_WEIGHTS, TOKENIZER_VERSION,
                                  code_features)
-from scoring.profiles import encode
+from waflens.scoring.profiles import encode
 
 WEIGHTS_FILE = "code_weights.json"
 
@@ -47,7 +47,7 @@ def fit_code_weights(values: list[bytes | str], is_attack: np.ndarray, C: float 
 
 def shipped_code_weights() -> tuple[np.ndarray, float, dict]:
     """(weights, bias, provenance) of the weights shipped with waflens."""
-    data = json.loads(files("scoring").joinpath(WEIGHTS_FILE).read_text())
+    data = json.loads(files("waflens.scoring").joinpath(WEIGHTS_FILE).read_text())
     if data["tokenizer_version"] != TOKENIZER_VERSION or len(data["weights"]) != N_CODE_WEIGHTS:
         raise RuntimeError(f"scoring/{WEIGHTS_FILE} was fitted for another tokenizer: run scripts/fit_code_model.py")
     return np.asarray(data["weights"], dtype=np.float64), float(data["bias"]), data["provenance"]

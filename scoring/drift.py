@@ -37,8 +37,8 @@ from typing import Mapping, NamedTuple
 import numpy as np
 from scipy import stats
 
-from data.errors import ConfigError, InputError
-from data.feature_spec import feature_names
+from waflens.data.errors import ConfigError, InputError
+from waflens.data.feature_spec import feature_names
 
 DRIFT_STATUSES = ("ok", "warn", "drift", "insufficient_data")
 LEVELS = ("request", "session")

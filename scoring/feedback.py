@@ -34,9 +34,9 @@ from typing import NamedTuple
 import duckdb
 import numpy as np
 
-from scoring.feedback_kernel import blend_batch, raw_outputs
-from scoring.forest_kernel import float32_floor, perfect_layout, sanitize
-from scoring.runtime import _depth_of
+from waflens.runtime.kernels.feedback import blend_batch, raw_outputs
+from waflens.runtime.kernels.forest import float32_floor, perfect_layout, sanitize
+from waflens.runtime.scorer import _depth_of
 
 UNLABELLED = "unlabelled"
 BENIGN = "benign"
@@ -55,7 +55,7 @@ class FittedFeedback(NamedTuple):
 def analyst_classes(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     """The class each session's analyst label gives it (confirmed or edited, on any cluster run: a decision stays
     with the sessions it judged, so a new cluster run does not hide it)."""
-    from labeling.labels import ensure_label_schema, has_relation
+    from waflens.labeling.labels import ensure_label_schema, has_relation
 
     ensure_label_schema(con)
     if not has_relation(con, "session_labels"):
@@ -73,7 +73,7 @@ def analyst_classes(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
 
 def session_classes(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray) -> np.ndarray:
     """The feedback class of each session: an attack family, ``benign`` or ``unlabelled``."""
-    from labeling.allowlist import allowlisted_sessions
+    from waflens.labeling.allowlist import allowlisted_sessions
 
     labelled = analyst_classes(con)
     allowed = allowlisted_sessions(con)
@@ -106,7 +106,7 @@ def feedback_coverage(snap: duckdb.DuckDBPyConnection, split, session_manifest: 
     """The ``feedback_coverage`` gate of a candidate against ``production`` (a registry alias's version), and
     the counts recorded in the candidate's metrics: analyst-labelled training sessions its feedback model
     learnt from, and all its labelled sessions (the allowlist's too)."""
-    from scoring.gates import feedback_coverage_gate
+    from waflens.scoring.gates import feedback_coverage_gate
 
     def labelled(feedback: dict | None) -> int:
         return sum(int(n) for c, n in ((feedback or {}).get("sessions_per_class") or {}).items() if c != UNLABELLED)
@@ -131,7 +131,7 @@ def feedback_coverage(snap: duckdb.DuckDBPyConnection, split, session_manifest: 
 
 def label_snapshot(con: duckdb.DuckDBPyConnection) -> dict:
     """What identifies the labels a model was trained with (recorded in the registry)."""
-    from labeling.labels import ensure_label_schema, has_relation
+    from waflens.labeling.labels import ensure_label_schema, has_relation
 
     ensure_label_schema(con)
     if not has_relation(con, "label_events") or not has_relation(con, "allowlist"):

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 
 
 @dataclass(frozen=True)

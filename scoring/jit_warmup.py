@@ -32,9 +32,9 @@ _REQUESTS_PER_CLIENT = 5
 def cache_is_warm() -> bool:
     """Whether numba's cache holds the kernels training and the gates need (a cheap look at index files)."""
     try:
-        from scoring.forest_kernel import _score_rows
-        from scoring.profile_kernel import profile_deviations
-        from scoring.runtime_kernel import features_one, score_one
+        from waflens.runtime.kernels.forest import _score_rows
+        from waflens.runtime.kernels.profile import profile_deviations
+        from waflens.runtime.kernels.score import features_one, score_one
 
         for kernel in (_score_rows, profile_deviations, features_one, score_one):
             cache = kernel._cache  # numba's FunctionCache; its index file lists the compiled signatures
@@ -74,7 +74,7 @@ class Warmup:
         root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
-            process = subprocess.Popen([sys.executable, "-m", "scoring.jit_warmup"], env=env,
+            process = subprocess.Popen([sys.executable, "-m", "waflens.scoring.jit_warmup"], env=env,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
         except OSError:
@@ -105,12 +105,12 @@ def warm_up(workdir: Path) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from data.db import connect
-    from data.sessionize import update_derived
-    from labeling.labels import ensure_label_schema
-    from scoring.gates import GateConfig
-    from scoring.retrain import evaluate, holdout_split
-    from scoring.train import TrainingOptions, train_request_model, train_session_model
+    from waflens.data.db import connect
+    from waflens.data.sessionize import update_derived
+    from waflens.labeling.labels import ensure_label_schema
+    from waflens.scoring.gates import GateConfig
+    from waflens.scoring.retrain import evaluate, holdout_split
+    from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 
     con = connect(workdir / "warmup.duckdb")
     rng = np.random.default_rng(0)

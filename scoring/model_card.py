@@ -27,7 +27,7 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
         "",
         "## Intended use",
         "Scoring web requests (`request/`) and client sessions as they unfold (`session/`) in a WAF worker with",
-        "`scoring.runtime.Scorer` / `SessionScorer`; higher scores are more anomalous. Session score classes",
+        "`waflens.runtime.scorer.Scorer` / `SessionScorer`; higher scores are more anomalous. Session score classes",
         "(clean, likely_clean, likely_attack, attack) start at the training median plus 2, 3.5 and 5 MADs;",
         "request classes are calibrated on held-out training folds (see Data).",
         "It ranks traffic for analysts and rate limits; it is not a signature WAF and should not be the",
@@ -90,7 +90,7 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
 
 
 def _structural_lines(request_manifest: dict) -> list[str]:
-    """What never-seen structure adds to a request's score (see scoring.profiles.structural_weights)."""
+    """What never-seen structure adds to a request's score (see waflens.scoring.profiles.structural_weights)."""
     evidence = request_manifest.get("model", {}).get("structural_evidence")
     if not evidence:
         return ["- Structural evidence: none (a model from before it; novelty counts only through the forest)."]
@@ -112,7 +112,7 @@ def _bot_score_lines(session_manifest: dict) -> list[str]:
 
 
 def _calibration_lines(request_manifest: dict) -> list[str]:
-    """How the request classes were set (see scoring.calibration)."""
+    """How the request classes were set (see waflens.scoring.calibration)."""
     model = request_manifest.get("model", {})
     calibration, code = model.get("calibration"), model.get("code_model") or {}
     if not calibration:

@@ -10,9 +10,9 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from scoring.profile_kernel import (N_PROFILE_FEATURES, endpoint_key, enum_key, param_key, profile_deviations,
+from waflens.runtime.kernels.profile import (N_PROFILE_FEATURES, endpoint_key, enum_key, param_key, profile_deviations,
                                     request_params, value_hash)
-from scoring.runtime_kernel import EVIDENCE_NAMES, N_EVIDENCE, evidence_flags
+from waflens.runtime.kernels.score import EVIDENCE_NAMES, N_EVIDENCE, evidence_flags
 
 ENUM_MAX_VALUES = 16        # a parameter with at most this many distinct values ...
 ENUM_MIN_OBSERVATIONS = 30  # ... seen at least this often is an enumeration
@@ -189,7 +189,7 @@ def out_of_fold_deviations(requests: list[EncodedRequest], folds: int = 5, seed:
 
 
 def structural_weights(X: np.ndarray, median: float, attack: float) -> tuple[np.ndarray, dict]:
-    """Score weights of the structural evidence (see ``scoring.runtime_kernel.EVIDENCE_NAMES``).
+    """Score weights of the structural evidence (see ``waflens.runtime.kernels.score.EVIDENCE_NAMES``).
 
     ``X`` holds the training rows with out-of-fold profile features, so "unknown endpoint"
     and "unknown parameter" fire as often as new traffic met something new when part of

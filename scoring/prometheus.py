@@ -18,8 +18,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from data.errors import InputError
-from scoring.drift import DRIFT_STATUSES
+from waflens.data.errors import InputError
+from waflens.scoring.drift import DRIFT_STATUSES
 
 PREFIX = "waflens_retrain_"
 # Every run writes all of these, 1 for its own status and 0 for the others, so an alert on

@@ -1,9 +1,9 @@
 """The model registry: immutable, numbered model versions and the aliases WAF workers follow.
 
 A retrain produces a *bundle* (a directory with ``request/`` and/or ``session/``
-artifacts, see :mod:`scoring.artifact`). Registering verifies and files it as the
+artifacts, see :mod:`waflens.runtime.artifact`). Registering verifies and files it as the
 next version; promoting points ``production`` at a version. Workers load
-``<root>/production/request`` (a :class:`~scoring.hot_swap.ModelWatcher` notices
+``<root>/production/request`` (a :class:`~waflens.runtime.hot_swap.ModelWatcher` notices
 the switch), so a promotion or a rollback is one ``rename`` and needs no restart.
 
 Layout::
@@ -49,8 +49,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from data.errors import ConfigError, InputError
-from scoring.artifact import ArtifactError, read_artifact
+from waflens.data.errors import ConfigError, InputError
+from waflens.runtime.artifact import ArtifactError, read_artifact
 
 DEFAULT_ROOT_ENV = "WAFLENS_MODELS"
 LEVELS = ("request", "session")

@@ -44,9 +44,9 @@ from typing import Callable, NamedTuple, Protocol
 import duckdb
 import numpy as np
 
-from data.errors import InputError, WaflensError
-from data.interrupts import DeferredInterrupt, InterruptedAfterFile, InterruptedDerived, was_interrupted
-from scoring.gates import GateConfig
+from waflens.data.errors import InputError, WaflensError
+from waflens.data.interrupts import DeferredInterrupt, InterruptedAfterFile, InterruptedDerived, was_interrupted
+from waflens.scoring.gates import GateConfig
 
 EXIT_PROMOTED = 0
 EXIT_NOTHING_NEW = 10
@@ -160,8 +160,8 @@ class _Interrupts:
 def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
             progress: Callable[[str], None] | StageReporter = _quiet) -> RetrainResult:
     """Run every stage; returns the status, the exit code and the run report (also written to disk)."""
-    from scoring.jit_warmup import Warmup
-    from scoring.registry import Registry, default_registry_root, make_private_dir
+    from waflens.scoring.jit_warmup import Warmup
+    from waflens.scoring.registry import Registry, default_registry_root, make_private_dir
 
     options = options or RetrainOptions()
     db_path = Path(db_path)
@@ -201,7 +201,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
         make_private_dir(root)
         lock = open(root / "retrain.lock", "a+")
     except OSError as error:
-        from data.errors import ConfigError
+        from waflens.data.errors import ConfigError
 
         raise ConfigError(f"cannot use the model registry at {root}: {error.strerror}") from None
     try:
@@ -222,7 +222,7 @@ def retrain(db_path: str | os.PathLike, options: RetrainOptions | None = None,
     except WaflensError as error:
         return finish("error", error.exit_code, str(error))
     except Exception as error:
-        from data.errors import storage_fault
+        from waflens.data.errors import storage_fault
 
         if was_interrupted(error):  # a second Ctrl-C inside a DuckDB query: its transaction was rolled back
             return finish("interrupted", EXIT_INTERRUPTED, _interrupted_message(interrupts.stage, None, report))
@@ -255,10 +255,10 @@ def _interrupted_message(stage: str, stop: BaseException | None, report: dict) -
 
 def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, finish, warmup,
          interrupts: _Interrupts) -> RetrainResult:
-    from data.writes import write
-    from data.settings import get_settings
+    from waflens.data.writes import write
+    from waflens.data.settings import get_settings
 
-    from data.sessionize import pending_requests, update_derived
+    from waflens.data.sessionize import pending_requests, update_derived
 
     files = expand_sources(options.sources)
     with stage("ingest", len(files), "files") as current:
@@ -286,7 +286,7 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
                       f"nothing new since {last.version}: no new traffic, analyst labels or allowlist changes")
     if last_fingerprint is None or last_fingerprint.get("data") != fingerprint["data"]:
         with stage("cluster") as current:
-            from clustering.run import ClusterOptions, cluster_sessions
+            from waflens.clustering.run import ClusterOptions, cluster_sessions
 
             size = options.min_cluster_size or int(settings.get("min_cluster_size") or 10)
             run = write(db_path, lambda con: cluster_sessions(con, ClusterOptions(min_cluster_size=size,
@@ -315,9 +315,9 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
 
 
 def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish, interrupts) -> RetrainResult:
-    from scoring.feedback import feedback_coverage, label_snapshot
-    from scoring.gates import failed
-    from scoring.train import TrainingOptions, train_request_model, train_session_model, training_steps
+    from waflens.scoring.feedback import feedback_coverage, label_snapshot
+    from waflens.scoring.gates import failed
+    from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model, training_steps
 
     split = holdout_split(snap, options.holdout_fraction)
     report["holdout_from"] = split.isoformat() if split else None
@@ -365,7 +365,7 @@ def _train_and_gate(snap, options, registry, report, fingerprint, stage, finish,
     with stage("drift") as current:
         report["drift"] = _drift(snap, split, evaluation)
         current.counts.update(status=report["drift"].get("status"))
-    from scoring.model_card import model_card
+    from waflens.scoring.model_card import model_card
 
     registry.update_metadata(info.version,
                              card=model_card(registry.get(info.version), request_manifest, session_manifest,
@@ -402,9 +402,9 @@ def expand_sources(patterns: tuple[str, ...]) -> list[Path]:
 
 def _ingest_sources(db_path: Path, options: RetrainOptions, files: list[Path], current: Stage) -> list[dict]:
     """Each file in its own short write (already-ingested files are recognised by hash and skipped)."""
-    from data.writes import write
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer, load_key
+    from waflens.data.writes import write
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer, load_key
 
     if not files:
         return []
@@ -422,7 +422,7 @@ def _ingest_sources(db_path: Path, options: RetrainOptions, files: list[Path], c
 
 def _fingerprint(con: duckdb.DuckDBPyConnection) -> dict:
     """What a model version was trained from: traffic counts and the analysts' labels."""
-    from scoring.feedback import label_snapshot
+    from waflens.scoring.feedback import label_snapshot
 
     requests, last_request, sessions = con.execute(
         "SELECT (SELECT count(*) FROM requests), (SELECT coalesce(max(request_id), 0) FROM requests), "
@@ -433,10 +433,10 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> dict:
 
 def _summarize(db_path: Path, run_id: int, options: RetrainOptions) -> dict:
     """The LLM stage, outside any long transaction: evidence in a short read, the provider called with no
-    connection held, each summary written in its own short transaction (labeling.summarize.summarize_database).
+    connection held, each summary written in its own short transaction (waflens.labeling.summarize.summarize_database).
     Endpoint, key and limits come from the environment or the operator's file, never from the database."""
-    from labeling.llm_config import load_llm_config
-    from labeling.summarize import summarize_database
+    from waflens.labeling.llm_config import load_llm_config
+    from waflens.labeling.summarize import summarize_database
 
     config = load_llm_config(db_path, provider=options.provider)
     results = summarize_database(db_path, run_id, config, write_timeout_s=options.write_timeout_s)
@@ -448,8 +448,8 @@ def _summarize(db_path: Path, run_id: int, options: RetrainOptions) -> dict:
 
 def snapshot(db_path: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory copy of the tables training and the gates read; the file is released at once."""
-    from data.db import connect
-    from labeling.labels import ensure_label_schema
+    from waflens.data.db import connect
+    from waflens.labeling.labels import ensure_label_schema
 
     source = connect(db_path, read_only=True)
     try:
@@ -487,12 +487,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path |
              split: datetime | None, config: GateConfig, step: Callable[[str], None] = _no_step) -> dict:
     """Gates, shadow diff, alert rates and holdout metrics of the candidate against production (``step``
     is told after each of EVALUATION_STEPS)."""
-    from data.session_matrix import session_feature_matrix
-    from scoring.artifact import ArtifactError
-    from scoring.feedback import BENIGN, UNLABELLED, session_classes
-    from scoring.gates import (gate, labelled_holdout_gate, latency_gate, parity_gate, score_sanity_gate,
+    from waflens.data.session_matrix import session_feature_matrix
+    from waflens.runtime.artifact import ArtifactError
+    from waflens.scoring.feedback import BENIGN, UNLABELLED, session_classes
+    from waflens.scoring.gates import (gate, labelled_holdout_gate, latency_gate, parity_gate, score_sanity_gate,
                                time_holdout_gate)
-    from scoring.runtime import Scorer, SessionScorer
+    from waflens.runtime.scorer import Scorer, SessionScorer
 
     ids, X = session_feature_matrix(con, "$split IS NULL OR s.start_ts >= $split", {"split": split})
     # no warm-up: it compiles the one-request path of a session model (a minute on a cold numba cache),
@@ -548,7 +548,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, candidate: Path, production: Path |
 
 def _sample_requests(con, split, limit: int):
     """Up to ``limit`` held-out requests as raw fields, with their SQL features (the parity gate's input)."""
-    from data.feature_spec import feature_names
+    from waflens.data.feature_spec import feature_names
 
     names = feature_names("request")
     rows = con.execute(
@@ -584,14 +584,14 @@ def _shadow(con, ids, cand_scores, cand_threshold, prod_scores, prod_threshold) 
 
 
 def _drift(con, split, evaluation) -> dict:
-    from scoring.drift import score_drift, window_drift
+    from waflens.scoring.drift import score_drift, window_drift
 
     if split is None:
         return {"status": "insufficient_data", "features": [], "counts": {}, "reason": "no timestamps to split on"}
     drift = window_drift(con, "session", (None, split), (split, None)).to_dict()
     ids = evaluation["ids"]
     if len(ids):
-        from data.session_matrix import session_feature_matrix
+        from waflens.data.session_matrix import session_feature_matrix
 
         _, reference = session_feature_matrix(con, "s.start_ts < $split", {"split": split})
         scorer = evaluation.get("scorer")
@@ -613,7 +613,7 @@ def _write_report(root: Path, started: datetime, report: dict, options: RetrainO
         print(f"waflens: cannot write the run report to {runs}: {error.strerror}", file=sys.stderr)
     textfile = options.prometheus_textfile or os.environ.get(PROMETHEUS_ENV)
     if textfile:
-        from scoring.prometheus import write_run_metrics
+        from waflens.scoring.prometheus import write_run_metrics
 
         try:
             write_run_metrics(textfile, report)

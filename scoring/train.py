@@ -2,10 +2,10 @@
 
 Features: the spec's request features (from the ``request_features`` table), the
 request's deviations from endpoint/parameter profiles (out of fold during training,
-see :func:`scoring.profiles.out_of_fold_deviations`) and the code-likeness of its most
-code-like value (:mod:`scoring.code_kernel`). Model: scikit-learn's IsolationForest,
+see :func:`waflens.scoring.profiles.out_of_fold_deviations`) and the code-likeness of its most
+code-like value (:mod:`waflens.runtime.kernels.code`). Model: scikit-learn's IsolationForest,
 exported to flat arrays for the numba runtime; the request classes are calibrated on
-held-out folds (:mod:`scoring.calibration`).
+held-out folds (:mod:`waflens.scoring.calibration`).
 """
 
 from __future__ import annotations
@@ -21,25 +21,25 @@ import duckdb
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from data.errors import InsufficientDataError
-from data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
-from data.session_matrix import session_feature_matrix
-from scoring.artifact import write_artifact
-from scoring.calibration import calibrate, fold_assignment, out_of_fold_forest_scores
-from scoring.code_kernel import TOKENIZER_VERSION, request_code_likeness
-from scoring.code_model import shipped_code_weights
-from scoring.forest_export import flatten_isolation_forest
-from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
-from scoring.profile_kernel import PROFILE_FEATURE_NAMES
-from scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of
-from scoring.runtime_kernel import CODE_FEATURE_NAMES, CODE_LIKENESS
+from waflens.data.errors import InsufficientDataError
+from waflens.data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
+from waflens.data.session_matrix import session_feature_matrix
+from waflens.runtime.artifact import write_artifact
+from waflens.scoring.calibration import calibrate, fold_assignment, out_of_fold_forest_scores
+from waflens.runtime.kernels.code import TOKENIZER_VERSION, request_code_likeness
+from waflens.scoring.code_model import shipped_code_weights
+from waflens.scoring.forest_export import flatten_isolation_forest
+from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfect_scores, sanitize
+from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
+from waflens.scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of
+from waflens.runtime.kernels.score import CODE_FEATURE_NAMES, CODE_LIKENESS
 
 MIN_TRAINING_REQUESTS = 200
 MIN_TRAINING_SESSIONS = 50
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
 # Session score classes start at median + k * MAD of the training scores (MAD scaled to a normal
 # sigma). Quantiles would put the thresholds inside the attacks that training traffic contains; the
-# median and MAD ignore up to half of it being attacks. (Request classes: scoring.calibration.)
+# median and MAD ignore up to half of it being attacks. (Request classes: waflens.scoring.calibration.)
 CLASS_MADS = {"likely_clean": 2.0, "likely_attack": 3.5, "attack": 5.0}
 
 
@@ -225,12 +225,12 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
             "(ingest more traffic or widen --since/--until)")
     fitted = _fit_forest(X, options)
     step(f"session model: forest fitted on {n:,} sessions")
-    from scoring.bot_score import fit_bot_reference
+    from waflens.runtime.bot_score import fit_bot_reference
 
     bot_arrays, bot_manifest = fit_bot_reference(X, names)
     arrays, summary, feedback = {**fitted.arrays, **bot_arrays}, fitted.summary, None
     if options.feedback:
-        from scoring.feedback import fit_feedback, label_snapshot, session_classes
+        from waflens.scoring.feedback import fit_feedback, label_snapshot, session_classes
 
         classes = session_classes(con, session_ids)
         feedback = fit_feedback(X, classes, fitted.scores, options.seed)

@@ -8,7 +8,7 @@ them. Benign: the benign values of HttpParamsDataset's training split (names, ad
 e-mails, numbers of an e-shop) and English prose: sentences of the docstrings and of the
 reference topics (``pydoc_data``) of Python's standard library, so that "unusual text" has
 examples. A fifth of the labelled values
-(``scoring.code_model.held_out``) is kept out for ``benchmarks/detection.py``; no CSIC
+(``waflens.scoring.code_model.held_out``) is kept out for ``benchmarks/detection.py``; no CSIC
 request, validation half or hidden test split is used. Prints the held-out rates.
 """
 
@@ -48,7 +48,7 @@ def http_params() -> list[tuple[str, bool]]:
 
 
 def payloads(rng: random.Random) -> list[str]:
-    from data.synthetic_payloads import clean_payload_lines, fill_placeholders
+    from waflens.data.synthetic_payloads import clean_payload_lines, fill_placeholders
 
     out = []
     for family in FAMILIES:
@@ -84,8 +84,8 @@ def prose(rng: random.Random, limit: int = 12000) -> list[str]:
 
 
 def main() -> None:
-    from scoring.code_kernel import TOKENIZER_VERSION
-    from scoring.code_model import WEIGHTS_FILE, fit_code_weights, held_out, value_matrix
+    from waflens.runtime.kernels.code import TOKENIZER_VERSION
+    from waflens.scoring.code_model import WEIGHTS_FILE, fit_code_weights, held_out, value_matrix
 
     rng = random.Random(0)
     labelled = [(v, a) for v, a in http_params()] + [(p, True) for p in payloads(rng)] + \
@@ -99,7 +99,7 @@ def main() -> None:
           f"attacks with logit > 0: {np.mean(z[attack] > 0):.4f}, benign with logit > 0: {np.mean(z[~attack] > 0):.4f}")
     provenance = {"attacks": "HttpParamsDataset train split (attack rows) + payload lists " + ", ".join(FAMILIES),
                   "benign": "HttpParamsDataset train split (norm rows) + sentences of Python standard library docstrings and pydoc topics",
-                  "held_out": "sha256(value)[0] % 5 == 0 (scoring.code_model.held_out)",
+                  "held_out": "sha256(value)[0] % 5 == 0 (waflens.scoring.code_model.held_out)",
                   "fitted_values": len(fit), "model": f"logistic regression, L2, C={C:g}, balanced classes"}
     out = REPO / "scoring" / WEIGHTS_FILE
     out.write_text(json.dumps({"tokenizer_version": TOKENIZER_VERSION, "bias": bias,

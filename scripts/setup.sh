@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install waflens into it (editable). `setup.sh test` adds the test extra and the
+# Create .venv and install waflens and waflens-runtime (runtime/) into it (editable; waflens depends on
+# waflens-runtime, which pip finds here, not on an index). `setup.sh test` adds the test extra and the
 # Debian chromium the browser tests drive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${1:-}" = "test" ]; then
-    .venv/bin/python -m pip install --quiet -e '.[test]'
+    .venv/bin/python -m pip install --quiet -e ./runtime -e '.[test]'
     # The browser tests drive Debian's chromium through Playwright. Never `playwright install`: it
     # downloads browser builds, and test machines reach package registries only.
     if [ ! -x /usr/bin/chromium ]; then
@@ -23,5 +24,5 @@ if [ "${1:-}" = "test" ]; then
         fi
     fi
 else
-    .venv/bin/python -m pip install --quiet -e .
+    .venv/bin/python -m pip install --quiet -e ./runtime -e .
 fi

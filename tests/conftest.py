@@ -5,6 +5,7 @@ fail in CI (``CI=true``), where a missing dataset means a broken set-up.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,16 @@ def pytest_sessionstart(session):
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     warm(log=reporter.write_line if reporter else print)
+
+
+# The repository's root is on sys.path while tests run (they import `tests.*`), so a left-over bare
+# `import data` / `from scoring...` would still work here and fail for every installed user. Any such
+# import fails the run: the folders are only ever the packages waflens.app, waflens.data, ...
+_BARE_FOLDERS = ("app", "data", "clustering", "labeling", "scoring", "runtime", "pipeline")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _only_namespaced_imports():
+    yield
+    bare = sorted(name for name in sys.modules if name.split(".")[0] in _BARE_FOLDERS)
+    assert not bare, f"modules imported by their folder's name instead of waflens.<folder>: {bare}"

@@ -5,7 +5,7 @@ and a half of CPU: training's and the gates' kernels ~70 s, parsing and feature 
 Run serially, the first test that needs a kernel pays for it once; with two xdist workers, both
 workers compile the same kernels at the same time and pay twice. So the controller compiles them
 first, in two processes at once (one a core), through the project's own entry points, hence with
-the argument types later processes look up: ``python -m scoring.jit_warmup`` (what a first
+the argument types later processes look up: ``python -m waflens.scoring.jit_warmup`` (what a first
 ``waflens retrain`` runs) and a ``waflens ingest`` of a small generated log. When the cache is
 already filled, nothing starts.
 
@@ -34,8 +34,8 @@ def _cached(kernel) -> bool:
 
 
 def _ingest_is_cached() -> bool:
-    from data.clf_kernel import _copy_field, _parse_block
-    from data.feature_kernels import entropy_of_strings
+    from waflens.data.clf_kernel import _copy_field, _parse_block
+    from waflens.data.feature_kernels import entropy_of_strings
 
     return _cached(_parse_block) and _cached(_copy_field) and _cached(entropy_of_strings)
 
@@ -43,18 +43,18 @@ def _ingest_is_cached() -> bool:
 def warm(log=print) -> None:
     """Compile what is not cached yet, both halves at once; wait for them."""
     try:
-        from scoring.jit_warmup import cache_is_warm
+        from waflens.scoring.jit_warmup import cache_is_warm
 
         commands = []
         with tempfile.TemporaryDirectory(prefix="waflens-test-jit-") as tmp:
             if not _ingest_is_cached():
-                from data.synthetic import generate_traffic
+                from waflens.data.synthetic import generate_traffic
 
                 generate_traffic(Path(tmp) / "warm.log", 400, seed=1)
-                commands.append([sys.executable, "-m", "app.cli", "--db", str(Path(tmp) / "warm.duckdb"), "ingest",
+                commands.append([sys.executable, "-m", "waflens.app.cli", "--db", str(Path(tmp) / "warm.duckdb"), "ingest",
                                  str(Path(tmp) / "warm.log")])
             if not cache_is_warm():
-                commands.append([sys.executable, "-m", "scoring.jit_warmup"])
+                commands.append([sys.executable, "-m", "waflens.scoring.jit_warmup"])
             if not commands:
                 return
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),

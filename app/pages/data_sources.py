@@ -4,12 +4,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.jobs import finish, run_cli, show_finished
-from app.paging import pager
-from app.uploads import store_upload
-from app.session import require_workbench
-from app.state import config, query
-from data.errors import EXIT_NOTHING_PARSED
+from waflens.app.jobs import finish, run_cli, show_finished
+from waflens.app.paging import pager
+from waflens.app.uploads import store_upload
+from waflens.app.session import require_workbench
+from waflens.app.state import config, query
+from waflens.data.errors import EXIT_NOTHING_PARSED
 
 FORMATS = ["auto", "combined", "common", "json", "raw-http"]
 

@@ -4,12 +4,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import clusters
-from app.jobs import finish, run_cli, show_finished
-from app.palette import colour_map
-from app.render import clip, escape_markdown, number, plot_text, plural
-from app.session import require_workbench
-from app.state import database_path, query, settings
+from waflens.app import clusters
+from waflens.app.jobs import finish, run_cli, show_finished
+from waflens.app.palette import colour_map
+from waflens.app.render import clip, escape_markdown, number, plot_text, plural
+from waflens.app.session import require_workbench
+from waflens.app.state import database_path, query, settings
 
 MAP_POINTS = 20_000
 NUMBER_COLUMNS = {name: st.column_config.NumberColumn(name, format="%.3g") for name in
@@ -149,8 +149,8 @@ if steps[0].button("Cluster the suspicious sessions", key="run_cluster", icon=":
 if steps[1].button("Summarize the latest run", key="run_summarize", icon=":material/summarize:",
                    disabled=not clusters.has_clusters()):
     # the LLM's endpoint and key come from the environment or the operator's file, never from the database
-    from data.errors import ConfigError
-    from labeling.llm_config import load_llm_config
+    from waflens.data.errors import ConfigError
+    from waflens.labeling.llm_config import load_llm_config
 
     try:
         llm = load_llm_config(database_path())

@@ -1,6 +1,6 @@
 """Label queue: a cluster's proposed label with its evidence; the analyst confirms, edits or rejects it.
 
-Decisions are label events in DuckDB (``labeling.labels.record_label``, append-only,
+Decisions are label events in DuckDB (``waflens.labeling.labels.record_label``, append-only,
 with who and when), never only widget state. They judge the cluster's sessions and
 stay with them: in a later cluster run, a cluster whose sessions are all decided is
 reviewed already (it shows that decision), and only clusters with undecided
@@ -13,15 +13,15 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import streamlit as st
 
-from app import clusters
-from app.palette import BADGE
-from app.render import escape_markdown, highlight, plural
-from app.session import analyst, require_workbench
-from app.state import read, table_exists, write_or_warn
-from labeling.allowlist import KINDS, add_rule, revoke_rule
-from labeling.evidence import build_evidence
-from labeling.labels import has_relation, label_history, record_label
-from labeling.taxonomy import FAMILIES, VERDICTS
+from waflens.app import clusters
+from waflens.app.palette import BADGE
+from waflens.app.render import escape_markdown, highlight, plural
+from waflens.app.session import analyst, require_workbench
+from waflens.app.state import read, table_exists, write_or_warn
+from waflens.labeling.allowlist import KINDS, add_rule, revoke_rule
+from waflens.labeling.evidence import build_evidence
+from waflens.labeling.labels import has_relation, label_history, record_label
+from waflens.labeling.taxonomy import FAMILIES, VERDICTS
 
 require_workbench()
 st.title("Label queue")

@@ -1,6 +1,6 @@
 """Models: registered versions, their metrics, gates, shadow diff and model card; promote and roll back.
 
-A thin view of :class:`scoring.registry.Registry` (the files beside the database, or
+A thin view of :class:`waflens.scoring.registry.Registry` (the files beside the database, or
 ``$WAFLENS_MODELS``). Promotion and rollback change what every WAF worker scores
 with, so each asks for a confirmation first and records who did it and why.
 """
@@ -10,13 +10,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.jobs import finish, run_cli, show_finished
-from app.render import escape_markdown, number, plural
-from app.scores import ALERT_CLASS, alert_threshold
-from app.session import analyst, require_workbench
-from app.state import config
-from data.errors import WaflensError
-from scoring.registry import PRODUCTION, Registry, RegistryError
+from waflens.app.jobs import finish, run_cli, show_finished
+from waflens.app.render import escape_markdown, number, plural
+from waflens.app.scores import ALERT_CLASS, alert_threshold
+from waflens.app.session import analyst, require_workbench
+from waflens.app.state import config
+from waflens.data.errors import WaflensError
+from waflens.scoring.registry import PRODUCTION, Registry, RegistryError
 
 require_workbench()
 st.title("Models")

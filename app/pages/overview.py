@@ -3,11 +3,11 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import clusters, palette
-from app.render import escape_markdown, plural
-from app.scores import WINDOW_HOURS, alert_rate, latest_run_report, production_scores
-from app.session import require_workbench
-from app.state import query
+from waflens.app import clusters, palette
+from waflens.app.render import escape_markdown, plural
+from waflens.app.scores import WINDOW_HOURS, alert_rate, latest_run_report, production_scores
+from waflens.app.session import require_workbench
+from waflens.app.state import query
 
 require_workbench()
 st.title("Overview")

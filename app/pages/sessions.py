@@ -3,11 +3,11 @@ reasons, drill down to a session's requests."""
 
 import streamlit as st
 
-from app import clusters, scores
-from app.paging import pager
-from app.render import escape_markdown, plural
-from app.session import require_workbench
-from app.state import query, settings, table_exists
+from waflens.app import clusters, scores
+from waflens.app.paging import pager
+from waflens.app.render import escape_markdown, plural
+from waflens.app.session import require_workbench
+from waflens.app.state import query, settings, table_exists
 
 require_workbench()
 st.title("Sessions")

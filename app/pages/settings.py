@@ -4,12 +4,12 @@ model, endpoint and key shown read-only (they come from the environment or the o
 import pandas as pd
 import streamlit as st
 
-from app.jobs import finish, run_cli, show_finished
-from app.render import escape_markdown
-from app.session import analyst, require_workbench
-from app.state import config, read, settings, write_or_warn
-from data.errors import ConfigError
-from data.settings import SPEC, set_setting, setting_history, validate
+from waflens.app.jobs import finish, run_cli, show_finished
+from waflens.app.render import escape_markdown
+from waflens.app.session import analyst, require_workbench
+from waflens.app.state import config, read, settings, write_or_warn
+from waflens.data.errors import ConfigError
+from waflens.data.settings import SPEC, set_setting, setting_history, validate
 
 require_workbench()
 st.title("Settings")
@@ -39,7 +39,7 @@ st.caption("Read-only here: the provider, model, endpoint and key come from the 
            "calls the LLM, or from the operator's file (`$WAFLENS_LLM_CONFIG`, default `<database>.llm.toml`, "
            "mode 0600). The workbench never changes where the key and the evidence go.")
 try:
-    from labeling.llm_config import load_llm_config
+    from waflens.labeling.llm_config import load_llm_config
 
     llm = load_llm_config(config().db_path)
 except ConfigError as error:

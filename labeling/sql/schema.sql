@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS cluster_summaries (
     model          VARCHAR NOT NULL,
     evidence_hash  VARCHAR NOT NULL,       -- responses are cached by it
     status         VARCHAR NOT NULL,       -- ok | unverified | error: <why>
-    summary        VARCHAR,                -- JSON of labeling.summary.Summary
+    summary        VARCHAR,                -- JSON of waflens.labeling.summary.Summary
     tokens         BIGINT NOT NULL,
     cost_usd       DOUBLE NOT NULL,
     seconds        DOUBLE NOT NULL,
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS cluster_summaries (
 );
 
 -- Analyst decisions (confirmed, edited, rejected) judge the sessions of the cluster they were made on: its
--- members in that run (membership probability >= 0.5, labeling.labels.DEFAULT_MEMBERSHIP). They stay with those
+-- members in that run (membership probability >= 0.5, waflens.labeling.labels.DEFAULT_MEMBERSHIP). They stay with those
 -- sessions across cluster runs; the latest decision per session wins.
 CREATE OR REPLACE VIEW session_decisions AS
 SELECT c.session_id, c.probability, e.label_event_id, e.cluster_run_id, e.cluster_id, e.family, e.verdict, e.source,

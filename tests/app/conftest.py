@@ -49,11 +49,11 @@ def build_workbench_data(root: Path, *, requests: int = 4000, registry: bool = T
     (v0001 in production) in ``root/models``. Returns the database path."""
     from datetime import datetime, timezone
 
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from labeling.labels import latest_run
-    from labeling.summarize import summarize_run
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.labeling.labels import latest_run
+    from waflens.labeling.summarize import summarize_run
 
     root.mkdir(parents=True, exist_ok=True)
     generate_traffic(root / "traffic.log", requests, seed=5)
@@ -75,8 +75,8 @@ def build_workbench_data(root: Path, *, requests: int = 4000, registry: bool = T
 
 
 def _register_models(con, root: Path) -> None:
-    from scoring.registry import Registry
-    from scoring.train import TrainingOptions, train_request_model, train_session_model
+    from waflens.scoring.registry import Registry
+    from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 
     registry = Registry(root / "models")
     for seed in (1, 2):

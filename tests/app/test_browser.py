@@ -83,7 +83,7 @@ def _require_browser():
 
 
 def _cli(db: Path, *args: str, cwd: Path) -> str:
-    done = subprocess.run([sys.executable, "-m", "app.cli", "--db", str(db), *args], cwd=cwd, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "waflens.app.cli", "--db", str(db), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, f"waflens {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}"
     return done.stdout
@@ -328,7 +328,7 @@ def test_quarantined_payload_is_shown_as_text(server, page):
 
 def test_retrain_from_the_browser_promotes_the_labelled_model(server, page, demo):
     """The issue's newcomer flow, after the label confirmed above: retrain without a terminal."""
-    from scoring.registry import Registry
+    from waflens.scoring.registry import Registry
 
     registry = Registry(demo.parent / "models")
     before = registry.alias("production")

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from io import StringIO
 
-from app.cli import main
-from data.db import connect
+from waflens.app.cli import main
+from waflens.data.db import connect
 from tests.data.helpers import at, combined_line, write_log
 
 
@@ -59,7 +59,7 @@ def test_one_line_error_for_a_busy_database(tmp_path, monkeypatch):
     try:
         assert holder.stdout.readline().strip() == "ok"
         log = write_log(tmp_path / "a.log", [combined_line("10.0.0.1", at(0), "GET / HTTP/1.1")])
-        result = subprocess.run([sys.executable, "-m", "app.cli", "--db", str(db), "ingest", str(log)],
+        result = subprocess.run([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "ingest", str(log)],
                                 capture_output=True, text=True, timeout=120)
     finally:
         holder.kill()
@@ -90,7 +90,7 @@ def test_demo_pipeline_without_app(tmp_path, monkeypatch):
                                    (SELECT count(*) FROM request_features), (SELECT count(*) FROM session_features)""").fetchall()[0]
     assert counts[0] == 4000 and counts[2] == 4000
     assert counts[1] > 10 and counts[3] == counts[1]
-    from scoring.runtime import Scorer, SessionScorer
+    from waflens.runtime.scorer import Scorer, SessionScorer
     scorer = Scorer.load(tmp_path / "models" / "production" / "request")    # the registry beside the database
     assert scorer.score_request("GET", "/", {"User-Agent": "Mozilla/5.0"}).score_class != "error"
     SessionScorer.load(tmp_path / "models" / "production" / "session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from data.errors import ConfigError
+from waflens.data.errors import ConfigError
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def start_app(db: Path, port: int, *args: str, env: dict[str, str] | None = None
               log: Path | None = None) -> subprocess.Popen:
     """`waflens app` in its own session (so a test can clean up whatever it leaves), once it answers."""
     out = open(log or db.parent / f"app-{port}.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "app", "--port", str(port), *args],
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "app", "--port", str(port), *args],
                                cwd=db.parent, env=env or app_env(), stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
     process.output = out
@@ -168,7 +168,7 @@ def test_taken_port_is_a_configuration_error_before_anything_starts(small_db):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "app.cli", "--db", str(small_db), "app", "--port", str(port)],
+        done = subprocess.run([sys.executable, "-m", "waflens.app.cli", "--db", str(small_db), "app", "--port", str(port)],
                               cwd=small_db.parent, env=app_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 5, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -179,7 +179,7 @@ def test_taken_port_is_a_configuration_error_before_anything_starts(small_db):
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_non_loopback_host_without_authentication_is_refused(small_db, host):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(small_db), "app", "--host", host,
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(small_db), "app", "--host", host,
                                 "--port", str(port)], cwd=small_db.parent, env=app_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -194,7 +194,7 @@ def test_non_loopback_host_without_authentication_is_refused(small_db, host):
 
 
 def test_short_token_is_refused(small_db):
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(small_db), "app", "--port",
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(small_db), "app", "--port",
                                 str(free_port())], cwd=small_db.parent, env=app_env(WAFLENS_APP_TOKEN="short"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -207,7 +207,7 @@ def test_short_token_is_refused(small_db):
 
 
 def test_access_rules():
-    from app.access import check_access, is_loopback, token_matches
+    from waflens.app.access import check_access, is_loopback, token_matches
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.0.2.10")

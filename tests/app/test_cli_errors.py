@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from data.db import connect
-from data.synthetic import generate_traffic
+from waflens.data.db import connect
+from waflens.data.synthetic import generate_traffic
 from tests.data.cli_process import waflens, waflens_here
 from tests.data.helpers import write_log
 
@@ -87,7 +87,7 @@ _SIGINT_IN_FEATURES = textwrap.dedent("""
             fired.append(1)
             os.kill(os.getpid(), signal.SIGINT)
     sys.setprofile(hook)
-    from app.cli import main
+    from waflens.app.cli import main
     code = main(sys.argv[1:])
     sys.setprofile(None)
     sys.exit(code if fired else 99)

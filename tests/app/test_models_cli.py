@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from app.cli import main
-from scoring.registry import Registry
+from waflens.app.cli import main
+from waflens.scoring.registry import Registry
 from tests.scoring.model_bundles import tiny_bundle
 
 

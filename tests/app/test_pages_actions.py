@@ -4,9 +4,9 @@ clustering, summarizing, retraining and purging, each checked in the database or
 from __future__ import annotations
 
 
-from data.db import connect
-from data.settings import set_setting
-from scoring.registry import PRODUCTION, Registry
+from waflens.data.db import connect
+from waflens.data.settings import set_setting
+from waflens.scoring.registry import PRODUCTION, Registry
 from tests.app.conftest import open_page, scalar
 
 

@@ -9,9 +9,9 @@ import sys
 import duckdb
 import pytest
 
-from data.writes import write
-from data.errors import ConfigError, DatabaseError
-from data.settings import SPEC, get_settings, set_setting, setting_history, validate
+from waflens.data.writes import write
+from waflens.data.errors import ConfigError, DatabaseError
+from waflens.data.settings import SPEC, get_settings, set_setting, setting_history, validate
 from tests.app.conftest import open_page, scalar
 from tests.data.helpers import at, combined_line
 

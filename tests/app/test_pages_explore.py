@@ -173,7 +173,7 @@ def test_map_colours_mean_one_thing_on_every_colouring(workbench):
 def test_clusters_labelled_benign_go_last(workbench):
     """Known good traffic is not what an analyst looks for first: a benign label moves a cluster to the end,
     on Emerging patterns and in the label queue's order, however emerging it is."""
-    from labeling.labels import latest_run, record_label
+    from waflens.labeling.labels import latest_run, record_label
 
     before = open_page("emerging").dataframe[0].value
     head = int(before.cluster_id.iloc[0])

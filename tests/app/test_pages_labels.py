@@ -11,8 +11,8 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from data.db import connect
-from labeling.labels import record_label
+from waflens.data.db import connect
+from waflens.labeling.labels import record_label
 from tests.app.conftest import WORKBENCH, page
 from tests.app.test_pages_render import rendered_text
 
@@ -216,10 +216,10 @@ def test_a_new_cluster_run_queues_only_clusters_with_undecided_sessions(workbenc
     """Decisions on run 1 stay with their sessions: run 2 (after new traffic) does not reset the queue."""
     from datetime import datetime, timezone
 
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from labeling.summarize import summarize_run
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.labeling.summarize import summarize_run
     from tests.data.helpers import ingest
 
     later = workbench.parent / "later.log"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from scoring.registry import PRODUCTION, Registry
+from waflens.scoring.registry import PRODUCTION, Registry
 from tests.app.conftest import WORKBENCH, page
 
 

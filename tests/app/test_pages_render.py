@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from app.render import HIGHLIGHT, LINK_BREAK, clip, escape_markdown, highlight, number, plot_text, plural
+from waflens.app.render import HIGHLIGHT, LINK_BREAK, clip, escape_markdown, highlight, number, plot_text, plural
 
 PAYLOADS = [
     "<script>alert(1)</script>",

@@ -4,7 +4,7 @@ import io
 import json
 import time
 
-from app.progress import StageProgress, previous_stage_seconds
+from waflens.app.progress import StageProgress, previous_stage_seconds
 
 
 def test_terminal_bar_shows_counts_elapsed_and_an_eta_from_the_counts():
@@ -66,7 +66,7 @@ def test_previous_stage_seconds_come_from_the_newest_report_that_trained(tmp_pat
 def test_demo_reports_every_stage_from_generating_to_promoting(tmp_path, monkeypatch):
     import contextlib
 
-    from app.cli import main
+    from waflens.app.cli import main
 
     monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "progress-test-key-0123456789")
     out, err = io.StringIO(), io.StringIO()

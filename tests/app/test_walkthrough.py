@@ -52,7 +52,7 @@ def server(demo):
     log = open(demo.parent / "app.log", "w")
     env = {key: value for key, value in os.environ.items() if key not in ("WAFLENS_MODELS", "WAFLENS_DB")}
     env.update(WAFLENS_ANALYST=ANALYST, PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(demo), "app", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(demo), "app", "--port", str(port)],
                                cwd=demo.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -85,8 +85,8 @@ def _json(output: str) -> dict:
 
 @pytest.mark.timeout(900)   # ~75 CPU-seconds in all (setup included): minutes on a shared, loaded machine
 def test_confirmed_labels_last_through_an_upload_and_two_retrains(server, page, demo, tmp_path):
-    from data.synthetic import generate_traffic
-    from scoring.registry import Registry
+    from waflens.data.synthetic import generate_traffic
+    from waflens.scoring.registry import Registry
 
     cwd = demo.parent
     registry = Registry(cwd / "models")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from data.sessionize import update_derived
+from waflens.data.sessionize import update_derived
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 
 WORKBENCH = str(Path(__file__).resolve().parents[2] / "app" / "workbench.py")

@@ -81,8 +81,8 @@ def test_cron_retrain_ignores_an_endpoint_stored_in_the_database(tmp_path):
     """Rows the old Settings page stored must not send the key and the evidence to another server.
 
     A real `waflens retrain` runs until its summarize stage is over (then it is stopped: training is not the point)."""
-    from data.db import connect
-    from data.synthetic import generate_traffic
+    from waflens.data.db import connect
+    from waflens.data.synthetic import generate_traffic
 
     _Trap.seen = []
     trap = ThreadingHTTPServer(("127.0.0.1", 0), _Trap)
@@ -94,7 +94,7 @@ def test_cron_retrain_ignores_an_endpoint_stored_in_the_database(tmp_path):
     db = tmp_path / "w.duckdb"
     connect(db).close()
     _seed_legacy_llm_rows(db, f"http://127.0.0.1:{trap.server_address[1]}/v1")
-    retrain = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "retrain", "--source",
+    retrain = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "retrain", "--source",
                                 str(tmp_path / "traffic.log"), "--trees", "10"],
                                cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                start_new_session=True)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from clustering.run import ClusterOptions, cluster_sessions, ensure_cluster_schema
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from data.synthetic_campaigns import SPECS
+from waflens.clustering.run import ClusterOptions, cluster_sessions, ensure_cluster_schema
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.data.synthetic_campaigns import SPECS
 from tests.data.helpers import at, campaign_of_sessions, combined_line, fresh_db, ingest, write_log
 
 
@@ -142,7 +142,7 @@ def test_a_single_run_lists_the_late_campaigns_first(generated):
 
 
 def test_assignment_agrees_with_the_fit_and_places_later_sessions(generated):
-    from clustering.assign import assign_sessions
+    from waflens.clustering.assign import assign_sessions
 
     con, log, summary = generated
     start = summary.start.replace(tzinfo=None)
@@ -197,7 +197,7 @@ def test_cluster_ids_carry_on_between_runs(generated):
 
 
 def test_split_keeps_the_id_on_the_larger_part_and_new_ids_are_never_reused():
-    from clustering.emerging import carried_ids
+    from waflens.clustering.emerging import carried_ids
 
     # run 1: cluster 4 (6 sessions), cluster 9 (2 sessions, vanishes now), noise; ids up to 9 were used
     before = {1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 4, 7: 9, 8: 9, 10: -1}

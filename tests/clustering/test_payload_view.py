@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
-from clustering.payload_view import normalise, tokens
-from labeling.evidence import build_evidence
-from labeling.offline import OfflineSummarizer
-from labeling.taxonomy import canonical_family
-from clustering.run import ClusterOptions, cluster_sessions
-from data.sessionize import update_derived
-from data.synthetic_neutral import NEUTRAL_CAMPAIGNS, generate_neutral_traffic
+from waflens.clustering.payload_view import normalise, tokens
+from waflens.labeling.evidence import build_evidence
+from waflens.labeling.offline import OfflineSummarizer
+from waflens.labeling.taxonomy import canonical_family
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic_neutral import NEUTRAL_CAMPAIGNS, generate_neutral_traffic
 from tests.data.helpers import campaign_of_sessions, fresh_db, ingest
 
 FAMILY_EXAMPLES = {

@@ -13,7 +13,7 @@ KEY = "test-key-0123456789abcdef"
 
 
 def waflens(*args: str, timeout: float = 120, env: dict | None = None, preexec_fn=None,
-            python_args: tuple[str, ...] = ("-m", "app.cli")) -> subprocess.CompletedProcess:
+            python_args: tuple[str, ...] = ("-m", "waflens.app.cli")) -> subprocess.CompletedProcess:
     environment = {**os.environ, "WAFLENS_PSEUDONYM_KEY": KEY, **(env or {})}
     return subprocess.run([sys.executable, *python_args, *args], cwd=REPO, env=environment, capture_output=True,
                           text=True, timeout=timeout, preexec_fn=preexec_fn)
@@ -24,7 +24,7 @@ def waflens_here(*args: str) -> tuple[int, str, str]:
     import contextlib
     from io import StringIO
 
-    from app.cli import main
+    from waflens.app.cli import main
 
     out, err = StringIO(), StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

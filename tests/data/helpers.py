@@ -7,9 +7,9 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from data.db import connect
-from data.ingest import IngestOptions, ingest_file
-from data.pseudonymize import Pseudonymizer
+from waflens.data.db import connect
+from waflens.data.ingest import IngestOptions, ingest_file
+from waflens.data.pseudonymize import Pseudonymizer
 
 TEST_KEY = b"0123456789abcdef0123456789abcdef"
 

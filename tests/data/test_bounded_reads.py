@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from data.errors import ConfigError, InputError
-from data.log_file import read_log_file
+from waflens.data.errors import ConfigError, InputError
+from waflens.data.log_file import read_log_file
 from tests.data.cli_process import waflens
 from tests.data.helpers import at, combined_line, write_log
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.clf_kernel import _days_from_civil, parse_clf
-from data.db import connect
-from data.log_file import line_batches, line_spans
-from data.log_formats import COMBINED
-from data.parse_lines import STAGE_DDL, stage_clf_batch, stage_line_batch
+from waflens.data.clf_kernel import _days_from_civil, parse_clf
+from waflens.data.db import connect
+from waflens.data.log_file import line_batches, line_spans
+from waflens.data.log_formats import COMBINED
+from waflens.data.parse_lines import STAGE_DDL, stage_clf_batch, stage_line_batch
 
 COLUMNS = "record, reason, client_ip, remote_user, vhost, ts, method, target, protocol, status, bytes, referer, user_agent"
 
@@ -73,8 +73,8 @@ def test_days_from_civil_matches_the_calendar():
 
 def test_blocks_parsed_on_threads_match_lines_parsed_alone(tmp_path):
     """parse_clf splits a batch into blocks run on a pool of threads: block edges must not change a line's parse."""
-    from data import clf_kernel
-    from data.synthetic import generate_traffic
+    from waflens.data import clf_kernel
+    from waflens.data.synthetic import generate_traffic
 
     generate_traffic(tmp_path / "t.log", 3000, seed=5)
     hostile = b'1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /\\"x HTTP/1.1" 200 1 "-" "\xff"\n\n"bad\n'
@@ -101,7 +101,7 @@ def test_parser_kernels_compile_once_and_serially():
     parallel=True (a parallel kernel cost ~6 CPU-s more to compile than threads over a serial one)."""
     import numba
 
-    from data import clf_kernel
+    from waflens.data import clf_kernel
 
     content = b'h1 1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 12 "-" "ua"\n'
     parse_clf(np.frombuffer(content, np.uint8), *line_spans(content))

@@ -1,4 +1,4 @@
-"""Feature SQL against the reference definitions in data.feature_spec, and hand-computed values."""
+"""Feature SQL against the reference definitions in waflens.data.feature_spec, and hand-computed values."""
 
 import math
 
@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.feature_spec import FEATURE_SPEC_VERSION, feature_names, reference_request_features
-from data.ingest import ingest_file, IngestOptions
-from data.pseudonymize import Pseudonymizer
-from data.sessionize import update_derived
+from waflens.data.feature_spec import FEATURE_SPEC_VERSION, feature_names, reference_request_features
+from waflens.data.ingest import ingest_file, IngestOptions
+from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.sessionize import update_derived
 from tests.data.helpers import TEST_KEY, at, combined_line, fresh_db, ingest, write_log
 
 REQUEST_COLUMNS = feature_names("request")

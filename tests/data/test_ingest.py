@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from data.db import connect
-from data.errors import InputError
-from data.interrupts import DeferredInterrupt, InterruptedAfterFile
+from waflens.app.cli import main
+from waflens.data.db import connect
+from waflens.data.errors import InputError
+from waflens.data.interrupts import DeferredInterrupt, InterruptedAfterFile
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 
 # Records per file, from the datasets README.
@@ -222,7 +222,7 @@ def test_killed_ingest_leaves_no_half_file(tmp_path, big_log):
     db = tmp_path / "kill.duckdb"
     env = {**os.environ, "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
     for delay in (0.5, 1.5):
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "ingest", "--no-sessionize", str(log)],
+        process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "ingest", "--no-sessionize", str(log)],
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
@@ -257,9 +257,9 @@ def test_ctrl_c_rolls_the_file_back(tmp_path, big_log):
     # compile the numba kernels first (a fresh clone has no cache): Ctrl-C inside LLVM can crash
     # the process, which leaves the database as consistent as kill -9 does, but is not what we test here
     warm = write_log(tmp_path / "warm.log", [combined_line("10.0.0.1", at(0), "GET / HTTP/1.1")])
-    subprocess.run([sys.executable, "-m", "app.cli", "--db", str(tmp_path / "warm.duckdb"), "ingest", str(warm)],
+    subprocess.run([sys.executable, "-m", "waflens.app.cli", "--db", str(tmp_path / "warm.duckdb"), "ingest", str(warm)],
                    env=env, check=True, capture_output=True)
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "ingest", "--no-sessionize", str(log)],
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "ingest", "--no-sessionize", str(log)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_until_reading(process, log)  # not during start-up: Ctrl-C while importing is not what we test
     time.sleep(0.3)
@@ -287,8 +287,8 @@ def test_ctrl_c_is_raised_at_the_next_check_and_the_handler_restored():
 
 
 def test_ctrl_c_during_commit_keeps_the_file_and_says_so(tmp_path):
-    from data.ingest import IngestOptions, ingest_file
-    from data.pseudonymize import Pseudonymizer
+    from waflens.data.ingest import IngestOptions, ingest_file
+    from waflens.data.pseudonymize import Pseudonymizer
 
     class CtrlCAtCommit:
         """The real DuckDB connection; Ctrl-C is pressed as COMMIT starts (after the last check)."""

@@ -5,7 +5,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.errors import InputError
+from waflens.data.errors import InputError
 from tests.data.helpers import at, combined_line, fresh_db, ingest
 
 good_line = st.builds(lambda i, path: combined_line(f"10.0.0.{i}", at(i), f"GET /{path} HTTP/1.1"),

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.errors import ConfigError
-from data.log_formats import COMBINED, LineFormat, compile_log_format
+from waflens.data.errors import ConfigError
+from waflens.data.log_formats import COMBINED, LineFormat, compile_log_format
 
 PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
 WORD = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=20)

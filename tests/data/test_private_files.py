@@ -5,8 +5,8 @@ import os
 import stat
 from contextlib import contextmanager
 
-from data.db import connect
-from scoring.registry import make_private_dir
+from waflens.data.db import connect
+from waflens.scoring.registry import make_private_dir
 from tests.data.cli_process import waflens_here
 from tests.data.helpers import at, combined_line, write_log
 

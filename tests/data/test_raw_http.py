@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.raw_http import RawHttpReject, RawHttpRequest, iter_raw_http, looks_like_raw_http
+from waflens.data.raw_http import RawHttpReject, RawHttpRequest, iter_raw_http, looks_like_raw_http
 
 CSIC = "raw_http/csic2010_normalTrafficTraining.txt.gz"
 BLANK = " \t\r\n"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.errors import ConfigError
-from data.pseudonymize import Pseudonymizer
-from data.redaction import SUSPECT_RE2, Redactor, choose_client, parse_trusted_proxies
-from labeling.evidence import redact as redact_for_prompt
+from waflens.data.errors import ConfigError
+from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.redaction import SUSPECT_RE2, Redactor, choose_client, parse_trusted_proxies
+from waflens.labeling.evidence import redact as redact_for_prompt
 from tests.data.helpers import TEST_KEY, at, combined_line, fresh_db, ingest, write_log
 
 PSEUDONYMS = Pseudonymizer(TEST_KEY)
@@ -225,7 +225,7 @@ def test_choose_client_walks_from_the_right():
 def test_a_bad_trusted_proxy_is_a_configuration_error(tmp_path, monkeypatch, capsys):
     with pytest.raises(ConfigError, match="10.0.0.0/33"):
         parse_trusted_proxies(["10.0.0.0/33"])
-    from app.cli import main
+    from waflens.app.cli import main
 
     log = write_log(tmp_path / "a.log", [combined_line("10.0.0.1", at(0), "GET / HTTP/1.1")])
     monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "0123456789abcdef0123")

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.sessionize import update_derived
+from waflens.data.sessionize import update_derived
 from tests.data.helpers import fresh_db, ingest
 from tests.data.hostile_inputs import Planted, every_path, ips, leaks, secrets, varchar_texts
 

@@ -1,6 +1,6 @@
 """Sessionization edge cases: the gap boundary, order, clients, and incremental updates."""
 
-from data.sessionize import resessionize, update_derived
+from waflens.data.sessionize import resessionize, update_derived
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 
 GAP = 30 * 60

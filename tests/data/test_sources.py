@@ -5,10 +5,10 @@ which format to try when nothing of a file parsed; ingesting it again replaces t
 import io
 import json
 
-from clustering.run import ClusterOptions, cluster_sessions
-from data.db import connect
-from data.sessionize import update_derived
-from data.sources import forget_source
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.db import connect
+from waflens.data.sessionize import update_derived
+from waflens.data.sources import forget_source
 from tests.data.cli_process import waflens_here
 from tests.data.helpers import at, combined_line, ingest, write_log
 

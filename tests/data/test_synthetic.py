@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import data.synthetic_payloads as payload_module
-from data.errors import InputError
-from data.synthetic import CAMPAIGNS, generate_traffic
-from data.synthetic_payloads import SAMPLES_DIR, apache_escape, encode_query_value
+import waflens.data.synthetic_payloads as payload_module
+from waflens.data.errors import InputError
+from waflens.data.synthetic import CAMPAIGNS, generate_traffic
+from waflens.data.synthetic_payloads import SAMPLES_DIR, apache_escape, encode_query_value
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = re.compile(r'^(\S+) (\S+) (\S+) \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-) '
@@ -152,7 +152,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 def test_same_bytes_in_another_process_with_another_hash_seed(tmp_path):
     here = generate_traffic(tmp_path / "here.log", 3000, 5, payload_dir=SAMPLES_DIR)
-    code = ("import sys; from pathlib import Path; from data.synthetic import generate_traffic; "
+    code = ("import sys; from pathlib import Path; from waflens.data.synthetic import generate_traffic; "
             "generate_traffic(Path(sys.argv[1]), 3000, 5, payload_dir=Path(sys.argv[2]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345" if os.environ.get("PYTHONHASHSEED") != "12345" else "54321",
            "PYTHONPATH": str(REPO)}
@@ -403,10 +403,10 @@ def test_unusable_payload_dir_raises_input_error(tmp_path):
         generate_traffic(tmp_path / "x.log", 100, 1, payload_dir=tmp_path / "partial")
 
 
-# --- behaviour-neutral families (data.synthetic_neutral): only the payloads differ -------------------------
+# --- behaviour-neutral families (waflens.data.synthetic_neutral): only the payloads differ -------------------------
 
 def _neutral(tmp: Path, seed: int = 7, **options):
-    from data.synthetic_neutral import generate_neutral_traffic
+    from waflens.data.synthetic_neutral import generate_neutral_traffic
 
     summary = generate_neutral_traffic(tmp / "neutral.log", options.pop("n", 16_000), seed, **options)
     lines = summary.log_path.read_text(encoding="latin-1").split("\n")
@@ -443,7 +443,7 @@ def test_neutral_traffic_is_deterministic(tmp_path, shared_datasets):
 def test_neutral_families_share_pace_endpoints_statuses_and_agents(neutral):
     from random import Random
 
-    from data.synthetic_neutral import NEUTRAL_CAMPAIGNS, SHARED_AGENTS, SHARED_TARGETS
+    from waflens.data.synthetic_neutral import NEUTRAL_CAMPAIGNS, SHARED_AGENTS, SHARED_TARGETS
 
     summary, _, labels, rows = neutral
     assert summary.campaigns["benign"] > 0 and all(summary.campaigns[f] > 100 for f in NEUTRAL_CAMPAIGNS)
@@ -470,7 +470,7 @@ def test_neutral_families_share_pace_endpoints_statuses_and_agents(neutral):
 def test_neutral_payloads_come_from_their_family_and_scanners_mix(neutral, payload_dir, shared_datasets):
     from random import Random
 
-    from data.synthetic_families import FAMILIES, HTTP_PARAMS, load_family_payloads
+    from waflens.data.synthetic_families import FAMILIES, HTTP_PARAMS, load_family_payloads
 
     summary, _, labels, rows = neutral
     seed = json.loads(summary.log_path.with_name(summary.log_path.name + ".campaigns.json").read_text())["seed"]
@@ -496,7 +496,7 @@ def test_neutral_payloads_come_from_their_family_and_scanners_mix(neutral, paylo
 
 
 def test_neutral_traffic_on_the_real_background(tmp_path, shared_datasets):
-    from data.synthetic_neutral import REAL_BACKGROUND
+    from waflens.data.synthetic_neutral import REAL_BACKGROUND
 
     summary, lines, labels, rows = _neutral(tmp_path, background="real", attack_share=0.05, shared_dir=shared_datasets)
     real = []

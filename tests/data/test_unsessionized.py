@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from data.db import connect
-from data.synthetic import generate_traffic
+from waflens.data.db import connect
+from waflens.data.synthetic import generate_traffic
 from tests.data.cli_process import waflens_here
 
 

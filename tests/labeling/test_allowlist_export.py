@@ -9,16 +9,16 @@ from io import StringIO
 import duckdb
 import pytest
 
-from app.cli import main
-from clustering.run import ClusterOptions, cluster_sessions
-from data.db import connect
-from data.errors import InputError
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from labeling.allowlist import add_rule, allowlisted_sessions, list_rules, revoke_rule
-from labeling.export import export_labelled_sessions, neutralise_cell
-from labeling.labels import record_label
-from labeling.summarize import summarize_run
+from waflens.app.cli import main
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.db import connect
+from waflens.data.errors import InputError
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.labeling.allowlist import add_rule, allowlisted_sessions, list_rules, revoke_rule
+from waflens.labeling.export import export_labelled_sessions, neutralise_cell
+from waflens.labeling.labels import record_label
+from waflens.labeling.summarize import summarize_run
 from tests.data.helpers import fresh_db, ingest
 
 SCRAPER_UA = "python-requests/2.32.3"   # the generated scraper campaign's agent

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clustering.run import ClusterOptions, cluster_sessions
-from data.sessionize import update_derived
-from labeling.evidence import build_evidence, evidence_text
-from labeling.summarize import summarize_run
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.sessionize import update_derived
+from waflens.labeling.evidence import build_evidence, evidence_text
+from waflens.labeling.summarize import summarize_run
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 from tests.data.hostile_inputs import Planted, ips, leaks, secrets, varchar_texts
 from tests.labeling.test_openai_provider import FakeOpenAI

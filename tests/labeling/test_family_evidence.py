@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 import pytest
 
-from clustering.run import ClusterOptions, cluster_sessions
-from data.sessionize import update_derived
-from labeling.evidence import build_evidence
-from labeling.offline import OfflineSummarizer
-from labeling.signatures import request_family
-from labeling.taxonomy import ALIASES, FAMILIES, canonical_family
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.sessionize import update_derived
+from waflens.labeling.evidence import build_evidence
+from waflens.labeling.offline import OfflineSummarizer
+from waflens.labeling.signatures import request_family
+from waflens.labeling.taxonomy import ALIASES, FAMILIES, canonical_family
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 from tests.labeling.test_openai_provider import FakeOpenAI
 
@@ -105,7 +105,7 @@ def test_the_llm_receives_the_family_counts(families_db):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     FakeOpenAI.mode, FakeOpenAI.requests = "good", []
     try:
-        from labeling.openai_provider import OpenAISummarizer
+        from waflens.labeling.openai_provider import OpenAISummarizer
 
         xxe = next(c for c, (family, _) in expected.items() if family == "xxe")
         OpenAISummarizer(model="test-model", base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",

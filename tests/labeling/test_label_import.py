@@ -8,10 +8,10 @@ from io import StringIO
 
 import pytest
 
-from app.cli import main
-from data.db import connect
-from labeling.label_import import label_decision
-from scoring.feedback import analyst_classes, label_snapshot
+from waflens.app.cli import main
+from waflens.data.db import connect
+from waflens.labeling.label_import import label_decision
+from waflens.scoring.feedback import analyst_classes, label_snapshot
 
 LOG_FORMAT = '%h %l %t "%r" %>s %b "%{Referer}i" %{PHPSESSID}C "%{User-Agent}i"'
 

@@ -6,13 +6,13 @@ from io import StringIO
 
 import pytest
 
-from app.cli import main
-from clustering.run import ClusterOptions, cluster_sessions
-from data.db import connect
-from data.errors import InputError
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from labeling.labels import record_label, session_labels
+from waflens.app.cli import main
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.db import connect
+from waflens.data.errors import InputError
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.labeling.labels import record_label, session_labels
 from tests.data.helpers import fresh_db, ingest
 
 

@@ -5,12 +5,12 @@ import csv
 
 import pytest
 
-from clustering.run import ClusterOptions, cluster_sessions
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from labeling.evidence import build_evidence, redact
-from labeling.offline import OfflineSummarizer
-from labeling.summarize import summarize_run
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.labeling.evidence import build_evidence, redact
+from waflens.labeling.offline import OfflineSummarizer
+from waflens.labeling.summarize import summarize_run
 from tests.data.helpers import fresh_db, ingest
 
 EXPECTED = {"sqli_scan": "sqli", "xss_probe": "xss", "path_traversal": "path_traversal", "cmd_injection": "cmd_injection",
@@ -76,7 +76,7 @@ def test_families_analysts_rejected_are_not_proposed(summarized):
     pack = build_evidence(con, run.cluster_run_id, sqli)
     instead = OfflineSummarizer().summarize(pack, exclude={"sqli"})
     assert instead.family != "sqli" and instead.status == "ok"      # its indicators still quote the evidence
-    from labeling.taxonomy import FAMILIES
+    from waflens.labeling.taxonomy import FAMILIES
 
     unclear = OfflineSummarizer().summarize(pack, exclude=set(FAMILIES) - {"other"})
     assert (unclear.family, unclear.verdict) == ("other", "suspicious")     # nothing left: "unclear"

@@ -100,9 +100,9 @@ def endpoint():
 @pytest.fixture(scope="module")
 def clustered_template(tmp_path_factory) -> Path:
     """A small database with one cluster run (a few clusters), built once."""
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
     from tests.data.helpers import fresh_db, ingest
 
     root = tmp_path_factory.mktemp("llm-faults")
@@ -127,8 +127,8 @@ def db(clustered_template, tmp_path, monkeypatch) -> Path:
 
 
 def _summarize(db: Path, endpoint: str, **options):
-    from labeling.labels import latest_run
-    from labeling.summarize import summarize_run
+    from waflens.labeling.labels import latest_run
+    from waflens.labeling.summarize import summarize_run
 
     con = duckdb.connect(str(db))
     try:
@@ -177,8 +177,8 @@ def test_hanging_endpoint_is_bounded_by_the_stage_deadline(db, endpoint, monkeyp
 
 
 def test_llm_config_reads_the_operators_file_only_when_it_is_private(tmp_path, monkeypatch):
-    from data.errors import ConfigError
-    from labeling.llm_config import load_llm_config
+    from waflens.data.errors import ConfigError
+    from waflens.labeling.llm_config import load_llm_config
 
     for name in ("WAFLENS_LLM_PROVIDER", "WAFLENS_LLM_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY",
                  "WAFLENS_LLM_DEADLINE", "WAFLENS_LLM_CONFIG"):
@@ -208,7 +208,7 @@ def test_llm_config_reads_the_operators_file_only_when_it_is_private(tmp_path, m
 
 
 def _cli(db: Path, *args: str, env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), *args], cwd=db.parent, env=env,
+    return subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), *args], cwd=db.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from labeling.openai_provider import OpenAISummarizer, ProviderError
+from waflens.labeling.openai_provider import OpenAISummarizer, ProviderError
 
 PACK = {"cluster": {"run": 1, "id": 0, "sessions": 12, "clients": 3, "requests": 300, "first_seen": "x", "last_seen": "y"},
         "top_paths": [["/search", 300]], "top_parameters": [["q", 300]], "top_user_agents": [["sqlmap/1.8", 300]],
@@ -103,10 +103,10 @@ def test_failures_end_in_a_status(server, mode, status):
 
 
 def test_summarize_run_records_failures_per_cluster(server, tmp_path):
-    from clustering.run import ClusterOptions, cluster_sessions
-    from data.sessionize import update_derived
-    from data.synthetic import generate_traffic
-    from labeling.summarize import summarize_run
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.data.sessionize import update_derived
+    from waflens.data.synthetic import generate_traffic
+    from waflens.labeling.summarize import summarize_run
     from tests.data.helpers import fresh_db, ingest
 
     log = tmp_path / "traffic.log"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.raw_http import RawHttpRequest, iter_raw_http
+from waflens.data.raw_http import RawHttpRequest, iter_raw_http
 
 from tests.scoring.artifact_tamper import tampered
 from tests.scoring.model_bundles import train_bundles
@@ -24,7 +24,7 @@ def artifact_models(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def _with_feedback(session: Path, into: Path) -> Path:
     """The session model plus a feedback model fitted on made-up labels (what a retrain with labels exports)."""
-    from scoring.feedback import fit_feedback
+    from waflens.scoring.feedback import fit_feedback
 
     names = json.loads((session / "manifest.json").read_text())["feature_spec"]["names"]
     rng = np.random.default_rng(0)
@@ -54,9 +54,9 @@ def csic_training(shared_datasets) -> list:
 def csic(tmp_path_factory, csic_training):
     """(scorer, a CSIC request's headers, model directory) of a request model trained on a CSIC 2010 benign
     training subsample: trained once per test session (test_structural_evidence, test_attack_likeness)."""
-    from data.sessionize import update_derived
-    from scoring.runtime import Scorer
-    from scoring.train import TrainingOptions, train_request_model
+    from waflens.data.sessionize import update_derived
+    from waflens.runtime.scorer import Scorer
+    from waflens.scoring.train import TrainingOptions, train_request_model
     from tests.data.helpers import fresh_db, ingest
 
     tmp = tmp_path_factory.mktemp("csic")

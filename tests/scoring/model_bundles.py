@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from scoring.artifact import write_artifact
-from scoring.train import TrainingOptions, train_request_model, train_session_model
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.runtime.artifact import write_artifact
+from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 from tests.data.helpers import fresh_db, ingest
 
 # unusual but not evidence of an attack: two versions score it differently (an SQL injection scores 1.0 with both)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from scoring.artifact import ArtifactError
-from scoring.runtime import Scorer, SessionScorer
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.scorer import Scorer, SessionScorer
 from tests.scoring.artifact_tamper import MANIFEST, MODEL, arrays_of, reseal
 
 request, session, work, seed, edits = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

@@ -13,9 +13,9 @@ import os
 import numpy as np
 import pytest
 
-from scoring.artifact import ArtifactError
-from scoring.hot_swap import ModelWatcher
-from scoring.runtime import Scorer, SessionScorer
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.hot_swap import ModelWatcher
+from waflens.runtime.scorer import Scorer, SessionScorer
 from tests.scoring.artifact_tamper import DIGEST_FIELD, arrays_of, run_isolated, tampered
 from tests.scoring.model_bundles import PROBE
 
@@ -44,7 +44,7 @@ def test_a_bad_profile_array_is_refused_by_the_watcher_instead_of_crashing_the_w
     # in a subprocess: on the code before the fix, scoring with this artifact was a SIGSEGV
     result = run_isolated(f"""
         import json, os
-        from scoring.hot_swap import ModelWatcher
+        from waflens.runtime.hot_swap import ModelWatcher
         watcher = ModelWatcher({str(link)!r}, check_interval=0)
         os.unlink({str(link)!r}); os.symlink({str(broken)!r}, {str(link)!r})
         swapped = watcher.maybe_reload(force=True)
@@ -94,8 +94,8 @@ def test_a_tree_with_a_cycle_is_refused_instead_of_hanging_the_load(models, tmp_
     broken = tampered(request, tmp_path / "cycle", arrays=loop)
     # in a subprocess: on the code before the fix, this load never returned
     result = run_isolated(f"""
-        from scoring.artifact import ArtifactError
-        from scoring.runtime import Scorer
+        from waflens.runtime.artifact import ArtifactError
+        from waflens.runtime.scorer import Scorer
         try:
             Scorer.load({str(broken)!r})
             print("loaded")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scoring.artifact import ArtifactError
-from scoring.code_kernel import (CLASS_NAMES, HTML_TAG, JNDI, JS_EVENT, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES,
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.kernels.code import (CLASS_NAMES, HTML_TAG, JNDI, JS_EVENT, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES,
                                  NUM, PHP_WRAPPER, SEMICOLON, SHELL_CMD, SQL_COMMENT, SQL_WEAK, TEMPLATE, TRAVERSAL,
                                  WORD, code_logit, tokenize)
-from scoring.code_model import shipped_code_weights, value_matrix
-from scoring.profiles import encode
-from scoring.runtime import Scorer
+from waflens.scoring.code_model import shipped_code_weights, value_matrix
+from waflens.scoring.profiles import encode
+from waflens.runtime.scorer import Scorer
 from tests.scoring.artifact_tamper import tampered
 from tests.scoring.conftest import csic_requests
 
@@ -148,7 +148,7 @@ def test_a_null_body_is_no_body():
     bytes, so every GET of an access log carried a NUL-byte "value" that the runtime never sees."""
     import duckdb
 
-    from scoring.profiles import encode_request
+    from waflens.scoring.profiles import encode_request
 
     rows = duckdb.connect().execute("SELECT 'GET' AS method, '/a' AS path, 'q=1' AS query, NULL::VARCHAR AS body"
                                     ).fetchnumpy()

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from data.db import connect
-from data.errors import DatabaseError
-from data.feature_spec import GAP_BINS, RECENT_PAGES, REFERER_URL_RE, feature_names
-from data.ingest import IngestOptions, ingest_file
-from data.pseudonymize import Pseudonymizer
-from data.session_matrix import session_feature_matrix
-from data.sessionize import update_derived
-from scoring import session_state
-from scoring.artifact_checks import check_session_model
-from scoring.artifact import ArtifactError, read_artifact
-from scoring.batch import score_files
-from scoring.runtime import SessionScorer
-from scoring.train import TrainingOptions, train_session_model
+from waflens.data.db import connect
+from waflens.data.errors import DatabaseError
+from waflens.data.feature_spec import GAP_BINS, RECENT_PAGES, REFERER_URL_RE, feature_names
+from waflens.data.ingest import IngestOptions, ingest_file
+from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.session_matrix import session_feature_matrix
+from waflens.data.sessionize import update_derived
+from waflens.runtime import session_state
+from waflens.runtime.artifact_checks import check_session_model
+from waflens.runtime.artifact import ArtifactError, read_artifact
+from waflens.scoring.batch import score_files
+from waflens.runtime.scorer import SessionScorer
+from waflens.scoring.train import TrainingOptions, train_session_model
 
 LOG_FORMAT = '%h %l %t "%r" %>s %b "%{Referer}i" %{PHPSESSID}C "%{User-Agent}i"'
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -117,7 +117,7 @@ def test_score_command_adds_bot_score_and_reasons(web_bot, tmp_path):
 def test_the_model_card_documents_the_bot_score(web_bot):
     from types import SimpleNamespace
 
-    from scoring.model_card import model_card
+    from waflens.scoring.model_card import model_card
 
     _, model, _, _ = web_bot
     _, manifest = read_artifact(model)
@@ -180,8 +180,8 @@ def test_online_state_stays_under_2_kb_per_client_on_real_sessions(web_bot):
 
 
 def test_imported_train_labels_lift_the_bot_score_on_the_test_annotations(web_bot, tmp_path):
-    from labeling.label_import import import_session_labels, read_label_file
-    from scoring.feedback import analyst_classes
+    from waflens.labeling.label_import import import_session_labels, read_label_file
+    from waflens.scoring.feedback import analyst_classes
 
     con, _, annotations, directory = web_bot
     train = read_label_file(directory / "annotations" / "humans_and_moderate_bots_train.txt")

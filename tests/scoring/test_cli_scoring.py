@@ -5,8 +5,8 @@ import csv
 import json
 from io import StringIO
 
-from app.cli import main
-from data.synthetic import generate_traffic
+from waflens.app.cli import main
+from waflens.data.synthetic import generate_traffic
 
 
 def run(*args):
@@ -75,7 +75,7 @@ def test_score_sessions_to_csv(tmp_path, monkeypatch):
     assert all(1 <= int(r["bot_score"]) <= 99 for r in rows)
     assert sum(int(r["requests"]) for r in rows) == 4000 and json.loads(out)["scored"] == len(rows) > 50
     assert all(len(r["client"]) == 16 and int(r["first_record"]) <= int(r["last_record"]) for r in rows)
-    from data.db import connect
+    from waflens.data.db import connect
     stored = {k for (k,) in connect(db, read_only=True).execute("SELECT DISTINCT client_key FROM sessions").fetchall()}
     assert {r["client"] for r in rows} == stored      # the same pseudonymized keys as the database
     code, _, err = run("score", "--model", str(tmp_path / "sm"), "--output", str(tmp_path / "x.csv"), str(log))

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from data.errors import ConfigError, InputError
-from data.feature_spec import feature_names
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from scoring.drift import (DRIFT_STATUSES, DriftThresholds, feature_drift, population_stability_index, score_drift,
+from waflens.data.errors import ConfigError, InputError
+from waflens.data.feature_spec import feature_names
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.scoring.drift import (DRIFT_STATUSES, DriftThresholds, feature_drift, population_stability_index, score_drift,
                            window_drift)
-from scoring.prometheus import RUN_STATUSES, write_run_metrics
+from waflens.scoring.prometheus import RUN_STATUSES, write_run_metrics
 from tests.data.helpers import fresh_db, ingest
 
 SIZES = (60, 200, 2000)

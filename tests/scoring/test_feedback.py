@@ -5,16 +5,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from clustering.run import ClusterOptions, cluster_sessions
-from data.feature_spec import feature_names
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from data.synthetic_campaigns import SPECS
-from labeling.allowlist import add_rule
-from labeling.labels import record_label
-from scoring.feedback import BENIGN, UNLABELLED, fit_feedback, session_classes
-from scoring.runtime import SessionScorer
-from scoring.train import TrainingOptions, train_session_model
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.data.feature_spec import feature_names
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.data.synthetic_campaigns import SPECS
+from waflens.labeling.allowlist import add_rule
+from waflens.labeling.labels import record_label
+from waflens.scoring.feedback import BENIGN, UNLABELLED, fit_feedback, session_classes
+from waflens.runtime.scorer import SessionScorer
+from waflens.scoring.train import TrainingOptions, train_session_model
 from tests.data.helpers import campaign_of_sessions, fresh_db, ingest
 
 SCRAPER_UA = "python-requests/2.32.3"

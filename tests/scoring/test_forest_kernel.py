@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from scoring.forest_export import flatten_isolation_forest
-from scoring.forest_kernel import BLOCK, float32_floor, perfect_layout, perfect_path_sum, perfect_scores, sanitize
-from scoring.runtime_kernel import score_row
+from waflens.scoring.forest_export import flatten_isolation_forest
+from waflens.runtime.kernels.forest import BLOCK, float32_floor, perfect_layout, perfect_path_sum, perfect_scores, sanitize
+from waflens.runtime.kernels.score import score_row
 
 
 def _perfect(forest):
@@ -82,11 +82,11 @@ def test_pieces_scored_on_threads_equal_one_thread():
 
 def test_batch_kernels_compile_serially():
     """Cold compile is the first retrain's and every CI run's cost: a parallel=True kernel cost seconds more to
-    compile than a pool of threads over a serial nogil kernel (scoring.kernel_threads), at the same speed."""
+    compile than a pool of threads over a serial nogil kernel (waflens.runtime.kernels.threads), at the same speed."""
     import numba
 
-    from data import clf_kernel, feature_kernels
-    from scoring import forest_kernel
+    from waflens.data import clf_kernel, feature_kernels
+    from waflens.runtime.kernels import forest as forest_kernel
 
     parallel = [f"{module.__name__}.{name}" for module in (clf_kernel, feature_kernels, forest_kernel)
                 for name, kernel in vars(module).items()

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from scoring.artifact import ArtifactError
-from scoring.hot_swap import ModelWatcher
-from scoring.middleware import WaflensWSGIMiddleware
-from scoring.runtime import Scorer
-from scoring.train import TrainingOptions, train_request_model
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.hot_swap import ModelWatcher
+from waflens.runtime.middleware import WaflensWSGIMiddleware
+from waflens.runtime.scorer import Scorer
+from waflens.scoring.train import TrainingOptions, train_request_model
 from tests.data.helpers import fresh_db, ingest
 
 # unusual but not evidence of an attack: two versions score it differently (an SQL injection scores 1.0 with both)

@@ -15,11 +15,11 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from scoring.middleware import BLOCK_BODY, ReplayInput, WaflensASGIMiddleware, WaflensWSGIMiddleware, wsgi_target
-from scoring.runtime import Scorer
-from scoring.train import TrainingOptions, train_request_model
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.runtime.middleware import BLOCK_BODY, ReplayInput, WaflensASGIMiddleware, WaflensWSGIMiddleware, wsgi_target
+from waflens.runtime.scorer import Scorer
+from waflens.scoring.train import TrainingOptions, train_request_model
 from tests.data.helpers import fresh_db, ingest
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
@@ -348,7 +348,7 @@ def test_asgi_fails_open_and_leaves_other_scopes_alone(model):
 
 
 def test_the_middleware_keeps_the_runtime_import_rule():
-    code = ("import sys; import scoring.middleware, scoring.hot_swap; "
+    code = ("import sys; import waflens.runtime.middleware, waflens.runtime.hot_swap; "
             "bad = {'pandas', 'duckdb', 'sklearn', 'streamlit', 'langchain', 'pyarrow', 'data', 'click', 'openai', "
             "'starlette'} & {m.split('.')[0] for m in sys.modules}; print(sorted(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

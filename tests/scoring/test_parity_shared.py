@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from data.feature_spec import feature_names
-from scoring.runtime import Scorer
-from scoring.train import TrainingOptions, train_request_model
+from waflens.data.feature_spec import feature_names
+from waflens.runtime.scorer import Scorer
+from waflens.scoring.train import TrainingOptions, train_request_model
 from tests.data.helpers import fresh_db
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from scoring.profile_kernel import PROFILE_FEATURE_NAMES
-from scoring.profiles import deviations, encode_request, fit_profiles, out_of_fold_deviations
+from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
+from waflens.scoring.profiles import deviations, encode_request, fit_profiles, out_of_fold_deviations
 
 
 def _training():
@@ -50,7 +50,7 @@ def test_training_calls_the_kernel_with_the_runtime_types():
     (~4 CPU-s each, cold): training hands the same 0/1 bytes as uint8, so one compiled kernel serves both."""
     import inspect
 
-    from scoring.profile_kernel import profile_deviations
+    from waflens.runtime.kernels.profile import profile_deviations
 
     tables = fit_profiles(_training())
     before = _deviation(tables, "GET", "/item/5", "id=1%27%20OR%201%3D1--&color=green")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from data.errors import ConfigError, InputError
-from scoring.registry import Registry, RegistryError, default_registry_root
-from scoring.runtime import Scorer
+from waflens.data.errors import ConfigError, InputError
+from waflens.scoring.registry import Registry, RegistryError, default_registry_root
+from waflens.runtime.scorer import Scorer
 from tests.conftest import REPO_ROOT
 from tests.scoring.model_bundles import PROBE, sha256, tiny_bundle, train_bundles
 
@@ -179,7 +179,7 @@ def test_an_unusable_root_is_a_configuration_error(tmp_path, monkeypatch):
 PROMOTER = """
 import sys
 from pathlib import Path
-from scoring.registry import Registry
+from waflens.scoring.registry import Registry
 registry, stop, n = Registry(sys.argv[1]), Path(sys.argv[2]), 0
 print("ready", flush=True)
 while not stop.exists():
@@ -217,7 +217,7 @@ def test_loads_during_promotions_get_one_whole_version(bundles, tmp_path):
 REGISTRAR = """
 import json, sys, time
 from pathlib import Path
-from scoring.registry import Registry
+from waflens.scoring.registry import Registry
 from tests.scoring.model_bundles import tiny_bundle
 root, work, tag = sys.argv[1:]
 bundles = [tiny_bundle(Path(work) / f"{tag}-{i}", float(i)) for i in range(8)]

@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.feature_spec import feature_names, reference_request_features, sql_parameters
-from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, request_features, url_decode
-from data.url_decoding import url_decode as reference_url_decode
+from waflens.data.feature_spec import feature_names, reference_request_features, sql_parameters
+from waflens.runtime.kernels.request import N_REQUEST_FEATURES, build_token_tables, request_features, url_decode
+from waflens.data.url_decoding import url_decode as reference_url_decode
 
 TABLES = build_token_tables(sql_parameters())
 NAMES = feature_names("request")

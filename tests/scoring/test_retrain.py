@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from data.db import connect
-from data.feature_spec import feature_names
-from data.synthetic import generate_traffic
-from data.synthetic_campaigns import SPECS
-from labeling.labels import latest_run, record_label
-from scoring.gates import GateConfig, labelled_holdout_gate, parity_gate, score_sanity_gate
-from scoring.registry import Registry
-from scoring.runtime import Scorer
+from waflens.data.db import connect
+from waflens.data.feature_spec import feature_names
+from waflens.data.synthetic import generate_traffic
+from waflens.data.synthetic_campaigns import SPECS
+from waflens.labeling.labels import latest_run, record_label
+from waflens.scoring.gates import GateConfig, labelled_holdout_gate, parity_gate, score_sanity_gate
+from waflens.scoring.registry import Registry
+from waflens.runtime.scorer import Scorer
 from tests.data.cli_process import json_summary, waflens_here
 from tests.data.helpers import campaign_of_sessions
 
@@ -147,8 +147,8 @@ def test_gate_functions_fail_on_regression_mismatch_and_degenerate_scores(site):
 
 LABEL_WRITER = textwrap.dedent("""
     import sys, time
-    from data.writes import write
-    from labeling.labels import latest_run, record_label
+    from waflens.data.writes import write
+    from waflens.labeling.labels import latest_run, record_label
     db, n = sys.argv[1], int(sys.argv[2])
     for i in range(n):
         write(db, lambda con: record_label(con, latest_run(con), 0, family="scanner", verdict="malicious",
@@ -165,7 +165,7 @@ def test_app_label_writes_and_a_retrain_in_separate_processes(site):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     writer = subprocess.Popen([sys.executable, "-c", LABEL_WRITER, str(db), "40"], env=env, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    trainer = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "retrain", "--force", "--models",
+    trainer = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "retrain", "--force", "--models",
                                 str(models), "--trees", "50"], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     writer_out = writer.communicate(timeout=600)

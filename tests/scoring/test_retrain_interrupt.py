@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from data.db import connect
-from data.synthetic import generate_traffic
-from scoring.registry import Registry
+from waflens.app.cli import main
+from waflens.data.db import connect
+from waflens.data.synthetic import generate_traffic
+from waflens.scoring.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def traffic(tmp_path_factory):
 def interrupted_retrain(db: Path, models: Path, log: Path, stage: str) -> tuple[int, str, str]:
     """Run retrain and send SIGINT once the line saying ``stage`` began appears on stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "WAFLENS_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "--json", "retrain", "--source",
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "--json", "retrain", "--source",
                                 str(log), "--models", str(models), "--trees", "20"], cwd=REPO, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err = []

@@ -14,9 +14,9 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from data.synthetic import generate_traffic
-from data.synthetic_campaigns import SPECS
-from scoring.registry import Registry
+from waflens.data.synthetic import generate_traffic
+from waflens.data.synthetic_campaigns import SPECS
+from waflens.scoring.registry import Registry
 from tests.app.conftest import WORKBENCH, page
 from tests.data.cli_process import json_summary, waflens_here
 from tests.data.helpers import campaign_of_sessions

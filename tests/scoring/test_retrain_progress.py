@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.db import connect
-from data.synthetic import generate_traffic
-from scoring.registry import Registry
-from scoring.profile_kernel import endpoint_key, enum_key, param_key, request_params, value_hash
-from scoring.profiles import (ENUM_MAX_VALUES, ENUM_MIN_OBSERVATIONS, deviations, encode_request, fit_profiles,
+from waflens.data.db import connect
+from waflens.data.synthetic import generate_traffic
+from waflens.scoring.registry import Registry
+from waflens.runtime.kernels.profile import endpoint_key, enum_key, param_key, request_params, value_hash
+from waflens.scoring.profiles import (ENUM_MAX_VALUES, ENUM_MIN_OBSERVATIONS, deviations, encode_request, fit_profiles,
                               out_of_fold_deviations)
 from tests.data.cli_process import json_lines, waflens_here
 
@@ -61,7 +61,7 @@ def test_on_a_terminal_each_stage_is_a_bar_redrawn_in_place(site):
         pytest.skip("needs the first test's run")   # run alone, the first test made the models
     master, slave = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "150"}
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--db", str(db), "retrain", "--source", str(log),
+    process = subprocess.Popen([sys.executable, "-m", "waflens.app.cli", "--db", str(db), "retrain", "--source", str(log),
                                 "--models", str(models), "--force", "--trees", "20"], cwd=REPO, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
@@ -144,7 +144,7 @@ def test_profiles_parsed_once_equal_the_per_request_reference(site):
 
 
 def test_the_jit_warmup_starts_only_on_a_cold_cache(tmp_path):
-    probe = ("import scoring.jit_warmup as w, sys; started = w.Warmup.start(); "
+    probe = ("import waflens.scoring.jit_warmup as w, sys; started = w.Warmup.start(); "
              "print(w.cache_is_warm(), started.process is not None); started.stop()")
     env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(tmp_path / "empty"),
            "WAFLENS_JIT_WARMUP": "1"}                    # regardless of this machine's load
@@ -159,6 +159,6 @@ def test_after_a_retrain_the_cache_is_warm_and_no_child_starts(site):
     tmp, log, db, models = site
     if not models.exists():
         pytest.skip("needs the first test's run")
-    from scoring.jit_warmup import Warmup, cache_is_warm
+    from waflens.scoring.jit_warmup import Warmup, cache_is_warm
 
     assert cache_is_warm() and Warmup.start().process is None

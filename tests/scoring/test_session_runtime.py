@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from data.feature_spec import feature_names
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from scoring.runtime import SessionScorer
-from scoring.session_state import SESSION_FEATURE_NAMES, RequestFacts, SessionTracker
-from scoring.train import TrainingOptions, train_session_model
+from waflens.data.feature_spec import feature_names
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.runtime.scorer import SessionScorer
+from waflens.runtime.session_state import SESSION_FEATURE_NAMES, RequestFacts, SessionTracker
+from waflens.scoring.train import TrainingOptions, train_session_model
 from tests.data.helpers import fresh_db, ingest
 
 

@@ -5,8 +5,8 @@ equals the batch and explained paths to 1e-9."""
 import numpy as np
 import pytest
 
-from scoring.artifact import ArtifactError
-from scoring.runtime import Scorer
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.scorer import Scorer
 from tests.scoring.artifact_tamper import tampered
 from tests.scoring.conftest import csic_requests as _requests
 
@@ -81,7 +81,7 @@ def test_the_model_card_lists_the_structural_evidence(csic):
     import json
     from types import SimpleNamespace
 
-    from scoring.model_card import model_card
+    from waflens.scoring.model_card import model_card
 
     _, _, model = csic
     manifest = json.loads((model / "manifest.json").read_text())

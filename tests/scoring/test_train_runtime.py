@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.errors import InsufficientDataError
-from data.feature_spec import FEATURE_SPEC_VERSION, feature_names
-from data.sessionize import update_derived
-from data.synthetic import generate_traffic
-from scoring.artifact import ArtifactError
-from scoring.runtime import FEATURE_SPEC_VERSION as RUNTIME_SPEC_VERSION, Scorer
-from scoring.train import TrainingOptions, train_request_model
+from waflens.data.errors import InsufficientDataError
+from waflens.data.feature_spec import FEATURE_SPEC_VERSION, feature_names
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import generate_traffic
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.scorer import FEATURE_SPEC_VERSION as RUNTIME_SPEC_VERSION, Scorer
+from waflens.scoring.train import TrainingOptions, train_request_model
 from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
 
 
@@ -118,7 +118,7 @@ def test_corrupt_or_newer_artifacts_are_refused(trained, tmp_path):
 
 def test_runtime_imports_only_numpy_numba_and_stdlib(trained):
     _, _, _, model, _ = trained
-    code = (f"import sys; from scoring.runtime import Scorer; Scorer.load({str(model)!r}); "
+    code = (f"import sys; from waflens.runtime.scorer import Scorer; Scorer.load({str(model)!r}); "
             "bad = {'pandas', 'duckdb', 'sklearn', 'streamlit', 'langchain', 'pyarrow', 'data', 'click', 'openai'} "
             "& {m.split('.')[0] for m in sys.modules}; print(sorted(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -137,7 +137,7 @@ def test_training_refuses_too_little_data(tmp_path):
 @pytest.mark.parametrize("keep_blas", [False, True])
 def test_loading_skips_numba_s_blas_probe_unless_asked_to_keep_it(trained, keep_blas):
     _, _, _, model, _ = trained
-    code = (f"import sys; from scoring.runtime import Scorer; Scorer.load({str(model)!r}); "
+    code = (f"import sys; from waflens.runtime.scorer import Scorer; Scorer.load({str(model)!r}); "
             "import numba.np.arraymath as m; "
             "print(m._HAVE_BLAS, 'scipy.linalg' in sys.modules, 'scipy.linalg.cython_blas' in sys.modules)")
     env = {**os.environ, "WAFLENS_NUMBA_BLAS": "1" if keep_blas else "0"}

@@ -2,11 +2,11 @@
 
 The feedback model is a gradient-boosted tree ensemble over the same features,
 stored in the same perfect-tree layout as the forest (see
-:mod:`scoring.forest_kernel`). Trees are ordered stage-major: tree ``t`` adds to
+:mod:`waflens.runtime.kernels.forest`). Trees are ordered stage-major: tree ``t`` adds to
 output ``t % n_outputs``. One output is a binary model (sigmoid); more is a
 multinomial one (softmax over classes).
 
-The blend (documented in :mod:`scoring.feedback`)::
+The blend (documented in :mod:`waflens.scoring.feedback`)::
 
     score = max(u * (1 - p_benign), p_attack)
 
@@ -21,7 +21,7 @@ import math
 import numba
 import numpy as np
 
-from scoring.forest_kernel import leaf_of
+from waflens.runtime.kernels.forest import leaf_of
 
 
 @numba.njit(cache=True, nogil=True)

@@ -2,13 +2,13 @@
 
 A registry publishes ``production`` as a symlink to a model directory and moves it
 atomically (``os.symlink(new, tmp); os.replace(tmp, "production")``). A
-:class:`ModelWatcher` holds the live :class:`~scoring.runtime.Scorer`; each
+:class:`ModelWatcher` holds the live :class:`~waflens.runtime.scorer.Scorer`; each
 :meth:`~ModelWatcher.maybe_reload` (cheap: a clock read, and at most every
 ``check_interval`` seconds a few ``stat`` calls) loads the new target when the
 link's resolved target or its files' stat changed. The new scorer is verified,
 built and warmed up *before* one attribute assignment makes it live, so readers
 never need a lock. A broken or malformed target (the loader checks its structure
-before any kernel runs, see :mod:`scoring.artifact_checks`) keeps the old scorer,
+before any kernel runs, see :mod:`waflens.runtime.artifact_checks`) keeps the old scorer,
 says why in ``last_error`` and the log, and is not retried until it changes.
 
 Imports only the standard library and the runtime (the runtime's import rule).
@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from scoring.artifact import MANIFEST_FILE, MODEL_FILE, ArtifactError
-from scoring.runtime import Scorer
+from waflens.runtime.artifact import MANIFEST_FILE, MODEL_FILE, ArtifactError
+from waflens.runtime.scorer import Scorer
 
 log = logging.getLogger("waflens.hot_swap")
 

@@ -21,8 +21,8 @@ import logging
 import threading
 from urllib.parse import quote
 
-from scoring.hot_swap import ModelWatcher
-from scoring.runtime import DEFAULT_MAX_BODY_BYTES, ScoreResult, Scorer
+from waflens.runtime.hot_swap import ModelWatcher
+from waflens.runtime.scorer import DEFAULT_MAX_BODY_BYTES, ScoreResult, Scorer
 
 log = logging.getLogger("waflens.middleware")
 

@@ -9,7 +9,7 @@ shell command), and a logistic model over the class counts and the class bigrams
 (spaces skipped) gives a logit: the value's *code-likeness*. The weights are
 fitted once on public labelled values (``scripts/fit_code_model.py``) and travel
 in every artifact as plain arrays; each site then calibrates where evidence starts
-(see :mod:`scoring.calibration`).
+(see :mod:`waflens.scoring.calibration`).
 
 Imports only numpy and numba (the runtime's rule). Change the tokenizer and
 ``TOKENIZER_VERSION`` must change: the weights mean nothing for other classes.
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from scoring.profile_kernel import request_params
-from scoring.request_kernel import _lower, url_decode
+from waflens.runtime.kernels.profile import request_params
+from waflens.runtime.kernels.request import _lower, url_decode
 
 TOKENIZER_VERSION = 1
 CLASS_NAMES = (

@@ -3,14 +3,14 @@
 The kernels index without bounds checks and trust the artifact: an out-of-range
 index reads outside an array (a SIGSEGV in the worker), a cycle in a tree or a
 hash table without an empty slot loops for ever, a NaN threshold silences every
-alert. The hashes of :mod:`scoring.artifact` only prove the files are the ones the
+alert. The hashes of :mod:`waflens.runtime.artifact` only prove the files are the ones the
 manifest names, so the loader checks the structure itself, here: every array
 present with its dtype and shape, every index in range, trees acyclic with one
 parent per node, hash tables a power of two in size with an empty slot, numbers
 finite, thresholds in (0, 1] and in order. Vectorised numpy, O(nodes): it adds
 about a millisecond to a load.
 
-Every failure is an :class:`~scoring.artifact.ArtifactError` naming the array or
+Every failure is an :class:`~waflens.runtime.artifact.ArtifactError` naming the array or
 manifest field and what is wrong with it. Imports only the standard library, numpy
 and our kernel modules' constants (the runtime's import rule).
 """
@@ -22,11 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scoring.artifact import ArtifactError
-from scoring.profile_kernel import PROFILE_FEATURE_NAMES
-from scoring.request_kernel import EXT_GROUPS, GROUP_NAMES, N_REQUEST_FEATURES
-from scoring.code_kernel import N_CODE_WEIGHTS, TOKENIZER_VERSION
-from scoring.runtime_kernel import (CEILING, CODE_FEATURE_NAMES, CODE_FULL, CODE_START, CODE_WEIGHT, KNEE, N_EVIDENCE,
+from waflens.runtime.artifact import ArtifactError
+from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
+from waflens.runtime.kernels.request import EXT_GROUPS, GROUP_NAMES, N_REQUEST_FEATURES
+from waflens.runtime.kernels.code import N_CODE_WEIGHTS, TOKENIZER_VERSION
+from waflens.runtime.kernels.score import (CEILING, CODE_FEATURE_NAMES, CODE_FULL, CODE_START, CODE_WEIGHT, KNEE, N_EVIDENCE,
                                     N_FEATURES, SCORE_SHAPE_NAMES)
 
 THRESHOLD_NAMES = ("likely_clean", "likely_attack", "attack")
@@ -227,7 +227,7 @@ class RequestModel(NamedTuple):
     thresholds: tuple[float, float, float]
     surprise: np.ndarray      # float64 (N_EVIDENCE,): the structural evidence weights
     code_weights: np.ndarray  # float64 (N_CODE_WEIGHTS,): the code-likeness model
-    score_shape: np.ndarray   # float64 (len(SCORE_SHAPE_NAMES),): see scoring.runtime_kernel
+    score_shape: np.ndarray   # float64 (len(SCORE_SHAPE_NAMES),): see waflens.runtime.kernels.score
 
 
 class SessionModel(NamedTuple):
@@ -235,7 +235,7 @@ class SessionModel(NamedTuple):
     thresholds: tuple[float, float, float]
     feedback: Forest | None
     classes: tuple[str, ...]
-    bot: object = None   # scoring.bot_score.BotReference, or None (models from before the bot score)
+    bot: object = None   # waflens.runtime.bot_score.BotReference, or None (models from before the bot score)
 
 
 def check_request_model(arrays: dict, manifest: dict, where) -> RequestModel:
@@ -310,7 +310,7 @@ def check_session_model(arrays: dict, manifest: dict, where, names: tuple[str, .
 
 def _bot_reference(check: _Checker, arrays: dict, n_features: int):
     """The bot score's reference values (scoring/bot_score.py), checked; None when the artifact has none."""
-    from scoring.bot_score import BotReference
+    from waflens.runtime.bot_score import BotReference
 
     if "bot_quantiles" not in arrays:
         return None

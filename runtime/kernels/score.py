@@ -10,8 +10,8 @@ The score keeps "unusual" apart from "attack": the forest's score (how unusual t
 request is) bends, above a knee, towards a ceiling it never reaches; the classes
 ``likely_attack`` and ``attack`` start at or above that ceiling, so only evidence
 lifts a request into them: structural novelty (unknown endpoint, parameter, method,
-file kind) and code-likeness of a value (see :mod:`scoring.code_kernel`), each
-calibrated on the site's held-out training requests (:mod:`scoring.calibration`).
+file kind) and code-likeness of a value (see :mod:`waflens.runtime.kernels.code`), each
+calibrated on the site's held-out training requests (:mod:`waflens.scoring.calibration`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from scoring.code_kernel import request_code_likeness
-from scoring.forest_kernel import normalise, perfect_path_sum
-from scoring.profile_kernel import N_PROFILE_FEATURES, profile_deviations
-from scoring.request_kernel import N_REQUEST_FEATURES, request_features
+from waflens.runtime.kernels.code import request_code_likeness
+from waflens.runtime.kernels.forest import normalise, perfect_path_sum
+from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, profile_deviations
+from waflens.runtime.kernels.request import N_REQUEST_FEATURES, request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
@@ -38,7 +38,7 @@ SCORE_SHAPE_NAMES = ("knee", "ceiling", "code_start", "code_full", "code_weight"
 KNEE, CEILING, CODE_START, CODE_FULL, CODE_WEIGHT, CODE_BIAS = range(len(SCORE_SHAPE_NAMES))
 # Structural evidence: what never (or rarely) occurred in training. An isolation forest cannot split on a
 # feature that was constant in training, so this evidence adds to the score directly, each kind weighted by
-# its surprise (-log of how often training met it, see scoring.profiles.structural_weights).
+# its surprise (-log of how often training met it, see waflens.scoring.profiles.structural_weights).
 EVIDENCE_NAMES = ("unknown endpoint (method + path)", "unknown parameter name", "rare HTTP method",
                   "sensitive file extension (backup, config, archive)", "file extension outside the known lists")
 N_EVIDENCE = len(EVIDENCE_NAMES)

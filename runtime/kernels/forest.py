@@ -10,7 +10,7 @@ compared as float32, as scikit-learn's trees do.
 import numba
 import numpy as np
 
-from scoring.kernel_threads import in_threads
+from waflens.runtime.kernels.threads import in_threads
 
 def sanitize(rows: np.ndarray) -> np.ndarray:
     """float32 rows with NaN as 0 and infinities clipped: every input gets a defined score."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from scoring.request_kernel import url_decode
+from waflens.runtime.kernels.request import url_decode
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)

@@ -39,7 +39,7 @@ class TokenTables(NamedTuple):
 
 
 def build_token_tables(lists: dict[str, list[str]]) -> TokenTables:
-    """Tables from the spec's lists (keys as in ``data.feature_spec.sql_parameters``)."""
+    """Tables from the spec's lists (keys as in ``waflens.data.feature_spec.sql_parameters``)."""
     tokens, groups = [], []
     for g, name in enumerate(GROUP_NAMES):
         for token in lists[name]:
@@ -111,7 +111,7 @@ def _valid_utf8(b, n):
 
 @numba.njit(cache=True, nogil=True)
 def url_decode(src, plus_as_space):
-    """``data.url_decoding.url_decode`` on UTF-8 bytes: %XX escapes, '+' as space, UTF-8 else Latin-1."""
+    """``waflens.data.url_decoding.url_decode`` on UTF-8 bytes: %XX escapes, '+' as space, UTF-8 else Latin-1."""
     n = src.size
     out = np.empty(n, dtype=np.uint8)
     m = 0

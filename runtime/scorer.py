@@ -33,14 +33,14 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from scoring.artifact import ArtifactError, read_artifact
-from scoring.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
-from scoring.feedback_kernel import blend_batch, blend_one, class_probabilities
-from scoring.forest_kernel import float32_floor, perfect_layout, perfect_scores, sanitize
-from scoring.profile_kernel import FNV_OFFSET, endpoint_key, fnv1a, lookup, param_key
-from scoring.request_kernel import N_REQUEST_FEATURES, build_token_tables, url_decode
-from scoring.code_kernel import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
-from scoring.runtime_kernel import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, code_evidence,
+from waflens.runtime.artifact import ArtifactError, read_artifact
+from waflens.runtime.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
+from waflens.runtime.kernels.feedback import blend_batch, blend_one, class_probabilities
+from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfect_scores, sanitize
+from waflens.runtime.kernels.profile import FNV_OFFSET, endpoint_key, fnv1a, lookup, param_key
+from waflens.runtime.kernels.request import N_REQUEST_FEATURES, build_token_tables, url_decode
+from waflens.runtime.kernels.code import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
+from waflens.runtime.kernels.score import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, code_evidence,
                                     combine_batch, evidence_flags, features_one, pack, score_one, score_packed_row,
                                     score_row)
 
@@ -133,7 +133,7 @@ def _perfect(forest: Forest):
 
 
 def _load_feedback(arrays: dict[str, np.ndarray], feedback: Forest | None, n_classes: int):
-    """The analyst-feedback model's kernel arguments (see scoring.feedback), or None when it has none."""
+    """The analyst-feedback model's kernel arguments (see waflens.scoring.feedback), or None when it has none."""
     if feedback is None:
         return None
     n_outputs = 1 if n_classes == 2 else n_classes
@@ -367,12 +367,12 @@ class SessionScorer:
     ``client`` keys the session state (pass what the request model's client key is
     built from, e.g. a pseudonymized IP + User-Agent); ``ts`` is epoch seconds
     (default: now). Report statuses with :meth:`observe_response` so error and 404
-    ratios count. Memory: see :class:`scoring.session_state.SessionTracker`.
+    ratios count. Memory: see :class:`waflens.runtime.session_state.SessionTracker`.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], manifest: dict, *, max_clients: int = 100_000,
                  max_distinct: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
-        from scoring.session_state import SESSION_FEATURE_NAMES, SessionTracker
+        from waflens.runtime.session_state import SESSION_FEATURE_NAMES, SessionTracker
 
         self.manifest = manifest
         self.path = path
@@ -408,8 +408,8 @@ class SessionScorer:
         return scorer
 
     def request_facts(self, method, target, headers=None, body=b""):
-        from scoring.request_kernel import request_features, url_decode
-        from scoring.session_state import RequestFacts, referer_path
+        from waflens.runtime.kernels.request import request_features, url_decode
+        from waflens.runtime.session_state import RequestFacts, referer_path
 
         code, target_bytes, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
         pointed_at = referer_path(_user_agent_and_referer(headers)[1]) if has_referer else None
@@ -476,7 +476,7 @@ class SessionScorer:
 
     def bot_scores(self, features: np.ndarray) -> np.ndarray:
         """Bot scores 1..99 (low = automated) of a (n, n_features) matrix; see scoring/bot_score.py."""
-        from scoring.bot_score import bot_scores, with_labels
+        from waflens.runtime.bot_score import bot_scores, with_labels
 
         if self._bot is None:
             raise ArtifactError(f"{self.path or 'this model'} has no bot score: retrain it with this waflens version")
@@ -487,7 +487,7 @@ class SessionScorer:
 
     def bot_reasons(self, row: np.ndarray, top: int = 3) -> list[str]:
         """The strongest evidence of automation in one session's features, readable (may be empty)."""
-        from scoring.bot_score import bot_reasons
+        from waflens.runtime.bot_score import bot_reasons
 
         if self._bot is None:
             return []

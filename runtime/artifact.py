@@ -8,7 +8,7 @@ manifest in canonical JSON, so one digest covers the manifest and, through
 ``files``, every byte of the arrays. Loading verifies all of it and refuses, with
 one clear message, anything corrupt, altered, unreadable or too new. What the
 arrays must look like for a model to be scored is checked by
-:mod:`scoring.artifact_checks`.
+:mod:`waflens.runtime.artifact_checks`.
 
 A digest is not a signature: whoever can write the directory can recompute it. It
 catches corruption and hand edits; the structural checks are what keep a
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from waflens.runtime.errors import WaflensError
+
 ARTIFACT_SCHEMA_VERSION = 2   # 2: manifest_sha256 covers the manifest; 1 (no digest) still loads, see read_artifact
 MODEL_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
@@ -36,11 +38,11 @@ DIGEST_FIELD = "manifest_sha256"
 MAX_ARRAYS = 256
 
 
-class ArtifactError(ValueError):
+class ArtifactError(WaflensError, ValueError):
     """An artifact that cannot be used: missing, corrupt, altered, malformed or from a newer schema.
 
-    Defined here (not in data.errors) because the runtime may import nothing but
-    numpy, numba and the standard library; the CLI maps it to the input-error code.
+    A :class:`~waflens.runtime.errors.WaflensError` with the input-error exit code; still a
+    ``ValueError`` for workers that caught that before the one exception root.
     """
 
     exit_code = 3
