@@ -9,6 +9,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# numba's on-disk caches name the modules their kernels came from; after an update that moved a module
+# (e.g. scoring/ -> runtime/ into the waflens namespace) a stale cache fails to load with "No module named
+# ...". Installing is the moment the code changes, so the checkout's caches go (they refill on first use).
+find app data clustering labeling scoring runtime pipeline \( -name '*.nbi' -o -name '*.nbc' \) -delete 2>/dev/null || true
 if [ "${1:-}" = "test" ]; then
     .venv/bin/python -m pip install --quiet -e ./runtime -e '.[test]'
     # The browser tests drive Debian's chromium through Playwright. Never `playwright install`: it
