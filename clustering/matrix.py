@@ -1,6 +1,6 @@
 """The session feature matrix: how a session behaves and what it asked for.
 
-Numeric session features (``data/feature_spec.py``), log-compressed where they are
+Numeric session features (``waflens.runtime.feature_spec``), log-compressed where they are
 counts or rates and robust-scaled, sit beside a compact view of the requests'
 content: character 3-5-gram TF-IDF of the session's decoded paths and queries,
 reduced with TruncatedSVD. So an SQL-injection campaign and a scraper land apart

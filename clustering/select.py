@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from waflens.data.feature_spec import feature_names
+from waflens.data.feature_spec import UA_EMPTY, UA_TOOL, feature_names
 
 
 def suspicious_mask(numeric: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ def suspicious_mask(numeric: np.ndarray) -> np.ndarray:
         (f["attack_ratio"] > 0)
         | (f["sensitive_ratio"] > 0)
         | (f["rare_method_ratio"] > 0)
-        | np.isin(f["ua_class"], (1, 3))
+        | np.isin(f["ua_class"], (UA_TOOL, UA_EMPTY))
         | ((f["error_ratio"] >= 0.2) & (f["n_requests"] >= 3))
         | ((f["n_requests"] > 30) & (f["request_rate"] > 20))
         | ((f["n_requests"] >= 3) & (f["post_ratio"] >= 0.5))

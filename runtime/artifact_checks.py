@@ -24,7 +24,7 @@ import numpy as np
 
 from waflens.runtime.artifact import ArtifactError
 from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
-from waflens.runtime.kernels.request import EXT_GROUPS, GROUP_NAMES, N_REQUEST_FEATURES
+from waflens.runtime.feature_spec import EXTENSION_GROUPS, N_REQUEST_FEATURES, TOKEN_GROUPS
 from waflens.runtime.kernels.code import N_CODE_WEIGHTS, TOKENIZER_VERSION
 from waflens.runtime.kernels.score import (CEILING, CODE_FEATURE_NAMES, CODE_FULL, CODE_START, CODE_WEIGHT, KNEE, N_EVIDENCE,
                                     N_FEATURES, SCORE_SHAPE_NAMES)
@@ -177,7 +177,7 @@ class _Checker:
                      "computes, in its order")
         self.field(manifest, "feature_spec.lists")
         total = 0
-        for group in GROUP_NAMES + EXT_GROUPS:
+        for group in (*TOKEN_GROUPS, *EXTENSION_GROUPS):
             tokens = self.field(manifest, f"feature_spec.lists.{group}", list)
             self.require(all(isinstance(t, str) and t for t in tokens),
                          f"manifest field 'feature_spec.lists.{group}' holds an empty or non-string token")

@@ -35,16 +35,16 @@ import numpy as np
 
 from waflens.runtime.artifact import ArtifactError, read_artifact
 from waflens.runtime.artifact_checks import Forest, check_request_model, check_session_model, tree_depth
+from waflens.runtime.feature_spec import FEATURE_SPEC_VERSION, METHOD_CODES, METHOD_OTHER, N_REQUEST_FEATURES, request_column
 from waflens.runtime.kernels.feedback import blend_batch, blend_one, class_probabilities
 from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfect_scores, sanitize
 from waflens.runtime.kernels.profile import FNV_OFFSET, endpoint_key, fnv1a, lookup, param_key
-from waflens.runtime.kernels.request import N_REQUEST_FEATURES, build_token_tables, url_decode
+from waflens.runtime.kernels.request import build_token_tables, url_decode
 from waflens.runtime.kernels.code import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
 from waflens.runtime.kernels.score import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, code_evidence,
                                     combine_batch, evidence_flags, features_one, pack, score_one, score_packed_row,
                                     score_row)
 
-FEATURE_SPEC_VERSION = "1.1"  # the spec these kernels implement (data/feature_spec.py; a test keeps them equal)
 DEFAULT_MAX_BODY_BYTES = 8192
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
 _CLASSES = ("clean", "likely_clean", "likely_attack", "attack")
@@ -73,7 +73,10 @@ def _encode(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
 
 
-_METHOD_CODES = {"GET": 0, "POST": 1, "HEAD": 2}
+# the request feature columns a session's RequestFacts take
+(_IS_POST, _IS_RARE, _PATH_DEPTH, _PAYLOAD_LEN, _SPECIAL_RATIO, _ENTROPY, _ATTACK_TOKENS, _EXT_CLASS, _UA_CLASS,
+ _HAS_REFERER) = map(request_column, ("method_is_post", "method_is_rare", "path_depth", "payload_len", "special_ratio",
+                                      "entropy", "attack_tokens", "ext_class", "ua_class", "has_referer"))
 
 
 def _user_agent_and_referer(headers) -> tuple[str, str | None]:
@@ -222,7 +225,7 @@ class Scorer:
         else:
             body = b""
         user_agent, referer = _user_agent_and_referer(headers)
-        return (_METHOD_CODES.get(method, 3), target.encode("utf-8", "surrogatepass"), body,
+        return (METHOD_CODES.get(method, METHOD_OTHER), target.encode("utf-8", "surrogatepass"), body,
                 user_agent.encode("utf-8", "surrogatepass"), bool(referer) and referer != "-")
 
     def request_features(self, method: str | None, target, headers=None, body=b"") -> np.ndarray:
@@ -419,10 +422,11 @@ class SessionScorer:
                          np.frombuffer(body_bytes, np.uint8), np.frombuffer(agent, np.uint8), has_referer,
                          *self._tables, row)
         names = tuple(hash(piece.split(b"=", 1)[0]) for raw in (query, body_bytes) for piece in raw.split(b"&") if piece)
-        return RequestFacts(row[0] == 1, method == "HEAD", row[1] == 1, int(row[26]), row[25], row[8], row[14],
-                            row[12], row[29] == 1, int(row[27]),
+        return RequestFacts(row[_IS_POST] == 1, method == "HEAD", row[_IS_RARE] == 1, int(row[_EXT_CLASS]),
+                            row[_ATTACK_TOKENS], row[_PAYLOAD_LEN], row[_ENTROPY], row[_SPECIAL_RATIO],
+                            row[_HAS_REFERER] == 1, int(row[_UA_CLASS]),
                             hash(bytes(url_decode(np.frombuffer(path, np.uint8), False))), hash(agent), names,
-                            method == "GET", int(row[5]), hash(path),
+                            method == "GET", int(row[_PATH_DEPTH]), hash(path),
                             None if pointed_at is None else hash(pointed_at.encode("utf-8", "surrogatepass")))
 
     def session_features(self, method, target, headers=None, body=b"", client=None, ts=None) -> np.ndarray:

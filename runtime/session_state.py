@@ -1,6 +1,6 @@
 """Per-client session state in a worker: session features as the session unfolds.
 
-The same definitions as ``data/sql/session_features.sql`` (see ``data/feature_spec.py``),
+The same definitions as ``data/sql/session_features.sql`` (see :mod:`waflens.runtime.feature_spec`),
 updated one request at a time. Memory is bounded: at most ``max_clients`` sessions
 (least recently seen evicted first), each forgotten after ``gap_seconds`` of
 silence (the next request starts a new session, as sessionizing does), and
@@ -21,25 +21,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-SESSION_FEATURE_NAMES = (
-    "n_requests", "duration_s", "request_rate", "iat_mean", "iat_std", "iat_cv", "path_diversity",
-    "error_ratio", "notfound_ratio", "post_ratio", "head_ratio", "rare_method_ratio", "static_ratio",
-    "sensitive_ratio", "attack_ratio", "mean_attack_tokens", "max_payload_len", "mean_entropy",
-    "mean_special_ratio", "referer_ratio", "ua_changes", "ua_class", "distinct_params",
-    "page_ratio", "page_rate", "think_time_mean", "think_time_cv", "requests_per_page", "assets_per_page",
-    "iat_entropy", "burst_ratio", "referer_continuity", "revisit_ratio", "direct_deep_ratio", "redirect_ratio",
-)
-# as data/feature_spec.py (a test keeps them equal): the runtime does not import the training stack
-RECENT_PAGES = 8
-GAP_BINS = 12
-REFERER_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)")
+from waflens.runtime.feature_spec import (  # noqa: F401 (SESSION_FEATURE_NAMES: the order of the rows built here)
+    EXT_SENSITIVE, EXT_STATIC, GAP_BINS, PAGE_EXT_CLASSES, RECENT_PAGES, REFERER_URL_RE, SESSION_FEATURE_NAMES)
+
+REFERER_URL = re.compile(REFERER_URL_RE)
 
 
 def referer_path(referer: str | None) -> str | None:
     """The path a referer URL points at ('/' for a bare origin); None when it is absent or no URL."""
     if not referer or referer == "-":
         return None
-    match = REFERER_URL_RE.match(referer)
+    match = REFERER_URL.match(referer)
     return None if match is None else (match.group(1) or "/")
 
 
@@ -190,8 +182,8 @@ class SessionTracker:
         s.posts += f.is_post
         s.heads += f.is_head
         s.rare += f.is_rare_method
-        s.static += f.ext_class == 1
-        s.sensitive += f.ext_class == 3
+        s.static += f.ext_class == EXT_STATIC
+        s.sensitive += f.ext_class == EXT_SENSITIVE
         s.attacks += f.attack_tokens > 0
         s.attack_tokens += f.attack_tokens
         s.max_payload = max(s.max_payload, f.payload_len)
@@ -200,7 +192,7 @@ class SessionTracker:
         s.referers += f.has_referer
         if f.has_referer and f.referer_path_key is not None and f.referer_path_key == s.previous_page:
             s.continuous += 1
-        if f.is_get and f.ext_class in (0, 2):
+        if f.is_get and f.ext_class in PAGE_EXT_CLASSES:
             self._add_page(s, ts, f)
         limit = self.max_distinct
         s.overflow_paths += _remember(s.paths, _int64(f.path_key), limit)

@@ -154,7 +154,7 @@ def window_drift(con, level: str, reference: tuple[datetime | None, datetime | N
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise InputError(f"{unknown or 'no features'} are not {level} features; choose from the feature spec "
-                         f"(data/feature_spec.py), e.g. {', '.join(known[:3])}")
+                         f"(runtime/feature_spec.py), e.g. {', '.join(known[:3])}")
     return feature_drift(_load_window(con, level, names, reference), _load_window(con, level, names, current),
                          thresholds)
 

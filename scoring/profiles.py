@@ -10,6 +10,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from waflens.runtime.feature_spec import METHOD_CODES, METHOD_OTHER
 from waflens.runtime.kernels.profile import (N_PROFILE_FEATURES, endpoint_key, enum_key, param_key, profile_deviations,
                                     request_params, value_hash)
 from waflens.runtime.kernels.score import EVIDENCE_NAMES, N_EVIDENCE, evidence_flags
@@ -39,7 +40,7 @@ class EncodedRequest(NamedTuple):
 
 
 def method_code(method: str | None) -> int:
-    return {"GET": 0, "POST": 1, "HEAD": 2}.get(method or "", 3)
+    return METHOD_CODES.get(method or "", METHOD_OTHER)
 
 
 _EMPTY = np.frombuffer(b"", dtype=np.uint8)

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from waflens.data.errors import InsufficientDataError
-from waflens.data.feature_spec import FEATURE_SPEC_VERSION, feature_names, sql_parameters
+from waflens.data.feature_spec import FEATURE_SPEC_VERSION, feature_names, manifest_lists
 from waflens.data.session_matrix import session_feature_matrix
 from waflens.runtime.artifact import write_artifact
 from waflens.scoring.calibration import calibrate, fold_assignment, out_of_fold_forest_scores
@@ -130,7 +130,7 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": request_feature_names(),
                          "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
                          "code_features": list(CODE_FEATURE_NAMES),
-                         "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
+                         "lists": manifest_lists()},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "requests": n,
                      "first_ts": _iso(first_ts), "last_ts": _iso(last_ts),
                      # access logs carry no bodies: a model that never saw one must not judge one
@@ -247,7 +247,7 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         "bot_score": bot_manifest,
         "labels": label_snapshot(con) if options.feedback else None,
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": names, "request_features": feature_names("request"),
-                         "lists": {k: v for k, v in sql_parameters().items() if not k.endswith("_re")}},
+                         "lists": manifest_lists()},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "sessions": n,
                      "gap_seconds": options.gap_minutes * 60.0, "seconds": round(time.perf_counter() - started, 3)},
         **summary,

@@ -1,7 +1,8 @@
--- Request features for requests with request_id > $after_request_id (see data/feature_spec.py for
--- definitions; token and extension lists arrive as named parameters, each with a *_re alternation
--- of its tokens: one RE2 pass skips the exact per-token counting for the many requests without any). Uses only what is known when
--- the request arrives: never status or bytes of its own response.
+-- Request features for requests with request_id > $after_request_id (definitions in
+-- waflens/runtime/feature_spec.py). Every list, class code and pattern of the spec arrives as a named
+-- parameter (waflens.data.feature_spec.sql_parameters), never as a copy here: token lists each with a *_re
+-- alternation of its tokens (one RE2 pass skips the exact per-token counting for the many requests without
+-- any). Uses only what is known when the request arrives: never status or bytes of its own response.
 -- waflens_url_decode(text, plus_as_space) is registered by data/db_functions.py.
 INSERT INTO request_features BY NAME
 WITH base AS (
@@ -44,11 +45,11 @@ WITH base AS (
         CASE WHEN regexp_matches(p, $template_tokens_re) THEN CAST(list_sum(list_transform($template_tokens, lambda t: (strlen(p) - strlen(replace(p, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS template_tokens,
         CASE WHEN regexp_matches(largs, $scheme_tokens_re) THEN CAST(list_sum(list_transform($scheme_tokens, lambda t: (strlen(largs) - strlen(replace(largs, t, ''))) // strlen(t))) AS INTEGER) ELSE 0 END AS scheme_tokens,
         CASE
-            WHEN NOT contains(last_segment, '.') THEN 0
-            WHEN list_contains($static_ext, lower_ext) THEN 1
-            WHEN list_contains($script_ext, lower_ext) THEN 2
-            WHEN list_contains($sensitive_ext, lower_ext) THEN 3
-            ELSE 4
+            WHEN NOT contains(last_segment, '.') THEN $ext_none
+            WHEN list_contains($static_ext, lower_ext) THEN $ext_static
+            WHEN list_contains($script_ext, lower_ext) THEN $ext_script
+            WHEN list_contains($sensitive_ext, lower_ext) THEN $ext_sensitive
+            ELSE $ext_other
         END AS ext_class
     FROM (
         SELECT *, waflens_ascii_lower(regexp_extract(last_segment, '\.([^.]*)$', 1)) AS lower_ext
@@ -58,7 +59,7 @@ WITH base AS (
 SELECT
     request_id,
     CAST(coalesce(method = 'POST', false) AS TINYINT) AS method_is_post,
-    CAST(coalesce(method NOT IN ('GET', 'POST', 'HEAD'), true) AS TINYINT) AS method_is_rare,
+    CAST(coalesce(NOT list_contains($common_methods, method), true) AS TINYINT) AS method_is_rare,
     strlen(path) AS path_len,
     strlen(query) AS query_len,
     strlen(body) AS body_len,
@@ -70,8 +71,7 @@ SELECT
     (n_bytes - strlen(regexp_replace(p, '[0-9]+', '', 'g'))) / greatest(n_bytes, 1) AS digit_ratio,
     (n_bytes - strlen(regexp_replace(p, '[A-Za-z]+', '', 'g'))) / greatest(n_bytes, 1) AS alpha_ratio,
     (n_bytes - strlen(regexp_replace(p, '[A-Z]+', '', 'g'))) / greatest(n_bytes, 1) AS upper_ratio,
-    -- ASCII that is not a letter, digit, whitespace or one of / . - _ = & ?
-    (n_bytes - strlen(regexp_replace(p, '[\x00-\x08\x0E-\x1F!-%''-,:-<>@\[-\^\x60{-\x7F]+', '', 'g'))) / greatest(n_bytes, 1) AS special_ratio,
+    (n_bytes - strlen(regexp_replace(p, $special_re, '', 'g'))) / greatest(n_bytes, 1) AS special_ratio,
     (n_bytes - strlen(regexp_replace(p, '[^\x00-\x7F]+', '', 'g'))) / greatest(n_bytes, 1) AS nonascii_ratio,
     waflens_entropy(p) AS entropy,
     len(regexp_extract_all(raw_all, '%[0-9a-fA-F]{2}')) AS pct_encoded,
@@ -87,11 +87,11 @@ SELECT
     sql_tokens + traversal_tokens + xss_tokens + shell_tokens + template_tokens AS attack_tokens,
     ext_class,
     CASE
-        WHEN lua IN ('', '-') THEN 3
-        WHEN regexp_matches(lua, $tool_ua_re) THEN 1
-        WHEN regexp_matches(lua, $bot_ua_re) THEN 2
-        WHEN starts_with(lua, 'mozilla/') OR starts_with(lua, 'opera/') THEN 0
-        ELSE 4
+        WHEN lua IN ('', '-') THEN $ua_empty
+        WHEN regexp_matches(lua, $tool_ua_re) THEN $ua_tool
+        WHEN regexp_matches(lua, $bot_ua_re) THEN $ua_bot
+        WHEN regexp_matches(lua, $browser_ua_re) THEN $ua_browser
+        ELSE $ua_other
     END AS ua_class,
     strlen(user_agent) AS ua_len,
     CAST(coalesce(referer NOT IN ('', '-'), false) AS TINYINT) AS has_referer

@@ -1,5 +1,6 @@
--- Session features (definitions in data/feature_spec.py) for the sessions in the temporary table
--- touched_sessions, from their requests and request features.
+-- Session features (definitions in waflens/runtime/feature_spec.py) for the sessions in the temporary table
+-- touched_sessions, from their requests and request features. Class codes and constants arrive as named
+-- parameters (waflens.data.feature_spec.sql_parameters).
 DELETE FROM session_features WHERE session_id IN (SELECT session_id FROM touched_sessions);
 
 INSERT INTO session_features BY NAME
@@ -12,7 +13,7 @@ WITH member AS (
            -- the path a referer points at ('/' for a bare origin); NULL when it is no URL
            CASE WHEN f.has_referer = 1 AND regexp_matches(r.referer, $referer_url_re)
                 THEN coalesce(nullif(regexp_extract(r.referer, $referer_url_re, 1), ''), '/') END AS referer_path,
-           (r.method = 'GET' AND f.ext_class IN (0, 2)) AS is_page,
+           (r.method = 'GET' AND list_contains($page_ext_classes, f.ext_class)) AS is_page,
            f.*
     FROM requests AS r
     JOIN request_features AS f USING (request_id)
@@ -58,8 +59,8 @@ SELECT
     avg(method_is_post) AS post_ratio,
     avg(CASE WHEN method = 'HEAD' THEN 1 ELSE 0 END) AS head_ratio,
     avg(method_is_rare) AS rare_method_ratio,
-    avg(CASE WHEN ext_class = 1 THEN 1 ELSE 0 END) AS static_ratio,
-    avg(CASE WHEN ext_class = 3 THEN 1 ELSE 0 END) AS sensitive_ratio,
+    avg(CASE WHEN ext_class = $ext_static THEN 1 ELSE 0 END) AS static_ratio,
+    avg(CASE WHEN ext_class = $ext_sensitive THEN 1 ELSE 0 END) AS sensitive_ratio,
     avg(CASE WHEN attack_tokens > 0 THEN 1 ELSE 0 END) AS attack_ratio,
     avg(attack_tokens) AS mean_attack_tokens,
     max(payload_len) AS max_payload_len,
@@ -74,7 +75,7 @@ SELECT
     any_value(coalesce(p.think_mean, 0)) AS think_time_mean,
     any_value(CASE WHEN coalesce(p.think_mean, 0) > 0 THEN p.think_std / p.think_mean ELSE 0 END) AS think_time_cv,
     count(*) / greatest(any_value(coalesce(p.n_pages, 0)), 1) AS requests_per_page,
-    sum(CASE WHEN ext_class = 1 THEN 1 ELSE 0 END) / greatest(any_value(coalesce(p.n_pages, 0)), 1) AS assets_per_page,
+    sum(CASE WHEN ext_class = $ext_static THEN 1 ELSE 0 END) / greatest(any_value(coalesce(p.n_pages, 0)), 1) AS assets_per_page,
     any_value(coalesce(g.gap_entropy, 0)) AS iat_entropy,
     coalesce(sum(CASE WHEN iat < 1 THEN 1 ELSE 0 END) / nullif(count(iat), 0), 0) AS burst_ratio,
     coalesce(sum(CASE WHEN referer_path = previous_page THEN 1 ELSE 0 END) / nullif(sum(has_referer), 0), 0)

@@ -1,10 +1,10 @@
 """numba kernels: request features computed online, exactly as ``data/sql/request_features.sql``.
 
 Imports only numpy and numba: the scoring runtime (what WAF workers embed) uses it.
-The definitions are in ``data/feature_spec.py``; the token and extension lists come
-in as a :class:`TokenTables` built from the artifact's manifest, so the runtime
-evaluates the spec the model was trained with. Tests check every feature against
-the reference implementation and the SQL.
+The definitions, codes and byte sets are in :mod:`waflens.runtime.feature_spec`; the
+token and extension lists come in as a :class:`TokenTables` built from the artifact's
+manifest, so the runtime evaluates the spec the model was trained with. Tests check
+every feature against the reference implementation and the SQL.
 
 Everything works on UTF-8 bytes (``uint8`` arrays). Feature order is the spec's.
 """
@@ -16,13 +16,18 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-# token groups, in the order of TokenTables.groups
-SQL, TRAVERSAL, XSS, SHELL, TEMPLATE, SCHEME, TOOL_UA, BOT_UA = range(8)
-N_GROUPS = 8
-GROUP_NAMES = ("sql_tokens", "traversal_tokens", "xss_tokens", "shell_tokens", "template_tokens",
-               "scheme_tokens", "tool_ua", "bot_ua")
-EXT_GROUPS = ("static_ext", "script_ext", "sensitive_ext")
-N_REQUEST_FEATURES = 30
+from waflens.runtime.feature_spec import (BROWSER_UA_PREFIXES, EXT_NONE, EXT_OTHER, EXTENSION_GROUPS, METHOD_OTHER,
+                                          METHOD_POST, N_REQUEST_FEATURES, SPECIAL_BYTES, TOKEN_GROUPS, UA_BROWSER,
+                                          UA_BOT, UA_EMPTY, UA_OTHER, UA_TOOL)
+
+# token groups (the manifest's list names), numbered in the spec's order; the kernels below rely on the
+# payload groups SQL..SHELL being consecutive and TOOL_UA, BOT_UA last (unpacking fails if the count changes)
+GROUP_NAMES = tuple(TOKEN_GROUPS)
+N_GROUPS = len(GROUP_NAMES)
+SQL, TRAVERSAL, XSS, SHELL, TEMPLATE, SCHEME, TOOL_UA, BOT_UA = range(N_GROUPS)
+EXT_GROUPS = tuple(EXTENSION_GROUPS)
+_IS_SPECIAL = np.zeros(256, dtype=np.bool_)  # the bytes special_ratio counts
+_IS_SPECIAL[list(SPECIAL_BYTES)] = True
 
 
 class TokenTables(NamedTuple):
@@ -35,7 +40,7 @@ class TokenTables(NamedTuple):
     order: np.ndarray         # int64 token ids sorted by first byte, then group
     ext_data: np.ndarray      # uint8, extensions concatenated
     ext_offsets: np.ndarray   # int64
-    ext_class: np.ndarray     # int64: 1 static, 2 script, 3 sensitive
+    ext_class: np.ndarray     # int64: the extension's ext_class code (EXTENSION_GROUPS)
 
 
 def build_token_tables(lists: dict[str, list[str]]) -> TokenTables:
@@ -51,7 +56,7 @@ def build_token_tables(lists: dict[str, list[str]]) -> TokenTables:
     order = np.argsort(bucket, kind="stable").astype(np.int64)
     by_first = np.searchsorted(bucket[order], np.arange(256 * N_GROUPS + 1)).astype(np.int64)
     extensions, classes = [], []
-    for c, name in enumerate(EXT_GROUPS, start=1):
+    for name, (c, _) in EXTENSION_GROUPS.items():
         for ext in lists[name]:
             extensions.append(ext.encode("utf-8"))
             classes.append(c)
@@ -187,7 +192,7 @@ def _count_groups(text, tables_data, tables_offsets, tables_group, by_first, ord
 
 @numba.njit(cache=True, nogil=True)
 def _agent_tokens(text, tables_data, tables_offsets, tables_group, by_first, order):
-    """1 when a tool token occurs in the user agent, else 2 when a bot token does, else 0."""
+    """UA_TOOL when a tool token occurs in the user agent, else UA_BOT when a bot token does, else -1."""
     bot = False
     for i in range(text.size):
         b = text[i]
@@ -196,9 +201,9 @@ def _agent_tokens(text, tables_data, tables_offsets, tables_group, by_first, ord
             g = tables_group[t]
             if (g == TOOL_UA or not bot) and _token_at(text, i, tables_data, tables_offsets, t):
                 if g == TOOL_UA:
-                    return 1
+                    return UA_TOOL
                 bot = True
-    return 2 if bot else 0
+    return UA_BOT if bot else -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -245,7 +250,7 @@ def _extension_class(path_decoded, ext_data, ext_offsets, ext_class):
         if path_decoded[i] == 46:
             dot = i
     if dot < 0:
-        return 0
+        return EXT_NONE
     ext = _lower(path_decoded[dot + 1:n])
     for e in range(ext_class.size):
         a = ext_offsets[e]
@@ -259,7 +264,7 @@ def _extension_class(path_decoded, ext_data, ext_offsets, ext_class):
                 break
         if same:
             return ext_class[e]
-    return 4
+    return EXT_OTHER
 
 
 @numba.njit(cache=True, nogil=True)
@@ -271,28 +276,36 @@ def _ua_class(ua, tables_data, tables_offsets, tables_group, by_first, order):
     while hi > lo and ua[hi - 1] == 32:
         hi -= 1
     if hi == lo or (hi - lo == 1 and ua[lo] == 45):
-        return 3
+        return UA_EMPTY
     lower = _lower(ua[lo:hi])
     tokens = _agent_tokens(lower, tables_data, tables_offsets, tables_group, by_first, order)
-    if tokens:
+    if tokens >= 0:
         return tokens
-    if _starts_with(lower, _MOZILLA) or _starts_with(lower, _OPERA):
-        return 0
-    return 4
+    if _starts_with_any(lower, _BROWSER_DATA, _BROWSER_OFFSETS):
+        return UA_BROWSER
+    return UA_OTHER
 
 
-_MOZILLA = np.frombuffer(b"mozilla/", np.uint8)
-_OPERA = np.frombuffer(b"opera/", np.uint8)
+_BROWSER_DATA = np.frombuffer("".join(BROWSER_UA_PREFIXES).encode("ascii"), np.uint8).copy()
+_BROWSER_OFFSETS = np.cumsum([0] + [len(p) for p in BROWSER_UA_PREFIXES]).astype(np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
-def _starts_with(text, prefix):
-    if text.size < prefix.size:
-        return False
-    for j in range(prefix.size):
-        if text[j] != prefix[j]:
-            return False
-    return True
+def _starts_with_any(text, data, offsets):
+    """Whether text starts with one of the prefixes data[offsets[k]:offsets[k+1]]."""
+    for k in range(offsets.size - 1):
+        a = offsets[k]
+        length = offsets[k + 1] - a
+        if text.size < length:
+            continue
+        same = True
+        for j in range(length):
+            if text[j] != data[a + j]:
+                same = False
+                break
+        if same:
+            return True
+    return False
 
 
 @numba.njit(cache=True, nogil=True)
@@ -301,7 +314,7 @@ def request_features(method_code, path, query, body, user_agent, has_referer,
                      ext_data, ext_offsets, ext_class, out):
     """Fill ``out`` (float64, N_REQUEST_FEATURES) with the spec's request features.
 
-    method_code: 0 GET, 1 POST, 2 HEAD, 3 anything else or missing.
+    method_code: the method's code in ``feature_spec.METHOD_CODES``, METHOD_OTHER for any other or none.
     """
     path_decoded = url_decode(path, False)
     query_decoded = url_decode(query, True)
@@ -310,7 +323,7 @@ def request_features(method_code, path, query, body, user_agent, has_referer,
     lp = _lower(p)
     raw_all = _join3(path, query, body)
     n = p.size
-    counts = np.zeros(8, dtype=np.int64)
+    counts = np.zeros(N_GROUPS, dtype=np.int64)
     scratch = np.empty(tables_group.size, dtype=np.int64)
     _count_groups(lp, tables_data, tables_offsets, tables_group, by_first, order, counts, SQL, SHELL + 1, scratch)
     raw_lower = np.empty(path.size + 1 + query.size, dtype=np.uint8)
@@ -342,9 +355,7 @@ def request_features(method_code, path, query, body, user_agent, has_referer,
             alpha += 1
         elif c >= 128:
             nonascii += 1
-        elif c in (9, 10, 11, 12, 13, 32, 47, 46, 45, 95, 61, 38, 63):
-            pass
-        else:
+        elif _IS_SPECIAL[c]:
             special += 1
         if c == 39 or c == 34:
             quotes += 1
@@ -386,8 +397,8 @@ def request_features(method_code, path, query, body, user_agent, has_referer,
             depth += 1
     attack = counts[SQL] + counts[TRAVERSAL] + counts[XSS] + counts[SHELL] + counts[TEMPLATE]
 
-    out[0] = 1.0 if method_code == 1 else 0.0
-    out[1] = 1.0 if method_code == 3 else 0.0
+    out[0] = 1.0 if method_code == METHOD_POST else 0.0
+    out[1] = 1.0 if method_code == METHOD_OTHER else 0.0
     out[2] = path.size
     out[3] = query.size
     out[4] = body.size

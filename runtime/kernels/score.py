@@ -19,10 +19,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from waflens.runtime.feature_spec import EXT_OTHER, EXT_SENSITIVE, N_REQUEST_FEATURES, request_column
 from waflens.runtime.kernels.code import request_code_likeness
 from waflens.runtime.kernels.forest import normalise, perfect_path_sum
 from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, profile_deviations
-from waflens.runtime.kernels.request import N_REQUEST_FEATURES, request_features
+from waflens.runtime.kernels.request import request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
@@ -42,7 +43,7 @@ KNEE, CEILING, CODE_START, CODE_FULL, CODE_WEIGHT, CODE_BIAS = range(len(SCORE_S
 EVIDENCE_NAMES = ("unknown endpoint (method + path)", "unknown parameter name", "rare HTTP method",
                   "sensitive file extension (backup, config, archive)", "file extension outside the known lists")
 N_EVIDENCE = len(EVIDENCE_NAMES)
-_METHOD_IS_RARE, _EXT_CLASS = 1, 26  # request feature columns (data/feature_spec.py)
+_METHOD_IS_RARE, _EXT_CLASS = request_column("method_is_rare"), request_column("ext_class")
 _ENDPOINT_UNKNOWN, _UNKNOWN_PARAMS = N_REQUEST_FEATURES, N_REQUEST_FEATURES + 1
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -149,8 +150,8 @@ def evidence_flags(row, flags):
     elif row[_UNKNOWN_PARAMS] > 0:  # on an unknown endpoint every parameter is unknown: counted once
         flags[1] = True
     flags[2] = row[_METHOD_IS_RARE] > 0
-    flags[3] = row[_EXT_CLASS] == 3
-    flags[4] = row[_EXT_CLASS] == 4
+    flags[3] = row[_EXT_CLASS] == EXT_SENSITIVE
+    flags[4] = row[_EXT_CLASS] == EXT_OTHER
 
 
 @numba.njit(cache=True, nogil=True)

@@ -62,7 +62,7 @@ def _annotated(con, annotations):
 
 def test_runtime_constants_match_the_spec():
     assert (session_state.RECENT_PAGES, session_state.GAP_BINS) == (RECENT_PAGES, GAP_BINS)
-    assert session_state.REFERER_URL_RE.pattern == REFERER_URL_RE
+    assert session_state.REFERER_URL.pattern == REFERER_URL_RE
     assert list(session_state.SESSION_FEATURE_NAMES) == feature_names("session")
 
 
