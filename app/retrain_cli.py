@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from waflens.app.cli import Context, _Exit, pass_context
+from waflens.app.cli_context import Context, Exit, parse_time, pass_context
 from waflens.scoring.retrain import RETRAIN_EXIT_CODES
 
 def stage_progress(prefix: str, obj: Context, registry_root: Path | None):
@@ -83,7 +83,7 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
         except ValueError:  # not the main thread
             pass
     if result.exit_code:
-        raise _Exit(result.exit_code)
+        raise Exit(result.exit_code)
 
 
 @click.command()
@@ -98,7 +98,6 @@ def drift(obj: Context, level: str, split: str | None, registry_root: Path | Non
     """Per-feature drift between the training window and the latest traffic (PSI, KS, Wasserstein)."""
     from datetime import datetime
 
-    from waflens.app.cli import _parse_time
     from waflens.scoring.drift import window_drift
     from waflens.scoring.registry import Registry, default_registry_root
     from waflens.scoring.retrain import holdout_split
@@ -106,7 +105,7 @@ def drift(obj: Context, level: str, split: str | None, registry_root: Path | Non
     registry = Registry(registry_root or default_registry_root(obj.db))
     con = obj.connect(read_only=True)
     try:
-        at = _parse_time(split)
+        at = parse_time(split)
         if at is None and registry.alias("production"):
             until = (registry.get("production").training or {}).get("until")
             at = datetime.fromisoformat(until) if until else None
