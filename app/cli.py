@@ -258,13 +258,14 @@ def _model_directory(model_dir: Path, level: str) -> Path:
 @pass_context
 def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size: int, selection: str, seed: int) -> None:
     """Cluster (suspicious) sessions of a window with HDBSCAN; link clusters to the previous run."""
-    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.clustering.run import ClusterOptions
+    from waflens.pipeline.cluster import cluster_window
 
     options = ClusterOptions(since=parse_time(since), until=parse_time(until), min_cluster_size=min_cluster_size,
                              select=selection, seed=seed)
     con = obj.connect()
     try:
-        summary = cluster_sessions(con, options)
+        summary = cluster_window(con, options)   # allowlisted sessions left out
     finally:
         con.close()
     text = (f"cluster run {summary.cluster_run_id}: {summary.n_selected} of {summary.n_sessions} sessions clustered "
@@ -430,7 +431,7 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
     summarize, train, gates, promote), then the workbench."""
     import time
 
-    from waflens.scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
+    from waflens.pipeline.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
 
     obj: Context = ctx.obj
     if not no_app:  # before minutes of pipeline: a taken port or a missing token is said at once
