@@ -63,7 +63,7 @@ RETRAIN_EXIT_CODES = {EXIT_PROMOTED: "promoted (or candidate registered with --n
 SOURCES_ENV = "WAFLENS_SOURCES"              # os.pathsep-separated files or globs
 PROMETHEUS_ENV = "WAFLENS_PROMETHEUS_TEXTFILE"
 SNAPSHOT_TABLES = ("requests", "request_features", "sessions", "session_features", "cluster_runs",
-                   "session_clusters", "cluster_profiles", "label_events", "allowlist")
+                   "session_clusters", "cluster_profiles", "label_events", "allowlist", "session_label_imports")
 
 
 @dataclass
