@@ -8,7 +8,6 @@ line on stderr and exit with the codes listed by ``waflens --help`` (see
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -16,6 +15,11 @@ from pathlib import Path
 
 import click
 
+from waflens.app.cli_context import Context, Exit, parse_time, pass_context
+from waflens.app.labels_cli import allowlist, labels
+from waflens.app.models_cli import models
+from waflens.app.retrain_cli import drift, retrain, stage_progress
+from waflens.app.sources_cli import sources
 from waflens.data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
 from waflens.data.interrupts import InterruptedAfterFile, InterruptedDerived
 from waflens.labeling.taxonomy import FAMILIES, canonical_family
@@ -23,35 +27,6 @@ from waflens.labeling.taxonomy import FAMILIES, canonical_family
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
 
 
-class Context:
-    def __init__(self, db: Path, as_json: bool, debug: bool):
-        self.db = db
-        self.as_json = as_json
-        self.debug = debug
-        self.failures: list[WaflensError] = []
-        self.warned_permissions = False
-
-    def connect(self, read_only: bool = False):
-        from waflens.data.db import connect, loose_permissions
-
-        con = connect(self.db, read_only=read_only)
-        warning = loose_permissions(self.db)
-        if warning and not self.warned_permissions:
-            self.warned_permissions = True
-            self.warn(f"warning: {warning}")
-        return con
-
-    def emit(self, summary: dict, text: str) -> None:
-        if self.as_json:
-            click.echo(json.dumps(summary, default=str, ensure_ascii=False))
-        else:
-            click.echo(text)
-
-    def warn(self, message: str) -> None:
-        click.echo(f"waflens: {message}", err=True)
-
-
-pass_context = click.make_pass_decorator(Context)
 
 
 @click.group(epilog=f"Exit codes:\n\n\b\n{EXIT_HELP}", context_settings={"max_content_width": 100})
@@ -140,9 +115,9 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
         obj.warn(f"error: {s.path}: none of its {s.records} records parsed as {s.format}; {s.hint}. "
                  "Ingesting it again replaces this attempt (`waflens sources forget` removes it)")
     if obj.failures:
-        raise _Exit(obj.failures[0].exit_code)
+        raise Exit(obj.failures[0].exit_code)
     if unparsed:
-        raise _Exit(EXIT_NOTHING_PARSED)
+        raise Exit(EXIT_NOTHING_PARSED)
 
 
 _STATUS_NOTES = {"already ingested": " (already ingested, nothing added)",
@@ -194,18 +169,6 @@ def generate(obj: Context, out: Path, n_requests: int, seed: int, days: float, a
              f"wrote {summary.requests} requests to {summary.log_path} (truth: {summary.truth_path})")
 
 
-def _parse_time(value: str | None):
-    from datetime import datetime, timezone
-
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"cannot read time {value!r}: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00Z") from None
-    return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
-
-
 @cli.command()
 @click.option("--level", type=click.Choice(["request", "session"]), default="request", show_default=True,
               help="Score lone requests, or sessions as they unfold.")
@@ -224,7 +187,7 @@ def train(obj: Context, level: str, since: str | None, until: str | None, out: P
     from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 
     out = out or Path("models") / f"{level}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-    options = TrainingOptions(since=_parse_time(since), until=_parse_time(until), n_estimators=trees, seed=seed)
+    options = TrainingOptions(since=parse_time(since), until=parse_time(until), n_estimators=trees, seed=seed)
     con = obj.connect(read_only=True)
     try:
         manifest = (train_request_model if level == "request" else train_session_model)(con, out, options)
@@ -295,13 +258,14 @@ def _model_directory(model_dir: Path, level: str) -> Path:
 @pass_context
 def cluster(obj: Context, since: str | None, until: str | None, min_cluster_size: int, selection: str, seed: int) -> None:
     """Cluster (suspicious) sessions of a window with HDBSCAN; link clusters to the previous run."""
-    from waflens.clustering.run import ClusterOptions, cluster_sessions
+    from waflens.clustering.run import ClusterOptions
+    from waflens.pipeline.cluster import cluster_window
 
-    options = ClusterOptions(since=_parse_time(since), until=_parse_time(until), min_cluster_size=min_cluster_size,
+    options = ClusterOptions(since=parse_time(since), until=parse_time(until), min_cluster_size=min_cluster_size,
                              select=selection, seed=seed)
     con = obj.connect()
     try:
-        summary = cluster_sessions(con, options)
+        summary = cluster_window(con, options)   # allowlisted sessions left out
     finally:
         con.close()
     text = (f"cluster run {summary.cluster_run_id}: {summary.n_selected} of {summary.n_sessions} sessions clustered "
@@ -447,10 +411,10 @@ def app(obj: Context, port: int, host: str, auth_header: str | None, headless: b
     if done.stopped_by is not None:
         click.echo(f"waflens: workbench stopped ({signal.Signals(done.stopped_by).name}); port {port} is free",
                    err=True)
-        raise _Exit(130 if done.stopped_by == signal.SIGINT else 0)
+        raise Exit(130 if done.stopped_by == signal.SIGINT else 0)
     if done.code != 0:
         check_port_free(host, port)  # taken since our check: say so, as a configuration error
-        raise _Exit(done.code)
+        raise Exit(done.code)
 
 
 @cli.command()
@@ -467,8 +431,7 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
     summarize, train, gates, promote), then the workbench."""
     import time
 
-    from waflens.app.retrain_cli import stage_progress
-    from waflens.scoring.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
+    from waflens.pipeline.retrain import EXIT_NOTHING_NEW, RetrainOptions, retrain as run_retrain
 
     obj: Context = ctx.obj
     if not no_app:  # before minutes of pipeline: a taken port or a missing token is said at once
@@ -487,16 +450,11 @@ def demo(ctx: click.Context, workdir: Path, n_requests: int, seed: int, no_app: 
             progress.end("generate", time.perf_counter() - begun, {"requests": n_requests})
         result = run_retrain(obj.db, RetrainOptions(sources=(str(log),), seed=0), progress=progress)
     if result.exit_code not in (0, EXIT_NOTHING_NEW):
-        raise _Exit(result.exit_code)
+        raise Exit(result.exit_code)
     ctx.invoke(status)
     if not no_app:
         ctx.invoke(app, port=port, host=host, auth_header=os.environ.get("WAFLENS_APP_AUTH_HEADER") or None,
                    headless=True)
-
-
-class _Exit(Exception):
-    def __init__(self, code: int):
-        self.code = code
 
 
 def _interrupted(message: str) -> int:
@@ -518,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     private_files()  # the database, its WAL, models and reports hold personal data: 0600 / 0700 from the start
     try:
         cli.main(args=argv, prog_name="waflens", standalone_mode=False)
-    except _Exit as done:
+    except Exit as done:
         return done.code
     except WaflensError as error:
         click.echo(f"waflens: error: {error}", err=True)
@@ -557,16 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `python -m waflens.app.cli`: run the package module, which the subcommand modules import
-    import waflens.app.cli
-
-    sys.exit(waflens.app.cli.main())
-
-# Command groups that live in their own modules (they import Context and pass_context from here).
-from waflens.app.labels_cli import allowlist, labels  # noqa: E402
-from waflens.app.models_cli import models  # noqa: E402
-from waflens.app.retrain_cli import drift, retrain  # noqa: E402
-from waflens.app.sources_cli import sources  # noqa: E402
-
-for command in (labels, allowlist, models, retrain, drift, sources):
+for command in (labels, allowlist, models, retrain, drift, sources):   # the groups that have their own modules
     cli.add_command(command)
+
+
+if __name__ == "__main__":  # `python -m waflens.app.cli`
+    sys.exit(main())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from waflens.app.cli import Context, pass_context
+from waflens.app.cli_context import Context, pass_context
 
 
 @click.group()

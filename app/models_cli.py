@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from waflens.app.cli import Context, pass_context
+from waflens.app.cli_context import Context, pass_context
 from waflens.data.errors import WaflensError
 from waflens.scoring.registry import PRODUCTION, Registry, VersionInfo, default_registry_root
 

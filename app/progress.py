@@ -51,7 +51,7 @@ def _counts(counts: dict) -> str:
 
 
 class StageProgress:
-    """A ``waflens.scoring.retrain.StageReporter`` that draws on stderr and, with ``json_out``, writes JSON lines."""
+    """A ``waflens.pipeline.retrain.StageReporter`` that draws on stderr and, with ``json_out``, writes JSON lines."""
 
     def __init__(self, prefix: str, *, stream: TextIO | None = None, json_out: TextIO | None = None,
                  tty: bool | None = None, expected: dict[str, float] | None = None):

@@ -1,4 +1,4 @@
-"""``waflens retrain``: the cron entry point (see scoring/retrain.py for the stages and exit codes)."""
+"""``waflens retrain``: the cron entry point (see pipeline/retrain.py for the stages and exit codes)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from waflens.app.cli import Context, _Exit, pass_context
-from waflens.scoring.retrain import RETRAIN_EXIT_CODES
+from waflens.app.cli_context import Context, Exit, parse_time, pass_context
+from waflens.pipeline.retrain import RETRAIN_EXIT_CODES
 
 def stage_progress(prefix: str, obj: Context, registry_root: Path | None):
     """A bar per stage on a terminal (ETAs from the previous run), lines otherwise; JSON lines with --json."""
@@ -54,7 +54,7 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
             max_p99_us, force, no_promote, allow_label_loss, prometheus_textfile) -> None:
     """Ingest → sessionize → cluster → summarize → train → gates → promote, for cron."""
     from waflens.scoring.gates import GateConfig
-    from waflens.scoring.retrain import RetrainOptions, retrain as run_retrain
+    from waflens.pipeline.retrain import RetrainOptions, retrain as run_retrain
 
     options = RetrainOptions(sources=tuple(sources), registry_root=registry_root, provider=provider, trees=trees,
                              seed=seed, holdout_fraction=holdout_fraction, force=force, promote=not no_promote,
@@ -62,7 +62,7 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
                              gates=GateConfig(tolerance=tolerance, max_alert_rate=max_alert_rate,
                                               max_p99_us=max_p99_us))
     from waflens.data.interrupts import DeferredInterrupt
-    from waflens.scoring.retrain import EXIT_INTERRUPTED
+    from waflens.pipeline.retrain import EXIT_INTERRUPTED
 
     # a Ctrl-C after the run ended (while its summary prints) changes nothing: the run's own outcome is the answer
     with DeferredInterrupt(), stage_progress("retrain", obj, registry_root) as progress:
@@ -83,7 +83,7 @@ def retrain(obj: Context, sources, registry_root, provider, trees, seed, holdout
         except ValueError:  # not the main thread
             pass
     if result.exit_code:
-        raise _Exit(result.exit_code)
+        raise Exit(result.exit_code)
 
 
 @click.command()
@@ -98,15 +98,14 @@ def drift(obj: Context, level: str, split: str | None, registry_root: Path | Non
     """Per-feature drift between the training window and the latest traffic (PSI, KS, Wasserstein)."""
     from datetime import datetime
 
-    from waflens.app.cli import _parse_time
     from waflens.scoring.drift import window_drift
     from waflens.scoring.registry import Registry, default_registry_root
-    from waflens.scoring.retrain import holdout_split
+    from waflens.scoring.evaluation import holdout_split
 
     registry = Registry(registry_root or default_registry_root(obj.db))
     con = obj.connect(read_only=True)
     try:
-        at = _parse_time(split)
+        at = parse_time(split)
         if at is None and registry.alias("production"):
             until = (registry.get("production").training or {}).get("until")
             at = datetime.fromisoformat(until) if until else None

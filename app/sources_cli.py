@@ -7,7 +7,7 @@ import re
 
 import click
 
-from waflens.app.cli import Context, pass_context
+from waflens.app.cli_context import Context, pass_context
 from waflens.app.models_cli import _confirm, _table
 
 

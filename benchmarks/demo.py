@@ -173,7 +173,7 @@ def profile(requests: int, top: int = 25) -> None:
     from numba.core import event
 
     from waflens.data.synthetic import generate_traffic
-    from waflens.scoring.retrain import RetrainOptions, retrain
+    from waflens.pipeline.retrain import RetrainOptions, retrain
 
     compiles = event.RecordingListener()
     event.register("numba:compile", compiles)

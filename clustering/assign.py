@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from waflens.clustering.matrix import build_matrix
-from waflens.clustering.run import reduce_for_hdbscan
+from waflens.clustering.reduction import reduce_for_hdbscan
 from waflens.data.errors import InputError
 from waflens.data.session_matrix import session_feature_rows
 

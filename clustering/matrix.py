@@ -45,7 +45,7 @@ CLIENT_BLEND = 0.5
 # The payload view (waflens.clustering.payload_view): a session's attack-token mix, reduced to PAYLOAD_COMPONENTS,
 # unit rows scaled by PAYLOAD_WEIGHT x the share of the session's targets that carry tokens (so a
 # session without payloads sits at 0 and a scanner with a few payloads among probes near it). These
-# columns skip the PCA before HDBSCAN (waflens.clustering.run.reduce_for_hdbscan): they are few sessions'
+# columns skip the PCA before HDBSCAN (waflens.clustering.reduction.reduce_for_hdbscan): they are few sessions'
 # variance and would be cut. 8 components hold the eight families apart. Weight: the families of
 # data/synthetic_neutral.py (same pace, endpoints, statuses, agents) on 60k requests, seed 7: without
 # the view ARI 0.00 (all in one cluster); weight 4: ARI 0.67 (sqli, xss and scanner merged within

@@ -13,20 +13,17 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import resources
-from typing import NamedTuple
+from typing import Collection, NamedTuple
 
 import duckdb
 import numpy as np
 
-from waflens.data.db import split_statements
 from waflens.data.errors import InputError
 from waflens.data.session_matrix import session_feature_matrix, session_feature_rows
 from waflens.clustering.matrix import build_matrix
+from waflens.clustering.reduction import reduce_for_hdbscan
+from waflens.clustering.schema import ensure_cluster_schema
 from waflens.clustering.select import suspicious_mask
-
-
-HDBSCAN_DIMENSIONS = 12
 
 
 @dataclass
@@ -55,14 +52,13 @@ class RunSummary(NamedTuple):
     seconds: dict
 
 
-def ensure_cluster_schema(con: duckdb.DuckDBPyConnection) -> None:
-    sql = resources.files("waflens.clustering").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
-    for statement in split_statements(sql):
-        con.execute(statement)
+def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None,
+                     allowlisted: Collection[int] = ()) -> RunSummary:
+    """Cluster the window's sessions and store the run; a run with no clusters says why.
 
-
-def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | None = None) -> RunSummary:
-    """Cluster the window's sessions and store the run; a run with no clusters says why."""
+    ``allowlisted``: ids of known good sessions, left out of a ``suspicious`` selection. The caller reads
+    them (``waflens.labeling.allowlist.allowlisted_sessions``; ``waflens.pipeline.clustering`` does):
+    the allowlist is the analysts' decision, downstream of clustering."""
     from waflens.clustering.assign import place
     from waflens.clustering.emerging import carried_ids, link_to_previous_run, max_cluster_id, previous_run
     from waflens.clustering.profiles import build_profiles
@@ -80,12 +76,8 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         {"since": options.since, "until": options.until})
     numeric = np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0)  # a defined value for every feature
     mask = suspicious_mask(numeric) if options.select == "suspicious" else np.ones(len(session_ids), dtype=bool)
-    if options.select == "suspicious":  # known good traffic stays out of alerts (waflens.labeling.allowlist)
-        from waflens.labeling.allowlist import allowlisted_sessions
-
-        allowed = allowlisted_sessions(con)
-        if allowed:
-            mask &= ~np.isin(session_ids, np.fromiter(allowed, dtype=np.int64))
+    if options.select == "suspicious" and len(allowlisted):  # known good traffic stays out of alerts
+        mask &= ~np.isin(session_ids, np.fromiter(allowlisted, dtype=np.int64, count=len(allowlisted)))
     selected_ids, selected = session_ids[mask], numeric[mask]
     previous = previous_run(con, options)
     before_ids = np.fromiter(previous.clusters, dtype=np.int64) if previous else np.zeros(0, dtype=np.int64)
@@ -162,22 +154,6 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         raise
     return RunSummary(run_id, len(session_ids), len(selected_ids), n_clusters, int((labels < 0).sum()), emerging, message,
                       timings)
-
-
-def reduce_for_hdbscan(X: np.ndarray, seed: int, extra: np.ndarray | None = None, names: list[str] | None = None):
-    """kd-tree Boruvka is fast in a dozen dimensions, slow in forty: PCA fitted on X (and applied to extra).
-    The payload view's columns (``payload_*`` in ``names``) pass unreduced beside the PCA: they vary over
-    the few sessions that carry payloads, so the PCA of all sessions would drop them; sessions without
-    payloads are 0 there, so the kd-tree of the many benign sessions keeps its dimension."""
-    from sklearn.decomposition import PCA
-
-    keep = np.array([n.startswith("payload_") for n in names], dtype=bool) if names else np.zeros(X.shape[1], bool)
-    rest = X[:, ~keep]
-    if rest.shape[1] <= HDBSCAN_DIMENSIONS or X.shape[0] <= HDBSCAN_DIMENSIONS:
-        return X, extra
-    pca = PCA(n_components=HDBSCAN_DIMENSIONS, random_state=seed).fit(rest)
-    reduced = np.hstack([pca.transform(rest), X[:, keep]])
-    return reduced, (None if extra is None else np.hstack([pca.transform(extra[:, ~keep]), extra[:, keep]]))
 
 
 def _hdbscan(X: np.ndarray, options: ClusterOptions):

@@ -17,6 +17,7 @@ from importlib import resources
 
 import duckdb
 
+from waflens.clustering.schema import ensure_cluster_schema
 from waflens.data.db import split_statements
 from waflens.data.errors import InputError
 from waflens.labeling.taxonomy import FAMILIES, SOURCES, VERDICTS
@@ -29,11 +30,9 @@ def ensure_label_schema(con: duckdb.DuckDBPyConnection) -> None:
 
     Readers on read-only connections check :func:`has_relation` before reading.
     """
-    from waflens.clustering.run import ensure_cluster_schema  # the session_labels view reads cluster tables
-
     if con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]:
         return
-    ensure_cluster_schema(con)
+    ensure_cluster_schema(con)   # the session_labels view reads the cluster tables
     sql = resources.files("waflens.labeling").joinpath("sql", "schema.sql").read_text(encoding="utf-8")
     for statement in split_statements(sql):
         con.execute(statement)

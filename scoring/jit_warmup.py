@@ -109,7 +109,7 @@ def warm_up(workdir: Path) -> None:
     from waflens.data.sessionize import update_derived
     from waflens.labeling.labels import ensure_label_schema
     from waflens.scoring.gates import GateConfig
-    from waflens.scoring.retrain import evaluate, holdout_split
+    from waflens.scoring.evaluation import evaluate, holdout_split
     from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
 
     con = connect(workdir / "warmup.duckdb")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from waflens.clustering.run import ClusterOptions, cluster_sessions, ensure_cluster_schema
+from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.clustering.schema import ensure_cluster_schema
 from waflens.data.sessionize import update_derived
 from waflens.data.synthetic import generate_traffic
 from waflens.data.synthetic_campaigns import SPECS

@@ -23,7 +23,7 @@ def test_purge_removes_old_sessions_whole_and_keeps_the_rest(tmp_path):
 
 
 def test_purge_is_as_consistent_as_forget_memberships_straddling_sessions_and_ids(tmp_path):
-    from waflens.clustering.run import ensure_cluster_schema
+    from waflens.clustering.schema import ensure_cluster_schema
 
     log = write_log(tmp_path / "a.log", [
         combined_line("10.0.0.1", at(0), "GET /old HTTP/1.1"),

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from waflens.app.cli import main
-from waflens.clustering.run import ClusterOptions, cluster_sessions
+from waflens.clustering.run import ClusterOptions
 from waflens.data.db import connect
 from waflens.data.errors import InputError
 from waflens.data.sessionize import update_derived
@@ -19,6 +19,7 @@ from waflens.labeling.allowlist import add_rule, allowlisted_sessions, list_rule
 from waflens.labeling.export import export_labelled_sessions, neutralise_cell
 from waflens.labeling.labels import record_label
 from waflens.labeling.summarize import summarize_run
+from waflens.pipeline.cluster import cluster_window
 from tests.data.helpers import fresh_db, ingest
 
 SCRAPER_UA = "python-requests/2.32.3"   # the generated scraper campaign's agent
@@ -37,7 +38,8 @@ def db(tmp_path_factory):
 
 
 def _run(con):
-    return cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
+    """A cluster run as `waflens cluster` and `waflens retrain` make it: the allowlist read and handed over."""
+    return cluster_window(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
 
 
 def _selected(con, run_id):
@@ -175,6 +177,13 @@ def test_cli_lists_labelled_sessions_and_manages_the_allowlist(db, tmp_path):
     assert [r["pattern"] for r in rules["rules"]] == ["^/healthz$"]
     assert call("allowlist", "revoke", str(added["rule_id"]))[0] == 0
     assert call("allowlist", "revoke", str(added["rule_id"]))[0] == 3      # already revoked
+    call("allowlist", "add", "--user-agent", "^python-requests/", "--reason", "price monitor")
+    code, clustered = call("cluster", "--min-cluster-size", "8")             # `waflens cluster` heeds the allowlist
+    con = connect(db_file, read_only=True)
+    scraper = {s for (s,) in con.execute("SELECT DISTINCT session_id FROM requests WHERE user_agent = $ua",
+                                         {"ua": SCRAPER_UA}).fetchall()}
+    assert code == 0 and scraper and not (scraper & _selected(con, clustered["cluster_run_id"]))
+    con.close()
     code, exported = call("labels", "export", "--out", str(tmp_path / "s.parquet"))
     assert code == 0 and exported["sessions"] == listed["total"]
     con = connect(db_file, read_only=True)

@@ -16,7 +16,7 @@ from waflens.data.sessionize import update_derived
 from waflens.data.synthetic import generate_traffic
 from waflens.scoring.drift import (DRIFT_STATUSES, DriftThresholds, feature_drift, population_stability_index, score_drift,
                            window_drift)
-from waflens.scoring.prometheus import RUN_STATUSES, write_run_metrics
+from waflens.pipeline.prometheus import RUN_STATUSES, write_run_metrics
 from tests.data.helpers import fresh_db, ingest
 
 SIZES = (60, 200, 2000)
