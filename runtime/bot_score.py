@@ -18,9 +18,13 @@ by Stouffer's method, ``Z = sum(Phi^-1(e)) / sqrt(k)``, so features without an o
 dilute those with one, and the score is ``1 + 98 * Phi(-Z)``, rounded; the reasons are the
 features with the strongest evidence.
 
-With analyst labels (a feedback model, ``scoring/feedback.py``, that learnt ``benign`` and at
-least one attack or bot family), the score is the mean of the unsupervised one and the
-labels' view, ``p(benign) + p(unlabelled) / 2`` (an unlabelled-looking session is undecided).
+With analyst labels, two things change. The labels weigh the evidence: Stouffer's weighted
+``Z = sum(w_j Phi^-1(e_j)) / sqrt(sum(w_j^2))``, with ``w`` what a logistic regression of the
+labelled sessions (automated or not) on the ``Phi^-1(e_j)`` finds, negative weights cut to 0
+(labels may silence a prior but not turn it round; ``scoring/bot_weights.py``); without labels
+every ``w_j`` is 1. And when a feedback model (``scoring/feedback.py``) learnt ``benign`` and at
+least one attack or bot family, the score is the mean of the weighted one and the labels'
+view, ``p(benign) + p(unlabelled) / 2`` (an unlabelled-looking session is undecided).
 
 A worker scores one session at a time as it grows (:class:`LiveBotScore`): the same numbers as
 :func:`bot_scores` (the evidence per feature is one of ``2 * REFERENCE_POINTS + 1`` mid-ranks, so its
@@ -63,19 +67,39 @@ class BotReference(NamedTuple):
     columns: np.ndarray      # int64: each evidence feature's column in the session feature row
     automated_high: np.ndarray  # bool: automation pushes it up
     quantiles: np.ndarray    # float64 (len(columns), REFERENCE_POINTS): training values, sorted
+    weights: np.ndarray | None = None  # float64 >= 0 per feature, learnt from labels; None = all 1
 
 
-def fit_bot_reference(X: np.ndarray, names: list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """The artifact arrays and manifest entry of the bot score, from the training sessions' features."""
+def weights_of(reference: BotReference) -> tuple[list[float], float]:
+    """(weight per evidence feature, sqrt of their sum of squares): Stouffer's weights and normaliser."""
+    k = len(reference.columns)
+    w = [1.0] * k if reference.weights is None else [float(x) for x in reference.weights]
+    return w, math.sqrt(sum(x * x for x in w)) or 1.0
+
+
+def fit_bot_reference(X: np.ndarray, names: list[str],
+                      weights: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """The artifact arrays and manifest entry of the bot score, from the training sessions' features (and the
+    evidence weights the labels gave, when they gave any: scoring/bot_weights.py)."""
     evidence = [(f, d, r) for f, d, r in BOT_EVIDENCE if f in names]
     columns = np.array([names.index(f) for f, _, _ in evidence], dtype=np.int64)
     values = np.nan_to_num(np.asarray(X, dtype=np.float64)[:, columns], nan=0.0, posinf=0.0, neginf=0.0)
     quantiles = np.quantile(values, np.linspace(0, 1, REFERENCE_POINTS), axis=0, method="inverted_cdf").T.copy()
     arrays = {"bot_columns": columns, "bot_automated_high": np.array([d == "high" for _, d, _ in evidence]),
               "bot_quantiles": np.ascontiguousarray(quantiles)}
+    if weights is not None:
+        arrays["bot_weights"] = np.asarray(weights, dtype=np.float64)
     manifest = {"kind": "oriented mid-rank evidence combined by Stouffer's method", "scale": "1..99, low = automated",
-                "evidence": [{"feature": f, "automation": d, "reason": r} for f, d, r in evidence]}
+                "weights": "learnt from analyst labels" if weights is not None else "equal (no labels)",
+                "evidence": [{"feature": f, "automation": d, "reason": r,
+                              **({} if weights is None else {"weight": round(float(weights[j]), 4)})}
+                             for j, (f, d, r) in enumerate(evidence)]}
     return arrays, manifest
+
+
+def normal_quantiles(rows: np.ndarray, reference: BotReference) -> np.ndarray:
+    """(n, k) Phi^-1 of each session's evidence per feature: what the weights weigh."""
+    return _normal_quantiles(evidence(rows, reference), reference.quantiles.shape[1])
 
 
 def evidence(rows: np.ndarray, reference: BotReference) -> np.ndarray:
@@ -102,10 +126,10 @@ def _normal_quantiles(e: np.ndarray, points: int) -> np.ndarray:
     return _INVERSE(np.clip(e, edge, 1.0 - edge))
 
 
-def _scale(z: np.ndarray, k: int) -> np.ndarray:
-    """Summed normal quantiles of k features -> 1..99 (low = automated), before rounding: 1 + 98 Phi(-Z)
-    with Stouffer's Z = sum / sqrt(k)."""
-    return 1.0 + 98.0 * (0.5 * (1.0 + _ERF(-(z / math.sqrt(max(k, 1))) / math.sqrt(2.0))))
+def _scale(z: np.ndarray, norm: float) -> np.ndarray:
+    """Weighted sum of normal quantiles -> 1..99 (low = automated), before rounding: 1 + 98 Phi(-Z) with
+    Stouffer's Z = sum / norm."""
+    return 1.0 + 98.0 * (0.5 * (1.0 + _ERF(-(z / norm) / math.sqrt(2.0))))
 
 
 _ERF = np.vectorize(math.erf, otypes=[np.float64])
@@ -113,23 +137,26 @@ _ERF = np.vectorize(math.erf, otypes=[np.float64])
 
 def bot_scores(rows: np.ndarray, reference: BotReference) -> np.ndarray:
     """Integer bot scores 1..99 (low = automated)."""
-    q = _normal_quantiles(evidence(rows, reference), reference.quantiles.shape[1])
+    q = normal_quantiles(rows, reference)
+    w, norm = weights_of(reference)
     z = np.zeros(q.shape[0])
     for j in range(q.shape[1]):      # column by column: the order LiveBotScore adds them in
-        z += q[:, j]
-    return np.clip(np.rint(_scale(z, q.shape[1])), 1, 99).astype(np.int64)
+        z += w[j] * q[:, j]
+    return np.clip(np.rint(_scale(z, norm)), 1, 99).astype(np.int64)
 
 
 def bot_reasons(row: np.ndarray, reference: BotReference, readable: list[str], names: list[str],
                 top: int = 3) -> list[str]:
     """The strongest evidence of automation in a session, readable: ``reason (feature = value)``."""
     return _reasons(evidence(row, reference)[0].tolist(), np.asarray(row, dtype=np.float64).ravel().tolist(),
-                    [int(c) for c in reference.columns], readable, names, top)
+                    [int(c) for c in reference.columns], weights_of(reference)[0], readable, names, top)
 
 
-def _reasons(e: list[float], row: list[float], columns: list[int], readable: list[str], names: list[str],
-             top: int) -> list[str]:
-    order = [j for j in sorted(range(len(e)), key=lambda j: -e[j])[:top] if e[j] >= REASON_EVIDENCE]
+def _reasons(e: list[float], row: list[float], columns: list[int], weights: list[float], readable: list[str],
+             names: list[str], top: int) -> list[str]:
+    """Features beyond REASON_EVIDENCE, strongest first; one the labels gave no weight is no reason."""
+    order = [j for j in sorted((j for j in range(len(e)) if weights[j] > 0), key=lambda j: -e[j])[:top]
+             if e[j] >= REASON_EVIDENCE]
     return [f"{readable[j]} ({names[columns[j]]} = {row[columns[j]]:.3g}, beyond {100 * e[j]:.0f}% of sessions)"
             for j in order]
 
@@ -147,6 +174,7 @@ class LiveBotScore:
         self._quantiles = [_normal_quantiles(e, points).tolist() for e in self._evidence]
         self._evidence = [e.tolist() for e in self._evidence]
         self._readable, self._names = readable, names
+        self._weights, self._norm = weights_of(reference)
 
     def score(self, row: np.ndarray, top: int = 3) -> tuple[int, tuple[str, ...]]:
         """(bot score 1..99, reasons) of one session feature row."""
@@ -158,14 +186,13 @@ class LiveBotScore:
                 v = 0.0
             grid = self._grids[j]
             rank = bisect_left(grid, v) + bisect_right(grid, v)
-            z += self._quantiles[j][rank]
+            z += self._weights[j] * self._quantiles[j][rank]
             seen.append(self._evidence[j][rank])
-        k = len(self._columns)
-        score = min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / math.sqrt(max(k, 1))) / math.sqrt(2.0))))), 1),
+        score = min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / self._norm) / math.sqrt(2.0))))), 1),
                     99)  # as _scale, on one float
         if max(seen, default=0.0) < REASON_EVIDENCE:
             return score, ()
-        return score, tuple(_reasons(seen, values, self._columns, self._readable, self._names, top))
+        return score, tuple(_reasons(seen, values, self._columns, self._weights, self._readable, self._names, top))
 
 
 def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:

@@ -140,6 +140,9 @@ def test_a_tampered_bot_reference_is_refused(web_bot):
     outside = {**arrays, "bot_columns": arrays["bot_columns"] + len(names)}
     with pytest.raises(ArtifactError, match="bot_columns"):
         check_session_model(outside, manifest, "model", names)
+    negative = {**arrays, "bot_weights": -np.ones(len(arrays["bot_columns"]))}
+    with pytest.raises(ArtifactError, match="bot_weights"):
+        check_session_model(negative, manifest, "model", names)
 
 
 def test_a_database_from_before_the_behaviour_features_gets_them(shared_datasets, tmp_path):
@@ -176,9 +179,14 @@ def test_imported_train_labels_lift_the_bot_score_on_the_test_annotations(web_bo
     assert len(X) == 30
     unsupervised = SessionScorer.load(web_bot[1]).bot_scores(X)
     labelled = scorer.bot_scores(X)
-    # measured 0.969 (issue goal 0.97: see benchmarks/bots.py); the labels must not make it worse
-    assert roc_auc_score(is_bot, -labelled) >= 0.95
-    assert roc_auc_score(is_bot, -labelled) >= roc_auc_score(is_bot, -unsupervised)
+    # the labels weigh the evidence (0.969 with equal weights and the feedback blend alone; 0.976 measured)
+    assert manifest["bot_score"]["weights"] == "learnt from analyst labels"
+    weights = {e["feature"]: e["weight"] for e in manifest["bot_score"]["evidence"]}
+    assert weights["think_time_mean"] > 0 and min(weights.values()) == 0
+    assert roc_auc_score(is_bot, -labelled) >= 0.97        # the issue's goal
+    assert roc_auc_score(is_bot, -labelled) > roc_auc_score(is_bot, -unsupervised)
+    # a worker's per-session value is the batch value, labels and all
+    assert [scorer.bot_score(row)[0] for row in X] == labelled.tolist()
 
 
 def _cookie_lines(directory, cookies: set[str]) -> dict[str, list[str]]:
