@@ -204,3 +204,14 @@ def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[st
         human = human + 0.5 * probabilities[:, classes.index("unlabelled")]
     blended = 0.5 * (np.asarray(scores, dtype=np.float64) - 1.0) / 98.0 + 0.5 * human
     return np.clip(np.rint(1.0 + 98.0 * blended), 1, 99).astype(np.int64)
+
+
+def with_labels_one(score: int, probabilities: list[float], classes: tuple[str, ...]) -> int:
+    """:func:`with_labels` of one session, on plain floats (the same operations, so the same integer)."""
+    if "benign" not in classes or not set(classes) - {"benign", "unlabelled"}:
+        return score
+    human = probabilities[classes.index("benign")]
+    if "unlabelled" in classes:
+        human = human + 0.5 * probabilities[classes.index("unlabelled")]
+    blended = 0.5 * (float(score) - 1.0) / 98.0 + 0.5 * human
+    return min(max(round(1.0 + 98.0 * blended), 1), 99)

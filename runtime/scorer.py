@@ -455,11 +455,16 @@ class SessionScorer:
         self.tracker.observe_response(client, status)
 
     def score_features(self, row: np.ndarray) -> float:
+        return self._score_and_probabilities(row)[0]
+
+    def _score_and_probabilities(self, row: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The session score and the feedback model's class probabilities (None without one)."""
         # single-threaded on purpose: a parallel kernel per request would wake numba's thread pool
         u = score_row(np.asarray(row, dtype=np.float64), *self._trees, self._depth, self._normaliser)
         if self._feedback is None:
-            return u
-        return blend_one(sanitize(row[None, :])[0], u, *self._feedback, np.empty(len(self.classes)))
+            return u, None
+        probs = np.empty(len(self.classes))
+        return blend_one(sanitize(row[None, :])[0], u, *self._feedback, probs), probs
 
     def family_scores(self, row: np.ndarray) -> dict[str, float]:
         """Per-class probabilities of the feedback model (attack families, benign, unlabelled); {} without one."""
@@ -515,16 +520,19 @@ class SessionScorer:
         return bot_reasons(row, self._bot, [e.get("reason", e.get("feature", "?")) for e in evidence],
                            list(self.feature_names), top)
 
-    def bot_score(self, row: np.ndarray) -> tuple[int, tuple[str, ...]]:
+    def bot_score(self, row: np.ndarray, probabilities: np.ndarray | None = None) -> tuple[int, tuple[str, ...]]:
         """(bot score, reasons) of one session's features, as :meth:`bot_scores` and :meth:`bot_reasons` give
-        them; (0, ()) when the model has no bot score."""
+        them; (0, ()) when the model has no bot score. ``probabilities``: the feedback model's, when known."""
         if self._live_bot is None:
             return 0, ()
         score, reasons = self._live_bot.score(row)
         if self.classes:
-            from waflens.runtime.bot_score import with_labels
+            from waflens.runtime.bot_score import with_labels_one
 
-            score = int(with_labels(np.array([score]), self.class_probabilities_batch(row), tuple(self.classes))[0])
+            if probabilities is None:   # the batch's per-row kernel, without waking its thread pool
+                probabilities = np.empty(len(self.classes))
+                class_probabilities(sanitize(row[None, :])[0], *self._feedback[:6], probabilities)
+            score = with_labels_one(score, probabilities.tolist(), self.classes)
         return score, reasons
 
     def score_request(self, method, target, headers=None, body=b"", client=None, ts=None,
@@ -532,8 +540,8 @@ class SessionScorer:
         """Add the request to its client's session; the session's score and bot score so far."""
         try:
             row = self.session_features(method, target, headers, body, client, ts, status)
-            score = self.score_features(row)
-            return SessionResult(score, self.score_class(score), (), *self.bot_score(row))
+            score, probabilities = self._score_and_probabilities(row)
+            return SessionResult(score, self.score_class(score), (), *self.bot_score(row, probabilities))
         except Exception:
             with self._lock:
                 self.errors += 1

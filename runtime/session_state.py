@@ -127,7 +127,7 @@ def _sketch_add(keys: array, start: int, key: int) -> bool:
     i = bisect_left(keys, key, start, end)
     if i == end:
         return True                  # full, and the key is larger than all it keeps
-    if keys[i] == key:
+    if keys[i] == key:               # seen before: the usual case
         return False
     dropped = keys[end - 1]
     keys[i + 1:end] = keys[i:end - 1]
@@ -209,49 +209,66 @@ class SessionTracker:
             return len(stale)
 
     def _add(self, s: _Session, ts: float | None, f: RequestFacts) -> None:
+        # one unpacking and a branch per rare event: most requests add 0 to most counters (p50 matters here)
+        (is_post, is_head, is_rare, ext_class, attack_tokens, payload_len, entropy, special, has_referer, ua_class,
+         path_key, agent_key, param_names, is_get, _depth, _raw_path_key, referer_key) = f
         v = s.v
-        if v[N] == 0:
-            v[UA_CLASS] = f.ua_class
+        n = v[N]
+        if n == 0:
+            v[UA_CLASS] = ua_class
         if ts is not None:
             last = v[LAST_TS]
             if last == last:             # not NaN: there was an earlier timed request
                 gap = ts - last
-                v[IAT_N] += 1
-                delta = gap - v[IAT_MEAN]
-                v[IAT_MEAN] += delta / v[IAT_N]
-                v[IAT_M2] += delta * (gap - v[IAT_MEAN])
-                v[BINS + gap_bin(gap)] += 1
-                v[BURSTS] += gap < 1
+                iat_n = v[IAT_N] + 1
+                v[IAT_N] = iat_n
+                mean = v[IAT_MEAN]
+                delta = gap - mean
+                mean += delta / iat_n
+                v[IAT_MEAN] = mean
+                v[IAT_M2] += delta * (gap - mean)
+                if gap < 1:
+                    v[BINS] += 1
+                    v[BURSTS] += 1
+                else:
+                    v[BINS + gap_bin(gap)] += 1
             else:
                 v[FIRST_TS] = ts
             v[LAST_TS] = ts
-        v[N] += 1
-        v[POSTS] += f.is_post
-        v[HEADS] += f.is_head
-        v[RARE] += f.is_rare_method
-        v[STATIC] += f.ext_class == 1
-        v[SENSITIVE] += f.ext_class == 3
-        v[ATTACKS] += f.attack_tokens > 0
-        v[ATTACK_TOKENS] += f.attack_tokens
-        if f.payload_len > v[MAX_PAYLOAD]:
-            v[MAX_PAYLOAD] = f.payload_len
-        v[ENTROPY] += f.entropy
-        v[SPECIAL] += f.special_ratio
-        v[REFERERS] += f.has_referer
+        v[N] = n + 1
+        if is_post:
+            v[POSTS] += 1
+        if is_head:
+            v[HEADS] += 1
+        if is_rare:
+            v[RARE] += 1
+        if ext_class == 1:
+            v[STATIC] += 1
+        elif ext_class == 3:
+            v[SENSITIVE] += 1
+        if attack_tokens > 0:
+            v[ATTACKS] += 1
+            v[ATTACK_TOKENS] += attack_tokens
+        if payload_len > v[MAX_PAYLOAD]:
+            v[MAX_PAYLOAD] = payload_len
+        v[ENTROPY] += entropy
+        v[SPECIAL] += special
         k = s.k
-        if f.has_referer and f.referer_path_key is not None and v[PAGES] \
-                and (f.referer_path_key & _MASK) == k[PREVIOUS_PAGE]:
-            v[CONTINUOUS] += 1
-        if f.is_get and f.ext_class in (0, 2):
+        if has_referer:
+            v[REFERERS] += 1
+            if referer_key is not None and v[PAGES] and (referer_key & _MASK) == k[PREVIOUS_PAGE]:
+                v[CONTINUOUS] += 1
+        if is_get and (ext_class == 0 or ext_class == 2):
             _add_page(v, k, ts, f)
-        if _sketch_add(k, PATHS, f.path_key):
+        if _sketch_add(k, PATHS, path_key):
             v[MORE_PATHS] = 1
-        if _sketch_add(k, AGENTS, f.user_agent_key):
+        if _sketch_add(k, AGENTS, agent_key):
             v[MORE_AGENTS] = 1
-        v[N_PARAMS] += len(f.param_names)
-        for name in f.param_names:
-            if _sketch_add(k, PARAMS, name):
-                v[MORE_PARAMS] = 1
+        if param_names:
+            v[N_PARAMS] += len(param_names)
+            for name in param_names:
+                if _sketch_add(k, PARAMS, name):
+                    v[MORE_PARAMS] = 1
 
     @staticmethod
     def _features(s: _Session) -> np.ndarray:
