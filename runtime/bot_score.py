@@ -175,19 +175,19 @@ class LiveBotScore:
         self._evidence = [e.tolist() for e in self._evidence]
         self._readable, self._names = readable, names
         self._weights, self._norm = weights_of(reference)
+        self._features = list(zip(self._columns, self._weights, self._grids, self._quantiles, self._evidence))
 
     def score(self, row: np.ndarray, top: int = 3) -> tuple[int, tuple[str, ...]]:
         """(bot score 1..99, reasons) of one session feature row."""
         values = row.tolist()
         z, seen = 0.0, []
-        for j, column in enumerate(self._columns):
+        for column, weight, grid, quantile_of, evidence_of in self._features:
             v = values[column]
-            if v != v or v in (math.inf, -math.inf):
+            if not -math.inf < v < math.inf:    # NaN and infinities count as 0, as in evidence()
                 v = 0.0
-            grid = self._grids[j]
             rank = bisect_left(grid, v) + bisect_right(grid, v)
-            z += self._weights[j] * self._quantiles[j][rank]
-            seen.append(self._evidence[j][rank])
+            z += weight * quantile_of[rank]
+            seen.append(evidence_of[rank])
         score = min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / self._norm) / math.sqrt(2.0))))), 1),
                     99)  # as _scale, on one float
         if max(seen, default=0.0) < REASON_EVIDENCE:
