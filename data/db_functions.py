@@ -74,6 +74,18 @@ def register_macros(con: duckdb.DuckDBPyConnection) -> None:
              ELSE translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END
         """
     )
+    # Distinct texts of a session as the runtime counts them in a fixed-size sketch
+    # (waflens.runtime.session_state): exact up to `slots`, beyond that the K-minimum-values
+    # estimate from the K-th smallest md5-based hash, rounded (at most len(texts)), so training sees what workers see.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO waflens_distinct_count(texts, slots) AS
+        CASE WHEN len(list_distinct(texts)) <= slots THEN len(list_distinct(texts))
+             ELSE least(greatest(floor((slots - 1) / (list_sort(list_distinct(list_transform(texts,
+                                         lambda t: md5_number_upper(t))))[slots]::DOUBLE / pow(2, 64)) + 0.5),
+                                 slots + 1), len(texts))::BIGINT END
+        """
+    )
     # The key sessions are built on. Inputs are already pseudonymized tokens, so hashing them
     # again needs no secret; md5 only makes a compact, fixed-width key.
     con.execute(

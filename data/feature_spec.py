@@ -21,7 +21,7 @@ from waflens.data.url_decoding import url_decode
 from waflens.runtime.feature_spec import (  # noqa: F401 (re-exported: the training stack imports them from here)
     BOT_UA_TOKENS, BROWSER_UA_PREFIXES, COMMON_METHODS, EXT_NONE, EXT_OTHER, EXT_SCRIPT, EXT_SENSITIVE,
     EXT_STATIC, EXTENSION_GROUPS, FEATURE_SPEC_VERSION, FEATURES, GAP_BINS, PAGE_EXT_CLASSES, RECENT_PAGES,
-    REFERER_URL_RE, REQUEST_FEATURES, SCHEME_TOKENS, SCRIPT_EXTENSIONS, SENSITIVE_EXTENSIONS, SESSION_FEATURES,
+    REFERER_URL_RE, REQUEST_FEATURES, SCHEME_TOKENS, SKETCH_SLOTS, SCRIPT_EXTENSIONS, SENSITIVE_EXTENSIONS, SESSION_FEATURES,
     SHELL_TOKENS, SPECIAL_BYTES, SQL_TOKENS, STATIC_EXTENSIONS, TEMPLATE_TOKENS, TOKEN_GROUPS, TOOL_UA_TOKENS,
     TRAVERSAL_TOKENS, UA_BOT, UA_BROWSER, UA_EMPTY, UA_OTHER, UA_TOOL, XSS_TOKENS, Feature, feature_names,
     manifest_lists)
@@ -46,6 +46,7 @@ def sql_parameters() -> dict[str, object]:
              "ua_other": UA_OTHER}
     return {**{f"{name}_re": token_regex(tokens) for name, tokens in TOKEN_GROUPS.items()}, **manifest_lists(),
             **codes, "common_methods": list(COMMON_METHODS), "referer_url_re": REFERER_URL_RE,
+            "sketch_slots": SKETCH_SLOTS,
             "browser_ua_re": "^(?:" + token_regex(BROWSER_UA_PREFIXES) + ")",
             "special_re": byte_class_regex(SPECIAL_BYTES) + "+"}
 

@@ -20,6 +20,7 @@ _PUBLIC = {
     "Scorer": "waflens.runtime.scorer",
     "SessionScorer": "waflens.runtime.scorer",
     "ScoreResult": "waflens.runtime.scorer",
+    "SessionResult": "waflens.runtime.scorer",
     "ModelWatcher": "waflens.runtime.hot_swap",
     "ArtifactError": "waflens.runtime.artifact",
     "read_artifact": "waflens.runtime.artifact",

@@ -323,7 +323,12 @@ def _bot_reference(check: _Checker, arrays: dict, n_features: int):
     check.require(quantiles.ndim == 2 and quantiles.shape[0] == k and quantiles.shape[1] >= 2
                   and bool(np.isfinite(quantiles).all()) and bool(np.all(np.diff(quantiles, axis=1) >= 0)),
                   f"array 'bot_quantiles' must hold {k} sorted rows of finite training values")
-    return BotReference(columns, high, quantiles)
+    weights = None
+    if "bot_weights" in arrays:      # learnt from analyst labels (models from before them have none)
+        weights = check.array(arrays, "bot_weights", np.float64, shape=(k,))
+        check.require(bool(np.isfinite(weights).all()) and bool((weights >= 0).all()) and float(weights.max()) < 1e6,
+                      f"array 'bot_weights' must hold {k} finite weights >= 0")
+    return BotReference(columns, high, quantiles, weights)
 
 
 def _forest_with_normaliser(check: _Checker, arrays: dict, n_features: int) -> Forest:

@@ -18,16 +18,25 @@ by Stouffer's method, ``Z = sum(Phi^-1(e)) / sqrt(k)``, so features without an o
 dilute those with one, and the score is ``1 + 98 * Phi(-Z)``, rounded; the reasons are the
 features with the strongest evidence.
 
-With analyst labels (a feedback model, ``scoring/feedback.py``, that learnt ``benign`` and at
-least one attack or bot family), the score is the mean of the unsupervised one and the
-labels' view, ``p(benign) + p(unlabelled) / 2`` (an unlabelled-looking session is undecided).
+With analyst labels, two things change. The labels weigh the evidence: Stouffer's weighted
+``Z = sum(w_j Phi^-1(e_j)) / sqrt(sum(w_j^2))``, with ``w`` what a logistic regression of the
+labelled sessions (automated or not) on the ``Phi^-1(e_j)`` finds, negative weights cut to 0
+(labels may silence a prior but not turn it round; ``scoring/bot_weights.py``); without labels
+every ``w_j`` is 1. And when a feedback model (``scoring/feedback.py``) learnt ``benign`` and at
+least one attack or bot family, the score is the mean of the weighted one and the labels'
+view, ``p(benign) + p(unlabelled) / 2`` (an unlabelled-looking session is undecided).
 
-Imports only numpy and the standard library: the runtime uses it.: the runtime uses it.
+A worker scores one session at a time as it grows (:class:`LiveBotScore`): the same numbers as
+:func:`bot_scores` (the evidence per feature is one of ``2 * REFERENCE_POINTS + 1`` mid-ranks, so its
+normal quantile is a table lookup, and the sum runs in the same order), without numpy's per-call cost.
+
+Imports only numpy and the standard library: the runtime uses it.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -58,19 +67,39 @@ class BotReference(NamedTuple):
     columns: np.ndarray      # int64: each evidence feature's column in the session feature row
     automated_high: np.ndarray  # bool: automation pushes it up
     quantiles: np.ndarray    # float64 (len(columns), REFERENCE_POINTS): training values, sorted
+    weights: np.ndarray | None = None  # float64 >= 0 per feature, learnt from labels; None = all 1
 
 
-def fit_bot_reference(X: np.ndarray, names: list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """The artifact arrays and manifest entry of the bot score, from the training sessions' features."""
+def weights_of(reference: BotReference) -> tuple[list[float], float]:
+    """(weight per evidence feature, sqrt of their sum of squares): Stouffer's weights and normaliser."""
+    k = len(reference.columns)
+    w = [1.0] * k if reference.weights is None else [float(x) for x in reference.weights]
+    return w, math.sqrt(sum(x * x for x in w)) or 1.0
+
+
+def fit_bot_reference(X: np.ndarray, names: list[str],
+                      weights: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """The artifact arrays and manifest entry of the bot score, from the training sessions' features (and the
+    evidence weights the labels gave, when they gave any: scoring/bot_weights.py)."""
     evidence = [(f, d, r) for f, d, r in BOT_EVIDENCE if f in names]
     columns = np.array([names.index(f) for f, _, _ in evidence], dtype=np.int64)
     values = np.nan_to_num(np.asarray(X, dtype=np.float64)[:, columns], nan=0.0, posinf=0.0, neginf=0.0)
     quantiles = np.quantile(values, np.linspace(0, 1, REFERENCE_POINTS), axis=0, method="inverted_cdf").T.copy()
     arrays = {"bot_columns": columns, "bot_automated_high": np.array([d == "high" for _, d, _ in evidence]),
               "bot_quantiles": np.ascontiguousarray(quantiles)}
+    if weights is not None:
+        arrays["bot_weights"] = np.asarray(weights, dtype=np.float64)
     manifest = {"kind": "oriented mid-rank evidence combined by Stouffer's method", "scale": "1..99, low = automated",
-                "evidence": [{"feature": f, "automation": d, "reason": r} for f, d, r in evidence]}
+                "weights": "learnt from analyst labels" if weights is not None else "equal (no labels)",
+                "evidence": [{"feature": f, "automation": d, "reason": r,
+                              **({} if weights is None else {"weight": round(float(weights[j]), 4)})}
+                             for j, (f, d, r) in enumerate(evidence)]}
     return arrays, manifest
+
+
+def normal_quantiles(rows: np.ndarray, reference: BotReference) -> np.ndarray:
+    """(n, k) Phi^-1 of each session's evidence per feature: what the weights weigh."""
+    return _normal_quantiles(evidence(rows, reference), reference.quantiles.shape[1])
 
 
 def evidence(rows: np.ndarray, reference: BotReference) -> np.ndarray:
@@ -91,23 +120,79 @@ def evidence(rows: np.ndarray, reference: BotReference) -> np.ndarray:
 _INVERSE = np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])
 
 
+def _normal_quantiles(e: np.ndarray, points: int) -> np.ndarray:
+    """Phi^-1 of evidence, clipped half a reference step from 0 and 1 (a feature alone is never certain)."""
+    edge = 0.5 / points
+    return _INVERSE(np.clip(e, edge, 1.0 - edge))
+
+
+def _scale(z: np.ndarray, norm: float) -> np.ndarray:
+    """Weighted sum of normal quantiles -> 1..99 (low = automated), before rounding: 1 + 98 Phi(-Z) with
+    Stouffer's Z = sum / norm."""
+    return 1.0 + 98.0 * (0.5 * (1.0 + _ERF(-(z / norm) / math.sqrt(2.0))))
+
+
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+
+
 def bot_scores(rows: np.ndarray, reference: BotReference) -> np.ndarray:
     """Integer bot scores 1..99 (low = automated)."""
-    e = evidence(rows, reference)
-    edge = 0.5 / reference.quantiles.shape[1]
-    z = _INVERSE(np.clip(e, edge, 1.0 - edge)).sum(axis=1) / math.sqrt(max(e.shape[1], 1))
-    human = 0.5 * (1.0 + np.vectorize(math.erf, otypes=[np.float64])(-z / math.sqrt(2.0)))  # Phi(-Z)
-    return np.clip(np.rint(1.0 + 98.0 * human), 1, 99).astype(np.int64)
+    q = normal_quantiles(rows, reference)
+    w, norm = weights_of(reference)
+    z = np.zeros(q.shape[0])
+    for j in range(q.shape[1]):      # column by column: the order LiveBotScore adds them in
+        z += w[j] * q[:, j]
+    return np.clip(np.rint(_scale(z, norm)), 1, 99).astype(np.int64)
 
 
 def bot_reasons(row: np.ndarray, reference: BotReference, readable: list[str], names: list[str],
                 top: int = 3) -> list[str]:
     """The strongest evidence of automation in a session, readable: ``reason (feature = value)``."""
-    e = evidence(row, reference)[0]
-    order = [j for j in np.argsort(-e, kind="stable")[:top] if e[j] >= REASON_EVIDENCE]
-    row = np.asarray(row, dtype=np.float64).ravel()
-    return [f"{readable[j]} ({names[reference.columns[j]]} = {row[reference.columns[j]]:.3g}, "
-            f"beyond {100 * e[j]:.0f}% of sessions)" for j in order]
+    return _reasons(evidence(row, reference)[0].tolist(), np.asarray(row, dtype=np.float64).ravel().tolist(),
+                    [int(c) for c in reference.columns], weights_of(reference)[0], readable, names, top)
+
+
+def _reasons(e: list[float], row: list[float], columns: list[int], weights: list[float], readable: list[str],
+             names: list[str], top: int) -> list[str]:
+    """Features beyond REASON_EVIDENCE, strongest first; one the labels gave no weight is no reason."""
+    order = [j for j in sorted((j for j in range(len(e)) if weights[j] > 0), key=lambda j: -e[j])[:top]
+             if e[j] >= REASON_EVIDENCE]
+    return [f"{readable[j]} ({names[columns[j]]} = {row[columns[j]]:.3g}, beyond {100 * e[j]:.0f}% of sessions)"
+            for j in order]
+
+
+class LiveBotScore:
+    """The bot score and reasons of one session's feature row, as :func:`bot_scores` and :func:`bot_reasons`
+    give them, at a few microseconds per call (plain lists and bisect instead of numpy calls)."""
+
+    def __init__(self, reference: BotReference, readable: list[str], names: list[str]):
+        points = reference.quantiles.shape[1]
+        rank = np.arange(2 * points + 1) / (2.0 * points)    # every mid-rank (below + not_above) / (2 points)
+        self._columns = [int(c) for c in reference.columns]
+        self._grids = [row.tolist() for row in reference.quantiles]
+        self._evidence = [(rank if high else 1.0 - rank) for high in reference.automated_high]
+        self._quantiles = [_normal_quantiles(e, points).tolist() for e in self._evidence]
+        self._evidence = [e.tolist() for e in self._evidence]
+        self._readable, self._names = readable, names
+        self._weights, self._norm = weights_of(reference)
+        self._features = list(zip(self._columns, self._weights, self._grids, self._quantiles, self._evidence))
+
+    def score(self, row: np.ndarray, top: int = 3) -> tuple[int, tuple[str, ...]]:
+        """(bot score 1..99, reasons) of one session feature row."""
+        values = row.tolist()
+        z, seen = 0.0, []
+        for column, weight, grid, quantile_of, evidence_of in self._features:
+            v = values[column]
+            if not -math.inf < v < math.inf:    # NaN and infinities count as 0, as in evidence()
+                v = 0.0
+            rank = bisect_left(grid, v) + bisect_right(grid, v)
+            z += weight * quantile_of[rank]
+            seen.append(evidence_of[rank])
+        score = min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / self._norm) / math.sqrt(2.0))))), 1),
+                    99)  # as _scale, on one float
+        if max(seen, default=0.0) < REASON_EVIDENCE:
+            return score, ()
+        return score, tuple(_reasons(seen, values, self._columns, self._weights, self._readable, self._names, top))
 
 
 def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
@@ -119,3 +204,14 @@ def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[st
         human = human + 0.5 * probabilities[:, classes.index("unlabelled")]
     blended = 0.5 * (np.asarray(scores, dtype=np.float64) - 1.0) / 98.0 + 0.5 * human
     return np.clip(np.rint(1.0 + 98.0 * blended), 1, 99).astype(np.int64)
+
+
+def with_labels_one(score: int, probabilities: list[float], classes: tuple[str, ...]) -> int:
+    """:func:`with_labels` of one session, on plain floats (the same operations, so the same integer)."""
+    if "benign" not in classes or not set(classes) - {"benign", "unlabelled"}:
+        return score
+    human = probabilities[classes.index("benign")]
+    if "unlabelled" in classes:
+        human = human + 0.5 * probabilities[classes.index("unlabelled")]
+    blended = 0.5 * (float(score) - 1.0) / 98.0 + 0.5 * human
+    return min(max(round(1.0 + 98.0 * blended), 1), 99)

@@ -105,6 +105,10 @@ SPECIAL_BYTES = bytes(b for b in range(128)
 # and what a referer URL is (RE2 and Python's re agree on it): scheme://authority then the path
 RECENT_PAGES = 8
 GAP_BINS = 12
+# distinct paths, agents and parameter names: exact up to this many, then estimated (bounded memory online)
+SKETCH_SLOTS = 32
+_DISTINCT = (f"exact up to {SKETCH_SLOTS}, beyond that the K-minimum-values estimate "
+             "(K - 1) / (K-th smallest md5_number_upper of the texts / 2**64), rounded, at most the texts counted")
 REFERER_URL_RE = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)"
 
 REQUEST_FEATURES = (
@@ -150,7 +154,7 @@ SESSION_FEATURES = (
     Feature("iat_mean", "session", "DOUBLE", "mean seconds between consecutive requests (0 for one request)"),
     Feature("iat_std", "session", "DOUBLE", "population standard deviation of inter-arrival seconds"),
     Feature("iat_cv", "session", "DOUBLE", "iat_std / iat_mean (0 when iat_mean is 0): low for machines"),
-    Feature("path_diversity", "session", "DOUBLE", "distinct decoded paths / requests"),
+    Feature("path_diversity", "session", "DOUBLE", f"distinct decoded paths / requests; distinct counts {_DISTINCT}"),
     Feature("error_ratio", "session", "DOUBLE", "share of requests answered 4xx or 5xx"),
     Feature("notfound_ratio", "session", "DOUBLE", "share of requests answered 404"),
     Feature("post_ratio", "session", "DOUBLE", "share of POST requests"),
@@ -164,9 +168,9 @@ SESSION_FEATURES = (
     Feature("mean_entropy", "session", "DOUBLE", "mean request entropy"),
     Feature("mean_special_ratio", "session", "DOUBLE", "mean request special_ratio"),
     Feature("referer_ratio", "session", "DOUBLE", "share of requests with a referer"),
-    Feature("ua_changes", "session", "INTEGER", "distinct user agents minus one"),
+    Feature("ua_changes", "session", "INTEGER", "distinct user agents minus one (counted as path_diversity's)"),
     Feature("ua_class", "session", "TINYINT", "ua_class of the session's first request"),
-    Feature("distinct_params", "session", "INTEGER", "distinct parameter names seen in queries and bodies"),
+    Feature("distinct_params", "session", "INTEGER", "distinct parameter names seen in queries and bodies (counted as path_diversity's)"),
     # behavioural features (issue B3): what a person's browser does that a script does not, none trusting the UA.
     # (No time of day: it would split sessions that behave alike into clusters by the hour they came.)
     # A page view is a GET of a path without extension or with a script one (ext_class 0 or 2).

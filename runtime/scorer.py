@@ -57,6 +57,15 @@ class ScoreResult(NamedTuple):
     explanation: tuple = ()      # ((feature, value, score change), ...) when asked for
 
 
+class SessionResult(NamedTuple):
+    """A request's session so far: the session model's score, and the bot score as the session stands."""
+    score: float                 # higher = more anomalous, in (0, 1]
+    score_class: str             # clean | likely_clean | likely_attack | attack | error
+    explanation: tuple = ()
+    bot_score: int = 0           # 1..99, low = automated (as `waflens score --level session`); 0 = the model has none
+    reasons: tuple = ()          # the strongest evidence of automation, readable (empty when nothing stands out)
+
+
 def _as_text(value) -> str:
     if value is None:
         return ""
@@ -369,12 +378,15 @@ class SessionScorer:
 
     ``client`` keys the session state (pass what the request model's client key is
     built from, e.g. a pseudonymized IP + User-Agent); ``ts`` is epoch seconds
-    (default: now). Report statuses with :meth:`observe_response` so error and 404
-    ratios count. Memory: see :class:`waflens.runtime.session_state.SessionTracker`.
+    (default: now). Report statuses with :meth:`observe_response` (or pass ``status=``
+    when it is known, replaying a log) so error and 404 ratios count. Each
+    :meth:`score_request` gives the session's bot score and reasons so far
+    (:class:`SessionResult`), the value ``waflens score --level session`` gives the
+    same requests. Memory: see :class:`waflens.runtime.session_state.SessionTracker`.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], manifest: dict, *, max_clients: int = 100_000,
-                 max_distinct: int = 256, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str | None = None):
         from waflens.runtime.session_state import SESSION_FEATURE_NAMES, SessionTracker
 
         self.manifest = manifest
@@ -393,8 +405,14 @@ class SessionScorer:
         self._feedback = _load_feedback(arrays, checked.feedback, len(checked.classes))
         self.classes = checked.classes if self._feedback else ()
         self._bot = checked.bot
-        self.tracker = SessionTracker(float(manifest.get("training", {}).get("gap_seconds", 1800.0)), max_clients,
-                                      max_distinct)
+        self._live_bot = None
+        if self._bot is not None:
+            from waflens.runtime.bot_score import LiveBotScore
+
+            evidence = manifest.get("bot_score", {}).get("evidence", [])
+            self._live_bot = LiveBotScore(self._bot, [e.get("reason", e.get("feature", "?")) for e in evidence],
+                                          list(self.feature_names))
+        self.tracker = SessionTracker(float(manifest.get("training", {}).get("gap_seconds", 1800.0)), max_clients)
 
     score_class = Scorer.score_class
     _fields = Scorer._fields
@@ -412,7 +430,7 @@ class SessionScorer:
 
     def request_facts(self, method, target, headers=None, body=b""):
         from waflens.runtime.kernels.request import request_features, url_decode
-        from waflens.runtime.session_state import RequestFacts, referer_path
+        from waflens.runtime.session_state import RequestFacts, referer_path, sketch_key
 
         code, target_bytes, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
         pointed_at = referer_path(_user_agent_and_referer(headers)[1]) if has_referer else None
@@ -421,29 +439,36 @@ class SessionScorer:
         request_features(code, np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8),
                          np.frombuffer(body_bytes, np.uint8), np.frombuffer(agent, np.uint8), has_referer,
                          *self._tables, row)
-        names = tuple(hash(piece.split(b"=", 1)[0]) for raw in (query, body_bytes) for piece in raw.split(b"&") if piece)
+        names = tuple(sketch_key(piece.split(b"=", 1)[0]) for raw in (query, body_bytes) for piece in raw.split(b"&")
+                      if piece)
         return RequestFacts(row[_IS_POST] == 1, method == "HEAD", row[_IS_RARE] == 1, int(row[_EXT_CLASS]),
                             row[_ATTACK_TOKENS], row[_PAYLOAD_LEN], row[_ENTROPY], row[_SPECIAL_RATIO],
                             row[_HAS_REFERER] == 1, int(row[_UA_CLASS]),
-                            hash(bytes(url_decode(np.frombuffer(path, np.uint8), False))), hash(agent), names,
-                            method == "GET", int(row[_PATH_DEPTH]), hash(path),
+                            sketch_key(bytes(url_decode(np.frombuffer(path, np.uint8), False))), sketch_key(agent),
+                            names, method == "GET", int(row[_PATH_DEPTH]), hash(path),
                             None if pointed_at is None else hash(pointed_at.encode("utf-8", "surrogatepass")))
 
-    def session_features(self, method, target, headers=None, body=b"", client=None, ts=None) -> np.ndarray:
-        """Add the request to its client's session and return the session's features so far."""
+    def session_features(self, method, target, headers=None, body=b"", client=None, ts=None,
+                         status: int | None = None) -> np.ndarray:
+        """Add the request (and its status, when known) to its client's session; return the session's features."""
         facts = self.request_facts(method, target, headers, body)
         key = client if client is not None else facts.user_agent_key
-        return self.tracker.observe_request(key, _epoch(ts), facts)
+        return self.tracker.observe_request(key, _epoch(ts), facts, status)
 
     def observe_response(self, client, status: int | None) -> None:
         self.tracker.observe_response(client, status)
 
     def score_features(self, row: np.ndarray) -> float:
+        return self._score_and_probabilities(row)[0]
+
+    def _score_and_probabilities(self, row: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The session score and the feedback model's class probabilities (None without one)."""
         # single-threaded on purpose: a parallel kernel per request would wake numba's thread pool
         u = score_row(np.asarray(row, dtype=np.float64), *self._trees, self._depth, self._normaliser)
         if self._feedback is None:
-            return u
-        return blend_one(sanitize(row[None, :])[0], u, *self._feedback, np.empty(len(self.classes)))
+            return u, None
+        probs = np.empty(len(self.classes))
+        return blend_one(sanitize(row[None, :])[0], u, *self._feedback, probs), probs
 
     def family_scores(self, row: np.ndarray) -> dict[str, float]:
         """Per-class probabilities of the feedback model (attack families, benign, unlabelled); {} without one."""
@@ -479,7 +504,7 @@ class SessionScorer:
         return self._bot is not None
 
     def bot_scores(self, features: np.ndarray) -> np.ndarray:
-        """Bot scores 1..99 (low = automated) of a (n, n_features) matrix; see scoring/bot_score.py."""
+        """Bot scores 1..99 (low = automated) of a (n, n_features) matrix; see runtime/bot_score.py."""
         from waflens.runtime.bot_score import bot_scores, with_labels
 
         if self._bot is None:
@@ -499,14 +524,32 @@ class SessionScorer:
         return bot_reasons(row, self._bot, [e.get("reason", e.get("feature", "?")) for e in evidence],
                            list(self.feature_names), top)
 
-    def score_request(self, method, target, headers=None, body=b"", client=None, ts=None) -> ScoreResult:
+    def bot_score(self, row: np.ndarray, probabilities: np.ndarray | None = None) -> tuple[int, tuple[str, ...]]:
+        """(bot score, reasons) of one session's features, as :meth:`bot_scores` and :meth:`bot_reasons` give
+        them; (0, ()) when the model has no bot score. ``probabilities``: the feedback model's, when known."""
+        if self._live_bot is None:
+            return 0, ()
+        score, reasons = self._live_bot.score(row)
+        if self.classes:
+            from waflens.runtime.bot_score import with_labels_one
+
+            if probabilities is None:   # the batch's per-row kernel, without waking its thread pool
+                probabilities = np.empty(len(self.classes))
+                class_probabilities(sanitize(row[None, :])[0], *self._feedback[:6], probabilities)
+            score = with_labels_one(score, probabilities.tolist(), self.classes)
+        return score, reasons
+
+    def score_request(self, method, target, headers=None, body=b"", client=None, ts=None,
+                      status: int | None = None) -> SessionResult:
+        """Add the request to its client's session; the session's score and bot score so far."""
         try:
-            score = self.score_features(self.session_features(method, target, headers, body, client, ts))
-            return ScoreResult(score, self.score_class(score), ())
+            row = self.session_features(method, target, headers, body, client, ts, status)
+            score, probabilities = self._score_and_probabilities(row)
+            return SessionResult(score, self.score_class(score), (), *self.bot_score(row, probabilities))
         except Exception:
             with self._lock:
                 self.errors += 1
-            return ScoreResult(float("nan"), "error", ())
+            return SessionResult(float("nan"), "error", ())
 
 
 def _epoch(ts) -> float:

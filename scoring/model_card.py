@@ -83,8 +83,8 @@ def model_card(info, request_manifest: dict, session_manifest: dict, evaluation:
               "- Trained on this site's own traffic: attacks that were frequent in the training window look normal.",
               "- Access logs carry no bodies; a model trained on them ignores request bodies.",
               "- The feedback model knows only the families analysts confirmed; new campaigns rely on the forest.",
-              "- The bot score's directions are priors about browsers and people, not learnt: bots that read like "
-              "people (slow, link-following, asset-loading) score human until analysts label some.",
+              "- The bot score's directions are priors about browsers and people, not learnt (labels only weigh them): "
+              "bots that read like people (slow, link-following, asset-loading) score human until analysts label some.",
               ""]
     return "\n".join(lines)
 
@@ -103,10 +103,12 @@ def _bot_score_lines(session_manifest: dict) -> list[str]:
     bot = session_manifest.get("bot_score")
     if not bot:
         return ["- Bot score: none (a model from before it)."]
-    evidence = "; ".join(f"{e['feature']} ({e['automation']})" for e in bot.get("evidence", []))
+    evidence = "; ".join(f"{e['feature']} ({e['automation']}" + (f", weight {_number(e['weight'])}" if "weight" in e
+                                                                    else "") + ")" for e in bot.get("evidence", []))
     return ["- Bot score per session, 1..99, low = automated (as Cloudflare's): each behavioural feature's mid-rank "
             "among the training sessions, oriented to the side automation pushes it, combined by Stouffer's method; "
-            "with analyst labels, averaged with the feedback model's p(benign) + p(unlabelled) / 2. Reasons: the "
+            "with analyst labels, weighted by how well each feature separates the labelled people from the labelled "
+            "bots, and averaged with the feedback model's p(benign) + p(unlabelled) / 2. Reasons: the "
             "features beyond 80% of training sessions on the automated side. Evidence (automation shows as): "
             + evidence + "."]
 

@@ -228,11 +228,20 @@ def train_session_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
     from waflens.runtime.bot_score import fit_bot_reference
 
     bot_arrays, bot_manifest = fit_bot_reference(X, names)
-    arrays, summary, feedback = {**fitted.arrays, **bot_arrays}, fitted.summary, None
+    classes = None
     if options.feedback:
-        from waflens.scoring.feedback import fit_feedback, label_snapshot, session_classes
+        from waflens.scoring.bot_weights import label_weights
+        from waflens.scoring.feedback import session_classes
 
         classes = session_classes(con, session_ids)
+        weights = label_weights(X, classes, bot_arrays)
+        if weights is not None:
+            bot_arrays, bot_manifest = fit_bot_reference(X, names, weights)
+            step("session model: bot score weighted by the analysts' labels")
+    arrays, summary, feedback = {**fitted.arrays, **bot_arrays}, fitted.summary, None
+    if options.feedback:
+        from waflens.scoring.feedback import fit_feedback, label_snapshot
+
         feedback = fit_feedback(X, classes, fitted.scores, options.seed)
         if feedback is not None:
             arrays = {**arrays, **feedback.arrays}

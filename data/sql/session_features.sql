@@ -1,6 +1,7 @@
 -- Session features (definitions in waflens/runtime/feature_spec.py) for the sessions in the temporary table
 -- touched_sessions, from their requests and request features. Class codes and constants arrive as named
 -- parameters (waflens.data.feature_spec.sql_parameters).
+-- Distinct counts are the runtime's fixed-size sketch (waflens_distinct_count: exact up to $sketch_slots).
 DELETE FROM session_features WHERE session_id IN (SELECT session_id FROM touched_sessions);
 
 INSERT INTO session_features BY NAME
@@ -53,7 +54,7 @@ SELECT
     coalesce(avg(iat), 0) AS iat_mean,
     coalesce(stddev_pop(iat), 0) AS iat_std,
     CASE WHEN coalesce(avg(iat), 0) > 0 THEN coalesce(stddev_pop(iat), 0) / avg(iat) ELSE 0 END AS iat_cv,
-    count(DISTINCT path_decoded) / count(*) AS path_diversity,
+    waflens_distinct_count(list(path_decoded), $sketch_slots) / count(*) AS path_diversity,
     avg(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS error_ratio,
     avg(CASE WHEN status = 404 THEN 1 ELSE 0 END) AS notfound_ratio,
     avg(method_is_post) AS post_ratio,
@@ -67,9 +68,9 @@ SELECT
     avg(entropy) AS mean_entropy,
     avg(special_ratio) AS mean_special_ratio,
     avg(has_referer) AS referer_ratio,
-    count(DISTINCT user_agent) - 1 AS ua_changes,
+    waflens_distinct_count(list(user_agent), $sketch_slots) - 1 AS ua_changes,
     arg_min(ua_class, position) AS ua_class,
-    len(list_distinct(flatten(list(param_names)))) AS distinct_params,
+    waflens_distinct_count(flatten(list(param_names)), $sketch_slots) AS distinct_params,
     avg(CASE WHEN is_page THEN 1 ELSE 0 END) AS page_ratio,
     sum(CASE WHEN is_page THEN 1 ELSE 0 END) / greatest(coalesce(epoch(max(ts) - min(ts)), 0), 1) * 60 AS page_rate,
     any_value(coalesce(p.think_mean, 0)) AS think_time_mean,

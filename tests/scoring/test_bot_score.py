@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from waflens.data.db import connect
 from waflens.data.errors import DatabaseError
-from waflens.data.feature_spec import GAP_BINS, RECENT_PAGES, REFERER_URL_RE, feature_names
+from waflens.data.feature_spec import GAP_BINS, RECENT_PAGES, REFERER_URL_RE, SKETCH_SLOTS, feature_names
 from waflens.data.ingest import IngestOptions, ingest_file
 from waflens.data.pseudonymize import Pseudonymizer
 from waflens.data.session_matrix import session_feature_matrix
@@ -61,7 +61,8 @@ def _annotated(con, annotations):
 
 
 def test_runtime_constants_match_the_spec():
-    assert (session_state.RECENT_PAGES, session_state.GAP_BINS) == (RECENT_PAGES, GAP_BINS)
+    assert (session_state.RECENT_PAGES, session_state.GAP_BINS, session_state.SKETCH_SLOTS) == (
+        RECENT_PAGES, GAP_BINS, SKETCH_SLOTS)
     assert session_state.REFERER_URL.pattern == REFERER_URL_RE
     assert list(session_state.SESSION_FEATURE_NAMES) == feature_names("session")
 
@@ -139,6 +140,9 @@ def test_a_tampered_bot_reference_is_refused(web_bot):
     outside = {**arrays, "bot_columns": arrays["bot_columns"] + len(names)}
     with pytest.raises(ArtifactError, match="bot_columns"):
         check_session_model(outside, manifest, "model", names)
+    negative = {**arrays, "bot_weights": -np.ones(len(arrays["bot_columns"]))}
+    with pytest.raises(ArtifactError, match="bot_weights"):
+        check_session_model(negative, manifest, "model", names)
 
 
 def test_a_database_from_before_the_behaviour_features_gets_them(shared_datasets, tmp_path):
@@ -154,29 +158,6 @@ def test_a_database_from_before_the_behaviour_features_gets_them(shared_datasets
     con = connect(tmp_path / "old.duckdb")
     _, after = session_feature_matrix(con)
     np.testing.assert_allclose(after, before)
-
-
-def test_online_state_stays_under_2_kb_per_client_on_real_sessions(web_bot):
-    import tracemalloc
-
-    con, model, _, _ = web_bot
-    scorer = SessionScorer.load(model)
-    rows = con.execute("""SELECT session_id, method, path, query, user_agent, referer, status, epoch(ts) FROM requests
-                          ORDER BY ts, request_id""").fetchall()
-    facts = [scorer.request_facts(m, p + ("?" + q if q else ""), {"User-Agent": ua, "Referer": ref})
-             for _, m, p, q, ua, ref, _, _ in rows]
-    tracker = type(scorer.tracker)(scorer.tracker.gap_seconds)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for (sid, *_, status, ts), fact in zip(rows, facts):
-            tracker.update(sid, ts, fact)
-            tracker.observe_response(sid, status)
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert len(tracker) >= 200
-    assert held / len(tracker) <= 2048
 
 
 def test_imported_train_labels_lift_the_bot_score_on_the_test_annotations(web_bot, tmp_path):
@@ -198,6 +179,69 @@ def test_imported_train_labels_lift_the_bot_score_on_the_test_annotations(web_bo
     assert len(X) == 30
     unsupervised = SessionScorer.load(web_bot[1]).bot_scores(X)
     labelled = scorer.bot_scores(X)
-    # measured 0.969 (issue goal 0.97: see benchmarks/bots.py); the labels must not make it worse
-    assert roc_auc_score(is_bot, -labelled) >= 0.95
-    assert roc_auc_score(is_bot, -labelled) >= roc_auc_score(is_bot, -unsupervised)
+    # the labels weigh the evidence (0.969 with equal weights and the feedback blend alone; 0.976 measured)
+    assert manifest["bot_score"]["weights"] == "learnt from analyst labels"
+    weights = {e["feature"]: e["weight"] for e in manifest["bot_score"]["evidence"]}
+    assert weights["think_time_mean"] > 0 and min(weights.values()) == 0
+    assert roc_auc_score(is_bot, -labelled) >= 0.97        # the issue's goal
+    assert roc_auc_score(is_bot, -labelled) > roc_auc_score(is_bot, -unsupervised)
+    # a worker's per-session value is the batch value, labels and all
+    assert [scorer.bot_score(row)[0] for row in X] == labelled.tolist()
+
+
+def _cookie_lines(directory, cookies: set[str]) -> dict[str, list[str]]:
+    """The log lines of each cookie, in the order ingest reads them (files sorted, then line order)."""
+    import gzip
+    import re
+
+    cookie_field = re.compile(r'" \d{3} \S+ "(?:[^"\\]|\\.)*" (\S+) "')
+    lines: dict[str, list[str]] = {}
+    for path in sorted((directory / "logs").glob("*.log.gz")):
+        with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                match = cookie_field.search(line)
+                if match and match.group(1) in cookies:
+                    lines.setdefault(match.group(1), []).append(line)
+    return lines
+
+
+def test_live_bot_score_per_request_equals_the_batch_score_of_the_same_prefix(web_bot, tmp_path):
+    """SessionScorer gives the bot score as each request arrives; after the first half of each train
+    session's requests it equals `waflens score --level session` on those same requests."""
+    from waflens.labeling.label_import import read_label_file
+
+    _, model, _, directory = web_bot
+    train = read_label_file(directory / "annotations" / "humans_and_moderate_bots_train.txt")
+    lines = _cookie_lines(directory, set(train))
+    assert len(lines) >= 60
+    prefix = tmp_path / "prefix.log"
+    prefix.write_text("".join(line for found in lines.values() for line in found[:max(1, len(found) // 2)]),
+                      encoding="utf-8", errors="surrogateescape")
+    out = tmp_path / "batch.csv"
+    score_files([prefix], model, out, options=_options(), level="session")
+    with open(out, newline="") as handle:
+        batch = {(int(r["first_record"]), int(r["last_record"])): (int(r["bot_score"]), r["reasons"])
+                 for r in csv.DictReader(handle)}
+
+    con = connect(tmp_path / "replay.duckdb")     # the same parse, to replay each request in the batch's order
+    ingest_file(con, prefix, _options(), Pseudonymizer(KEY))
+    update_derived(con)
+    records = dict(con.execute("""SELECT s.session_id, (first.record, last.record) FROM sessions s
+                                  JOIN requests first ON first.request_id = s.first_request_id
+                                  JOIN requests last ON last.request_id = s.last_request_id""").fetchall())
+    scorer = SessionScorer.load(model)
+    live, first_scores = {}, {}
+    for sid, method, path, query, agent, referer, status, ts in con.execute(
+            """SELECT session_id, method, path, query, user_agent, referer, status, epoch(ts) FROM requests
+               ORDER BY session_id, ts NULLS LAST, request_id""").fetchall():
+        result = scorer.score_request(method, path + ("?" + query if query else ""),
+                                      {"User-Agent": agent, "Referer": referer}, client=sid, ts=ts, status=status)
+        assert result.score_class != "error" and 1 <= result.bot_score <= 99
+        first_scores.setdefault(sid, result.bot_score)
+        live[sid] = result
+    assert len(live) == len(batch) >= 60
+    for sid, result in live.items():
+        bot_score, reasons = batch[tuple(records[sid])]
+        assert (result.bot_score, "; ".join(result.reasons)) == (bot_score, reasons), f"session {sid}"
+    assert any(live[sid].bot_score != first_scores[sid] for sid in live)   # the score moves as sessions grow
+    assert any(result.reasons for result in live.values())

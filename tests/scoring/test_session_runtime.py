@@ -71,3 +71,49 @@ def test_tracker_cap_and_expiry():
     assert tracker.observe_request(4, 30.0, facts)[0] == 2          # same session within the gap
     assert tracker.observe_request(4, 200.0, facts)[0] == 1         # the gap ended it
     assert tracker.expire(now=1000.0) == 3 and len(tracker) == 0
+
+
+def test_worst_case_memory_per_client_stays_under_2_kb():
+    """An adversarial client: every request a new path, user agent and four new parameter names, hundreds of
+    requests with statuses, pages and referers. Its state must not grow past the first requests."""
+    import random
+    import tracemalloc
+
+    from waflens.runtime.session_state import SESSION_BYTES
+
+    rng = random.Random(7)
+    tracker = SessionTracker(gap_seconds=1e9)
+    clients = [("client", c) for c in range(16)]
+
+    def requests(first: int, last: int) -> list:   # made before measuring: freed tuples stay on a free list
+        return [(client, 1e9 + i * 0.37 + c, 404 if i % 7 else 302,
+                 RequestFacts(i % 2 == 0, i % 5 == 0, i % 3 == 0, i % 4, 3.0, 1000.0 + i, 4.5, 0.3, True, 1,
+                              rng.getrandbits(64), rng.getrandbits(64), tuple(rng.getrandbits(64) for _ in range(4)),
+                              True, 3, rng.getrandbits(64), rng.getrandbits(64)))
+                for i in range(first, last) for c, client in enumerate(clients)]
+
+    def flood(replayed: list) -> None:
+        for client, ts, status, facts in replayed:
+            tracker.update(client, ts, facts)
+            tracker.observe_response(client, status)
+
+    start, rest = requests(0, 40), requests(40, 600)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        flood(start)
+        short = tracemalloc.get_traced_memory()[0]
+        flood(rest)
+        long = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert SESSION_BYTES <= 2048
+    assert (long - before) / len(clients) <= 2048, f"{(long - before) / len(clients):.0f} bytes per client"
+    assert long - short <= 1024      # 560 more requests per client, all distinct: nothing grew
+    # the counts beyond the sketch's slots are estimates, unbiased over clients
+    rows = np.array([tracker.features(client) for client in clients])
+    names = list(SESSION_FEATURE_NAMES)
+    assert (rows[:, names.index("n_requests")] == 600).all()
+    assert abs(np.mean(rows[:, names.index("path_diversity")]) - 1.0) < 0.15
+    assert abs(np.mean(rows[:, names.index("ua_changes")]) / 599 - 1.0) < 0.15
+    assert abs(np.mean(rows[:, names.index("distinct_params")]) / 2400 - 1.0) < 0.15
