@@ -198,8 +198,17 @@ def test_installed_waflens_runs_its_cli_and_jobs_from_a_folder_holding_an_app_pa
     def run(*command: str) -> subprocess.CompletedProcess:
         return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
-    # what a bare `app` package name would do here: the folder's own package wins
-    assert "No module named app.cli" in run(str(python), "-m", "app.cli", "--help").stderr
+    # The layout before [A2], in the same venv: a top-level `app` package with a cli module in site-packages
+    # (the old wheel's, whose job command was `python -m app.cli`). It runs from elsewhere, and fails here:
+    # `-m` puts the working directory first on sys.path, so the folder's own `app` wins.
+    old = _site_packages(python) / "app"
+    old.mkdir()
+    (old / "__init__.py").write_text("")
+    (old / "cli.py").write_text("print('the old waflens CLI')\n")
+    elsewhere = subprocess.run([str(python), "-m", "app.cli"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert elsewhere.stdout.strip() == "the old waflens CLI", elsewhere.stderr
+    assert "No module named app.cli" in run(str(python), "-m", "app.cli").stderr
+    # the installed waflens is not affected by either `app`
     for command in ([str(python), "-m", "waflens.app.cli", "--help"], [str(python.parent / "waflens"), "--help"]):
         result = run(*command)
         assert result.returncode == 0 and "Usage:" in result.stdout and "retrain" in result.stdout, result.stderr
