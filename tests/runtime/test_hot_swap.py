@@ -1,4 +1,8 @@
-"""ModelWatcher: a published symlink swap goes live whole; broken versions never do."""
+"""ModelWatcher: a published symlink swap goes live whole; broken versions never do.
+
+Runtime only (no training here): the two versions are the request models stored in fixtures/ (two
+seeds of one `waflens train` run, see fixtures/make_fixtures.py).
+"""
 
 import json
 import os
@@ -8,14 +12,11 @@ import time
 
 import pytest
 
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.runtime.artifact import ArtifactError
 from waflens.runtime.hot_swap import ModelWatcher
 from waflens.runtime.middleware import WaflensWSGIMiddleware
 from waflens.runtime.scorer import Scorer
-from waflens.scoring.train import TrainingOptions, train_request_model
-from tests.data.helpers import fresh_db, ingest
+from tests.runtime.stored import FIXTURES
 
 # unusual but not evidence of an attack: two versions score it differently (an SQL injection scores 1.0 with both)
 PROBE = ("GET", "/search?q=red+wool+socks+size+42&page=17",
@@ -25,17 +26,9 @@ PROBE = ("GET", "/search?q=red+wool+socks+size+42&page=17",
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Two real versions of the request model (different forests), as a registry would hold them."""
-    tmp = tmp_path_factory.mktemp("hot_swap")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 12_000, seed=3, attack_share=0.03)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
-    versions = tmp / "versions"
-    for name, seed in (("v1", 1), ("v2", 2)):
-        train_request_model(con, versions / name, TrainingOptions(n_estimators=30, seed=seed))
-    con.close()
-    return versions / "v1", versions / "v2"
+    versions = tmp_path_factory.mktemp("hot_swap") / "versions"
+    return (shutil.copytree(FIXTURES / "request", versions / "v1"),
+            shutil.copytree(FIXTURES / "request-v2", versions / "v2"))
 
 
 def publish(link, target):
