@@ -26,7 +26,6 @@ import streamlit as st
 from waflens.app.render import escape_markdown
 from waflens.app.state import after_write, database_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 BUSY_EXIT = 4
 LOCK_HELD_EXIT = 75  # `waflens retrain`: another retrain holds its lock
 _MAX_LINES_SHOWN = 200
@@ -43,7 +42,8 @@ class JobResult(NamedTuple):
 
 
 def cli_command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "waflens.app.cli", "--db", database_path(), "--json", *args]
+    # -P: the job runs in the database's folder, and nothing there (an `app/`, a `duckdb.py`) may shadow a module
+    return [sys.executable, "-P", "-m", "waflens.app.cli", "--db", database_path(), "--json", *args]
 
 
 def _pump(stream, lines: queue.Queue) -> None:
@@ -56,7 +56,6 @@ def run_cli(args: list[str], label: str, *, env: dict[str, str] | None = None, o
             timeout_s: float | None = None) -> JobResult:
     """Run a CLI command with its progress in an ``st.status`` box; returns its exit code and summary."""
     environment = {**os.environ, **(env or {})}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")]))
     environment["PYTHONUNBUFFERED"] = "1"
     log: list[str] = []
     started = time.monotonic()
