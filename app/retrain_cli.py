@@ -8,6 +8,7 @@ import click
 
 from waflens.app.cli_context import Context, Exit, parse_time, pass_context
 from waflens.pipeline.retrain import RETRAIN_EXIT_CODES
+from waflens.scoring.evaluation import DEFAULT_HOLDOUT_FRACTION
 
 def stage_progress(prefix: str, obj: Context, registry_root: Path | None):
     """A bar per stage on a terminal (ETAs from the previous run), lines otherwise; JSON lines with --json."""
@@ -34,7 +35,8 @@ EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in RETRAIN_EXI
                                                "LLM settings file, or offline].")
 @click.option("--trees", type=click.IntRange(10, 2000), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--holdout", "holdout_fraction", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
+@click.option("--holdout", "holdout_fraction", type=click.FloatRange(0.0, 0.9), default=DEFAULT_HOLDOUT_FRACTION,
+              show_default=True,
               help="Share of the latest sessions held out for the gates (0: none).")
 @click.option("--tolerance", type=click.FloatRange(0.0, 0.5), default=0.02, show_default=True,
               help="How much AUC or recall the candidate may lose against production on labelled holdout data.")

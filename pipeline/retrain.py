@@ -46,7 +46,7 @@ import duckdb
 from waflens.data.errors import InputError, WaflensError
 from waflens.data.interrupts import DeferredInterrupt, InterruptedAfterFile, InterruptedDerived, was_interrupted
 from waflens.pipeline.schema import ensure_schemas
-from waflens.scoring.evaluation import EVALUATION_STEPS, evaluate, holdout_split
+from waflens.scoring.evaluation import DEFAULT_HOLDOUT_FRACTION, EVALUATION_STEPS, evaluate, holdout_split
 from waflens.scoring.gates import GateConfig
 
 EXIT_PROMOTED = 0
@@ -73,7 +73,7 @@ class RetrainOptions:
     provider: str | None = None              # [default: $WAFLENS_LLM_PROVIDER, the LLM settings file, offline]
     trees: int = 100
     seed: int = 0
-    holdout_fraction: float = 0.25           # the latest quarter of sessions is held out for the gates
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION  # the latest quarter of sessions is held out for the gates
     min_cluster_size: int | None = None      # [default: the settings' min_cluster_size]
     gates: GateConfig = field(default_factory=GateConfig)
     force: bool = False                      # retrain even when nothing is new

@@ -17,6 +17,25 @@ from waflens.scoring.gates import GateConfig
 SHADOW_EXAMPLES = 5
 
 
+DEFAULT_HOLDOUT_FRACTION = 0.25  # retrain holds the latest quarter of sessions out of training, to judge the candidate
+
+
+def held_out_labels(con: duckdb.DuckDBPyConnection, fraction: float = DEFAULT_HOLDOUT_FRACTION
+                    ) -> tuple[int, int, datetime | None]:
+    """(analyst-labelled sessions, how many of them the next retrain holds out, the split): labels on the
+    latest window judge the candidate but reach training only when newer traffic moves the split past them."""
+    from waflens.scoring.feedback import analyst_classes
+
+    labelled = analyst_classes(con)
+    split = holdout_split(con, fraction)
+    if not labelled or split is None:
+        return len(labelled), 0, split
+    ids = np.fromiter(labelled, dtype=np.int64)
+    held = con.execute("SELECT count(*) FROM sessions WHERE list_contains($ids, session_id) AND NOT end_ts < $split",
+                       {"ids": ids.tolist(), "split": split}).fetchone()[0]
+    return len(labelled), int(held), split
+
+
 def holdout_split(con: duckdb.DuckDBPyConnection, fraction: float) -> datetime | None:
     """Sessions starting at or after this time are held out (None: no timestamps, nothing held out)."""
     if not 0 < fraction < 1:

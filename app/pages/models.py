@@ -14,8 +14,9 @@ from waflens.app.jobs import finish, run_cli, show_finished
 from waflens.app.render import escape_markdown, number, plural
 from waflens.app.scores import ALERT_CLASS, alert_threshold
 from waflens.app.session import analyst, require_workbench
-from waflens.app.state import config
+from waflens.app.state import config, read
 from waflens.data.errors import WaflensError
+from waflens.scoring.evaluation import held_out_labels
 from waflens.scoring.registry import PRODUCTION, Registry, RegistryError
 
 require_workbench()
@@ -247,6 +248,12 @@ else:
 st.subheader("Retrain")
 st.caption("Runs `waflens retrain` now, as cron does: drift check, training on the labels, gates, shadow "
            "comparison, and promotion when the gates pass.")
+labelled, held_out, split = read(held_out_labels)
+if held_out:
+    st.info(f"{plural(held_out, 'labelled session')} of {number(labelled)} {'is' if held_out == 1 else 'are'} in the "
+            f"latest quarter of traffic (from {split:%Y-%m-%d %H:%M}), which a retrain holds out to judge the new "
+            "model: those labels check it now, and reach training once newer traffic arrives.",
+            icon=":material/schedule:")
 show_finished("models")
 if st.button("Retrain now", icon=":material/model_training:", key="models_retrain"):
     result = run_cli(["retrain"], "Retraining", ok_codes=(0, 10, 11))

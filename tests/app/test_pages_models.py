@@ -119,3 +119,30 @@ def test_numbers_are_formatted_and_the_alert_threshold_is_the_manifests(workbenc
                           .read_text())
     shown = [v for k, v in values.items() if k.startswith("alert threshold")]
     assert shown == [f"{manifest['thresholds']['likely_attack']:.4g}"]
+
+
+def test_labels_on_the_held_out_window_are_announced(workbench):
+    """Labels on the latest quarter's sessions judge the candidate but are not trained on until newer traffic
+    arrives: the page says so, with counts computed here independently of the page's code."""
+    import duckdb
+
+    from waflens.labeling.labels import latest_run, record_label
+
+    app = open_models()
+    assert not [i for i in app.info if "held out" in i.value or "latest quarter" in i.value]   # no labels yet
+    with duckdb.connect(str(workbench)) as con:
+        run = latest_run(con)
+        for (cluster,) in con.execute("SELECT DISTINCT cluster_id FROM session_clusters WHERE cluster_run_id = ? "
+                                      "AND cluster_id >= 0", [run]).fetchall():
+            record_label(con, run, cluster, family="sqli", verdict="malicious", analyst="t")
+        split = con.execute("SELECT quantile_disc(start_ts, 0.75) FROM sessions WHERE start_ts IS NOT NULL").fetchone()[0]
+        labelled, held = con.execute(
+            """SELECT count(*), count(*) FILTER (WHERE NOT s.end_ts < ?) FROM sessions s
+               WHERE s.session_id IN (SELECT session_id FROM session_clusters
+                                      WHERE cluster_run_id = ? AND cluster_id >= 0 AND probability >= 0.5)""",
+            [split, run]).fetchone()
+    assert held > 0, "the fixture's clusters should reach into the latest quarter"
+    app = open_models()
+    notes = [i.value for i in app.info if "latest quarter" in i.value]
+    assert len(notes) == 1, [i.value for i in app.info]
+    assert notes[0].startswith(f"{held} labelled session") and f"of {labelled} " in notes[0], notes[0]
