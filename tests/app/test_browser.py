@@ -102,7 +102,7 @@ def demo(tmp_path_factory):
     _require_browser()
     root = tmp_path_factory.mktemp("browser")
     db = root / "demo.duckdb"
-    _cli(db, "demo", "--no-app", "--requests", "15000", "--dir", str(root), cwd=root)
+    _cli(db, "demo", "--no-app", "--requests", "8000", "--dir", str(root), cwd=root)
     (root / "hostile.log").write_text(HOSTILE_LOG, encoding="utf-8")
     _cli(db, "--json", "ingest", str(root / "hostile.log"), "--source", "hostile", cwd=root)
     return db
