@@ -42,17 +42,35 @@ def payload_dir(shared_datasets) -> Path:
 @pytest.fixture(scope="session")
 def shared_db(tmp_path_factory, shared_datasets) -> tuple[Path, list[Path], dict]:
     """(database, files, the CLI's JSON summary): every shared access log and raw HTTP dump, ingested once
-    through ``waflens ingest`` (about 20 s: the ingest tests and the runtime parity test both read it).
-    Read it only; a test that writes works on a copy."""
+    through ``waflens ingest`` (20-40 s: the ingest tests and the runtime parity test both read it).
+    Read it only; a test that writes works on a copy.
+
+    Once per run, not once per xdist worker: the test files that use it may run on both workers, so the
+    first to need it builds it in the run's directory (which every worker sees) under a file lock, and
+    the other waits for it or finds it done."""
+    import fcntl
+    import json
+
     from tests.data.cli_process import KEY, json_summary, waflens_here
 
-    db = tmp_path_factory.mktemp("shared") / "shared.duckdb"
     files = sorted((shared_datasets / "access_logs").glob("*.gz")) + sorted((shared_datasets / "raw_http").glob("*.gz"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
-        code, out, err = waflens_here("--db", str(db), "--json", "ingest", *map(str, files))
-    assert code == 0, err
-    return db, files, json_summary(out)
+    run_dir = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_dir = run_dir.parent          # .../pytest-N/, above each worker's popen-gwK/
+    home = run_dir / "shared-db"
+    home.mkdir(exist_ok=True)
+    db, done = home / "shared.duckdb", home / "summary.json"
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when a build fails
+        if not done.exists():
+            for left in home.glob("shared.duckdb*"):   # a build that failed on the other worker
+                left.unlink()
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
+                code, out, err = waflens_here("--db", str(db), "--json", "ingest", *map(str, files))
+            assert code == 0, err
+            done.write_text(json.dumps(json_summary(out)))
+    return db, files, json.loads(done.read_text())
 
 
 @pytest.hookimpl(tryfirst=True)

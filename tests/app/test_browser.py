@@ -102,7 +102,7 @@ def demo(tmp_path_factory):
     _require_browser()
     root = tmp_path_factory.mktemp("browser")
     db = root / "demo.duckdb"
-    _cli(db, "demo", "--no-app", "--requests", "15000", "--dir", str(root), cwd=root)
+    _cli(db, "demo", "--no-app", "--requests", "8000", "--dir", str(root), cwd=root)
     (root / "hostile.log").write_text(HOSTILE_LOG, encoding="utf-8")
     _cli(db, "--json", "ingest", str(root / "hostile.log"), "--source", "hostile", cwd=root)
     return db
@@ -161,6 +161,7 @@ def browser(server):
 def page(browser):
     """A fresh tab at 1280x800 that records every JavaScript dialog (an alert means a payload ran)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_init_script(WATCH_PAGE)
     tab = context.new_page()
     tab.dialogs = []
     tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
@@ -170,14 +171,46 @@ def page(browser):
     context.close()
 
 
-def settle(page, title: str | None = None) -> None:
-    """Wait until the page's script has run and its charts have drawn."""
+# Installed in every tab before the page's own scripts: counts the runs of the page's script that the
+# tab saw start, and notes when the page last changed, so that settle() waits for a condition, not a time.
+WATCH_PAGE = """
+window.__waflens = {runs: 0, changed: performance.now()};
+new MutationObserver(records => {
+    window.__waflens.changed = performance.now();
+    for (const r of records) {
+        if (r.attributeName === 'data-test-script-state' && r.target.getAttribute(r.attributeName) === 'running') {
+            window.__waflens.runs += 1;
+        }
+    }
+}).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+"""
+SETTLED = """([runs, since, quietMs, rerunMs]) => {
+    const seen = window.__waflens, app = document.querySelector('[data-testid="stApp"]');
+    const now = performance.now();
+    return !!seen && !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && (seen.runs > runs || now - since > rerunMs)
+        && !document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]')
+        && now - seen.changed >= quietMs;
+}"""
+QUIET_MS = 250     # the page has not changed for this long: its charts have drawn
+RERUN_MS = 10_000  # a rerun that ended between two renders is never seen running: then quiet is enough
+
+
+def settle(page, title: str | None = None, *, after_runs: int = -1) -> None:
+    """Wait until the page's script has run (``after_runs``: a run after that many has started), nothing on
+    the page is a placeholder or stale, and the page has stopped changing (its charts have drawn)."""
     if title:
         page.locator("h1", has_text=title).first.wait_for(timeout=60_000)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length == 0",
-                           timeout=30_000)
-    page.wait_for_timeout(500)
+    since = page.evaluate("() => performance.now()")
+    page.wait_for_function(SETTLED, arg=[after_runs, since, QUIET_MS, RERUN_MS], timeout=60_000)
+
+
+def click_and_settle(page, target) -> None:
+    """Click a widget that reruns the page's script, and settle once that rerun has finished (right after a
+    click the page still shows the previous run as finished: the server has not answered yet)."""
+    runs = page.evaluate("() => window.__waflens.runs")
+    target.click()
+    settle(page, after_runs=runs)
 
 
 def assert_stays_on_the_host(page, server: str) -> None:
@@ -276,8 +309,7 @@ def test_no_log_text_becomes_a_link_anywhere(server, page):
     seen_urls = 0
     page.goto(f"{server}/label_queue")
     settle(page, "Label queue")
-    page.get_by_text("Show reviewed clusters too").click()   # every cluster, reviewed or not
-    settle(page)
+    click_and_settle(page, page.get_by_text("Show reviewed clusters too"))   # every cluster, reviewed or not
     chooser = page.locator('input[aria-label="Cluster"]')
     first = chooser.input_value()
     for _ in range(25):                                    # "Next" cycles through the clusters
@@ -294,8 +326,7 @@ def test_no_log_text_becomes_a_link_anywhere(server, page):
     page.goto(f"{server}/emerging")
     settle(page, "Emerging patterns")
     for colouring in ("family", "verdict"):
-        page.get_by_text(colouring, exact=True).first.click()
-        settle(page)
+        click_and_settle(page, page.get_by_text(colouring, exact=True).first)
         assert page.evaluate(FOREIGN_LINKS) == []
     page.goto(f"{server}/sessions")
     settle(page, "Sessions")

@@ -29,7 +29,8 @@ import duckdb
 import pytest
 
 from tests.app.test_browser import (  # noqa: F401  (browser and page are fixtures used by name)
-    REPO, _cli, _free_port, _require_browser, assert_no_exception, assert_stays_on_the_host, browser, page, settle, wait_until_serving)
+    REPO, _cli, _free_port, _require_browser, assert_no_exception, assert_stays_on_the_host, browser, click_and_settle, page,
+    settle, wait_until_serving)
 
 ANALYST = "newcomer"
 pytestmark = pytest.mark.slow
@@ -164,11 +165,9 @@ def test_confirmed_labels_last_through_an_upload_and_two_retrains(server, page, 
     page.goto(f"{server}/label_queue")
     settle(page, "Label queue")
     assert f"Cluster run {new_run}:" in page.inner_text("body")
-    page.get_by_text("Show reviewed clusters too").click()
-    settle(page)
+    click_and_settle(page, page.get_by_text("Show reviewed clusters too"))
     page.locator('input[aria-label="Cluster"]').click()
-    page.get_by_role("option", name=f"cluster {successor} —").first.click()
-    settle(page)
+    click_and_settle(page, page.get_by_role("option", name=f"cluster {successor} —").first)
     text = page.inner_text("body")
     assert (f"confirmed {verdict} {family} by {ANALYST}, {at:%Y-%m-%d %H:%M} UTC on cluster {cluster} of run {run}"
             in text), text[:3000]
