@@ -3,8 +3,10 @@
 import contextlib
 import csv
 import json
+import shutil
 from datetime import datetime, timedelta, timezone
 from io import StringIO
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -25,14 +27,23 @@ from tests.data.helpers import fresh_db, ingest
 SCRAPER_UA = "python-requests/2.32.3"   # the generated scraper campaign's agent
 
 
-@pytest.fixture()
-def db(tmp_path_factory):
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The ingested and sessionized traffic, built once for the module (each test works on a copy)."""
     tmp = tmp_path_factory.mktemp("allow")
     log = tmp / "traffic.log"
     generate_traffic(log, 12_000, seed=11)
     con = fresh_db(tmp)
     ingest(con, log)
     update_derived(con)
+    con.close()
+    return tmp / "test.duckdb"
+
+
+@pytest.fixture()
+def db(template, tmp_path):
+    shutil.copyfile(template, tmp_path / "test.duckdb")
+    con = connect(tmp_path / "test.duckdb")
     yield con
     con.close()
 
