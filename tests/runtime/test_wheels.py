@@ -224,5 +224,5 @@ print(json.dumps({{"code": result.code, "summary": result.summary, "log": result
     report = json.loads(job.stdout.strip().splitlines()[-1])
     assert report["code"] == 0, report["log"]
     assert Path(report["jobs"]).is_relative_to(_site_packages(python))             # the installed waflens
-    assert report["command"][1:3] == ["-m", "waflens.app.cli"]
+    assert report["command"][1:4] == ["-P", "-m", "waflens.app.cli"]            # -P: the cwd shadows nothing
     assert (folder / "traffic.log").stat().st_size > 0 and report["summary"]        # ran in the database's folder
