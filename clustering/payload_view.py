@@ -125,14 +125,16 @@ def _tokens_of_normalised(norm: str) -> list[str]:
     out = []
     for m in _IDENT.finditer(norm):
         word = m[0]
+        function = _FUNCTION.get(word) if norm[m.end():m.end() + 1] == "(" else None
         cls = _KEYWORD.get(word)
-        if cls is not None:
+        # a call is its function's only (sleep( is SQL's, not also a shell command); an include's directive
+        # (<!--#exec) is the include's, not SQL's exec
+        if cls is not None and function is None and not norm.startswith("<!--#", max(m.start() - 5, 0), m.start()):
             out.append(COLLAPSED.get(cls) or f"{cls}:{word}")
         if word.startswith(("ro0ab", "aced0")):   # Java serialization, base64 or hex (digits already 0)
             out.append(f"java:{word[:5]}")
-        cls = _FUNCTION.get(word)
-        if cls is not None and norm[m.end():m.end() + 1] == "(":
-            out.append(f"{cls}:{word}(")
+        if function is not None:
+            out.append(f"{function}:{word}(")
     if _TRIGGERS.search(norm):
         out += [f"{_CLASS_OF_GROUP[int(m.lastgroup[1:])]}:{m[0].strip()}" for m in _ALL.finditer(norm)]
     return out
