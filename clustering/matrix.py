@@ -31,6 +31,9 @@ LOG_COMPRESSED = {"n_requests", "duration_s", "request_rate", "iat_mean", "iat_s
                   "mean_attack_tokens", "distinct_params", "ua_changes"}
 MAX_TARGETS_PER_SESSION = 12
 DOCUMENT_CHUNK = 50_000  # sessions per DuckDB query when building documents
+# Between a document's targets: ASCII unit separator, whitespace to str.split (so the n-grams see words
+# as before) but not inside a decoded target's own spaces (so the payload view counts requests).
+TARGET_SEPARATOR = "\x1f"
 CONTENT_WEIGHT = 1.5  # the content block's weight against the numeric block
 # Weight of log(sessions of the session's client): low-and-slow bots make many short sessions per
 # client. With the client's targets in each session's document it lifts a slow login bot's F1 on
@@ -51,7 +54,9 @@ CLIENT_BLEND = 0.5
 # the view ARI 0.00 (all in one cluster); weight 4: ARI 0.67 (sqli, xss and scanner merged within
 # HDBSCAN's merge distance 1.5); weight 8: ARI 0.96; 12: no better. With MIXED_* and own targets
 # (benchmarks/clustering.py, seeds 7-16, worst seed): neutral ARI 0.966, F1 0.933; over the real
-# benign logs ARI 0.940, F1 0.884; behaviour-coupled campaigns unchanged (ARI >= 0.969).
+# benign logs ARI 0.940, F1 0.884; behaviour-coupled campaigns unchanged (ARI >= 0.969). With command names as
+# one token and strength over targets (payload_view.COLLAPSED, payload_counts): neutral ARI 0.973, F1 0.933;
+# real ARI 0.959, F1 0.909 (rce 0.829 -> 0.957); coupled ARI 0.967 (sqli_scan seed 9 F1 0.772, as before).
 PAYLOAD_COMPONENTS = 8
 PAYLOAD_WEIGHT = 8.0
 # Behaviour of sessions that carry payloads is shrunk by this x their payload share: campaigns that
@@ -83,7 +88,7 @@ class Clients(NamedTuple):
 
 def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray,
                       clients: Clients | None = None, own: list | None = None) -> list[str]:
-    """One text per session: its distinct decoded path?query strings, then its client's (bounded, in order).
+    """One text per session: its distinct decoded path?query strings (TARGET_SEPARATOR between), then its client's (bounded, in order).
 
     The client's part — what the same client asked for across the given sessions — is what makes a
     low-and-slow bot one pattern: each of its sessions is a request or two, to different targets,
@@ -131,7 +136,7 @@ def _first_targets_of_chunk(con: duckdb.DuckDBPyConnection, session_ids: np.ndar
                     SELECT * FROM targets
                     QUALIFY row_number() OVER (PARTITION BY owner ORDER BY first_id) <= {MAX_TARGETS_PER_SESSION}
                 )
-                SELECT owner, string_agg(target, ' ' ORDER BY first_id) FROM firsts GROUP BY owner""").fetchall())
+                SELECT owner, string_agg(target, chr(31) ORDER BY first_id) FROM firsts GROUP BY owner""").fetchall())
     finally:
         con.unregister("wanted_sessions")
 
@@ -221,8 +226,8 @@ def _payload_blocks(documents: list[str], extra_documents: list[str] | None, see
     fewer than 3 distinct documents carry attack tokens. See PAYLOAD_WEIGHT."""
     unique, inverse, counts = np.unique(np.asarray(documents, dtype=object), return_inverse=True, return_counts=True)
     inverse = np.asarray(inverse).ravel()
-    bag, words = _bag_of_words(unique)
-    view = payload_counts(bag, words)
+    bag, targets = _bag_of_targets(unique)
+    view = payload_counts(bag, targets)
     carrying = view.counts.getnnz(axis=1) > 0
     if carrying.sum() < 3 or len(view.vocabulary) < 3:
         return None
@@ -242,8 +247,8 @@ def _payload_blocks(documents: list[str], extra_documents: list[str] | None, see
     extra = None
     if extra_documents is not None:
         e_unique, e_inverse = np.unique(np.asarray(extra_documents, dtype=object), return_inverse=True)
-        e_bag, e_words = _bag_of_words(e_unique)
-        e_view = payload_counts(e_bag, e_words, {t: i for i, t in enumerate(view.vocabulary)})
+        e_bag, e_targets = _bag_of_targets(e_unique)
+        e_view = payload_counts(e_bag, e_targets, {t: i for i, t in enumerate(view.vocabulary)})
         block, strength = place(tfidf_rows(e_view.counts, idf), e_view.strength,
                                 class_entropy(e_view.counts, view.vocabulary))
         e_inverse = np.asarray(e_inverse).ravel()
@@ -321,6 +326,20 @@ def _bag_of_words(documents) -> tuple[sparse.csr_matrix, list[str]]:
     indptr = [0]
     for document in documents:
         indices.extend(index.setdefault(word, len(index)) for word in document.split())
+        indptr.append(len(indices))
+    bag = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(indptr) - 1, len(index)))
+    bag.sum_duplicates()
+    return bag, list(index)
+
+
+def _bag_of_targets(documents) -> tuple[sparse.csr_matrix, list[str]]:
+    """(documents x distinct targets) counts, and the targets: documents list targets separated by
+    TARGET_SEPARATOR (:func:`session_documents`); a target sent with that byte in it reads as two."""
+    index: dict[str, int] = {}
+    indices: list[int] = []
+    indptr = [0]
+    for document in documents:
+        indices.extend(index.setdefault(t, len(index)) for t in document.split(TARGET_SEPARATOR) if t.strip())
         indptr.append(len(indices))
     bag = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(indptr) - 1, len(index)))
     bag.sum_duplicates()

@@ -29,7 +29,7 @@ from scipy import sparse
 
 # Keywords: an identifier of the normalised text that is one of these names a token "class:word".
 KEYWORDS: dict[str, str] = {
-    "sql": "union select insert update delete drop from where having order group by limit offset sleep benchmark "
+    "sql": "union select insert update delete drop from where having order group by limit offset "
            "waitfor delay information_schema concat char chr ascii substring substr mid cast convert extractvalue "
            "updatexml pg_sleep load_file outfile dumpfile exec execute declare xp_cmdshell sysobjects syscolumns "
            "table_name column_name null version database user like between and or xor not case when then else end "
@@ -38,20 +38,29 @@ KEYWORDS: dict[str, str] = {
             "expression settimeout atob src href srcdoc xlink",
     "shell": "cat id whoami uname ls dir ping nc ncat netcat wget curl bash sh zsh cmd powershell echo ifconfig "
              "ipconfig net type pwd ver nslookup perl python ruby chmod rm touch sysinfo systeminfo tasklist netstat "
-             "passwd bin usr tmp timeout",
+             "bin usr tmp timeout sleep netsh reg which gcc route chdir exit kill telnet",
+    "traversal": "passwd",
     "java": "getruntime processbuilder classloader rowset invokertransformer chainedtransformer templatesimpl ysoserial "
             "scriptenginemanager initialcontext jdbcrowsetimpl inet0address getinputstream ognl xwork pagecontext "
             "applicationscope getclass forname _memberaccess",
 }
-# Functions: an identifier followed by "(" (system( is PHP, a bare "system" is any word).
+# Functions: an identifier followed by "(" (system( is PHP, a bare "system" is any word; sleep( is SQL's,
+# a bare sleep the shell's: as a keyword of both it put a fifth of a command-injection session in SQL).
 FUNCTIONS: dict[str, str] = {
+    "sql": "sleep benchmark",
     "php": "system shell_exec passthru exec popen proc_open eval assert phpinfo base64_decode call_user_func "
            "call_user_func_array create_function preg_replace file_put_contents file_get_contents fwrite fopen "
            "include include_once require require_once die print md0 ini_set str_rot0 gzinflate",
 }
 # Syntax: (class, pattern) tried in one alternation, for what is not a bare identifier.
+# Tried left to right at each position, so the first two entries win over SQL's "--": a server-side include
+# (<!--#exec cmd=...) is a command, "-->" closes an HTML comment. A ";" ending a word is the shell's, as
+# within one: payloads are split at spaces, and "; id" (command injection) is far more common in the
+# payloads than "1; drop ..." whose SQL keywords carry it anyway.
 SYNTAX: tuple[tuple[str, str], ...] = (
-    ("sql", r"@@[a-z_]+|--|/\*|\*/|#$|'\s*(?:or|and|\|\||&&)|0\s*=\s*0|'0'\s*=\s*'0|'\s*=\s*'|;\s*$"),
+    ("shell", r"<!--\s*#\s*(?:exec|include|echo|printenv|config)"),
+    ("html", r"--!?>|<!--"),
+    ("sql", r"@@[a-z_]+|--|/\*(?![&/]|$)|\*/|#$|'\s*(?:or|and|\|\||&&)|0\s*=\s*0|'0'\s*=\s*'0|'\s*=\s*'"),
     ("html", r"<\s*/?\s*(?:script|img|svg|iframe|body|a|div|input|form|object|embed|style|link|meta|marquee|video|"
              r"audio|details|math|base|frameset|frame|isindex|xss|table|td|bgsound|layer|br|p|b|html|textarea)(?![a-z0-9_])"
              r"|(?<![a-z0-9_])on[a-z]{3,20}\s*="),
@@ -68,6 +77,14 @@ SYNTAX: tuple[tuple[str, str], ...] = (
              r"\.exec\("),
     ("shell", r"&&|\|\||`|\$\(|;|\||%0a|\n"),
 )
+# Classes whose keywords read as one token: which command an injection runs (id, ls, whoami, ping, ...)
+# is drawn per payload, that a command is there is the family. As separate tokens, 40 command names
+# spread one command-injection campaign over the view (median distance to its 5th neighbour 1.6 against
+# 0.4-0.8 for the other families, real background seed 8) and a quarter of its sessions fell to noise.
+# The directories a command is called by (/bin/sh, /usr/bin/id) keep their own tokens; passwd is the
+# file far more often than the command, a traversal token (mangled traversals name it alone).
+COLLAPSED = {"shell": "shell:command"}
+NOT_COLLAPSED = {"bin", "usr", "tmp"}
 _KEYWORD = {w: cls for cls, words in KEYWORDS.items() for w in words.split()}
 _FUNCTION = {w: cls for cls, words in FUNCTIONS.items() for w in words.split()}
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
@@ -112,14 +129,16 @@ def _tokens_of_normalised(norm: str) -> list[str]:
     out = []
     for m in _IDENT.finditer(norm):
         word = m[0]
+        function = _FUNCTION.get(word) if norm[m.end():m.end() + 1] == "(" else None
         cls = _KEYWORD.get(word)
-        if cls is not None:
-            out.append(f"{cls}:{word}")
+        # a call is its function's only (sleep( is SQL's, not also a shell command); an include's directive
+        # (<!--#exec) is the include's, not SQL's exec
+        if cls is not None and function is None and not norm.startswith("<!--#", max(m.start() - 5, 0), m.start()):
+            out.append((word not in NOT_COLLAPSED and COLLAPSED.get(cls)) or f"{cls}:{word}")
         if word.startswith(("ro0ab", "aced0")):   # Java serialization, base64 or hex (digits already 0)
             out.append(f"java:{word[:5]}")
-        cls = _FUNCTION.get(word)
-        if cls is not None and norm[m.end():m.end() + 1] == "(":
-            out.append(f"{cls}:{word}(")
+        if function is not None:
+            out.append(f"{function}:{word}(")
     if _TRIGGERS.search(norm):
         out += [f"{_CLASS_OF_GROUP[int(m.lastgroup[1:])]}:{m[0].strip()}" for m in _ALL.finditer(norm)]
     return out
@@ -127,35 +146,42 @@ def _tokens_of_normalised(norm: str) -> list[str]:
 
 class PayloadView(NamedTuple):
     counts: sparse.csr_matrix   # (documents x token vocabulary) token counts
-    strength: np.ndarray        # per document: share of its words that carry any token, in [0, 1]
+    strength: np.ndarray        # per document: share of its targets (requests) that carry any token, in [0, 1]
     vocabulary: list[str]
 
 
-def payload_counts(bag: sparse.csr_matrix, words: list[str], vocabulary: dict[str, int] | None = None) -> PayloadView:
-    """Token counts of documents given as a (documents x words) bag and the words; each word tokenized once.
-    ``vocabulary``: a fitted one (unknown tokens dropped), else built from these words."""
+def payload_counts(bag: sparse.csr_matrix, targets: list[str], vocabulary: dict[str, int] | None = None) -> PayloadView:
+    """Token counts of documents given as a (documents x targets) bag and the targets; each distinct word of
+    the targets tokenized once. ``vocabulary``: a fitted one (unknown tokens dropped), else built from these.
+
+    Strength counts targets, not words: a command carries its arguments ("nc -lvvp 4444 -e /bin/sh": two
+    of six words carry tokens), so a share of words made a command-injection session weigh by how many
+    arguments its commands had (0.43-0.90 on one campaign) and scattered it along its direction."""
     fixed = vocabulary is not None
     vocabulary = dict(vocabulary) if fixed else {}
     rows, cols = [], []
-    carries = np.zeros(len(words))
+    carries = np.zeros(len(targets))
     cache: dict[str, list[str]] = {}     # many words differ only in digits: /product/1234, /product/1235
-    for i, word in enumerate(words):
-        norm = normalise(word)
-        found = cache.get(norm)
-        if found is None:
-            found = cache[norm] = _tokens_of_normalised(norm)
-        carries[i] = bool(found)
-        for token in found:
-            j = vocabulary.get(token)
-            if j is None and not fixed:
-                j = vocabulary[token] = len(vocabulary)
-            if j is not None:
-                rows.append(i)
-                cols.append(j)
-    word_tokens = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(words), max(len(vocabulary), 1)))
-    counts = (bag @ word_tokens).tocsr()
-    n_words = np.asarray(bag.sum(axis=1)).ravel()
-    strength = np.divide(bag @ carries, n_words, out=np.zeros(bag.shape[0]), where=n_words > 0)
+    for i, target in enumerate(targets):
+        for word in target.split():
+            norm = normalise(word)
+            found = cache.get(norm)
+            if found is None:
+                found = cache[norm] = _tokens_of_normalised(norm)
+            if found:
+                carries[i] = 1.0
+            for token in found:
+                j = vocabulary.get(token)
+                if j is None and not fixed:
+                    j = vocabulary[token] = len(vocabulary)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+    target_tokens = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                      shape=(len(targets), max(len(vocabulary), 1)))
+    counts = (bag @ target_tokens).tocsr()
+    n_targets = np.asarray(bag.sum(axis=1)).ravel()
+    strength = np.divide(bag @ carries, n_targets, out=np.zeros(bag.shape[0]), where=n_targets > 0)
     names = [t for t, _ in sorted(vocabulary.items(), key=lambda kv: kv[1])]
     return PayloadView(counts, strength, names)
 

@@ -38,6 +38,39 @@ def test_each_class_is_named_by_its_payloads(cls):
         assert found[cls] > 0, (payload, found)
 
 
+@pytest.mark.parametrize("word", ["; sleep 5", "sleep", "2809;", "<!--#exec cmd=\"/usr/bin/id;-->", "a);/usr/bin/id|",
+                                  "cmd=\"sleep 5\"-->", "nc -lvvp 4444 -e /bin/sh;"])
+def test_command_injection_reads_as_commands_not_sql(word):
+    """Real background, seed 8: a fifth of the rce sessions' tokens were SQL (bare sleep, a word-final ';',
+    the exec and -- of a server-side include), so they sat between sqli and rce: F1 0.80."""
+    found = Counter(t.split(":", 1)[0] for t in tokens(word))
+    assert found["shell"] > 0 and found["sql"] == 0, found
+
+
+def test_sql_calls_stay_sql():
+    assert Counter(t.split(":", 1)[0] for t in tokens("1 AND SLEEP(5)#")) == {"sql": 3}
+    assert "sql:benchmark(" in tokens("1 or benchmark(5000000,md5(1))")
+
+
+def test_which_command_runs_does_not_matter():
+    """One campaign draws its commands per payload: as 40 separate tokens they scattered it over the view."""
+    assert tokens(";id") == tokens(";whoami") == tokens("; uname") == ["shell:command", "shell:;"]
+
+
+def test_strength_counts_requests_not_words():
+    """A command's arguments are words without tokens: by words, "nc -lvvp 4444 -e /bin/sh" weighed a third
+    of ";id", and one campaign's sessions spread from 0.43 to 0.90 along their direction."""
+    from waflens.clustering.matrix import _payload_blocks
+
+    # session documents as session_documents makes them: distinct targets, "\x1f" between
+    documents = ["/search?q=;id\x1f/search?q=winter boots",
+                 "/search?q=;nc -lvvp 4444 -e /bin/sh\x1f/search?q=winter boots",
+                 "/search?q=1' union select null--\x1f/help", "/item?id=<script>alert(1)</script>\x1f/help",
+                 "/search?q=winter boots\x1f/help"]
+    (_, strength), _ = _payload_blocks(documents, None, 0)
+    assert strength.tolist() == pytest.approx([0.5, 0.5, 0.5, 0.5, 0.0])
+
+
 @pytest.mark.parametrize("text", ["/product/1234", "/search?q=waterproof jacket&page=2", "/static/css/main.3f9a1c.css",
                                   "/blog/how-to-layer-for-winter-hikes", "/presentations/logstash-monitorama-2013/"])
 def test_ordinary_targets_carry_no_tokens(text):
@@ -111,7 +144,8 @@ def _summaries_name_the_family(campaign, clusters, con, run, attack_clusters):
 
 
 def test_families_separate_over_real_benign_traffic(tmp_path, shared_datasets):
-    campaign, clusters, con, run = _clustered(tmp_path, background="real", shared_dir=shared_datasets)
+    """Seed 8: the rce family split (F1 0.80) before commands read as commands and strength counted requests."""
+    campaign, clusters, con, run = _clustered(tmp_path, background="real", shared_dir=shared_datasets, seed=8)
     attack = [s for s in campaign if campaign[s] != "benign"]
     ari = adjusted_rand_score([campaign[s] for s in attack], [clusters.get(s, -2) for s in attack])
     assert ari >= 0.85, ari
