@@ -156,7 +156,12 @@ def payload_counts(bag: sparse.csr_matrix, targets: list[str], vocabulary: dict[
 
     Strength counts targets, not words: a command carries its arguments ("nc -lvvp 4444 -e /bin/sh": two
     of six words carry tokens), so a share of words made a command-injection session weigh by how many
-    arguments its commands had (0.43-0.90 on one campaign) and scattered it along its direction."""
+    arguments its commands had (0.43-0.90 on one campaign) and scattered it along its direction.
+
+    A token counts once per target (request), however often the target repeats it: sqlmap's
+    CHAR(73)+CHAR(78)+... says "char" a dozen times in one request, and counted per occurrence that one
+    payload outweighed the session's other requests; the sessions that drew it made a cluster of their own
+    (coupled sqli_scan, seed 9: 13 of 35 sessions, F1 0.772 -> 1.0 counted once per target)."""
     fixed = vocabulary is not None
     vocabulary = dict(vocabulary) if fixed else {}
     rows, cols = [], []
@@ -179,6 +184,8 @@ def payload_counts(bag: sparse.csr_matrix, targets: list[str], vocabulary: dict[
                     cols.append(j)
     target_tokens = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
                                       shape=(len(targets), max(len(vocabulary), 1)))
+    target_tokens.sum_duplicates()
+    target_tokens.data[:] = 1.0   # a token counts once per target: see the docstring
     counts = (bag @ target_tokens).tocsr()
     n_targets = np.asarray(bag.sum(axis=1)).ravel()
     strength = np.divide(bag @ carries, n_targets, out=np.zeros(bag.shape[0]), where=n_targets > 0)
