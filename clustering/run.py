@@ -163,9 +163,12 @@ def _hdbscan(X: np.ndarray, options: ClusterOptions):
     unique = np.unique(X, axis=0)
     if len(unique) == 1:  # all sessions identical: one cluster, by definition
         return np.zeros(len(X), dtype=np.int64), np.ones(len(X)), np.zeros(len(X))
+    # core_dist_n_jobs=1: above 16,384 rows hdbscan splits the core-distance query over joblib worker
+    # processes, each sent a copy of the kd-tree; on 30k generated sessions that took 12.2 s wall and 12.8 s CPU
+    # against 6.1 s and 6.1 s in-process, with identical labels (issue C2)
     model = hdbscan.HDBSCAN(min_cluster_size=options.min_cluster_size,
                             min_samples=options.min_samples or min(options.min_cluster_size, 5),
-                            cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=-1,
+                            cluster_selection_epsilon=options.merge_distance, core_dist_n_jobs=1,
                             allow_single_cluster=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
