@@ -126,13 +126,10 @@ def _normal_quantiles(e: np.ndarray, points: int) -> np.ndarray:
     return _INVERSE(np.clip(e, edge, 1.0 - edge))
 
 
-def _scale(z: np.ndarray, norm: float) -> np.ndarray:
-    """Weighted sum of normal quantiles -> 1..99 (low = automated), before rounding: 1 + 98 Phi(-Z) with
-    Stouffer's Z = sum / norm."""
-    return 1.0 + 98.0 * (0.5 * (1.0 + _ERF(-(z / norm) / math.sqrt(2.0))))
-
-
-_ERF = np.vectorize(math.erf, otypes=[np.float64])
+def _score_of(z: float, norm: float) -> int:
+    """Weighted sum of normal quantiles -> 1..99 (low = automated): 1 + 98 Phi(-Z) with Stouffer's
+    Z = sum / norm, rounded half to even. The batch and the live score both call it, so they agree."""
+    return min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / norm) / math.sqrt(2.0))))), 1), 99)
 
 
 def bot_scores(rows: np.ndarray, reference: BotReference) -> np.ndarray:
@@ -142,7 +139,7 @@ def bot_scores(rows: np.ndarray, reference: BotReference) -> np.ndarray:
     z = np.zeros(q.shape[0])
     for j in range(q.shape[1]):      # column by column: the order LiveBotScore adds them in
         z += w[j] * q[:, j]
-    return np.clip(np.rint(_scale(z, norm)), 1, 99).astype(np.int64)
+    return np.fromiter((_score_of(s, norm) for s in z.tolist()), dtype=np.int64, count=len(z))
 
 
 def bot_reasons(row: np.ndarray, reference: BotReference, readable: list[str], names: list[str],
@@ -188,8 +185,7 @@ class LiveBotScore:
             rank = bisect_left(grid, v) + bisect_right(grid, v)
             z += weight * quantile_of[rank]
             seen.append(evidence_of[rank])
-        score = min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / self._norm) / math.sqrt(2.0))))), 1),
-                    99)  # as _scale, on one float
+        score = _score_of(z, self._norm)
         if max(seen, default=0.0) < REASON_EVIDENCE:
             return score, ()
         return score, tuple(_reasons(seen, values, self._columns, self._weights, self._readable, self._names, top))
@@ -199,15 +195,13 @@ def with_labels(scores: np.ndarray, probabilities: np.ndarray, classes: tuple[st
     """Bot scores refined by the feedback model's class probabilities (see the module docstring)."""
     if "benign" not in classes or not set(classes) - {"benign", "unlabelled"}:
         return scores
-    human = probabilities[:, classes.index("benign")]
-    if "unlabelled" in classes:
-        human = human + 0.5 * probabilities[:, classes.index("unlabelled")]
-    blended = 0.5 * (np.asarray(scores, dtype=np.float64) - 1.0) / 98.0 + 0.5 * human
-    return np.clip(np.rint(1.0 + 98.0 * blended), 1, 99).astype(np.int64)
+    return np.fromiter((with_labels_one(int(s), p, classes) for s, p in zip(scores.tolist(), probabilities.tolist())),
+                       dtype=np.int64, count=len(scores))
 
 
 def with_labels_one(score: int, probabilities: list[float], classes: tuple[str, ...]) -> int:
-    """:func:`with_labels` of one session, on plain floats (the same operations, so the same integer)."""
+    """One session's bot score refined by the feedback model's class probabilities (the live path calls it
+    directly, :func:`with_labels` per session, so both give the same integer)."""
     if "benign" not in classes or not set(classes) - {"benign", "unlabelled"}:
         return score
     human = probabilities[classes.index("benign")]
