@@ -17,14 +17,20 @@ if [ "${1:-}" = "test" ]; then
     .venv/bin/python -m pip install --quiet -e ./runtime -e '.[test]'
     # The browser tests drive Debian's chromium through Playwright. Never `playwright install`: it
     # downloads browser builds, and test machines reach package registries only.
-    if [ ! -x /usr/bin/chromium ]; then
-        echo "setup.sh: installing Debian's chromium for the browser tests" >&2
+    # tests/spark run pyspark in local[2], which needs Java 17 or newer (Debian's headless JRE).
+    missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    java_ok() { command -v java >/dev/null 2>&1 \
+        && java -version 2>&1 | head -1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; }
+    java_ok || missing+=(openjdk-17-jre-headless)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup.sh: installing Debian's ${missing[*]} for the browser and Spark tests" >&2
         if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO="none"; fi
         if [ "$SUDO" = "none" ] || ! { $SUDO apt-get update -qq \
-                && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium \
+                && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
                    >/dev/null; }; then
-            echo "setup.sh: could not install chromium (needs root or sudo, and apt-get); the browser tests" \
-                 "will skip, or fail in CI: install it with 'apt-get install chromium'" >&2
+            echo "setup.sh: could not install ${missing[*]} (needs root or sudo, and apt-get); the browser and" \
+                 "Spark tests will skip, or fail in CI: install them with 'apt-get install ${missing[*]}'" >&2
         fi
     fi
 else

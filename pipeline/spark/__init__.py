@@ -1,0 +1,23 @@
+"""waflens on Apache Spark: the same ingest, features, scoring and clustering past one machine (issue S).
+
+DuckDB stays the embedded default; this package runs the same steps with ``pyspark`` for logs that
+outgrow one machine, in local mode (``local[2]``, what the tests use) or on a cluster via
+``spark-submit``. Every step reads and writes Parquet in one output directory ``DIR``:
+
+==============================  ==================================================================
+``DIR/requests/day=…/``         parsed requests: the DuckDB ``requests`` columns, with ``file`` (the
+                                path as given) and ``record`` (1-based, as in DuckDB) for
+                                ``source_id``; client identifiers pseudonymized with the same keyed hash
+``DIR/quarantine/``             ``file``, ``record``, ``raw`` (redacted as in DuckDB), ``reason``
+``DIR/request_features/day=…/`` ``file``, ``record``, ``request_id`` and every request feature under its
+                                DuckDB column name
+``DIR/sessions/``,              sessions (same gap rules as data/sql/sessionize.sql) and their features
+``DIR/session_features/``
+``DIR/scores/``                 per request (or session): the exported artifact's score and class
+``DIR/cluster_assignments/``    per suspicious session: cluster, membership
+==============================  ==================================================================
+
+The definitions come from one place: the feature spec (:mod:`waflens.runtime.feature_spec`), the log
+format compiler (:mod:`waflens.data.log_formats`), the pseudonymizer (:mod:`waflens.data.pseudonymize`)
+and the numba kernels of the runtime. Nothing here copies a list, a code or a formula.
+"""

@@ -1,0 +1,53 @@
+"""The Spark session every ``waflens spark`` step runs in, and a clear error when Spark cannot start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from waflens.data.errors import ConfigError
+
+DEFAULT_MASTER = "local[2]"
+
+
+class SparkUnavailable(ConfigError):
+    """pyspark or the Java it needs is missing."""
+
+
+def check_spark() -> None:
+    """Raise :class:`SparkUnavailable`, saying how to fix it, when pyspark or Java is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise SparkUnavailable("pyspark is not installed: pip install 'waflens[spark]'") from None
+    java_home = os.environ.get("JAVA_HOME")
+    if not (java_home and os.access(os.path.join(java_home, "bin", "java"), os.X_OK)) and not shutil.which("java"):
+        raise SparkUnavailable("Spark needs Java 17 or newer and none was found: install it (Debian: "
+                               "apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+
+
+def spark_session(master: str | None = None, app_name: str = "waflens", config: dict[str, str] | None = None):
+    """The active SparkSession, or a new one on ``master`` (default ``$WAFLENS_SPARK_MASTER`` or ``local[2]``).
+
+    Under ``spark-submit`` the master and resources come from its command line and the session it built
+    is returned. The Python workers run this interpreter (``PYSPARK_PYTHON`` unless already set), so they
+    see the same numpy, numba and waflens as the driver. Times are UTC, as in the DuckDB database."""
+    check_spark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (SparkSession.builder.appName(app_name)
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false"))
+    if not os.environ.get("SPARK_ENV_LOADED"):  # not under spark-submit, which sets the master itself
+        builder = builder.master(master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER)
+    for key, value in (config or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
