@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from waflens.data.db import first_line, run_sql_file
 from waflens.data.errors import DatabaseError, InputError, StorageError, WaflensError, storage_fault
 from waflens.data.interrupts import DeferredInterrupt, InterruptedAfterFile, was_interrupted  # noqa: F401 (re-exported)
-from waflens.data.log_file import line_batches, line_spans, read_log_file, sniff_format, span_chunks
+from waflens.data.log_file import binary_lines, line_spans, read_log_file, sniff_format, span_chunks
 from waflens.data.log_formats import COMBINED, LineFormat, compile_log_format
 from waflens.data.parse_lines import DEFAULT_JSON_FIELDS, STAGE_DDL, stage_clf_batch, stage_json_batch, stage_line_batch
 from waflens.data.pseudonymize import Pseudonymizer
@@ -78,7 +79,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
     check_json_fields(con, options.json_fields)
     with DeferredInterrupt() as interrupt:
         log = read_log_file(path)
-        fmt_name, line_format = _resolve_format(log.content, options, Path(path))
+        fmt_name, line_format = resolve_format(log.content, options, Path(path))
         # find the lines while the file's hash is computed (both release the GIL)
         spans = line_spans(log.content) if line_format is COMBINED else None
         interrupt.check()
@@ -177,21 +178,14 @@ def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineForma
     """Stage, convert and record one file inside the caller's transaction; (records, parsed, quarantined, id)."""
     con.execute(STAGE_DDL)
     if fmt_name == "raw-http":
-        _stage_raw_http(con, log.content, options, interrupt)
-    elif line_format is COMBINED:
-        starts, ends = spans
-        for lo, hi in span_chunks(starts):
-            stage_clf_batch(con, log.content, starts[lo:hi], ends[lo:hi], lo + 1, line_format)
-            interrupt.check()
+        stage_raw_http(con, log.content, options, interrupt)
     else:
-        for batch in line_batches(log.content):
-            if fmt_name == "json":
-                stage_json_batch(con, batch, options.json_fields)
-            else:
-                stage_line_batch(con, batch, line_format, unwrap_quotes=False, session_cookie=options.session_cookie)
+        starts, ends = spans if spans is not None else line_spans(log.content)
+        for lo, hi in span_chunks(starts):
+            stage_lines(con, log.content, starts[lo:hi], ends[lo:hi], lo + 1, fmt_name, line_format, options)
             interrupt.check()
     source_id = next_id(con, "sources")
-    records, parsed, quarantined = _finish(con, source_id, pseudonymizer, options)
+    records, parsed, quarantined = finish_stage(con, source_id, pseudonymizer, options)
     con.execute(
         """INSERT INTO sources VALUES ($id, $path, $name, $sha, $format, $log_format, $records, $parsed,
                                        $quarantined, $pseudonymized, $at)""",
@@ -202,6 +196,22 @@ def _ingest_in_transaction(con, path, log, fmt_name: str, line_format: LineForma
     )
     con.execute("DROP TABLE stage")
     return records, parsed, quarantined, source_id
+
+
+def stage_lines(con: duckdb.DuckDBPyConnection, content: bytes, starts, ends, first_record: int, fmt_name: str,
+                line_format: LineFormat | None, options: IngestOptions) -> None:
+    """Parse consecutive lines (byte spans of ``content``, numbered from ``first_record``) into ``stage``.
+
+    The one dispatch from format to parser, shared by this module and the Spark executors
+    (:mod:`waflens.pipeline.spark.parsing`), so both read a line the same way."""
+    if line_format is COMBINED:
+        stage_clf_batch(con, content, starts, ends, first_record, line_format)
+        return
+    batch = binary_lines(content, starts, ends, np.arange(first_record, first_record + len(starts), dtype=np.int64))
+    if fmt_name == "json":
+        stage_json_batch(con, batch, options.json_fields)
+    else:
+        stage_line_batch(con, batch, line_format, unwrap_quotes=False, session_cookie=options.session_cookie)
 
 
 def ingest_files(con: duckdb.DuckDBPyConnection, paths: list[str | os.PathLike], options: IngestOptions,
@@ -219,7 +229,8 @@ def ingest_files(con: duckdb.DuckDBPyConnection, paths: list[str | os.PathLike],
     return summaries
 
 
-def _resolve_format(content: bytes, options: IngestOptions, path: Path) -> tuple[str, LineFormat | None]:
+def resolve_format(content: bytes, options: IngestOptions, path: Path) -> tuple[str, LineFormat | None]:
+    """The format's name and line parser (None for json and raw-http); ``content`` is sniffed for auto."""
     if options.session_key not in SESSION_KEYS:
         raise InputError(f"unknown session key {options.session_key!r}: use one of {', '.join(SESSION_KEYS)}")
     if options.log_format:
@@ -238,9 +249,11 @@ def _resolve_format(content: bytes, options: IngestOptions, path: Path) -> tuple
     raise InputError(f"unknown format {name!r}: use auto, combined, common, json or raw-http")
 
 
-def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseudonymizer,
-            options: IngestOptions) -> tuple[int, int, int]:
-    """Pick clients, redact and pseudonymize, then move stage rows into requests and quarantine."""
+def finish_stage(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseudonymizer,
+                 options: IngestOptions) -> tuple[int, int, int]:
+    """Pick clients, redact and pseudonymize, then move stage rows into requests and quarantine.
+
+    Each Spark task runs it too, on a private in-memory database (waflens.pipeline.spark.parsing)."""
     choose_stage_clients(con, options.trusted_proxies)
     redactor = pseudonymizer.redactor()
     redact_stage(con, redactor)
@@ -275,8 +288,8 @@ def _finish(con: duckdb.DuckDBPyConnection, source_id: int, pseudonymizer: Pseud
     return records, parsed, records - parsed
 
 
-def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: IngestOptions,
-                    interrupt: DeferredInterrupt) -> None:
+def stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: IngestOptions,
+                   interrupt: DeferredInterrupt | None = None) -> None:
     """Parse a raw HTTP dump in Python (it is small next to access logs) into ``stage``."""
     rows: list[dict] = []
     for item in iter_raw_http(content.decode("latin-1")):
@@ -284,13 +297,14 @@ def _stage_raw_http(con: duckdb.DuckDBPyConnection, content: bytes, options: Ing
         if len(rows) >= RAW_HTTP_BATCH:
             _insert_stage_rows(con, rows)
             rows = []
-            interrupt.check()
+            if interrupt is not None:
+                interrupt.check()
     if rows:
         _insert_stage_rows(con, rows)
 
 
 def _raw_http_row(item, options: IngestOptions) -> dict:
-    """One stage row; its text (headers included) is redacted with every other path's, in _finish."""
+    """One stage row; its text (headers included) is redacted with every other path's, in finish_stage."""
     if isinstance(item, RawHttpReject):
         return {"record": item.record, "raw": item.raw, "reason": item.reason}
     headers: dict[str, str] = {}
