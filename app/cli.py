@@ -23,6 +23,7 @@ from waflens.app.sources_cli import sources
 from waflens.data.errors import EXIT_CODES, EXIT_NOTHING_PARSED, InputError, WaflensError
 from waflens.data.interrupts import InterruptedAfterFile, InterruptedDerived
 from waflens.labeling.taxonomy import FAMILIES, canonical_family
+from waflens.pipeline.spark.cli import SparkExit, spark
 
 EXIT_HELP = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -41,16 +42,6 @@ def cli(ctx: click.Context, db: Path | None, as_json: bool, debug: bool) -> None
     from waflens.data.db import default_db_path
 
     ctx.obj = Context(db or default_db_path(), as_json, debug)
-
-
-def _parse_json_fields(values: tuple[str, ...]) -> dict[str, list[str]]:
-    fields: dict[str, list[str]] = {}
-    for value in values:
-        column, sep, paths = value.partition("=")
-        if not sep or not column or not paths:
-            raise InputError(f"--json-field wants COLUMN=$.path[,$.other], got {value!r}")
-        fields[column.strip()] = [p.strip() for p in paths.split(",") if p.strip()]
-    return fields
 
 
 @cli.command()
@@ -75,13 +66,13 @@ def _parse_json_fields(values: tuple[str, ...]) -> dict[str, list[str]]:
 def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, session_key, session_cookie,
            json_field, trusted_proxy, no_sessionize, gap_minutes) -> None:
     """Ingest access logs or raw HTTP dumps (optionally gzip-compressed) into the database."""
-    from waflens.data.ingest import IngestOptions, ingest_files
+    from waflens.data.ingest import IngestOptions, ingest_files, parse_json_fields
     from waflens.data.pseudonymize import Pseudonymizer, load_key
     from waflens.data.redaction import parse_trusted_proxies
     from waflens.data.sessionize import update_derived
 
     options = IngestOptions(format=fmt, log_format=log_format, source=source, session_key=session_key,
-                            session_cookie=session_cookie, json_fields=_parse_json_fields(json_field))
+                            session_cookie=session_cookie, json_fields=parse_json_fields(json_field))
     if trusted_proxy:
         options.trusted_proxies = parse_trusted_proxies(trusted_proxy)
     pseudonymizer = Pseudonymizer(None if no_pseudonymize else load_key(obj.db))
@@ -476,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     private_files()  # the database, its WAL, models and reports hold personal data: 0600 / 0700 from the start
     try:
         cli.main(args=argv, prog_name="waflens", standalone_mode=False)
-    except Exit as done:
+    except (Exit, SparkExit) as done:
         return done.code
     except WaflensError as error:
         click.echo(f"waflens: error: {error}", err=True)
@@ -515,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-for command in (labels, allowlist, models, retrain, drift, sources):   # the groups that have their own modules
+for command in (labels, allowlist, models, retrain, drift, sources, spark):   # the groups that have their own modules
     cli.add_command(command)
 
 

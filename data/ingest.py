@@ -122,6 +122,17 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, options
                        time.perf_counter() - started, hint)
 
 
+def parse_json_fields(values: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--json-field COLUMN=PATH[,PATH]`` options as :attr:`IngestOptions.json_fields`."""
+    fields: dict[str, list[str]] = {}
+    for value in values:
+        column, sep, paths = value.partition("=")
+        if not sep or not column or not paths:
+            raise InputError(f"--json-field wants COLUMN=$.path[,$.other], got {value!r}")
+        fields[column.strip()] = [p.strip() for p in paths.split(",") if p.strip()]
+    return fields
+
+
 def check_json_fields(con: duckdb.DuckDBPyConnection, fields: dict[str, list[str]]) -> None:
     """Refuse an unknown ``--json-field`` column or a path DuckDB cannot read, before any transaction."""
     for column, paths in fields.items():
