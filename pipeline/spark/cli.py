@@ -2,8 +2,8 @@
 
 ``waflens spark ingest FILES... --out DIR`` writes ``DIR/requests``, ``DIR/quarantine`` and
 ``DIR/sources`` (see :mod:`waflens.pipeline.spark` for the layout); ``waflens spark features FILES...
---out DIR`` does the same and then ``DIR/request_features`` from the requests still cached in the same
-job. ``waflens spark features --out DIR`` without FILES computes the features of an existing
+--out DIR`` does the same and ``DIR/request_features`` too, computed in the same pass over the lines
+(each task runs the feature kernel on the requests it just parsed). ``waflens spark features --out DIR`` without FILES computes the features of an existing
 ``DIR/requests`` (from an earlier ``spark ingest``).
 
 Pseudonyms use the key DuckDB ingest would use for ``--db`` (``$WAFLENS_PSEUDONYM_KEY``,
@@ -127,13 +127,10 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
         summary["request_features"] = f"{out}/request_features"
         _emit(obj, summary, f"{out}/request_features written from {out}/requests")
         return
-    result = ingest(session, list(files), out, options, key)
-    try:
-        if features:
-            write_request_features(result.requests, out)
-            summary["request_features"] = f"{out}/request_features"
-    finally:
-        result.release()
+    result = ingest(session, list(files), out, options, key, with_features=features)
+    result.release()
+    if features:
+        summary["request_features"] = f"{out}/request_features"
     summary["files"] = [f.as_dict() for f in result.files]
     lines = [f"{f.file}: {f.format}, {f.records} records read = {f.parsed} parsed + {f.quarantined} quarantined"
              + (" (NOTHING PARSED)" if f.status == "nothing parsed" else "") for f in result.files]

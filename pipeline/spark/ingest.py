@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from waflens.pipeline.spark.parsing import PARSED_SCHEMA, REQUEST_COLUMNS, parse_partitions
+from waflens.pipeline.spark.parsing import REQUEST_COLUMNS, parse_partitions, parsed_schema
 from waflens.pipeline.spark.reading import SparkInput, read_records, resolve_inputs
 
 REQUESTS_COLUMNS = ("file", "record", "request_id", *(name for name, _ in REQUEST_COLUMNS), "day")
@@ -53,16 +53,19 @@ class IngestResult(NamedTuple):
         self.parsed.unpersist()
 
 
-def ingest(spark, paths: list[str], out: str, options, key: bytes | None) -> IngestResult:
-    """Parse ``paths`` and write ``out``/requests, quarantine and sources; the requests stay cached for
-    the caller (features) until :meth:`IngestResult.release`."""
+def ingest(spark, paths: list[str], out: str, options, key: bytes | None, *,
+           with_features: bool = False) -> IngestResult:
+    """Parse ``paths`` and write ``out``/requests, quarantine and sources, and with ``with_features``
+    ``out``/request_features, computed in the same pass. The parsed rows stay cached for the caller
+    until :meth:`IngestResult.release`."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
     inputs = resolve_inputs(spark, paths, options)
     tasks = {item.file_id: item.task() for item in inputs}
     parsed = (read_records(spark, inputs)
-              .mapInArrow(parse_partitions(tasks, options, key), from_arrow_schema(PARSED_SCHEMA))
+              .mapInArrow(parse_partitions(tasks, options, key, with_features),
+                          from_arrow_schema(parsed_schema(with_features)))
               .persist())
     counts = (parsed.groupBy("file_id", "block")
               .agg(F.count(F.lit(1)).alias("records"), F.count_if(F.col("reason").isNull()).alias("parsed"))
@@ -72,11 +75,16 @@ def ingest(spark, paths: list[str], out: str, options, key: bytes | None) -> Ing
                                              "request_base long")
     numbered = (parsed.join(F.broadcast(numbering), ["file_id", "block"])
                 .withColumn("record", F.col("record_base") + F.col("record")))
-    requests = (numbered.where(F.col("reason").isNull())
-                .withColumn("request_id", F.col("request_base") + F.col("record"))
-                .withColumn("day", F.to_date("ts"))
-                .select(*REQUESTS_COLUMNS))
+    parsed_requests = (numbered.where(F.col("reason").isNull())
+                       .withColumn("request_id", F.col("request_base") + F.col("record"))
+                       .withColumn("day", F.to_date("ts")))
+    requests = parsed_requests.select(*REQUESTS_COLUMNS)
     requests.write.mode("overwrite").partitionBy("day").parquet(f"{out}/requests")
+    if with_features:
+        from waflens.pipeline.spark.request_features import FEATURES_SCHEMA
+
+        (parsed_requests.select(*FEATURES_SCHEMA.names)
+         .write.mode("overwrite").partitionBy("day").parquet(f"{out}/request_features"))
     (numbered.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
      .write.mode("overwrite").parquet(f"{out}/quarantine"))
     spark.createDataFrame([f._asdict() for f in files], _SOURCES_SCHEMA) \

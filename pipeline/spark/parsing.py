@@ -35,6 +35,17 @@ PARSED_SCHEMA = pa.schema([
     ("reason", pa.string()), ("raw", pa.string()),   # set for quarantined records only
     *REQUEST_COLUMNS,
 ])
+
+
+def parsed_schema(with_features: bool) -> pa.Schema:
+    """PARSED_SCHEMA, followed by the request features when they are computed in the same pass."""
+    if not with_features:
+        return PARSED_SCHEMA
+    from waflens.pipeline.spark.request_features import FEATURE_FIELDS
+
+    return pa.schema([*PARSED_SCHEMA, *FEATURE_FIELDS])
+
+
 _REQUEST_SELECT = "SELECT record, NULL AS reason, NULL AS raw, " + ", ".join(n for n, _ in REQUEST_COLUMNS) + \
                   " FROM requests ORDER BY record"
 
@@ -46,14 +57,16 @@ class FileTask(NamedTuple):
     log_format: str | None
 
 
-def parse_partitions(files: dict[int, FileTask], options, key: bytes | None):
-    """The ``mapInArrow`` function: (file_id, block, raw) batches in scan order -> PARSED_SCHEMA batches.
+def parse_partitions(files: dict[int, FileTask], options, key: bytes | None, with_features: bool = False):
+    """The ``mapInArrow`` function: (file_id, block, raw) batches in scan order -> ``parsed_schema`` batches.
 
     ``options`` is the :class:`waflens.data.ingest.IngestOptions`; ``key`` the pseudonymization key
-    (None: lab mode), which reaches the executors inside the task closure like any other argument."""
+    (None: lab mode), which reaches the executors inside the task closure like any other argument.
+    ``with_features`` adds the request features (waflens.pipeline.spark.request_features) while the
+    rows are at hand, saving a second trip of every request through Arrow."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        parser = _TaskParser(files, options, key)
+        parser = _TaskParser(files, options, key, with_features)
         try:
             yield from parser.run(batches)
         finally:
@@ -63,7 +76,7 @@ def parse_partitions(files: dict[int, FileTask], options, key: bytes | None):
 
 
 class _TaskParser:
-    def __init__(self, files: dict[int, FileTask], options, key: bytes | None):
+    def __init__(self, files: dict[int, FileTask], options, key: bytes | None, with_features: bool):
         import duckdb
         import numba
 
@@ -73,6 +86,12 @@ class _TaskParser:
 
         numba.set_num_threads(1)   # Spark runs one task per core: the kernels must not spread over the others
         self.files, self.options = files, options
+        self.schema = parsed_schema(with_features)
+        self.feature_tables = None
+        if with_features:
+            from waflens.pipeline.spark.request_features import token_tables
+
+            self.feature_tables = token_tables()
         self.pseudonymizer = Pseudonymizer(key)
         self.con = duckdb.connect()
         self.con.execute("SET threads = 1")
@@ -148,23 +167,28 @@ class _TaskParser:
         self.con.execute("DELETE FROM requests")
         self.con.execute("DELETE FROM quarantine")
         self.con.execute("DROP TABLE stage")
-        table = pa.concat_tables([_conform(parsed), _conform(rejected)])
+        if self.feature_tables is not None:
+            from waflens.pipeline.spark.request_features import FEATURE_FIELDS, feature_arrays
+
+            for field, values in zip(FEATURE_FIELDS, feature_arrays(parsed, self.feature_tables)):
+                parsed = parsed.append_column(field, values)
+        table = pa.concat_tables([_conform(parsed, self.schema), _conform(rejected, self.schema)])
         n = table.num_rows
         table = table.add_column(0, "file_id", pa.array(np.full(n, file_id, np.int32)))
         table = table.add_column(1, "block", pa.array(np.full(n, block, np.int64)))
-        return table.select(PARSED_SCHEMA.names).cast(PARSED_SCHEMA)
+        return table.select(self.schema.names).cast(self.schema)
 
-def _conform(table: pa.Table) -> pa.Table:
-    """``table`` with every PARSED_SCHEMA column after file_id and block, missing ones as nulls."""
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with every column of ``schema`` after file_id and block, missing ones as nulls."""
     columns = []
-    for field in PARSED_SCHEMA:
+    for field in schema:
         if field.name in ("file_id", "block"):
             continue
         if field.name in table.column_names:
             columns.append(table.column(field.name).cast(field.type))
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.table(columns, names=[f.name for f in PARSED_SCHEMA if f.name not in ("file_id", "block")])
+    return pa.table(columns, names=[f.name for f in schema if f.name not in ("file_id", "block")])
 
 
 def _joined_lines(lines: pa.Array) -> tuple[bytes, np.ndarray, np.ndarray]:

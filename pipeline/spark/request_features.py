@@ -19,9 +19,9 @@ KEY_COLUMNS = ("file", "record", "request_id", "day")
 INPUT_COLUMNS = (*KEY_COLUMNS, "method", "path", "query", "body", "user_agent", "referer")
 _ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
                 "DOUBLE": pa.float64()}
+FEATURE_FIELDS = tuple(pa.field(f.name, _ARROW_TYPES[f.dtype]) for f in REQUEST_FEATURES)
 FEATURES_SCHEMA = pa.schema([("file", pa.string()), ("record", pa.int64()), ("request_id", pa.int64()),
-                             ("day", pa.date32()),
-                             *((f.name, _ARROW_TYPES[f.dtype]) for f in REQUEST_FEATURES)])
+                             ("day", pa.date32()), *FEATURE_FIELDS])
 
 
 def write_request_features(requests, out: str) -> None:
@@ -38,49 +38,58 @@ def features_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
     import numba
 
     numba.set_num_threads(1)
-    tables = _token_tables()
+    tables = token_tables()
     for batch in batches:
         yield features_of_batch(batch, tables)
 
 
 def features_of_batch(batch: pa.RecordBatch, tables=None) -> pa.RecordBatch:
+    """FEATURES_SCHEMA: the key columns of ``batch`` and the features of its requests."""
+    columns = [batch.column(name) for name in KEY_COLUMNS]
+    columns += feature_arrays(batch, tables)
+    return pa.RecordBatch.from_arrays(columns, schema=FEATURES_SCHEMA)
+
+
+def feature_arrays(requests, tables=None) -> list[pa.Array]:
+    """One array per request feature (spec order, DuckDB types) of a batch or table with the ``requests``
+    columns method, path, query, body, user_agent and referer."""
     import pyarrow.compute as pc
 
     from waflens.runtime.feature_spec import METHOD_CODES, METHOD_OTHER
     from waflens.runtime.kernels.request import N_REQUEST_FEATURES
     from waflens.runtime.kernels.request_batch import request_features_rows
 
-    tables = tables or _token_tables()
-    n = batch.num_rows
+    tables = token_tables() if tables is None else tables
+    n = requests.num_rows
     names = list(METHOD_CODES)
-    position = pc.index_in(batch.column("method"), value_set=pa.array(names, pa.string()))
+    position = pc.index_in(requests.column("method"), value_set=pa.array(names, pa.string()))
     lookup = np.array([METHOD_CODES[name] for name in names] + [METHOD_OTHER], dtype=np.int64)
     method_codes = lookup[position.fill_null(len(names)).to_numpy(zero_copy_only=False).astype(np.int64)]
-    referer = batch.column("referer")
+    referer = requests.column("referer")
     # as the SQL's coalesce(referer NOT IN ('', '-'), false): a NULL referer is none
     has_referer = pc.and_(pc.is_valid(referer), pc.invert(pc.is_in(referer, value_set=pa.array(["", "-"]))))
     has_referer = has_referer.to_numpy(zero_copy_only=False).astype(np.bool_)
     out = np.zeros((n, N_REQUEST_FEATURES), dtype=np.float64)
     if n:
-        request_features_rows(method_codes, *_text(batch.column("path")), *_text(batch.column("query")),
-                              *_text(batch.column("body")), *_text(batch.column("user_agent")), has_referer,
+        request_features_rows(method_codes, *_text(requests.column("path")), *_text(requests.column("query")),
+                              *_text(requests.column("body")), *_text(requests.column("user_agent")), has_referer,
                               *tables, out)
-    columns = [batch.column(name) for name in KEY_COLUMNS]
-    for i, feature in enumerate(REQUEST_FEATURES):
-        columns.append(pa.array(out[:, i].astype(_ARROW_TYPES[feature.dtype].to_pandas_dtype())))
-    return pa.RecordBatch.from_arrays(columns, schema=FEATURES_SCHEMA)
+    return [pa.array(out[:, i].astype(_ARROW_TYPES[feature.dtype].to_pandas_dtype()))
+            for i, feature in enumerate(REQUEST_FEATURES)]
 
 
-def _token_tables():
+def token_tables():
     from waflens.data.feature_spec import sql_parameters
     from waflens.runtime.kernels.request import build_token_tables
 
     return build_token_tables(sql_parameters())
 
 
-def _text(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _text(column) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes, int64 offsets) of a string column, nulls as empty texts."""
     column = column.cast(pa.large_string()).fill_null("")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     _, offsets, data = column.buffers()
     offsets = np.frombuffer(offsets, dtype=np.int64)[column.offset:column.offset + len(column) + 1]
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
