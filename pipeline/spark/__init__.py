@@ -5,12 +5,17 @@ outgrow one machine, in local mode (``local[2]``, what the tests use) or on a cl
 ``spark-submit``. Every step reads and writes Parquet in one output directory ``DIR``:
 
 ==============================  ==================================================================
-``DIR/requests/day=…/``         parsed requests: the DuckDB ``requests`` columns, with ``file`` (the
-                                path as given) and ``record`` (1-based, as in DuckDB) for
-                                ``source_id``; client identifiers pseudonymized with the same keyed hash
+``DIR/requests/day=…/``         parsed requests: the DuckDB ``requests`` columns but ``source_id`` and
+                                ``session_id``, with ``file`` (the path as given), ``record`` (1-based, as in
+                                DuckDB) and ``request_id`` (records of the earlier files + ``record``);
+                                client identifiers pseudonymized with the same keyed hash. ``day`` is the
+                                UTC date of ``ts``; raw HTTP requests (no ``ts``) are in
+                                ``day=__HIVE_DEFAULT_PARTITION__`` (NULL when read back)
 ``DIR/quarantine/``             ``file``, ``record``, ``raw`` (redacted as in DuckDB), ``reason``
+``DIR/sources/``                per input file: ``file``, ``format``, ``records`` = ``parsed`` +
+                                ``quarantined``, ``first_request_id``, ``status``, ``hint``
 ``DIR/request_features/day=…/`` ``file``, ``record``, ``request_id`` and every request feature under its
-                                DuckDB column name
+                                DuckDB column name and type
 ``DIR/sessions/``,              sessions (same gap rules as data/sql/sessionize.sql) and their features
 ``DIR/session_features/``
 ``DIR/scores/``                 per request (or session): the exported artifact's score and class
