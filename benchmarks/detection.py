@@ -12,7 +12,8 @@ on the CSIC 2010 benign training file only, then score with the runtime:
    kind comes from :func:`attack_kind`, a documented heuristic (first rule that matches).
 2. Injected payloads (the earlier benchmark, kept as a second table): benign validation
    requests with one parameter value replaced by a payload of each family in
-   $WAFLENS_SHARED_DATASETS/payloads. It exercises payload-likeness only, never structural novelty.
+   $WAFLENS_SHARED_DATASETS/payloads, and the remote file inclusion list written for waflens
+   (data/payload_samples/rfi.txt). It exercises payload-likeness only, never structural novelty.
    (The code-likeness model was fitted on four fifths of these lists: partly in-sample.)
 3. Labelled values: the fifth of HttpParamsDataset's training split that the code-likeness model
    was not fitted on (``waflens.scoring.code_model.held_out``), per family, placed (a) in the free-text
@@ -23,6 +24,9 @@ on the CSIC 2010 benign training file only, then score with the runtime:
    decoded value, ``pip install waflens[bench]``) on the same values as the anchor.
 4. Benign text in the free-text field: sentences, names and addresses of several locales
    (Faker, a benchmark-only dependency), with punctuation and accents. Share flagged.
+5. Benign URLs (benchmarks/data/benign_urls.txt, written for this benchmark, fitted on by nothing:
+   redirect targets, CDN and asset links with queries, shared links, OAuth callbacks, a few
+   intranet addresses) in the free-text field and in a random parameter. Share flagged.
 """
 
 from __future__ import annotations
@@ -134,6 +138,8 @@ def _inject(request, payload: str, rng: random.Random):
 
 
 FREE_TEXT_PATH, FREE_TEXT_PARAM = "/tienda1/publico/registro.jsp", "direccion"
+RFI_LIST = REPO / "data" / "payload_samples" / "rfi.txt"
+BENIGN_URLS = REPO / "benchmarks" / "data" / "benign_urls.txt"
 HTTP_PARAMS = DATASETS / "labelled" / "http_params_train.csv.gz"
 TEXT_LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR", "nl_NL")
 
@@ -264,10 +270,11 @@ def main() -> None:
 
     carriers = [r for r in benign_dev if "=" in r.target or "=" in r.body]
     families = {}
-    for path in sorted((DATASETS / "payloads").glob("*.txt")):
+    for path in sorted((DATASETS / "payloads").glob("*.txt")) + [RFI_LIST]:
         lines = [fill_placeholders(line, rng) for line in clean_payload_lines(path.read_text("utf-8", "replace"))]
         chosen = rng.sample(lines, min(args.per_family, len(lines)))
-        families[path.stem] = np.array([score(*_inject(rng.choice(carriers), p, rng)) for p in chosen])
+        name = path.stem if path != RFI_LIST else "rfi (waflens list)"
+        families[name] = np.array([score(*_inject(rng.choice(carriers), p, rng)) for p in chosen])
 
     free_text_carriers = [r for r in training if _path(r) == FREE_TEXT_PATH and f"{FREE_TEXT_PARAM}=" in r.body]
     values = _held_out_values()
@@ -294,6 +301,12 @@ def main() -> None:
                           np.concatenate([r[3] for r in text_rows]),
                           None if text_rows[0][4] is None else np.concatenate([r[4] for r in text_rows])))
 
+    urls = [line for line in BENIGN_URLS.read_text("utf-8").splitlines() if line and not line.startswith("#")]
+    url_libinj = _libinjection_flags(urls)
+    url_rows = [(f"benign URLs in {where}", len(urls), *placed(urls, name, carriers), url_libinj)
+                for where, name, carriers in (("free text", FREE_TEXT_PARAM, free_text_carriers),
+                                              ("random param", None, carriers))]
+
     print(f"\ntrained on {len(training):,} CSIC benign training requests in {train_seconds:.1f} s ({args.trees} trees); "
           f"validation: {benign.size:,} benign, {len(attack_dev):,} anomalous; likely_attack >= {likely_attack:.3f}, "
           f"attack >= {attack_at:.3f} (calibrated on held-out training folds)")
@@ -309,6 +322,7 @@ def main() -> None:
                      text_rows)
     else:
         print("\n4. benign text skipped: Faker is not installed (pip install 'waflens[bench]')")
+    _value_table(f"5. benign URLs ({BENIGN_URLS.relative_to(REPO)}): share flagged", url_rows)
 
 
 if __name__ == "__main__":
