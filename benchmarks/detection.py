@@ -26,7 +26,9 @@ on the CSIC 2010 benign training file only, then score with the runtime:
    (Faker, a benchmark-only dependency), with punctuation and accents. Share flagged.
 5. Benign URLs (benchmarks/data/benign_urls.txt, written for this benchmark, fitted on by nothing:
    redirect targets, CDN and asset links with queries, shared links, OAuth callbacks, a few
-   intranet addresses) in the free-text field and in a random parameter. Share flagged.
+   intranet addresses) in the free-text field and in a random parameter, encoded whole as a form
+   or encodeURIComponent sends them; and once with their own %XX escapes sent bare (the server
+   decodes them: a URL whose query then holds spaces and '#'). Share flagged.
 """
 
 from __future__ import annotations
@@ -181,8 +183,12 @@ def _libinjection_flags(values: list[str]) -> np.ndarray | None:
                      for v in values])
 
 
-def _place(request, name: str | None, value: str, rng: random.Random):
-    """The request with parameter ``name`` (None: a random one) set to the encoded value."""
+def _place(request, name: str | None, value: str, rng: random.Random, whole: bool = False):
+    """The request with parameter ``name`` (None: a random one) set to the encoded value (``whole``: every
+    byte encoded, '%' too, as a browser's form or encodeURIComponent does; else %XX escapes in the value are
+    kept, as payload lists are partly encoded already)."""
+    from urllib.parse import quote_plus
+
     from waflens.data.synthetic_payloads import encode_query_value
 
     path, _, query = request.target.partition("?")
@@ -193,7 +199,8 @@ def _place(request, name: str | None, value: str, rng: random.Random):
                   if (query if w == "query" else request.body).split("&")[i].split("=", 1)[0] == name]
     where, index = rng.choice(places)
     pieces = (query if where == "query" else request.body).split("&")
-    pieces[index] = f"{pieces[index].split('=', 1)[0]}={encode_query_value(value, space='+')}"
+    encoded = quote_plus(value, safe="") if whole else encode_query_value(value, space="+")
+    pieces[index] = f"{pieces[index].split('=', 1)[0]}={encoded}"
     joined = "&".join(pieces)
     if where == "query":
         return request.method, f"{path}?{joined}", request.headers, request.body
@@ -201,10 +208,10 @@ def _place(request, name: str | None, value: str, rng: random.Random):
 
 
 def _value_table(title: str, rows: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
-    print(f"\n{title}\n{'values':<34}{'n':>7}{'>=likely':>10}{'>=attack':>10}{'libinj':>9}")
+    print(f"\n{title}\n{'values':<40}{'n':>7}{'>=likely':>10}{'>=attack':>10}{'libinj':>9}")
     for label, n, likely, attack, libinj in rows:
         anchor = f"{np.mean(libinj):>9.3f}" if libinj is not None else f"{'n/a':>9}"
-        print(f"{label:<34}{n:>7}{np.mean(likely):>10.3f}{np.mean(attack):>10.3f}{anchor}")
+        print(f"{label:<40}{n:>7}{np.mean(likely):>10.3f}{np.mean(attack):>10.3f}{anchor}")
 
 
 def _rates(benign: np.ndarray, attack: np.ndarray) -> tuple[float, float, float]:
@@ -281,8 +288,8 @@ def main() -> None:
     text = _benign_text(args.text, args.seed)
     likely, attack_at = scorer._thresholds[1], scorer._thresholds[2]
 
-    def placed(value_list, name, carriers):
-        s = np.array([score(*_place(rng.choice(carriers), name, v, rng)) for v in value_list])
+    def placed(value_list, name, carriers, whole=False):
+        s = np.array([score(*_place(rng.choice(carriers), name, v, rng, whole)) for v in value_list])
         return s >= likely, s >= attack_at
 
     value_rows = []
@@ -303,9 +310,10 @@ def main() -> None:
 
     urls = [line for line in BENIGN_URLS.read_text("utf-8").splitlines() if line and not line.startswith("#")]
     url_libinj = _libinjection_flags(urls)
-    url_rows = [(f"benign URLs in {where}", len(urls), *placed(urls, name, carriers), url_libinj)
-                for where, name, carriers in (("free text", FREE_TEXT_PARAM, free_text_carriers),
-                                              ("random param", None, carriers))]
+    url_rows = [(f"benign URLs in {where}", len(urls), *placed(urls, name, carriers, whole), url_libinj)
+                for where, name, carriers, whole in (("free text", FREE_TEXT_PARAM, free_text_carriers, True),
+                                                     ("random param", None, carriers, True),
+                                                     ("random param, %XX sent bare", None, carriers, False))]
 
     print(f"\ntrained on {len(training):,} CSIC benign training requests in {train_seconds:.1f} s ({args.trees} trees); "
           f"validation: {benign.size:,} benign, {len(attack_dev):,} anomalous; likely_attack >= {likely_attack:.3f}, "

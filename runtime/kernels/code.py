@@ -14,10 +14,14 @@ path traversal, shell or SQL syntax they look like elsewhere. After ``http://`` 
 scheme that is not a wrapper such as ``php://``) the authority is one token, a host
 *name* or a host *address* (an IP literal, a number, a name without a dot), and until a
 byte that cannot be in a URL (space, quote, ``<``, ``;``, ...) the separators are URL
-classes. Keywords, traversal and encodings keep their classes inside a URL, so the fitted
-weights, not a whitelist, decide what is attack about a URL (an address host, a query
-mark that ends the value: remote file inclusion); ``%XX`` left in a value that is a URL is
-the URL's own encoding, not double encoding. The weights are
+classes and its words, numbers, dots and harmless ``%XX`` escapes are *URL text* (so URL
+examples move the weights of URL classes, not those of words and numbers elsewhere). A value
+that is a URL is not decoded again: its escapes are its own (a query's values, a nested
+redirect URL), except escapes of quotes, ``<``, ``>``, NUL, CR/LF and ``%``, which stay
+"leftover encoding". Traversal, wrappers and ``javascript:`` keep their classes inside a
+URL, and code must leave the URL to run (a quote, a space, ``;``), so the fitted weights,
+not a whitelist, decide what is attack about a URL (an address host, a query mark that ends
+the value: remote file inclusion). The weights are
 fitted once on public labelled values (``scripts/fit_code_model.py``) and travel
 in every artifact as plain arrays; each site then calibrates where evidence starts
 (see :mod:`waflens.scoring.calibration`).
@@ -42,11 +46,12 @@ CLASS_NAMES = (
     "sensitive file name", "URL scheme", "PHP/stream wrapper", "template syntax", "JNDI lookup", "CR/LF",
     "NUL byte", "leftover encoding", "slash", "dot", "comma", "hash", "brace", "other punctuation", "non-ASCII",
     "SSI directive", "hex literal", "at sign", "colon", "space",  # ("non-ASCII": unused since version 1 shipped)
-    "URL host name", "URL host address", "URL path separator", "URL query or fragment mark", "URL parameter syntax")
+    "URL host name", "URL host address", "URL path separator", "URL query or fragment mark", "URL parameter syntax",
+    "URL text")
 (WORD, NUM, SQL_KW, SQL_WEAK, SQL_COMMENT, QUOTE, BACKTICK, PAREN_OPEN, PAREN_CLOSE, EQUALS, COMPARE, HTML_TAG,
  TAG_END, JS_EVENT, JS_WORD, SEMICOLON, PIPE_AMP, SUBSHELL, SHELL_CMD, TRAVERSAL, SENSITIVE_FILE, SCHEME,
  PHP_WRAPPER, TEMPLATE, JNDI, CRLF, NUL, ENCODED, SLASH, DOT, COMMA, HASH, BRACE, PUNCT, NONASCII, SSI, HEXLIT,
- AT, COLON, SPACE, URL_HOST, URL_ADDRESS, URL_SLASH, URL_QUERY, URL_PARAM) = range(len(CLASS_NAMES))
+ AT, COLON, SPACE, URL_HOST, URL_ADDRESS, URL_SLASH, URL_QUERY, URL_PARAM, URL_TEXT) = range(len(CLASS_NAMES))
 N_CLASSES = len(CLASS_NAMES)
 START, END = N_CLASSES, N_CLASSES + 1  # bigram ends (not counted as unigrams)
 N_BIGRAM_CLASSES = N_CLASSES + 2
@@ -167,6 +172,41 @@ def _ends_url(c):
 
 
 @numba.njit(cache=True, nogil=True)
+def _hex_value(c):
+    return c - 48 if c <= 57 else c - 87
+
+
+@numba.njit(cache=True, nogil=True)
+def _suspect_escape(value, j):
+    """Whether ``value[j:]`` starts with a %XX escape of a byte that would end a URL as code does (a quote,
+    '<', '>', a backtick, NUL, CR, LF) or of '%' itself (encoding twice)."""
+    if j + 2 >= value.size or value[j] != 37 or not (_is_hex(value[j + 1]) and _is_hex(value[j + 2])):
+        return False
+    b = _hex_value(value[j + 1]) * 16 + _hex_value(value[j + 2])
+    return b == 0 or b == 10 or b == 13 or b == 34 or b == 39 or b == 60 or b == 62 or b == 96 or b == 37
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_url_text(value, j):
+    """Whether the byte at ``j`` continues URL text: name bytes, a dot (not '..'), '%' (not a suspect
+    escape), '~', ',', ':', '@', '+'."""
+    c = value[j]
+    if c == 46:
+        return j + 1 >= value.size or value[j + 1] != 46
+    if c == 37:
+        return not _suspect_escape(value, j)
+    return _is_word_byte(c) or c == 126 or c == 44 or c == 58 or c == 64 or c == 43
+
+
+@numba.njit(cache=True, nogil=True)
+def _url_text_end(value, j):
+    """End of the URL text that continues at ``j``."""
+    while j < value.size and _is_url_text(value, j):
+        j += 1
+    return j
+
+
+@numba.njit(cache=True, nogil=True)
 def _is_authority_byte(c):
     return _is_word_byte(c) or c == 46 or c == 58 or c == 64 or c == 91 or c == 93 or c == 126
 
@@ -247,19 +287,23 @@ def tokenize(value, classes):
                 else:
                     cls, in_url, authority = SCHEME, True, True
                 step += 3
-            elif j < n and value[j] == 58:
-                if _in_list(value, i, j, _SCRIPT_DATA, _SCRIPT_OFFSETS):
-                    cls, step = JS_WORD, step + 1
-                elif _same(value, i, j, _JNDI, 0, 4):
-                    cls, step = JNDI, step + 1
-                elif _in_list(value, i, j, _WRAP_DATA, _WRAP_OFFSETS):
-                    cls, step = PHP_WRAPPER, step + 1
-            elif j - i >= 5 and value[i] == 111 and value[i + 1] == 110:  # on...= : an event handler
+            elif j < n and value[j] == 58 and _in_list(value, i, j, _SCRIPT_DATA, _SCRIPT_OFFSETS):
+                cls, step = JS_WORD, step + 1
+            elif j < n and value[j] == 58 and _same(value, i, j, _JNDI, 0, 4):
+                cls, step = JNDI, step + 1
+            elif j < n and value[j] == 58 and _in_list(value, i, j, _WRAP_DATA, _WRAP_OFFSETS):
+                cls, step = PHP_WRAPPER, step + 1
+            elif in_url:  # a word in a URL: URL text (with the dots, digits and '-' that follow)
+                cls, step = URL_TEXT, _url_text_end(value, j) - i
+            elif j - i >= 5 and value[i] == 111 and value[i + 1] == 110 and (j >= n or value[j] != 58):  # on...=
+                # an event handler
                 k = j
                 while k < n and (value[k] == 32 or value[k] == 9 or value[k] == 47):
                     k += 1
                 if k < n and value[k] == 61:
                     cls = JS_EVENT
+        elif in_url and _is_url_text(value, i):  # (letters were handled above)
+            cls, step = URL_TEXT, _url_text_end(value, i) - i
         elif 48 <= c <= 57:
             if c == 48 and nxt == 120 and i + 2 < n and _is_hex(value[i + 2]):
                 j = i + 2
@@ -292,8 +336,6 @@ def tokenize(value, classes):
             cls = URL_PARAM if in_url else EQUALS
         elif c == 63 and in_url:
             cls = URL_QUERY
-        elif c == 43 and in_url:  # '+' is a space in a URL's query
-            cls = SPACE
         elif c == 60:
             if nxt == 33 and i + 4 < n and value[i + 2] == 45 and value[i + 3] == 45 and value[i + 4] == 35:
                 cls, step = SSI, 5
@@ -385,11 +427,13 @@ def tokenize(value, classes):
 
 @numba.njit(cache=True, nogil=True)
 def _prepared(value):
-    """The value lower-cased, decoded once more when it still holds %XX escapes, and whether that is double
-    encoding (it is not in a value that is a URL: its query holds escapes of its own)."""
+    """The value lower-cased, decoded once more when it still holds %XX escapes (double encoding), and
+    whether it did. A value that is a URL is not: its escapes are its own (see :func:`tokenize`)."""
+    if _is_url(value):  # its escapes are its own (a query's values, a nested URL): read them inside the URL
+        return _lower(value), False
     for i in range(value.size - 2):
         if value[i] == 37 and _is_hex(value[i + 1] | 32) and _is_hex(value[i + 2] | 32):
-            return _lower(url_decode(value, False)), not _is_url(value)  # a URL's own escapes are not double
+            return _lower(url_decode(value, False)), True
     return _lower(value), False
 
 
