@@ -12,7 +12,8 @@ on the CSIC 2010 benign training file only, then score with the runtime:
    kind comes from :func:`attack_kind`, a documented heuristic (first rule that matches).
 2. Injected payloads (the earlier benchmark, kept as a second table): benign validation
    requests with one parameter value replaced by a payload of each family in
-   $WAFLENS_SHARED_DATASETS/payloads. It exercises payload-likeness only, never structural novelty.
+   $WAFLENS_SHARED_DATASETS/payloads, and the remote file inclusion list written for waflens
+   (data/payload_samples/rfi.txt). It exercises payload-likeness only, never structural novelty.
    (The code-likeness model was fitted on four fifths of these lists: partly in-sample.)
 3. Labelled values: the fifth of HttpParamsDataset's training split that the code-likeness model
    was not fitted on (``waflens.scoring.code_model.held_out``), per family, placed (a) in the free-text
@@ -23,6 +24,11 @@ on the CSIC 2010 benign training file only, then score with the runtime:
    decoded value, ``pip install waflens[bench]``) on the same values as the anchor.
 4. Benign text in the free-text field: sentences, names and addresses of several locales
    (Faker, a benchmark-only dependency), with punctuation and accents. Share flagged.
+5. Benign URLs (benchmarks/data/benign_urls.txt, written for this benchmark, fitted on by nothing:
+   redirect targets, CDN and asset links with queries, shared links, OAuth callbacks, a few
+   intranet addresses) in the free-text field and in a random parameter, encoded whole as a form
+   or encodeURIComponent sends them; and once with their own %XX escapes sent bare (the server
+   decodes them: a URL whose query then holds spaces and '#'). Share flagged.
 """
 
 from __future__ import annotations
@@ -134,6 +140,8 @@ def _inject(request, payload: str, rng: random.Random):
 
 
 FREE_TEXT_PATH, FREE_TEXT_PARAM = "/tienda1/publico/registro.jsp", "direccion"
+RFI_LIST = REPO / "data" / "payload_samples" / "rfi.txt"
+BENIGN_URLS = REPO / "benchmarks" / "data" / "benign_urls.txt"
 HTTP_PARAMS = DATASETS / "labelled" / "http_params_train.csv.gz"
 TEXT_LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR", "nl_NL")
 
@@ -175,8 +183,12 @@ def _libinjection_flags(values: list[str]) -> np.ndarray | None:
                      for v in values])
 
 
-def _place(request, name: str | None, value: str, rng: random.Random):
-    """The request with parameter ``name`` (None: a random one) set to the encoded value."""
+def _place(request, name: str | None, value: str, rng: random.Random, whole: bool = False):
+    """The request with parameter ``name`` (None: a random one) set to the encoded value (``whole``: every
+    byte encoded, '%' too, as a browser's form or encodeURIComponent does; else %XX escapes in the value are
+    kept, as payload lists are partly encoded already)."""
+    from urllib.parse import quote_plus
+
     from waflens.data.synthetic_payloads import encode_query_value
 
     path, _, query = request.target.partition("?")
@@ -187,7 +199,8 @@ def _place(request, name: str | None, value: str, rng: random.Random):
                   if (query if w == "query" else request.body).split("&")[i].split("=", 1)[0] == name]
     where, index = rng.choice(places)
     pieces = (query if where == "query" else request.body).split("&")
-    pieces[index] = f"{pieces[index].split('=', 1)[0]}={encode_query_value(value, space='+')}"
+    encoded = quote_plus(value, safe="") if whole else encode_query_value(value, space="+")
+    pieces[index] = f"{pieces[index].split('=', 1)[0]}={encoded}"
     joined = "&".join(pieces)
     if where == "query":
         return request.method, f"{path}?{joined}", request.headers, request.body
@@ -195,10 +208,10 @@ def _place(request, name: str | None, value: str, rng: random.Random):
 
 
 def _value_table(title: str, rows: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
-    print(f"\n{title}\n{'values':<34}{'n':>7}{'>=likely':>10}{'>=attack':>10}{'libinj':>9}")
+    print(f"\n{title}\n{'values':<40}{'n':>7}{'>=likely':>10}{'>=attack':>10}{'libinj':>9}")
     for label, n, likely, attack, libinj in rows:
         anchor = f"{np.mean(libinj):>9.3f}" if libinj is not None else f"{'n/a':>9}"
-        print(f"{label:<34}{n:>7}{np.mean(likely):>10.3f}{np.mean(attack):>10.3f}{anchor}")
+        print(f"{label:<40}{n:>7}{np.mean(likely):>10.3f}{np.mean(attack):>10.3f}{anchor}")
 
 
 def _rates(benign: np.ndarray, attack: np.ndarray) -> tuple[float, float, float]:
@@ -264,18 +277,19 @@ def main() -> None:
 
     carriers = [r for r in benign_dev if "=" in r.target or "=" in r.body]
     families = {}
-    for path in sorted((DATASETS / "payloads").glob("*.txt")):
+    for path in sorted((DATASETS / "payloads").glob("*.txt")) + [RFI_LIST]:
         lines = [fill_placeholders(line, rng) for line in clean_payload_lines(path.read_text("utf-8", "replace"))]
         chosen = rng.sample(lines, min(args.per_family, len(lines)))
-        families[path.stem] = np.array([score(*_inject(rng.choice(carriers), p, rng)) for p in chosen])
+        name = path.stem if path != RFI_LIST else "rfi (waflens list)"
+        families[name] = np.array([score(*_inject(rng.choice(carriers), p, rng)) for p in chosen])
 
     free_text_carriers = [r for r in training if _path(r) == FREE_TEXT_PATH and f"{FREE_TEXT_PARAM}=" in r.body]
     values = _held_out_values()
     text = _benign_text(args.text, args.seed)
     likely, attack_at = scorer._thresholds[1], scorer._thresholds[2]
 
-    def placed(value_list, name, carriers):
-        s = np.array([score(*_place(rng.choice(carriers), name, v, rng)) for v in value_list])
+    def placed(value_list, name, carriers, whole=False):
+        s = np.array([score(*_place(rng.choice(carriers), name, v, rng, whole)) for v in value_list])
         return s >= likely, s >= attack_at
 
     value_rows = []
@@ -294,6 +308,13 @@ def main() -> None:
                           np.concatenate([r[3] for r in text_rows]),
                           None if text_rows[0][4] is None else np.concatenate([r[4] for r in text_rows])))
 
+    urls = [line for line in BENIGN_URLS.read_text("utf-8").splitlines() if line and not line.startswith("#")]
+    url_libinj = _libinjection_flags(urls)
+    url_rows = [(f"benign URLs in {where}", len(urls), *placed(urls, name, carriers, whole), url_libinj)
+                for where, name, carriers, whole in (("free text", FREE_TEXT_PARAM, free_text_carriers, True),
+                                                     ("random param", None, carriers, True),
+                                                     ("random param, %XX sent bare", None, carriers, False))]
+
     print(f"\ntrained on {len(training):,} CSIC benign training requests in {train_seconds:.1f} s ({args.trees} trees); "
           f"validation: {benign.size:,} benign, {len(attack_dev):,} anomalous; likely_attack >= {likely_attack:.3f}, "
           f"attack >= {attack_at:.3f} (calibrated on held-out training folds)")
@@ -309,6 +330,7 @@ def main() -> None:
                      text_rows)
     else:
         print("\n4. benign text skipped: Faker is not installed (pip install 'waflens[bench]')")
+    _value_table(f"5. benign URLs ({BENIGN_URLS.relative_to(REPO)}): share flagged", url_rows)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ from waflens.runtime.kernels.profile import FNV_OFFSET, endpoint_key, fnv1a, loo
 from waflens.runtime.kernels.request import build_token_tables, url_decode
 from waflens.runtime.kernels.code import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
 from waflens.runtime.kernels.score import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, code_evidence,
-                                    combine_batch, evidence_flags, features_one, pack, score_one, score_packed_row,
-                                    score_row)
+                                    combine_batch, compile_sections, evidence_flags, features_one, pack, score_one,
+                                    score_packed_row, score_row)
 
 DEFAULT_MAX_BODY_BYTES = 8192
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
@@ -216,6 +216,7 @@ class Scorer:
         """Verify and load an artifact directory; compile and warm up the kernels."""
         with _numba_without_blas():
             scorer = cls(*_read_level(path, "request", "Scorer scores requests"), path=str(Path(path)), **options)
+            compile_sections()  # before the first kernel that slices the packed model compiles
             if warm_up:
                 for explain in (False, True):
                     scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=explain)

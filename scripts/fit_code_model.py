@@ -4,10 +4,15 @@
 
 Attacks: the attack values of HttpParamsDataset's training split (MIT) and the payload
 lists (fuzzdb, PayloadsAllTheThings: BSD-3/CC BY 3.0, MIT), decoded as a server decodes
-them. Benign: the benign values of HttpParamsDataset's training split (names, addresses,
-e-mails, numbers of an e-shop) and English prose: sentences of the docstrings and of the
+them; the SSRF list's URLs among them (the tokenizer tells a host address from a host name).
+Benign: the benign values of HttpParamsDataset's training split (names, addresses,
+e-mails, numbers of an e-shop), English prose: sentences of the docstrings and of the
 reference topics (``pydoc_data``) of Python's standard library, so that "unusual text" has
-examples. A fifth of the labelled values
+examples, and URLs: the distinct referers of a public website's access log (elastic/examples,
+Apache-2.0), so that a URL in a parameter has benign examples too; and, as the public lists hold
+no remote file inclusion, the list written for waflens (``data/payload_samples/rfi.txt``: URLs
+with an address host or a query mark that ends the value, as CRS's RFI rules look for). A fifth
+of the labelled values
 (``waflens.scoring.code_model.held_out``) is kept out for ``benchmarks/detection.py``; no CSIC
 request, validation half or hidden test split is used. Prints the held-out rates.
 """
@@ -31,9 +36,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATASETS = Path(os.environ.get("WAFLENS_SHARED_DATASETS") or REPO.parent / "shared" / "datasets")
-# families whose lines are attack strings on their own (ssrf: plain URLs; ldap: 1-3 character items; both
-# are benign-looking out of context and left to the benchmark)
-FAMILIES = ("sqli", "xss", "path_traversal", "lfi", "cmd_injection", "crlf", "ssti", "nosql", "xxe")
+# families whose lines are attack strings on their own (ldap: 1-3 character items, benign-looking out of
+# context, left to the benchmark; ssrf joined with tokenizer version 2, which gives URLs classes of their own)
+FAMILIES = ("sqli", "xss", "path_traversal", "lfi", "cmd_injection", "crlf", "ssti", "nosql", "xxe", "ssrf")
+REFERER_LOG = "access_logs/elastic_apache_logs.log.gz"  # benign URLs: a public website's referers
 MAX_PER_FAMILY = 3000
 C = 10.0  # inverse L2 strength: 1 left classic short SQLi near even odds, 100 overfits the prose
 PROSE_MODULES = ("os", "re", "json", "collections", "argparse", "textwrap", "logging", "pathlib", "datetime",
@@ -57,7 +63,15 @@ def payloads(rng: random.Random) -> list[str]:
             lines = [line for line in lines if not re.fullmatch(r"\s*[a-z]+\s*", line)]  # bare command words
         lines = [unquote(fill_placeholders(line, rng)) for line in lines]
         out += rng.sample(lines, min(MAX_PER_FAMILY, len(lines)))
-    return out
+    rfi = (REPO / "data" / "payload_samples" / "rfi.txt").read_text("utf-8")
+    return out + [unquote(line) for line in clean_payload_lines(rfi)]
+
+
+def referer_urls() -> list[str]:
+    """The distinct http(s) referers of a public website's access log (search engines, blogs, its own pages)."""
+    field = re.compile(r'" \d{3} \S+ "(https?://[^"]*)"')
+    with gzip.open(DATASETS / REFERER_LOG, "rt", encoding="latin-1") as f:
+        return sorted({m.group(1) for line in f if (m := field.search(line))})
 
 
 def prose(rng: random.Random, limit: int = 12000) -> list[str]:
@@ -89,7 +103,7 @@ def main() -> None:
 
     rng = random.Random(0)
     labelled = [(v, a) for v, a in http_params()] + [(p, True) for p in payloads(rng)] + \
-        [(s, False) for s in prose(rng)]
+        [(s, False) for s in prose(rng)] + [(u, False) for u in referer_urls()]
     fit = [(v, a) for v, a in labelled if not held_out(v)]
     kept = [(v, a) for v, a in labelled if held_out(v)]
     weights, bias = fit_code_weights([v for v, _ in fit], np.array([a for _, a in fit]), C=C)
@@ -97,8 +111,9 @@ def main() -> None:
     attack = np.array([a for _, a in kept])
     print(f"fitted on {len(fit):,} values ({sum(a for _, a in fit):,} attacks); held out {len(kept):,}: "
           f"attacks with logit > 0: {np.mean(z[attack] > 0):.4f}, benign with logit > 0: {np.mean(z[~attack] > 0):.4f}")
-    provenance = {"attacks": "HttpParamsDataset train split (attack rows) + payload lists " + ", ".join(FAMILIES),
-                  "benign": "HttpParamsDataset train split (norm rows) + sentences of Python standard library docstrings and pydoc topics",
+    provenance = {"attacks": "HttpParamsDataset train split (attack rows) + payload lists " + ", ".join(FAMILIES)
+                  + " + data/payload_samples/rfi.txt",
+                  "benign": "HttpParamsDataset train split (norm rows) + sentences of Python standard library docstrings and pydoc topics + distinct referer URLs of " + REFERER_LOG,
                   "held_out": "sha256(value)[0] % 5 == 0 (waflens.scoring.code_model.held_out)",
                   "fitted_values": len(fit), "model": f"logistic regression, L2, C={C:g}, balanced classes"}
     out = REPO / "scoring" / WEIGHTS_FILE

@@ -85,9 +85,26 @@ def pack(sections: dict[str, np.ndarray], n_param_rows: int, trees: tuple, depth
     return packed[0], packed[1], packed[2], np.array(layout, dtype=np.int64)
 
 
+# _section's explicit signatures: one per packed array's dtype, the section number an int64. Without them numba
+# compiles it once per literal section number its callers pass (25 compilations on an empty cache). They are
+# compiled by compile_sections(), not in the decorator: a decorator's signatures compile at import, before
+# Scorer.load has told numba's first compilation to skip its BLAS probe (see scorer._numba_without_blas).
+_PACKED = tuple(numba.types.Array(dtype, 1, "C") for dtype in (numba.int64, numba.float64, numba.uint8))
+SECTION_SIGNATURES = tuple(packed(packed, _PACKED[0], numba.int64) for packed in _PACKED)
+
+
 @numba.njit(cache=True, nogil=True)
 def _section(array, layout, k):
     return array[layout[2 * k]:layout[2 * k + 1]]
+
+
+def compile_sections() -> None:
+    """Compile :func:`_section` for its explicit signatures (from numba's cache when it holds them) and for
+    no others. Idempotent; the kernels below work without it, compiling one ``_section`` per section number."""
+    if _section._can_compile:
+        for signature in SECTION_SIGNATURES:
+            _section.compile(signature)
+        _section.disable_compile()
 
 
 @numba.njit(cache=True, nogil=True)

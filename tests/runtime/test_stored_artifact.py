@@ -121,3 +121,12 @@ def test_a_model_of_the_other_level_is_refused():
         Scorer.load(FIXTURES / "session", warm_up=False)
     with pytest.raises(ArtifactError, match="request"):
         SessionScorer.load(FIXTURES / "request", warm_up=False)
+
+
+def test_loading_compiles_the_section_slicer_for_its_explicit_signatures_only(scorer):
+    """Without them numba compiled one slicer per literal section number (25 on an empty cache)."""
+    from waflens.runtime.kernels.score import SECTION_SIGNATURES, _section
+
+    assert sorted(map(str, _section.signatures)) == sorted(str(s.args) for s in SECTION_SIGNATURES)
+    assert scorer.score_request("GET", "/search?q=1", {"User-Agent": "x"}).score_class != "error"
+    assert len(_section.signatures) == len(SECTION_SIGNATURES)

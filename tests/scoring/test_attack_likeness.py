@@ -10,8 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 from waflens.runtime.artifact import ArtifactError
 from waflens.runtime.kernels.code import (CLASS_NAMES, HTML_TAG, JNDI, JS_EVENT, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES,
-                                 NUM, PHP_WRAPPER, SEMICOLON, SHELL_CMD, SQL_COMMENT, SQL_WEAK, TEMPLATE, TRAVERSAL,
-                                 WORD, code_logit, tokenize)
+                                 NUM, PHP_WRAPPER, SCHEME, SEMICOLON, SHELL_CMD, SQL_COMMENT, SQL_WEAK, TEMPLATE,
+                                 TRAVERSAL, URL_ADDRESS, URL_HOST, URL_PARAM, URL_QUERY, URL_SLASH, URL_TEXT, WORD,
+                                 ENCODED, _prepared, code_logit, tokenize)
 from waflens.scoring.code_model import shipped_code_weights, value_matrix
 from waflens.scoring.profiles import encode
 from waflens.runtime.scorer import Scorer
@@ -34,9 +35,12 @@ REGISTRATION = "/tienda1/publico/registro.jsp"
 
 
 def _classes(text: str) -> list[str]:
+    """Token classes of a value as the model sees it (decoded once more when it holds escapes, spaces left out);
+    a leading "leftover encoding" when that was double encoding."""
     out = np.empty(MAX_TOKENS, dtype=np.int64)
-    n = tokenize(encode(text.lower()), out)
-    return [CLASS_NAMES[c] for c in out[:n] if CLASS_NAMES[c] != "space"]
+    prepared, double = _prepared(encode(text))
+    n = tokenize(prepared, out)
+    return ["leftover encoding"] * double + [CLASS_NAMES[c] for c in out[:n] if CLASS_NAMES[c] != "space"]
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -49,6 +53,20 @@ def _classes(text: str) -> list[str]:
     ("php://filter", [PHP_WRAPPER, WORD]),
     ("1--", [NUM, SQL_COMMENT]),
     ("Café", [WORD]),                                          # accented letters are part of words
+    # URLs: their own classes; code that leaves the URL (';', a quote) keeps its classes
+    ("https://shop.example.com/cart?step=2&id=7#top", [SCHEME, URL_HOST, URL_SLASH, URL_TEXT, URL_QUERY, URL_TEXT,
+                                                       URL_PARAM, URL_TEXT, URL_PARAM, URL_TEXT, URL_PARAM, URL_TEXT,
+                                                       URL_QUERY, URL_TEXT]),
+    ("http://198.51.100.23/shell.txt?", [SCHEME, URL_ADDRESS, URL_SLASH, URL_TEXT, URL_QUERY]),
+    ("http://localhost:8080/", [SCHEME, URL_ADDRESS, URL_SLASH]),
+    ("http://x.example/?a=1;id", [SCHEME, URL_HOST, URL_SLASH, URL_QUERY, URL_TEXT, URL_PARAM, URL_TEXT, SEMICOLON,
+                                  SHELL_CMD]),
+    ("http://x.example/../../etc", [SCHEME, URL_HOST, URL_SLASH, TRAVERSAL, TRAVERSAL, URL_TEXT]),
+    ("http://x.example/?u=https%3A%2F%2Fy.example%2F", [SCHEME, URL_HOST, URL_SLASH, URL_QUERY, URL_TEXT, URL_PARAM,
+                                                        URL_TEXT]),  # a URL's own escapes are URL text
+    ("http://x.example/a.txt?%00", [SCHEME, URL_HOST, URL_SLASH, URL_TEXT, URL_QUERY, ENCODED]),  # ... not these
+    ("http:%2F%2Fx.example%2F", [ENCODED, SCHEME, URL_HOST, URL_SLASH]),   # an encoded URL is decoded (twice)
+    ("<a href=http://x.example/>", [HTML_TAG, "JS/DOM name", "equals sign", SCHEME, URL_HOST, URL_SLASH, "tag end"]),
 ])
 def test_token_classes(value, expected):
     assert _classes(value) == [CLASS_NAMES[e] if isinstance(e, int) else e for e in expected]
@@ -111,6 +129,30 @@ def test_short_payloads_in_a_numeric_parameter_reach_attack(csic, payload, evide
     assert result.score_class == "attack", (result, scorer._thresholds)
     first = result.explanation[0][0]
     assert first.startswith("code-like value in parameter 'cantidad': ") and evidence in first
+
+
+@pytest.mark.parametrize("url", [
+    "https://shop.example.com/account/orders?page=2&sort=desc",
+    "https://accounts.example.com/o/oauth2/auth?client_id=12.apps.example.com&redirect_uri=https%3A%2F%2Fapp.example"
+    ".org%2Fcallback&response_type=code&state=af0ifjsldkj",
+    "https://cdn.example.net/img/products/12345/front.jpg?w=640&h=480&fit=crop&q=80",
+    "https://es.wikipedia.org/wiki/Espa%C3%B1a",
+])
+def test_a_url_in_a_free_text_field_is_not_code(csic, registration, url):
+    """Redirect targets and shared links are data: slashes, '?' and '&' in a URL are not traversal or shell."""
+    scorer, _, _ = csic
+    result = scorer.score_request(*_with_address(registration, url), explain=True)
+    assert result.score_class in ("clean", "likely_clean"), (result, scorer._thresholds)
+
+
+@pytest.mark.parametrize("url", ["http://198.51.100.23/shell.txt?", "http://203.0.113.9:8080/x.php?&cmd=id"])
+def test_remote_file_inclusion_in_a_numeric_parameter_reaches_likely_attack(csic, url):
+    """A URL is not a whitelist: an address host and a query mark that ends the value are what RFI looks like."""
+    scorer, headers, _ = csic
+    target = f"/tienda1/publico/anadir.jsp?id=2&nombre=Queso+Manchego&precio=85&cantidad={quote_plus(url)}" \
+             "&B1=A%F1adir+al+carrito"
+    result = scorer.score_request("GET", target, headers, explain=True)
+    assert result.score_class in ("likely_attack", "attack"), (result, scorer._thresholds)
 
 
 def test_the_same_request_with_a_number_is_clean(csic):
