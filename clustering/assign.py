@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from waflens.clustering.matrix import build_matrix
-from waflens.clustering.reduction import reduce_for_hdbscan
+from waflens.clustering.reduction import LEGACY_HDBSCAN_DIMENSIONS, reduce_for_hdbscan
 from waflens.data.errors import InputError
 from waflens.data.session_matrix import session_feature_rows
 
@@ -42,7 +42,8 @@ def assign_sessions(con: duckdb.DuckDBPyConnection, cluster_run_id: int, session
     labels = np.array([m[1] for m in members], dtype=np.int64)
     matrix, extra = build_matrix(con, member_ids, session_feature_rows(con, member_ids), params["svd_components"],
                                  params["seed"], extra_ids=wanted, extra_numeric=session_feature_rows(con, wanted))
-    X, Y = reduce_for_hdbscan(matrix.X, params["seed"], extra, matrix.names)
+    X, Y = reduce_for_hdbscan(matrix.X, params["seed"], extra, matrix.names,
+                              params.get("hdbscan_dimensions", LEGACY_HDBSCAN_DIMENSIONS))
     placed = place(X, labels, Y)
     fitted = dict(zip(member_ids.tolist(), labels.tolist()))  # a member keeps its fitted label
     return {int(s): int(fitted.get(int(s), label)) for s, label in zip(wanted, placed)}

@@ -15,6 +15,7 @@ that share them and differ only in payload would be one cluster without it.
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import NamedTuple
 
 import duckdb
@@ -34,6 +35,7 @@ DOCUMENT_CHUNK = 50_000  # sessions per DuckDB query when building documents
 # Between a document's targets: ASCII unit separator, whitespace to str.split (so the n-grams see words
 # as before) but not inside a decoded target's own spaces (so the payload view counts requests).
 TARGET_SEPARATOR = "\x1f"
+FIRST_TARGETS_SQL = resources.files("waflens.clustering").joinpath("sql", "first_targets.sql").read_text(encoding="utf-8")
 CONTENT_WEIGHT = 1.5  # the content block's weight against the numeric block
 # Weight of log(sessions of the session's client): low-and-slow bots make many short sessions per
 # client. With the client's targets in each session's document it lifts a slow login bot's F1 on
@@ -99,47 +101,42 @@ def session_documents(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray,
     that session's list. ``clients``: :func:`session_clients` of the sessions, when already known.
     ``own``: a list that receives each session's own part alone (the payload view's documents)."""
     session_ids = np.asarray(session_ids, dtype=np.int64)
-    mine = _first_targets(con, session_ids, session_ids, "session_id")
+    clients = session_clients(con, session_ids) if clients is None else clients
+    mine, theirs = _first_targets(con, session_ids, clients)
     if own is not None:
         own.extend(mine.get(int(s), "") for s in session_ids)
-    clients = session_clients(con, session_ids) if clients is None else clients
-    returning = clients.sessions > 1
-    theirs = _first_targets(con, session_ids[returning], clients.keys[returning], "client_key") if returning.any() else {}
     return [mine.get(int(s), "") + " " + theirs.get(c, mine.get(int(s), "")) for s, c in zip(session_ids, clients.keys)]
 
 
-def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, owners: np.ndarray, per: str) -> dict:
-    """{owner (session id or client key): its first MAX_TARGETS_PER_SESSION distinct targets, space-separated},
-    over the requests of the given sessions; ``owners`` says whose each session is. Sessions go to DuckDB
-    in chunks that never split an owner, so memory stays bounded (10M requests exceed DuckDB's 1 GB at once)."""
-    order = np.argsort(owners, kind="stable")
-    session_ids, owners = session_ids[order], owners[order]
-    out: dict = {}
+def _first_targets(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, clients: Clients) -> tuple[dict, dict]:
+    """({session id: its first MAX_TARGETS_PER_SESSION distinct targets}, {client key: the same over its
+    sessions, for clients with more than one of them}), TARGET_SEPARATOR between targets, in one scan of
+    the requests (``sql/first_targets.sql``; two scans, per session and per client, took 4.8 s of the matrix's
+    6-16 s at 96k sessions). Sessions go to DuckDB in chunks that never split a client, so memory stays
+    bounded (10M requests exceed DuckDB's 1 GB at once)."""
+    order = np.argsort(clients.keys, kind="stable")
+    session_ids, keys, returning = session_ids[order], clients.keys[order], clients.sessions[order] > 1
+    mine: dict = {}
+    theirs: dict = {}
     start = 0
     while start < len(session_ids):
         end = min(start + DOCUMENT_CHUNK, len(session_ids))
-        while end < len(session_ids) and owners[end] == owners[end - 1]:  # keep an owner's sessions together
+        while end < len(session_ids) and keys[end] == keys[end - 1]:  # keep a client's sessions together
             end += 1
-        out.update(_first_targets_of_chunk(con, session_ids[start:end], per))
+        for session_id, client_key, targets in _first_targets_of_chunk(con, session_ids[start:end],
+                                                                       returning[start:end]):
+            if session_id is None:
+                theirs[client_key] = targets
+            else:
+                mine[session_id] = targets
         start = end
-    return out
+    return mine, theirs
 
 
-def _first_targets_of_chunk(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, per: str) -> dict:
-    con.register("wanted_sessions", {"session_id": session_ids})
+def _first_targets_of_chunk(con: duckdb.DuckDBPyConnection, session_ids: np.ndarray, returning: np.ndarray) -> list:
+    con.register("wanted_sessions", {"session_id": session_ids, "returning_client": returning})
     try:
-        return dict(con.execute(
-            f"""WITH targets AS (
-                    SELECT {per} AS owner,
-                           path_decoded || CASE WHEN query_decoded <> '' THEN '?' || query_decoded ELSE '' END AS target,
-                           min(request_id) AS first_id
-                    FROM requests WHERE session_id IN (SELECT session_id FROM wanted_sessions)
-                    GROUP BY 1, 2
-                ), firsts AS (
-                    SELECT * FROM targets
-                    QUALIFY row_number() OVER (PARTITION BY owner ORDER BY first_id) <= {MAX_TARGETS_PER_SESSION}
-                )
-                SELECT owner, string_agg(target, chr(31) ORDER BY first_id) FROM firsts GROUP BY owner""").fetchall())
+        return con.execute(FIRST_TARGETS_SQL, {"max_targets": MAX_TARGETS_PER_SESSION}).fetchall()
     finally:
         con.unregister("wanted_sessions")
 

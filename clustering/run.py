@@ -21,7 +21,7 @@ import numpy as np
 from waflens.data.errors import InputError
 from waflens.data.session_matrix import session_feature_matrix, session_feature_rows
 from waflens.clustering.matrix import build_matrix
-from waflens.clustering.reduction import reduce_for_hdbscan
+from waflens.clustering.reduction import HDBSCAN_DIMENSIONS, reduce_for_hdbscan
 from waflens.clustering.schema import ensure_cluster_schema
 from waflens.clustering.select import suspicious_mask
 
@@ -39,6 +39,9 @@ class ClusterOptions:
     # first) that plain EOM splits; on generated traffic it lifts ARI over attack sessions 0.59 -> 0.99.
     merge_distance: float = 1.5
     seed: int = 0
+    # PCA components HDBSCAN sees beside the payload view (waflens.clustering.reduction); stored with the run so
+    # that placing sessions in it later (waflens.clustering.assign) rebuilds the same space
+    hdbscan_dimensions: int = HDBSCAN_DIMENSIONS
 
 
 class RunSummary(NamedTuple):
@@ -68,6 +71,8 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
         raise InputError(f"unknown selection {options.select!r}: use suspicious or all")
     if options.min_cluster_size < 2:
         raise InputError("--min-cluster-size must be at least 2")
+    if options.hdbscan_dimensions < 1:
+        raise InputError(f"hdbscan_dimensions {options.hdbscan_dimensions} must be at least 1")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     ensure_cluster_schema(con)
@@ -102,7 +107,7 @@ def cluster_sessions(con: duckdb.DuckDBPyConnection, options: ClusterOptions | N
             con, selected_ids, selected, options.svd_components, options.seed,
             extra_ids=before_ids if len(before_ids) else None,
             extra_numeric=session_feature_rows(con, before_ids) if len(before_ids) else None)
-        X, before = reduce_for_hdbscan(matrix.X, options.seed, before, matrix.names)
+        X, before = reduce_for_hdbscan(matrix.X, options.seed, before, matrix.names, options.hdbscan_dimensions)
         timings["matrix"] = time.perf_counter() - step
         step = time.perf_counter()
         labels, probabilities, outliers = _hdbscan(X, options)

@@ -209,3 +209,26 @@ def test_split_keeps_the_id_on_the_larger_part_and_new_ids_are_never_reused():
     assert ids[0] == 4                          # the part that kept most of cluster 4 carries its id
     assert ids[1] == 10 and ids[2] == 11        # the others: fresh ids, never 9 (vanished) nor any used before
     assert -1 not in ids                        # noise stays -1
+
+
+def test_a_run_records_the_dimensions_hdbscan_saw_and_assignment_rebuilds_them(generated):
+    """Placing sessions in a run rebuilds its space: with the PCA dimensions the run was made with (issue C2 cut
+    them 12 -> 8), and 12 for a run stored before they were recorded."""
+    from waflens.clustering.assign import assign_sessions
+    from waflens.data.errors import InputError
+
+    con, log, summary = generated
+    with pytest.raises(InputError, match="hdbscan_dimensions 0"):
+        cluster_sessions(con, ClusterOptions(hdbscan_dimensions=0))
+    start = summary.start.replace(tzinfo=None)
+    run = cluster_sessions(con, ClusterOptions(until=start + (summary.end.replace(tzinfo=None) - start) * 0.5,
+                                               min_cluster_size=10, hdbscan_dimensions=5))
+    params = json.loads(con.execute("SELECT params FROM cluster_runs WHERE cluster_run_id = $r",
+                                    {"r": run.cluster_run_id}).fetchall()[0][0])
+    assert params["hdbscan_dimensions"] == 5
+    fitted = _clusters(con, run.cluster_run_id)
+    assert assign_sessions(con, run.cluster_run_id, list(fitted)) == fitted
+    del params["hdbscan_dimensions"]                   # as a run stored before: assignment still works
+    con.execute("UPDATE cluster_runs SET params = $p WHERE cluster_run_id = $r",
+                {"p": json.dumps(params), "r": run.cluster_run_id})
+    assert assign_sessions(con, run.cluster_run_id, list(fitted)) == fitted
