@@ -377,22 +377,22 @@ class Scorer:
                 changes.append((name, 1.0, weight))
                 if name == EVIDENCE_NAMES[1] and request:
                     changes += [(f"unknown parameter {p}", 1.0, weight) for p in self._unknown_parameters(*request)[:3]]
-        novel = [name for name, weight in self.evidence(row) if name in EVIDENCE_NAMES[N_STRUCTURAL:] and weight > 0]
-        if novel:  # unusualness, bent below the ceiling: its share of the score is what removing it takes away
-            probe = row.copy()
-            probe[NOVEL_CLASSES:] = 0.0
-            lift = score - self.score_features(probe)
-            changes += [(name, 1.0, lift) for name in novel]
-            for where, kind, classes in (self._novel_classes(*request) if request else [])[:3]:
-                changes.append((f"unusual, not attack evidence: {kind} parameter {where} never held "
-                                + ", ".join(classes), float(len(classes)), lift))
         code = code_evidence(row, self._shape)
         found = self._code_like_values(*request) if code > 0 and request else []
         if found:
             where, z, classes = found[0]
             changes.append((f"code-like value in {where}: " + ", ".join(classes), z, code))
-        if not changes and score >= self._thresholds[0]:
+        novel = [name for name, weight in self.evidence(row) if name in EVIDENCE_NAMES[N_STRUCTURAL:] and weight > 0]
+        if (not changes and score >= self._thresholds[0]) or (novel and not changes):
             changes.append(("unusual, no attack evidence", score, 0.0))
+        if novel:  # unusualness, bent below the ceiling: its share of the score is what removing it takes away
+            probe = row.copy()
+            probe[NOVEL_CLASSES:] = 0.0
+            lift = score - self.score_features(probe)
+            named = (self._novel_classes(*request) if request else [])[:3]
+            changes += [(f"character class new to a {kind} parameter: {where} never held " + ", ".join(classes),
+                         float(len(classes)), lift) for where, kind, classes in named] or \
+                [(name, 1.0, lift) for name in novel]
         for j, name in enumerate(self.feature_names[:NOVEL_CLASSES]):  # (the new classes are named above)
             if row[j] == self._median[j]:
                 continue

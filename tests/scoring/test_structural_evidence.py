@@ -97,9 +97,9 @@ _CART = "/tienda1/publico/anadir.jsp?id=1&nombre=Vino+Rioja&precio=100&cantidad=
 
 
 @pytest.mark.parametrize("find, replace, named", [
-    ("Vino+Rioja", "Vino+.*%3FRioja", "enumerated parameter 'nombre' never held '*', '.', '?'"),
-    ("id=1", "id=1%2520", "enumerated parameter 'id' never held '%'"),
-    ("cantidad=9", "cantidad=9%2B", "numeric parameter 'cantidad' never held '+'"),
+    ("Vino+Rioja", "Vino+.*%3FRioja", "enumerated parameter: 'nombre' never held '*', '.', '?'"),
+    ("id=1", "id=1%2520", "enumerated parameter: 'id' never held '%'"),
+    ("cantidad=9", "cantidad=9%2B", "numeric parameter: 'cantidad' never held '+'"),
 ])
 def test_new_character_classes_lift_altered_values_and_stay_unusual(csic, find, replace, named):
     """CSIC's altered values: ordinary values with punctuation put in. The new classes lift them above the
@@ -111,8 +111,7 @@ def test_new_character_classes_lift_altered_values_and_stay_unusual(csic, find, 
     known, altered = _result(scorer, headers, "GET", _CART), _result(scorer, headers, "GET", _CART.replace(find, replace))
     assert altered.score > known.score + 0.05, (known, altered)
     names = [name for name, _, _ in altered.explanation]
-    assert any(name.startswith("character class new to a") for name in names), names
-    assert f"unusual, not attack evidence: {named}" in names, names
+    assert names[:2] == ["unusual, no attack evidence", f"character class new to a {named}"], names
     row = scorer.request_features("GET", _CART.replace(find, replace), headers)
     structural = [name for name, _ in scorer.evidence(row) if not name.startswith("character class new to")]
     assert not structural and code_evidence(row, scorer._shape) == 0
