@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from waflens.runtime.artifact import ArtifactError
-from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
+from waflens.runtime.kernels.profile import (N_CHAR_CLASSES, N_VALUE_KINDS, NOT_PROFILED, NOVEL_CLASS_FEATURE_NAMES,
+                                             PROFILE_FEATURE_NAMES)
 from waflens.runtime.feature_spec import EXTENSION_GROUPS, N_REQUEST_FEATURES, TOKEN_GROUPS
 from waflens.runtime.kernels.code import N_CODE_WEIGHTS, TOKENIZER_VERSION
 from waflens.runtime.kernels.score import (CEILING, CODE_FEATURE_NAMES, CODE_FULL, CODE_START, CODE_WEIGHT, KNEE, N_EVIDENCE,
@@ -144,6 +145,12 @@ class _Checker:
         self.array(arrays, "profile_seen_bytes", np.bool_, shape=(n_params, 256))
         self.array(arrays, "profile_is_enum", np.bool_, shape=(n_params,))
         self.table(arrays, "profile_enum_keys")
+        classes = self.array(arrays, "profile_seen_classes", np.int64, shape=(n_params,))
+        self.require(bool(np.all((classes >= 0) & (classes < (1 << N_CHAR_CLASSES)))),
+                     f"array 'profile_seen_classes' holds bits beyond the {N_CHAR_CLASSES} character classes")
+        kinds = self.array(arrays, "profile_value_kind", np.int64, shape=(n_params,))
+        self.require(bool(np.all((kinds >= NOT_PROFILED) & (kinds < N_VALUE_KINDS))),  # the kernel indexes by it
+                     f"array 'profile_value_kind' holds kinds outside {NOT_PROFILED} .. {N_VALUE_KINDS - 1}")
 
     # --- manifest ---
     def field(self, manifest: dict, path: str, kind: type | tuple = dict):
@@ -248,11 +255,15 @@ def check_request_model(arrays: dict, manifest: dict, where) -> RequestModel:
     check.require(code_features == list(CODE_FEATURE_NAMES),
                   "the model predates code-likeness evidence (manifest field 'feature_spec.code_features' is "
                   f"{_shown(code_features)}): retrain it with this waflens (waflens train)")
+    novel_features = check.field(manifest, "feature_spec").get("novel_class_features")
+    check.require(novel_features == list(NOVEL_CLASS_FEATURE_NAMES),
+                  "the model predates character-class evidence (manifest field 'feature_spec.novel_class_features' is "
+                  f"{_shown(novel_features)}): retrain it with this waflens (waflens train)")
     spec = check.feature_spec(manifest, None, n_features)
     check.require(len(request_features) == N_REQUEST_FEATURES and profile_features == list(PROFILE_FEATURE_NAMES)
-                  and spec["names"] == request_features + profile_features + code_features,
-                  "manifest field 'feature_spec.names' does not list the request, profile and code features this "
-                  "runtime computes")
+                  and spec["names"] == request_features + profile_features + code_features + novel_features,
+                  "manifest field 'feature_spec.names' does not list the request, profile, code and character-class "
+                  "features this runtime computes")
     version = check.field(manifest, "model.code_model.tokenizer_version", int)
     check.require(version == TOKENIZER_VERSION,
                   f"manifest field 'model.code_model.tokenizer_version' is {version}, this runtime tokenizes as "

@@ -38,12 +38,13 @@ from waflens.runtime.artifact_checks import Forest, check_request_model, check_s
 from waflens.runtime.feature_spec import FEATURE_SPEC_VERSION, METHOD_CODES, METHOD_OTHER, N_REQUEST_FEATURES, request_column
 from waflens.runtime.kernels.feedback import blend_batch, blend_one, class_probabilities
 from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfect_scores, sanitize
-from waflens.runtime.kernels.profile import FNV_OFFSET, endpoint_key, fnv1a, lookup, param_key
+from waflens.runtime.kernels.profile import (CHAR_CLASS_NAMES, FNV_OFFSET, NOT_PROFILED, VALUE_KIND_NAMES, endpoint_key,
+                                             fnv1a, lookup, param_key, request_params, value_classes)
 from waflens.runtime.kernels.request import build_token_tables, url_decode
 from waflens.runtime.kernels.code import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
-from waflens.runtime.kernels.score import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, code_evidence,
-                                    combine_batch, compile_sections, evidence_flags, features_one, pack, score_one,
-                                    score_packed_row, score_row)
+from waflens.runtime.kernels.score import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, N_STRUCTURAL,
+                                    NOVEL_CLASSES, code_evidence, combine_batch, compile_sections, evidence_flags,
+                                    features_one, pack, score_one, score_packed_row, score_row)
 
 DEFAULT_MAX_BODY_BYTES = 8192
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
@@ -201,11 +202,14 @@ class Scorer:
             "tok_data": tables.data, "ext_data": tables.ext_data,
         }
         for name in ("endpoint_keys", "endpoint_count", "param_keys", "param_index", "length_mean", "length_std",
-                     "length_max", "seen_bytes", "is_enum", "enum_keys"):
+                     "length_max", "seen_bytes", "is_enum", "enum_keys", "seen_classes", "value_kind"):
             sections[name] = arrays[f"profile_{name}"]
         self._surprise = checked.surprise
         self._code_weights, self._shape = checked.code_weights, checked.score_shape
         self._param_keys = np.ascontiguousarray(arrays["profile_param_keys"])
+        self._param_index = np.ascontiguousarray(arrays["profile_param_index"])
+        self._seen_classes = np.ascontiguousarray(arrays["profile_seen_classes"])
+        self._value_kind = np.ascontiguousarray(arrays["profile_value_kind"])
         self._packed = pack(sections, int(arrays["profile_seen_bytes"].shape[0]), self._trees, self._depth,
                             self._normaliser, self._surprise, self._code_weights, self._shape)
         self._median = np.asarray(arrays["feature_median"], dtype=np.float64)
@@ -222,6 +226,7 @@ class Scorer:
                     scorer.score_request("GET", "/warm-up?a=1", {"User-Agent": "warm-up"}, b"b=2", explain=explain)
                 scorer._unknown_parameters("GET", "/warm-up?a=1", b"b=2")  # compiled now, not at a first explanation
                 scorer._code_like_values("GET", "/warm-up?a=1", b"b=2")
+                scorer._novel_classes("GET", "/warm-up?a=1", b"b=2")
         return scorer
 
     # --- features ---
@@ -306,6 +311,30 @@ class Scorer:
                     names.append(repr(text[:40] + ("..." if len(text) > 40 else "")))
         return names
 
+    def _novel_classes(self, method, target, body) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(parameter name, its kind, character classes it never carried in training) of each value of a
+        known parameter that holds such classes; names shortened and escaped (they come from the attacker)."""
+        code, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
+        path, _, query = target_bytes.partition(b"?")
+        path_decoded, _, data, offsets, count = request_params(
+            np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8), np.frombuffer(body_bytes, np.uint8))
+        endpoint = endpoint_key(code, path_decoded)
+        pieces = [p for raw in (query, body_bytes) for p in raw.split(b"&") if p]
+        found = []
+        for k in range(min(count, len(pieces))):
+            name = url_decode(np.frombuffer(pieces[k].split(b"=", 1)[0], np.uint8), True)
+            slot = lookup(self._param_keys, param_key(endpoint, np.uint64(fnv1a(name, 0, name.size, FNV_OFFSET))))
+            if slot < 0:
+                continue
+            row = self._param_index[slot]
+            if self._value_kind[row] == NOT_PROFILED:
+                continue
+            new = int(value_classes(data, offsets[k], offsets[k + 1])) & ~int(self._seen_classes[row])
+            if new:
+                classes = tuple(CHAR_CLASS_NAMES[c] for c in range(len(CHAR_CLASS_NAMES)) if new >> c & 1)
+                found.append((repr(_short(bytes(name))), VALUE_KIND_NAMES[self._value_kind[row]], classes))
+        return found
+
     def _code_like_values(self, method, target, body) -> list[tuple[str, float, tuple[str, ...]]]:
         """(where, code-likeness, token classes that weigh towards code) of each parameter value,
         most code-like first; names shortened and escaped (they come from the attacker)."""
@@ -344,7 +373,7 @@ class Scorer:
         the training median lowers the score most."""
         changes = []
         for name, weight in self.evidence(row):
-            if weight > 0:
+            if weight > 0 and name in EVIDENCE_NAMES[:N_STRUCTURAL]:
                 changes.append((name, 1.0, weight))
                 if name == EVIDENCE_NAMES[1] and request:
                     changes += [(f"unknown parameter {p}", 1.0, weight) for p in self._unknown_parameters(*request)[:3]]
@@ -353,9 +382,18 @@ class Scorer:
         if found:
             where, z, classes = found[0]
             changes.append((f"code-like value in {where}: " + ", ".join(classes), z, code))
-        if not changes and score >= self._thresholds[0]:
+        novel = [name for name, weight in self.evidence(row) if name in EVIDENCE_NAMES[N_STRUCTURAL:] and weight > 0]
+        if (not changes and score >= self._thresholds[0]) or (novel and not changes):
             changes.append(("unusual, no attack evidence", score, 0.0))
-        for j, name in enumerate(self.feature_names):
+        if novel:  # unusualness, bent below the ceiling: its share of the score is what removing it takes away
+            probe = row.copy()
+            probe[NOVEL_CLASSES:] = 0.0
+            lift = score - self.score_features(probe)
+            named = (self._novel_classes(*request) if request else [])[:3]
+            changes += [(f"character class new to a {kind} parameter: {where} never held " + ", ".join(classes),
+                         float(len(classes)), lift) for where, kind, classes in named] or \
+                [(name, 1.0, lift) for name in novel]
+        for j, name in enumerate(self.feature_names[:NOVEL_CLASSES]):  # (the new classes are named above)
             if row[j] == self._median[j]:
                 continue
             probe = row.copy()

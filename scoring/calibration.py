@@ -2,7 +2,8 @@
 
 ``likely_attack`` should mean "at most 1% of this site's ordinary requests", and
 ``attack`` "at most 0.1%", for the score the runtime computes: unusualness plus
-structural and code evidence. Scores of the training requests themselves are too
+structural and code evidence (character classes new to a parameter count as unusualness:
+they add before the bend). Scores of the training requests themselves are too
 low (the forest has seen them), so each request is scored by a forest fitted
 without its fold (the folds of the out-of-fold profile features), with the profile
 features already out of fold: what new traffic of the same site will look like.

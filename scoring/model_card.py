@@ -94,8 +94,19 @@ def _structural_lines(request_manifest: dict) -> list[str]:
     evidence = request_manifest.get("model", {}).get("structural_evidence")
     if not evidence:
         return ["- Structural evidence: none (a model from before it; novelty counts only through the forest)."]
-    return ["- Structural evidence added to request scores (weight; times training met it out of fold): " +
-            "; ".join(f"{name} {_number(e['weight'])} ({e['met_in_training']})" for name, e in evidence.items()) + "."]
+    unusual = {name: e for name, e in evidence.items() if name.startswith("character class new to")}
+    structural = {name: e for name, e in evidence.items() if name not in unusual}
+
+    def listed(kinds: dict) -> str:
+        return "; ".join(f"{name} {_number(e['weight'])} ({e['met_in_training']})" for name, e in kinds.items())
+
+    lines = ["- Structural evidence added to request scores (weight; times training met it out of fold): " +
+             listed(structural) + "."]
+    if unusual:
+        lines.append("- Character classes a parameter never carried, pooled by parameter kind and weighed the same "
+                     "way, added to the forest's score before its bend (unusual, not attack: on their own they stay "
+                     "below likely_attack; parameters training saw only redacted are left out): " + listed(unusual) + ".")
+    return lines
 
 
 def _bot_score_lines(session_manifest: dict) -> list[str]:

@@ -11,8 +11,9 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 
 from waflens.runtime.feature_spec import METHOD_CODES, METHOD_OTHER
-from waflens.runtime.kernels.profile import (N_PROFILE_FEATURES, endpoint_key, enum_key, param_key, profile_deviations,
-                                    request_params, value_hash)
+from waflens.data.redaction import MARKER
+from waflens.runtime.kernels.profile import (CHAR_CLASS, N_PROFILE_FEATURES, N_VALUE_KINDS, NOT_PROFILED, endpoint_key,
+                                             enum_key, param_key, profile_deviations, request_params, value_hash)
 from waflens.runtime.kernels.score import EVIDENCE_NAMES, N_EVIDENCE, evidence_flags
 
 ENUM_MAX_VALUES = 16        # a parameter with at most this many distinct values ...
@@ -30,6 +31,8 @@ class ProfileTables(NamedTuple):
     seen_bytes: np.ndarray      # bool (n_params, 256)
     is_enum: np.ndarray         # bool per parameter
     enum_keys: np.ndarray       # int64 keys: mix(parameter row + 1, value hash)
+    seen_classes: np.ndarray    # int64 per parameter: bit set of the character classes its values carried
+    value_kind: np.ndarray      # int64 per parameter: index into VALUE_KIND_NAMES
 
 
 class EncodedRequest(NamedTuple):
@@ -109,6 +112,38 @@ def parse_requests(requests: list[EncodedRequest]) -> ParsedRequests:
                           np.asarray(lengths, dtype=np.int64), np.asarray(values, dtype=np.int64), seen)
 
 
+def _bit(cls: int) -> int:
+    return 1 << cls
+
+
+_DIGIT, _SPACE, _CONTROL = _bit(0), _bit(4), _bit(5)
+_NUMBER_PUNCTUATION = sum(_bit(int(CHAR_CLASS[ord(c)])) for c in ".,-")
+
+
+def class_sets(seen_bytes: np.ndarray) -> np.ndarray:
+    """Each parameter's character classes (int64 bit sets) from the bytes its values carried."""
+    bits = np.left_shift(np.int64(1), CHAR_CLASS)  # (256,) one bit per byte's class
+    masks = np.zeros(seen_bytes.shape[0], dtype=np.int64)
+    for c in range(256):
+        masks[seen_bytes[:, c]] |= bits[c]
+    return masks
+
+
+_MASKED = encode(MARKER)
+
+
+def value_kinds(seen_classes: np.ndarray, is_enum: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """Each parameter's kind (VALUE_KIND_NAMES), the pool its new character classes are calibrated in:
+    NOT_PROFILED when training only saw it ``masked`` (ingest's redaction marker); else enumerated; else
+    numeric (digits, perhaps with '.', ',' or '-'); else word-like (no space or control byte ever); else free
+    text. Pooled by kind, not per parameter: one parameter's few thousand values would calibrate its own
+    surprise to its training sample."""
+    numeric = ((seen_classes & _DIGIT) != 0) & ((seen_classes & ~(_DIGIT | _NUMBER_PUNCTUATION)) == 0)
+    word_like = (seen_classes & (_SPACE | _CONTROL)) == 0
+    kind = np.where(is_enum, 0, np.where(numeric, 1, np.where(word_like, 2, 3)))
+    return np.where(masked, NOT_PROFILED, kind).astype(np.int64)
+
+
 def _first_seen_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct keys in order of first appearance, each element's group number in that order)."""
     distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -151,17 +186,26 @@ def profiles_of(parsed: ParsedRequests, selected: np.ndarray | None = None) -> P
     is_enum = (distinct <= ENUM_MAX_VALUES) & (observations >= ENUM_MIN_OBSERVATIONS)
     enum_entries = [int(enum_key(int(row), int(value))) for row, value in pairs[is_enum[pairs[:, 0]]]]
     enum_keys, _ = _table(enum_entries)
-    return ProfileTables(endpoint_keys, counts, param_keys, index, mean, std, maximum, seen_bytes, is_enum, enum_keys)
+    seen_classes = class_sets(seen_bytes)
+    marker = int(value_hash(_MASKED, 0, _MASKED.size))
+    masked = np.bincount(pairs[:, 0], weights=pairs[:, 1] != marker, minlength=n_params) == 0  # only the marker
+    return ProfileTables(endpoint_keys, counts, param_keys, index, mean, std, maximum, seen_bytes, is_enum, enum_keys,
+                         seen_classes, value_kinds(seen_classes, is_enum, masked))
+
+
+N_DEVIATIONS = N_PROFILE_FEATURES + N_VALUE_KINDS
 
 
 def deviations(requests: list[EncodedRequest], tables: ProfileTables) -> np.ndarray:
-    """The profile features of each request, shape (n, N_PROFILE_FEATURES)."""
-    out = np.zeros((len(requests), N_PROFILE_FEATURES))
+    """The profile features of each request, then its new character classes per parameter kind: shape
+    (n, N_PROFILE_FEATURES + N_VALUE_KINDS)."""
+    out = np.zeros((len(requests), N_DEVIATIONS))
     # the bool tables as the runtime's packed artifact holds them (uint8 0/1): one compiled kernel for both,
     # not a second ~4 CPU-s compile of profile_deviations for bool arguments
     tables = tables._replace(seen_bytes=tables.seen_bytes.view(np.uint8), is_enum=tables.is_enum.view(np.uint8))
     for i, r in enumerate(requests):
-        profile_deviations(r.method_code, r.path, r.query, r.body, *tables, out[i])
+        profile_deviations(r.method_code, r.path, r.query, r.body, *tables, out[i, :N_PROFILE_FEATURES],
+                           out[i, N_PROFILE_FEATURES:])
     return out
 
 
@@ -177,7 +221,7 @@ def out_of_fold_deviations(requests: list[EncodedRequest], folds: int = 5, seed:
     n = len(requests)
     parsed = parsed if parsed is not None else parse_requests(requests)
     fold_of = np.random.default_rng(seed).integers(0, folds, size=n)
-    out = np.zeros((n, N_PROFILE_FEATURES))
+    out = np.zeros((n, N_DEVIATIONS))
     for fold in range(folds):
         held_out = np.flatnonzero(fold_of == fold)
         if held_out.size == 0:
@@ -194,9 +238,13 @@ def structural_weights(X: np.ndarray, median: float, attack: float) -> tuple[np.
 
     ``X`` holds the training rows with out-of-fold profile features, so "unknown endpoint"
     and "unknown parameter" fire as often as new traffic met something new when part of
-    the training data was held back. Each kind's surprise is -log p with p = (times met + 1)
-    / (n + 2); it is scaled so that evidence never met in training lifts a median request
-    to the ``attack`` threshold, and evidence met in 1 of 10 requests by a fifth of that.
+    the training data was held back; so do the character classes new to a parameter, one
+    kind per parameter kind (a held-out value of an enumerated, numeric, word-like or
+    free-text parameter with a class its parameter never carried in the other folds). Each
+    kind's surprise is -log p with p = (times met + 1) / (n + 2); it is scaled so that
+    evidence never met in training lifts a median request to the ``attack`` threshold, and
+    evidence met in 1 of 10 requests by a fifth of that. (The new character classes add
+    before the forest score's bend: see ``waflens.runtime.kernels.score.combined_score``.)
     """
     flags = np.zeros((len(X), N_EVIDENCE), dtype=np.bool_)
     for i in range(len(X)):

@@ -30,7 +30,7 @@ from waflens.runtime.kernels.code import TOKENIZER_VERSION, request_code_likenes
 from waflens.scoring.code_model import shipped_code_weights
 from waflens.scoring.forest_export import flatten_isolation_forest
 from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfect_scores, sanitize
-from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
+from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, NOVEL_CLASS_FEATURE_NAMES, PROFILE_FEATURE_NAMES
 from waflens.scoring.profiles import encode_request, out_of_fold_deviations, parse_requests, profiles_of
 from waflens.runtime.kernels.score import CODE_FEATURE_NAMES, CODE_LIKENESS
 
@@ -58,7 +58,8 @@ class TrainingOptions:
 
 
 def request_feature_names() -> list[str]:
-    return feature_names("request") + list(PROFILE_FEATURE_NAMES) + list(CODE_FEATURE_NAMES)
+    return (feature_names("request") + list(PROFILE_FEATURE_NAMES) + list(CODE_FEATURE_NAMES)
+            + list(NOVEL_CLASS_FEATURE_NAMES))
 
 
 def load_training_requests(con: duckdb.DuckDBPyConnection, options: TrainingOptions):
@@ -104,9 +105,11 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
                                               progress=lambda k, folds: step(f"request model: profile fold {k}/{folds}"))
     code_weights, code_bias, code_provenance = shipped_code_weights()
     code = np.array([request_code_likeness(r.path, r.query, r.body, code_weights, code_bias) for r in encoded])
-    X = np.hstack([generic, profile_features, code[:, None]])
-    # code-likeness reaches the score as evidence only: the forest measures unusualness, and a feature with a
-    # long benign tail would spend its splits there
+    # the row: request features, profile features, code-likeness, new character classes per parameter kind
+    X = np.hstack([generic, profile_features[:, :N_PROFILE_FEATURES], code[:, None],
+                   profile_features[:, N_PROFILE_FEATURES:]])
+    # code-likeness and the new character classes reach the score as evidence only: the forest measures
+    # unusualness, and a feature with a long benign tail would spend its splits there
     fitted = _fit_forest(X, options, forest_columns=CODE_LIKENESS)
     step("request model: forest fitted")
     held_out = out_of_fold_forest_scores(X[:, :CODE_LIKENESS], fold_assignment(n, options.folds, options.seed),
@@ -130,6 +133,7 @@ def train_request_model(con: duckdb.DuckDBPyConnection, out: str | Path, options
         "feature_spec": {"version": FEATURE_SPEC_VERSION, "names": request_feature_names(),
                          "request_features": names, "profile_features": list(PROFILE_FEATURE_NAMES),
                          "code_features": list(CODE_FEATURE_NAMES),
+                         "novel_class_features": list(NOVEL_CLASS_FEATURE_NAMES),
                          "lists": manifest_lists()},
         "training": {"since": _iso(options.since), "until": _iso(options.until), "requests": n,
                      "first_ts": _iso(first_ts), "last_ts": _iso(last_ts),

@@ -8,6 +8,13 @@ few distinct values — the values themselves. A request is then described by ho
 far it strays: unknown endpoint or parameters, too-long values, bytes a parameter
 never carried, values outside an enumeration.
 
+Character classes (digits, lower-case letters, upper-case letters, non-ASCII bytes,
+space, control bytes, and each ASCII punctuation byte on its own) a parameter never
+carried in training are counted apart, by the parameter's *kind* (enumerated, numeric,
+word-like, free text; decided in training from the classes it carried): an ordinary
+value with punctuation put in (``nombre=Vino .*?Rioja``, ``id=1%2520``) is structural
+news, weighed like an unknown parameter name (see :mod:`waflens.runtime.kernels.score`).
+
 Keys are 64-bit FNV-1a hashes in open-addressing tables (key 0 = empty), so the
 runtime looks everything up without Python objects. Imports only numpy and numba.
 """
@@ -24,6 +31,62 @@ FNV_PRIME = np.uint64(0x100000001B3)
 N_PROFILE_FEATURES = 7
 PROFILE_FEATURE_NAMES = ("endpoint_unknown", "unknown_params", "max_length_excess", "max_length_z",
                          "max_novel_bytes", "max_novel_share", "enum_violations")
+
+# Character classes of value bytes: 0 digit, 1 lower-case letter, 2 upper-case letter, 3 non-ASCII byte, 4 space,
+# 5 control byte (0-31, 127), then one class per ASCII punctuation byte, in byte order.
+PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+CHAR_CLASS_NAMES = ("digit", "lower-case letter", "upper-case letter", "non-ASCII byte", "space", "control byte") + \
+    tuple(repr(c) for c in PUNCTUATION)
+N_CHAR_CLASSES = len(CHAR_CLASS_NAMES)  # 38: a parameter's classes fit in one int64 bit set
+
+
+def _char_class_table() -> np.ndarray:
+    table = np.empty(256, dtype=np.int64)
+    for c in range(256):
+        if 48 <= c <= 57:
+            table[c] = 0
+        elif 97 <= c <= 122:
+            table[c] = 1
+        elif 65 <= c <= 90:
+            table[c] = 2
+        elif c >= 128:
+            table[c] = 3
+        elif c == 32:
+            table[c] = 4
+        elif c < 32 or c == 127:
+            table[c] = 5
+        else:
+            table[c] = 6 + PUNCTUATION.index(chr(c))
+    return table
+
+
+CHAR_CLASS = _char_class_table()
+# Parameter kinds, for pooling the calibration of new character classes (waflens.scoring.profiles.value_kinds):
+# enumerated (few distinct values), numeric (digits, maybe '.', ',' or '-'), word-like (no space), free text;
+# NOT_PROFILED for a parameter training only saw masked (a password: ingest stores "[redacted]", so what its
+# live values carry is no news).
+VALUE_KIND_NAMES = ("enumerated", "numeric", "word-like", "free-text")
+N_VALUE_KINDS = len(VALUE_KIND_NAMES)
+NOT_PROFILED = -1
+NOVEL_CLASS_FEATURE_NAMES = tuple(f"novel_classes_{name.replace('-', '_')}" for name in VALUE_KIND_NAMES)
+
+
+@numba.njit(cache=True, nogil=True)
+def value_classes(data, start, end):
+    """Bit set of the character classes of ``data[start:end]``."""
+    mask = np.int64(0)
+    for i in range(start, end):
+        mask |= np.int64(1) << CHAR_CLASS[data[i]]
+    return mask
+
+
+@numba.njit(cache=True, nogil=True)
+def bit_count(mask):
+    n = 0
+    while mask != 0:
+        mask &= mask - 1
+        n += 1
+    return n
 
 
 @numba.njit(cache=True, nogil=True)
@@ -144,8 +207,10 @@ def enum_key(param_row, value_key):
 @numba.njit(cache=True, nogil=True)
 def profile_deviations(method_code, path, query, body,
                        endpoint_keys, endpoint_count, param_keys, param_index,
-                       length_mean, length_std, length_max, seen_bytes, is_enum, enum_keys, out):
-    """Fill ``out`` (N_PROFILE_FEATURES) with the request's deviations from the profiles."""
+                       length_mean, length_std, length_max, seen_bytes, is_enum, enum_keys, seen_classes, value_kind,
+                       out, novel_out):
+    """Fill ``out`` (N_PROFILE_FEATURES) with the request's deviations from the profiles, and ``novel_out``
+    (N_VALUE_KINDS) with, per parameter kind, the most character classes new to its parameter in one value."""
     path_decoded, names, data, offsets, count = request_params(path, query, body)
     endpoint = endpoint_key(method_code, path_decoded)
     slot = lookup(endpoint_keys, endpoint)
@@ -157,6 +222,7 @@ def profile_deviations(method_code, path, query, body,
     novel_share = 0.0
     enum_violations = 0
     local = np.zeros(256, dtype=np.bool_)
+    novel_out[:] = 0.0
     for k in range(count):
         pslot = lookup(param_keys, param_key(endpoint, names[k])) if known_endpoint else -1
         if pslot < 0:
@@ -184,6 +250,11 @@ def profile_deviations(method_code, path, query, body,
             novel_share = max(novel_share, novel_bytes / length)
         if is_enum[p] and lookup(enum_keys, enum_key(p, value_hash(data, a, b))) < 0:
             enum_violations += 1
+        kind = value_kind[p]
+        if kind != NOT_PROFILED:
+            new_classes = bit_count(value_classes(data, a, b) & ~seen_classes[p])
+            if new_classes > novel_out[kind]:
+                novel_out[kind] = new_classes
     out[0] = 0.0 if known_endpoint else 1.0
     out[1] = unknown
     out[2] = excess

@@ -12,6 +12,12 @@ request is) bends, above a knee, towards a ceiling it never reaches; the classes
 lifts a request into them: structural novelty (unknown endpoint, parameter, method,
 file kind) and code-likeness of a value (see :mod:`waflens.runtime.kernels.code`), each
 calibrated on the site's held-out training requests (:mod:`waflens.scoring.calibration`).
+
+Character classes a parameter never carried (``id=1%2520``, ``pwd=G//lAc,IAr``) are
+calibrated the same way, pooled by parameter kind, but they are news about a value, not
+evidence of an attack: their weight adds to the forest's score *before* the bend, so it
+lifts a request above benign ones that show none yet, on its own, stays below the
+ceiling and so below ``likely_attack``; code-likeness or structural evidence takes it further.
 """
 
 from __future__ import annotations
@@ -22,16 +28,17 @@ import numpy as np
 from waflens.runtime.feature_spec import EXT_OTHER, EXT_SENSITIVE, N_REQUEST_FEATURES, request_column
 from waflens.runtime.kernels.code import request_code_likeness
 from waflens.runtime.kernels.forest import normalise, perfect_path_sum
-from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, profile_deviations
+from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, N_VALUE_KINDS, VALUE_KIND_NAMES, profile_deviations
 from waflens.runtime.kernels.request import request_features
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
-                "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys")
+                "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys", "seen_classes", "value_kind")
 FLOAT_SECTIONS = ("length_mean", "length_std", "length_max", "forest_val", "normaliser", "surprise", "code_weights",
                   "score_shape")
 BYTE_SECTIONS = ("tok_data", "ext_data", "seen_bytes", "is_enum", "forest_feat", "forest_thr")
-CODE_LIKENESS = N_REQUEST_FEATURES + N_PROFILE_FEATURES  # the row's last column: the highest value logit
-N_FEATURES = CODE_LIKENESS + 1
+CODE_LIKENESS = N_REQUEST_FEATURES + N_PROFILE_FEATURES  # the highest value logit; the forest sees the columns before it
+NOVEL_CLASSES = CODE_LIKENESS + 1  # then, per parameter kind, the most character classes new to a value's parameter
+N_FEATURES = NOVEL_CLASSES + N_VALUE_KINDS
 CODE_FEATURE_NAMES = ("code_likeness",)
 # score_shape: where the forest's score bends and the ceiling it approaches; the code-likeness logits where its
 # evidence starts and where it is full; the full evidence's weight; the code model's bias
@@ -40,8 +47,13 @@ KNEE, CEILING, CODE_START, CODE_FULL, CODE_WEIGHT, CODE_BIAS = range(len(SCORE_S
 # Structural evidence: what never (or rarely) occurred in training. An isolation forest cannot split on a
 # feature that was constant in training, so this evidence adds to the score directly, each kind weighted by
 # its surprise (-log of how often training met it, see waflens.scoring.profiles.structural_weights).
-EVIDENCE_NAMES = ("unknown endpoint (method + path)", "unknown parameter name", "rare HTTP method",
-                  "sensitive file extension (backup, config, archive)", "file extension outside the known lists")
+# The last N_VALUE_KINDS kinds, character classes new to a parameter of each kind, are unusualness: they add to
+# the forest's score before its bend (see unusualness), never past the ceiling on their own.
+STRUCTURAL_NAMES = ("unknown endpoint (method + path)", "unknown parameter name", "rare HTTP method",
+                    "sensitive file extension (backup, config, archive)", "file extension outside the known lists")
+N_STRUCTURAL = len(STRUCTURAL_NAMES)
+NOVEL_CLASS_EVIDENCE = tuple(f"character class new to a {kind} parameter" for kind in VALUE_KIND_NAMES)
+EVIDENCE_NAMES = STRUCTURAL_NAMES + NOVEL_CLASS_EVIDENCE
 N_EVIDENCE = len(EVIDENCE_NAMES)
 _METHOD_IS_RARE, _EXT_CLASS = request_column("method_is_rare"), request_column("ext_class")
 _ENDPOINT_UNKNOWN, _UNKNOWN_PARAMS = N_REQUEST_FEATURES, N_REQUEST_FEATURES + 1
@@ -50,7 +62,7 @@ _F32_MAX = float(np.finfo(np.float32).max)
 # section numbers in the layout, in the order of the lists above (unpacking fails if a list changes length)
 _N_INT, _N_FLOAT = len(INT_SECTIONS), len(FLOAT_SECTIONS)
 (TOK_OFFSETS, TOK_GROUP, TOK_BY_FIRST, TOK_ORDER, EXT_OFFSETS, EXT_CLASS, ENDPOINT_KEYS, ENDPOINT_COUNT,
- PARAM_KEYS, PARAM_INDEX, ENUM_KEYS) = range(_N_INT)
+ PARAM_KEYS, PARAM_INDEX, ENUM_KEYS, SEEN_CLASSES, VALUE_KIND) = range(_N_INT)
 LENGTH_MEAN, LENGTH_STD, LENGTH_MAX, FOREST_VAL, NORMALISER, SURPRISE, CODE_WEIGHTS, SCORE_SHAPE = range(
     _N_INT, _N_INT + _N_FLOAT)
 TOK_DATA, EXT_DATA, SEEN_BYTES, IS_ENUM, FOREST_FEAT, FOREST_THR = range(_N_INT + _N_FLOAT,
@@ -131,7 +143,8 @@ def features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I
                        _section(I, L, ENDPOINT_KEYS), _section(I, L, ENDPOINT_COUNT), _section(I, L, PARAM_KEYS),
                        _section(I, L, PARAM_INDEX), _section(F, L, LENGTH_MEAN), _section(F, L, LENGTH_STD),
                        _section(F, L, LENGTH_MAX), seen, _section(B, L, IS_ENUM), _section(I, L, ENUM_KEYS),
-                       row[N_REQUEST_FEATURES:CODE_LIKENESS])
+                       _section(I, L, SEEN_CLASSES), _section(I, L, VALUE_KIND), row[N_REQUEST_FEATURES:CODE_LIKENESS],
+                       row[NOVEL_CLASSES:N_FEATURES])
     row[CODE_LIKENESS] = request_code_likeness(path, query, body, _section(F, L, CODE_WEIGHTS),
                                                _section(F, L, SCORE_SHAPE)[CODE_BIAS])
 
@@ -169,18 +182,32 @@ def evidence_flags(row, flags):
     flags[2] = row[_METHOD_IS_RARE] > 0
     flags[3] = row[_EXT_CLASS] == EXT_SENSITIVE
     flags[4] = row[_EXT_CLASS] == EXT_OTHER
+    for k in range(N_VALUE_KINDS):
+        flags[N_STRUCTURAL + k] = row[NOVEL_CLASSES + k] > 0
+
+
+@numba.njit(cache=True, nogil=True)
+def evidence_surprise(row, weights, first, last):
+    """Sum of the weights of the evidence kinds ``first`` .. ``last - 1`` the row shows."""
+    flags = np.empty(N_EVIDENCE, dtype=np.bool_)
+    evidence_flags(row, flags)
+    total = 0.0
+    for k in range(first, last):
+        if flags[k]:
+            total += weights[k]
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
 def structural_surprise(row, weights):
-    """Sum of the weights of the evidence the row shows."""
-    flags = np.empty(N_EVIDENCE, dtype=np.bool_)
-    evidence_flags(row, flags)
-    total = 0.0
-    for k in range(N_EVIDENCE):
-        if flags[k]:
-            total += weights[k]
-    return total
+    """Sum of the weights of the structural evidence the row shows (what lifts a request past the ceiling)."""
+    return evidence_surprise(row, weights, 0, N_STRUCTURAL)
+
+
+@numba.njit(cache=True, nogil=True)
+def novel_class_surprise(row, weights):
+    """Sum of the weights of the new character classes the row shows (unusualness: added before the bend)."""
+    return evidence_surprise(row, weights, N_STRUCTURAL, N_EVIDENCE)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -209,8 +236,10 @@ def code_evidence(row, shape):
 
 @numba.njit(cache=True, nogil=True)
 def combined_score(forest_score, row, weights, shape):
-    """Unusualness plus the structural surprise and the code evidence, capped at 1 (scores stay in (0, 1])."""
-    return min(1.0, unusualness(forest_score, shape) + structural_surprise(row, weights) + code_evidence(row, shape))
+    """Unusualness (the forest's score with the new character classes' weight) plus the structural surprise and
+    the code evidence, capped at 1 (scores stay in (0, 1])."""
+    return min(1.0, unusualness(forest_score + novel_class_surprise(row, weights), shape)
+               + structural_surprise(row, weights) + code_evidence(row, shape))
 
 
 @numba.njit(cache=True, nogil=True)

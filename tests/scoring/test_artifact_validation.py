@@ -61,7 +61,8 @@ def test_a_bad_profile_array_is_refused_by_the_watcher_instead_of_crashing_the_w
 
 
 @pytest.mark.parametrize("edit", ["param index out of range", "table without an empty slot",
-                                  "table size not a power of two", "seen_bytes rows"])
+                                  "table size not a power of two", "seen_bytes rows", "value kind out of range",
+                                  "class bits beyond the classes"])
 def test_malformed_profile_tables_are_refused(models, tmp_path, edit):
     request, _, _ = models
 
@@ -73,11 +74,16 @@ def test_malformed_profile_tables_are_refused(models, tmp_path, edit):
         elif edit == "table size not a power of two":
             a["profile_endpoint_keys"] = a["profile_endpoint_keys"][:-1].copy()
             a["profile_endpoint_count"] = a["profile_endpoint_count"][:-1].copy()
-        else:
+        elif edit == "seen_bytes rows":
             a["profile_seen_bytes"] = a["profile_seen_bytes"][:, :128].copy()
+        elif edit == "value kind out of range":  # the kernel indexes its per-kind row by it
+            a["profile_value_kind"][0] = 4
+        else:
+            a["profile_seen_classes"][-1] = -1
 
     name = {"param index out of range": "profile_param_index", "table without an empty slot": "profile_enum_keys",
-            "table size not a power of two": "profile_endpoint_keys", "seen_bytes rows": "profile_seen_bytes"}[edit]
+            "table size not a power of two": "profile_endpoint_keys", "seen_bytes rows": "profile_seen_bytes",
+            "value kind out of range": "profile_value_kind", "class bits beyond the classes": "profile_seen_classes"}[edit]
     with pytest.raises(ArtifactError, match=name):
         Scorer.load(tampered(request, tmp_path / "m", arrays=change))
 

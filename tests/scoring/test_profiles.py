@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from waflens.runtime.kernels.profile import PROFILE_FEATURE_NAMES
+from waflens.runtime.kernels.profile import NOVEL_CLASS_FEATURE_NAMES, PROFILE_FEATURE_NAMES, VALUE_KIND_NAMES
 from waflens.scoring.profiles import deviations, encode_request, fit_profiles, out_of_fold_deviations
 
 
@@ -40,7 +40,7 @@ def test_each_kind_of_deviation_is_flagged():
 
 def test_out_of_fold_deviations_are_mostly_small_for_normal_traffic():
     oof = out_of_fold_deviations(_training(), folds=5)
-    assert oof.shape == (250, len(PROFILE_FEATURE_NAMES))
+    assert oof.shape == (250, len(PROFILE_FEATURE_NAMES) + len(NOVEL_CLASS_FEATURE_NAMES))
     assert np.mean(oof[:, 0]) < 0.05            # endpoints are known out of fold
     assert np.mean(oof[:, 4] > 0) < 0.5         # most values bring no new bytes
 
@@ -60,3 +60,38 @@ def test_training_calls_the_kernel_with_the_runtime_types():
         assert used == {"uint8"}, (name, used)
     assert tables.seen_bytes.dtype == np.bool_  # the tables themselves are unchanged
     assert before["enum_violations"] == 1 and before["max_novel_bytes"] >= 5
+
+
+def _novel(tables, method, path, query, body=None):
+    row = deviations([encode_request(method, path, query, body)], tables)[0, len(PROFILE_FEATURE_NAMES):]
+    return dict(zip(VALUE_KIND_NAMES, row))
+
+
+def test_parameters_get_a_kind_from_what_they_carried():
+    rng = np.random.default_rng(1)
+    requests = [encode_request("POST", "/form", "", f"qty={rng.integers(1, 99)}&mode={m}&user=u{rng.integers(99)}.x"
+                               f"&note=a+{'b' * int(rng.integers(1, 40))}+c") for m in rng.choice(["a", "b"], size=60)]
+    tables = fit_profiles(requests)
+    # qty numeric, mode enumerated, user word-like (no space), note free text
+    assert [VALUE_KIND_NAMES[k] for k in tables.value_kind] == ["numeric", "enumerated", "word-like", "free-text"]
+    same = _novel(tables, "POST", "/form", "", "qty=5&mode=a&user=zq7.y&note=zz+y")
+    assert all(v == 0 for v in same.values()), same  # other letters and digits are no new class
+    assert _novel(tables, "POST", "/form", "", "user=Q9.x")["word-like"] == 1  # upper-case letters are
+    altered = _novel(tables, "POST", "/form", "", "qty=1%2520&mode=b&user=c/?a,ry&note=a+b")
+    assert altered == {"enumerated": 0, "numeric": 1, "word-like": 3, "free-text": 0}  # '%'; '/', '?', ','
+    assert _novel(tables, "POST", "/form", "", "qty=9+")["numeric"] == 1  # (a space)
+    assert _novel(tables, "POST", "/form", "", "mode=a.&note=Vino+.*?Rioja") == {
+        "enumerated": 1, "numeric": 0, "word-like": 0, "free-text": 4}  # upper-case, '.', '*', '?'
+    assert _novel(tables, "POST", "/form", "", "fresh=1%25&qty=")["numeric"] == 0  # unknown parameters: not here
+
+
+def test_a_parameter_training_only_saw_masked_brings_no_news():
+    """Ingest stores a password as "[redacted]": live passwords carry classes that marker never had, and that
+    is no news about them."""
+    from waflens.runtime.kernels.profile import NOT_PROFILED
+
+    requests = [encode_request("POST", "/login", "", f"user=u{i % 50}&pwd=[redacted]") for i in range(60)]
+    tables = fit_profiles(requests)
+    assert list(tables.value_kind) == [2, NOT_PROFILED]  # user word-like; pwd not profiled
+    assert all(v == 0 for v in _novel(tables, "POST", "/login", "", "user=u7&pwd=S3cret!%27").values())
+    assert _novel(tables, "POST", "/login", "", "user=u7%27&pwd=x")["word-like"] == 1

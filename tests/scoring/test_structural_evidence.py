@@ -91,3 +91,37 @@ def test_the_model_card_lists_the_structural_evidence(csic):
     card = model_card(info, manifest, manifest,
                       {"metrics": {}, "gates": [], "shadow": {"compared": False, "reason": "first"}}, {}, {})
     assert "Structural evidence added to request scores" in card and "unknown parameter name" in card
+
+
+_CART = "/tienda1/publico/anadir.jsp?id=1&nombre=Vino+Rioja&precio=100&cantidad=9&B1=A%F1adir+al+carrito"
+
+
+@pytest.mark.parametrize("find, replace, named", [
+    ("Vino+Rioja", "Vino+.*%3FRioja", "enumerated parameter: 'nombre' never held '*', '.', '?'"),
+    ("id=1", "id=1%2520", "enumerated parameter: 'id' never held '%'"),
+    ("cantidad=9", "cantidad=9%2B", "numeric parameter: 'cantidad' never held '+'"),
+])
+def test_new_character_classes_lift_altered_values_and_stay_unusual(csic, find, replace, named):
+    """CSIC's altered values: ordinary values with punctuation put in. The new classes lift them above the
+    value they were made from, name the parameter and the classes, and without code evidence stay below
+    likely_attack (unusual is not attack)."""
+    from waflens.runtime.kernels.score import code_evidence
+
+    scorer, headers, _ = csic
+    known, altered = _result(scorer, headers, "GET", _CART), _result(scorer, headers, "GET", _CART.replace(find, replace))
+    assert altered.score > known.score + 0.05, (known, altered)
+    names = [name for name, _, _ in altered.explanation]
+    assert names[:2] == ["unusual, no attack evidence", f"character class new to a {named}"], names
+    row = scorer.request_features("GET", _CART.replace(find, replace), headers)
+    structural = [name for name, _ in scorer.evidence(row) if not name.startswith("character class new to")]
+    assert not structural and code_evidence(row, scorer._shape) == 0
+    assert altered.score < scorer._thresholds[1], altered
+
+
+def test_passwords_training_only_saw_redacted_bring_no_class_evidence(csic):
+    """Ingest stores pwd as "[redacted]": a live password's digits or accents are no news."""
+    scorer, headers, _ = csic
+    target = "/tienda1/publico/autenticar.jsp?modo=entrar&login=grimshaw&pwd=Ep%F3n1m0%2A&remember=on&B1=Entrar"
+    row = scorer.request_features("GET", target, headers)
+    assert not [name for name, _ in scorer.evidence(row) if name.startswith("character class new to")]
+    assert scorer._novel_classes("GET", target, b"") == []
