@@ -29,3 +29,13 @@ def shared_spark_dir(tmp_path_factory, shared_db, spark):
     out = tmp_path_factory.mktemp("spark-shared") / "out"
     export_ingest_output(spark, db, out)
     return out, db
+
+
+@pytest.fixture(scope="session")
+def sessionized(spark, shared_spark_dir):
+    """(DIR, DuckDB database, summary) after ``waflens spark sessionize`` of the shared logs' output directory."""
+    from waflens.pipeline.spark.sessions import sessionize_directory
+
+    out, db = shared_spark_dir
+    summary = sessionize_directory(spark, str(out))
+    return out, db, summary

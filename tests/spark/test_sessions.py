@@ -10,14 +10,7 @@ from waflens.data.db import connect
 from waflens.data.feature_spec import SESSION_FEATURES
 from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import read_table
-from waflens.pipeline.spark.sessions import gap_micros, sessionize_directory
-
-
-@pytest.fixture(scope="module")
-def sessionized(spark, shared_spark_dir):
-    out, db = shared_spark_dir
-    summary = sessionize_directory(spark, str(out))
-    return out, db, summary
+from waflens.pipeline.spark.sessions import gap_micros
 
 
 def _spark_frames(spark, out):
