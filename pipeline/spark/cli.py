@@ -1,10 +1,9 @@
 """``waflens spark ...``: the pipeline on Apache Spark (issue S), as a click group.
 
-Registered under ``waflens`` (``app/cli.py``: ``cli.add_command(spark)``) and runnable on its own for
-``spark-submit``: ``spark-submit --master yarn -m``-style launchers take a file, so pass this module's path
-(``python -c 'import waflens.pipeline.spark.cli as m; print(m.__file__)'``) or run
-``python -m waflens.pipeline.spark.cli score DIR --model PATH`` in local mode. Outside ``spark-submit`` the
-master is ``--master``, else ``$WAFLENS_SPARK_MASTER``, else ``local[2]``.
+Registered under ``waflens`` (``app/cli.py``: ``cli.add_command(spark)``) and runnable on its own:
+``python -m waflens.pipeline.spark.cli score DIR --model PATH`` in local mode, or this file as
+``spark-submit``'s application (docs/scaling.md shows how to find it and ship the environment). Outside
+``spark-submit`` the master is ``--master``, else ``$WAFLENS_SPARK_MASTER``, else ``local[2]``.
 
 This module sits in ``pipeline`` (below ``app``), so it reads the global options (``--json``, ``--db``) from
 the root click context's object without importing the app; alone, it prints text.
