@@ -13,7 +13,7 @@ outgrow one machine, in local mode (``local[2]``, what the tests use) or on a cl
                                 ``day=__HIVE_DEFAULT_PARTITION__`` (NULL when read back)
 ``DIR/quarantine/``             ``file``, ``record``, ``raw`` (redacted as in DuckDB), ``reason``
 ``DIR/sources/``                per input file: ``file``, ``format``, ``records`` = ``parsed`` +
-                                ``quarantined``, ``first_request_id``, ``status``, ``hint``
+                                ``quarantined``, ``first_request_id``, ``status``, ``pseudonymized``, ``hint``
 ``DIR/request_features/day=…/`` ``file``, ``record``, ``request_id`` and every request feature under its
                                 DuckDB column name and type
 ``DIR/request_sessions/``       ``request_id``, ``session_id``: DuckDB's requests.session_id column

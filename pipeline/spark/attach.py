@@ -2,7 +2,7 @@
 ``label``) on a Spark output directory, through DuckDB reading its Parquet.
 
 The database's traffic tables become views over ``read_parquet`` of ``DIR`` (hive partitions by day):
-``requests`` (with ``source_id`` from a ``sources`` table of the files and ``session_id`` from
+``requests`` (with ``source_id`` from a ``sources`` table made of ``DIR/sources`` and ``session_id`` from
 ``DIR/request_sessions``), ``request_features``, ``sessions``, ``session_features`` and ``quarantine``; the
 views cast every column to the type of the DuckDB schema (read from the schema itself, not copied here).
 Everything the analysts write — cluster runs, evidence, summaries, labels — goes to ordinary tables, created
@@ -81,8 +81,8 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
     from waflens.data.db import connect, private_files
 
     location = _duckdb_location(str(directory))
-    if "://" not in location and not Path(location, layout.REQUESTS).is_dir():
-        raise InputError(f"{location} holds no {layout.REQUESTS}/: run `waflens spark ingest` (and `features`, "
+    if "://" not in location and not Path(location, layout.SOURCES).is_dir():
+        raise InputError(f"{location} holds no {layout.SOURCES}/: run `waflens spark ingest` (and `features`, "
                          "`sessionize`) with --out pointing there first")
     db = Path(db)
     private_files()
@@ -97,12 +97,12 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
         con.execute("CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
         con.execute("INSERT OR REPLACE INTO schema_info VALUES ($k, $v)", {"k": MARKER, "v": location})
         con.execute("DROP TABLE IF EXISTS sources")
+        # the files of the Spark ingest, in its order (DIR/sources: records = parsed + quarantined, as DuckDB's)
         con.execute(f"CREATE TABLE sources AS SELECT {_casts(types['sources'], 's', {})} FROM ("
-                    "SELECT row_number() OVER (ORDER BY file) AS source_id, file AS path, "
-                    "regexp_extract(file, '[^/]*$') AS name, 'spark:' || sha256(file) AS sha256, 'spark' AS format, "
-                    "NULL AS log_format, count(*) AS records, count(*) AS parsed, 0 AS quarantined, "
-                    "true AS pseudonymized, $now AS ingested_at "
-                    f"FROM {_parquet(location, layout.REQUESTS, True)} GROUP BY file) AS s",
+                    "SELECT row_number() OVER (ORDER BY first_request_id, file) AS source_id, file AS path, "
+                    "regexp_extract(file, '[^/]*$') AS name, 'spark:' || sha256(file) AS sha256, format, "
+                    "NULL AS log_format, records, parsed, quarantined, pseudonymized, $now AS ingested_at "
+                    f"FROM {_parquet(location, layout.SOURCES, False)}) AS s",
                     {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
         request_columns = [(c, t) for c, t in types["requests"]]
         con.execute(f"CREATE VIEW requests AS SELECT {_casts(request_columns, 'r', {'source_id': 'src.source_id', 'session_id': 'm.session_id'})} "
@@ -113,9 +113,8 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
             partitioned = name == layout.REQUEST_FEATURES
             con.execute(f"CREATE VIEW {name} AS SELECT {_casts(types[name], 'x', {})} "
                         f"FROM {_parquet(location, name, partitioned)} AS x")
-        if "://" in location or Path(location, layout.QUARANTINE).is_dir():
-            con.execute(f"CREATE VIEW quarantine AS SELECT {_casts(types['quarantine'], 'q', {'source_id': 'src.source_id'})} "
-                        f"FROM {_parquet(location, layout.QUARANTINE, True)} AS q JOIN sources AS src ON src.path = q.file")
+        con.execute(f"CREATE VIEW quarantine AS SELECT {_casts(types['quarantine'], 'q', {'source_id': 'src.source_id'})} "
+                    f"FROM {_parquet(location, layout.QUARANTINE, False)} AS q JOIN sources AS src ON src.path = q.file")
         con.execute("COMMIT")
     except duckdb.IOException as error:
         raise InputError(f"cannot read the Parquet of {location}: {str(error).splitlines()[0]} (run `waflens spark "
@@ -127,7 +126,7 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
         from waflens.pipeline.schema import ensure_schemas
 
         ensure_schemas(con)
-        files, requests = con.execute("SELECT count(*), coalesce(sum(records), 0) FROM sources").fetchall()[0]
+        files, requests = con.execute("SELECT count(*), coalesce(sum(parsed), 0) FROM sources").fetchall()[0]
         sessions = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
     finally:
         con.close()

@@ -226,15 +226,10 @@ def _session(obj: dict):
 
 
 def _existing_requests(session, out: str):
+    from waflens.pipeline.spark import layout
     from waflens.pipeline.spark.ingest import REQUESTS_COLUMNS
 
-    try:
-        requests = session.read.parquet(f"{out}/requests")
-    except Exception as error:  # AnalysisException: path does not exist
-        if "PATH_NOT_FOUND" in str(error) or "does not exist" in str(error).lower():
-            raise InputError(f"no {out}/requests: pass FILES, or run `waflens spark ingest FILES --out {out}` "
-                             "first") from None
-        raise
+    requests = layout.read_table(session, out, layout.REQUESTS)
     missing = [c for c in REQUESTS_COLUMNS if c not in requests.columns]
     if missing:
         raise InputError(f"{out}/requests lacks {', '.join(missing)}: it was not written by `waflens spark ingest`")

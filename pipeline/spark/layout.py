@@ -10,6 +10,7 @@ from waflens.data.errors import InputError
 
 REQUESTS = "requests"
 QUARANTINE = "quarantine"
+SOURCES = "sources"
 REQUEST_FEATURES = "request_features"
 REQUEST_SESSIONS = "request_sessions"   # request_id -> session_id (the DuckDB requests.session_id column)
 SESSIONS = "sessions"
@@ -17,7 +18,7 @@ SESSION_FEATURES = "session_features"
 SCORES = "scores"
 CLUSTER_ASSIGNMENTS = "cluster_assignments"
 
-WRITTEN_BY = {REQUESTS: "waflens spark ingest", QUARANTINE: "waflens spark ingest",
+WRITTEN_BY = {REQUESTS: "waflens spark ingest", QUARANTINE: "waflens spark ingest", SOURCES: "waflens spark ingest",
               REQUEST_FEATURES: "waflens spark features", REQUEST_SESSIONS: "waflens spark sessionize",
               SESSIONS: "waflens spark sessionize", SESSION_FEATURES: "waflens spark sessionize",
               SCORES: "waflens spark score", CLUSTER_ASSIGNMENTS: "waflens spark cluster"}

@@ -1,5 +1,5 @@
-"""One real SparkSession (``local[2]``) for every Spark test of a run (starting one costs ~10 s), and a Spark
-output directory of the shared logs.
+"""One real SparkSession (``local[2]``) per test process (starting one costs ~10 s), and the shared logs through
+every Spark step once per run.
 
 Java or pyspark missing skips these tests on a user's machine, but fails them in CI (``CI=true``), where
 ``scripts/setup.sh test`` installs both (issue S: missing Java in CI is a failure, not a skip).
@@ -28,22 +28,10 @@ def spark():
 
 
 @pytest.fixture(scope="session")
-def shared_spark_dir(tmp_path_factory, shared_db, spark):
-    """(DIR, DuckDB database): every shared access log and raw HTTP dump, ingested once by ``waflens ingest``
-    (the ``shared_db`` fixture), exported as ``waflens spark ingest`` and ``features`` would write them."""
-    from tests.spark.contract import export_ingest_output
+def spark_pipeline(request, tmp_path_factory, shared_db):
+    """The shared logs (the files of ``shared_db``, in its order) through the real CLI, once per run:
+    ``waflens spark features`` -> ``sessionize`` -> ``score`` (request and session model) -> ``cluster``.
+    See :mod:`tests.spark.pipeline`. Read it only; a test that writes Spark output makes its own directory."""
+    from tests.spark.pipeline import build_once
 
-    db, _, _ = shared_db
-    out = tmp_path_factory.mktemp("spark-shared") / "out"
-    export_ingest_output(spark, db, out)
-    return out, db
-
-
-@pytest.fixture(scope="session")
-def sessionized(spark, shared_spark_dir):
-    """(DIR, DuckDB database, summary) after ``waflens spark sessionize`` of the shared logs' output directory."""
-    from waflens.pipeline.spark.sessions import sessionize_directory
-
-    out, db = shared_spark_dir
-    summary = sessionize_directory(spark, str(out))
-    return out, db, summary
+    return build_once(tmp_path_factory, shared_db, lambda: request.getfixturevalue("spark"))

@@ -1,6 +1,8 @@
-"""Spark's scores equal the runtime's on the same requests and session features (within 1e-9)."""
+"""`waflens spark score`'s scores equal the runtime's on the same requests and session features (within 1e-9)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,44 +14,42 @@ from waflens.pipeline.spark import score as spark_score
 from waflens.pipeline.spark.score import score_directory
 from waflens.runtime.scorer import Scorer, SessionScorer
 
-from tests.conftest import REPO_ROOT
-
-MODELS = REPO_ROOT / "tests" / "runtime" / "fixtures"
+from tests.spark.pipeline import MODELS, duckdb_request_ids, read
 
 
-def test_request_scores_equal_the_runtime(spark, sessionized):
-    out, db, _ = sessionized
-    summary = score_directory(spark, str(out), MODELS / "request")
-    scores = spark.read.parquet(summary.output).toPandas().set_index(["file", "record"]).sort_index()
+def test_request_scores_equal_the_runtime(spark_pipeline):
+    summary = spark_pipeline.steps["score_request"]
+    scores = read(spark_pipeline.out, "scores/level=request")
+    scores["file"] = scores["file"].map({f: str(Path(f).resolve()) for f in scores["file"].unique()})
+    scores = scores.set_index(["file", "record"]).sort_index()
     scorer = Scorer.load(MODELS / "request")
-    con = connect(db, read_only=True)
+    con = connect(spark_pipeline.db, read_only=True)
     try:
         rows = con.execute("""SELECT s.path, r.record, r.method, r.path, r.query, r.body, r.user_agent, r.referer
                               FROM requests r JOIN sources s USING (source_id) ORDER BY 1, 2""").fetchall()
     finally:
         con.close()
-    assert summary.level == "request" and summary.scored == len(rows) == len(scores)
+    assert summary["level"] == "request" and summary["scored"] == len(rows) == len(scores)
     expected = np.array([scorer.score_request(method, path + ("?" + query if query else ""),
                                               {"User-Agent": agent, "Referer": referer}, body or "").score
                          for _, _, method, path, query, body, agent, referer in rows])
-    got = scores.loc[[(f, r) for f, r, *_ in rows], "score"].to_numpy()
+    got = scores.loc[[(f, r) for f, r, *_ in rows]]
     assert np.isfinite(expected).all()
-    assert np.max(np.abs(got - expected)) < 1e-9
-    assert list(scores.loc[[(f, r) for f, r, *_ in rows], "score_class"]) == [scorer.score_class(s) for s in expected]
-    assert len(set(summary.by_class)) >= 2   # the shared logs hold attacks and clean traffic
+    assert np.max(np.abs(got["score"].to_numpy() - expected)) < 1e-9
+    assert list(got["score_class"]) == [scorer.score_class(s) for s in expected]
+    assert len(set(summary["by_class"])) >= 2   # the shared logs hold attacks and clean traffic
 
 
-def test_session_scores_equal_the_runtime(spark, sessionized):
-    out, db, _ = sessionized
-    summary = score_directory(spark, str(out), MODELS / "session")
-    scores = spark.read.parquet(summary.output).toPandas()
-    spark_ids = spark.read.parquet(f"{out}/sessions").select("session_id").toPandas()["session_id"]
-    assert summary.level == "session" and summary.scored == len(spark_ids) == len(scores)
-    # the runtime scores DuckDB's session features; sessions are matched by their first request (the fixture keeps
-    # DuckDB's request ids, and a session is named by its first request)
+def test_session_scores_equal_the_runtime(spark_pipeline):
+    summary = spark_pipeline.steps["score_session"]
+    scores = read(spark_pipeline.out, "scores/level=session")
+    assert summary["level"] == "session" and summary["scored"] == spark_pipeline.steps["sessionize"]["sessions"] \
+        == len(scores)
+    # the runtime scores DuckDB's session features; a session is named by its first request on both sides
+    scores["session_id"] = scores["session_id"].map(duckdb_request_ids(spark_pipeline))
     scorer = SessionScorer.load(MODELS / "session")
     names = feature_names("session")
-    con = connect(db, read_only=True)
+    con = connect(spark_pipeline.db, read_only=True)
     try:
         ids, *columns = zip(*con.execute(f"SELECT session_id, {', '.join(names)} FROM session_features "
                                          "ORDER BY session_id").fetchall())

@@ -1,6 +1,9 @@
-"""Sessions and session features from Spark equal DuckDB's on every request of the shared logs."""
+"""Sessions and session features from `waflens spark sessionize` equal DuckDB's on every request of the shared logs
+(DuckDB and Spark each ingested them once: ``shared_db`` and the ``spark_pipeline`` fixture)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,17 +11,16 @@ import pytest
 
 from waflens.data.db import connect
 from waflens.data.feature_spec import SESSION_FEATURES
-from waflens.pipeline.spark import layout
-from waflens.pipeline.spark.layout import read_table
 from waflens.pipeline.spark.sessions import gap_micros
 
+from tests.spark.pipeline import read
 
-def _spark_frames(spark, out):
-    requests = read_table(spark, str(out), layout.REQUESTS).select("request_id", "file", "record").toPandas()
-    member = read_table(spark, str(out), layout.REQUEST_SESSIONS).toPandas()
-    sessions = read_table(spark, str(out), layout.SESSIONS).toPandas()
-    features = read_table(spark, str(out), layout.SESSION_FEATURES).toPandas()
-    return requests, member, sessions, features
+
+def _spark_frames(out):
+    requests = read(out, "requests")[["request_id", "file", "record"]]
+    resolved = {f: str(Path(f).resolve()) for f in requests["file"].unique()}   # as DuckDB's sources.path
+    requests["file"] = requests["file"].map(resolved)
+    return requests, read(out, "request_sessions"), read(out, "sessions"), read(out, "session_features")
 
 
 def _duckdb_frames(db):
@@ -43,11 +45,11 @@ def _by_first_request(sessions: pd.DataFrame, requests: pd.DataFrame) -> pd.Data
     return keyed.set_index(["first_file", "first_record"]).sort_index()
 
 
-def test_sessions_equal_duckdb(spark, sessionized):
-    out, db, summary = sessionized
-    requests, member, sessions, _ = _spark_frames(spark, out)
-    d_requests, d_sessions, _ = _duckdb_frames(db)
-    assert summary.requests == len(d_requests) and summary.sessions == len(d_sessions) > 100
+def test_sessions_equal_duckdb(spark_pipeline):
+    requests, member, sessions, _ = _spark_frames(spark_pipeline.out)
+    d_requests, d_sessions, _ = _duckdb_frames(spark_pipeline.db)
+    summary = spark_pipeline.steps["sessionize"]
+    assert summary["requests"] == len(d_requests) and summary["sessions"] == len(d_sessions) > 100
     assert d_requests["session_id"].notna().all()
     ours, theirs = _by_first_request(sessions, requests), _by_first_request(d_sessions, d_requests)
     assert ours.index.equals(theirs.index)
@@ -69,10 +71,9 @@ def test_sessions_equal_duckdb(spark, sessionized):
     assert (joined["s_file"] == joined["s_file_duckdb"]).all() and (joined["s_record"] == joined["s_record_duckdb"]).all()
 
 
-def test_session_features_equal_duckdb(spark, sessionized):
-    out, db, _ = sessionized
-    requests, _, sessions, features = _spark_frames(spark, out)
-    d_requests, d_sessions, d_features = _duckdb_frames(db)
+def test_session_features_equal_duckdb(spark_pipeline):
+    requests, _, sessions, features = _spark_frames(spark_pipeline.out)
+    d_requests, d_sessions, d_features = _duckdb_frames(spark_pipeline.db)
     ours = _by_first_request(sessions.drop(columns="n_requests").merge(features, on="session_id"), requests)
     theirs = _by_first_request(d_sessions.drop(columns="n_requests").merge(d_features, on="session_id"), d_requests)
     assert ours.index.equals(theirs.index)
