@@ -9,7 +9,7 @@ import sys
 from waflens.data.errors import ConfigError
 
 DEFAULT_MASTER = "local[2]"
-SHUFFLE_PARTITIONS_PER_CORE = 2   # local mode; on a cluster spark-submit's --conf decides (docs/scaling.md)
+SHUFFLE_PARTITIONS_PER_CORE = 2   # local mode only; on a cluster, spark-submit's --conf decides
 
 
 class SparkUnavailable(ConfigError):
@@ -51,7 +51,7 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
         master = master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER
         builder = builder.master(master)
         cores = local_cores(master)
-        if cores:   # Spark's default of 200 is for clusters: a cached plan keeps it (AQE coalesces only the rest)
+        if cores:   # Spark's 200 is for clusters; AQE would coalesce small shuffles to one task, leaving a core idle
             builder = builder.config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS_PER_CORE * cores))
     for key, value in (config or {}).items():
         builder = builder.config(key, value)

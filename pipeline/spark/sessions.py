@@ -23,9 +23,6 @@ from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import read_table, write_table
 from waflens.pipeline.spark.spark_sql import define_functions, spark_sql
 
-# the columns of DIR/requests that sessions and their features read
-MEMBER_COLUMNS = ("request_id", "client_key", "ts", "method", "status", "path", "path_decoded", "query", "body",
-                  "user_agent", "referer")
 # DuckDB type names of the spec -> Spark's
 SPARK_TYPES = {"TINYINT": "TINYINT", "SMALLINT": "SMALLINT", "INTEGER": "INT", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE"}
 
@@ -72,23 +69,15 @@ def session_features(spark, requests, request_features, request_sessions):
 
 
 def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES) -> SessionsSummary:
-    """Write ``DIR/request_sessions``, ``DIR/sessions`` and ``DIR/session_features`` from the ingest's output.
-
-    The session of every request is computed once and cached: request_sessions, sessions, the session features
-    and the counts all read it (Spark would otherwise redo its windows for each, or read it back and join).
-    Caching keeps the plan's shuffle partitions (AQE does not coalesce a cached plan): the session sets
-    ``spark.sql.shuffle.partitions`` for local masters (:func:`waflens.pipeline.spark.session.spark_session`)."""
-    from pyspark.sql import functions as F
-
-    requests = read_table(spark, out, layout.REQUESTS).select(*MEMBER_COLUMNS)
-    request_features = read_table(spark, out, layout.REQUEST_FEATURES).drop("file", "record", "day")
-    assigned = assign_sessions(spark, requests, gap_minutes).persist()
-    try:
-        write_table(assigned.select("request_id", "session_id"), out, layout.REQUEST_SESSIONS)
-        write_table(session_table(assigned), out, layout.SESSIONS)
-        write_table(session_features(spark, requests, request_features, assigned), out, layout.SESSION_FEATURES)
-        counted = assigned.agg(F.count(F.lit(1)).alias("requests"),
-                               F.count_distinct("session_id").alias("sessions")).first()
-    finally:
-        assigned.unpersist()
-    return SessionsSummary(int(counted["requests"]), int(counted["sessions"]))
+    """Write ``DIR/request_sessions``, ``DIR/sessions`` and ``DIR/session_features`` from the ingest's output."""
+    requests = read_table(spark, out, layout.REQUESTS)
+    request_features = read_table(spark, out, layout.REQUEST_FEATURES)
+    assigned = assign_sessions(spark, requests, gap_minutes)
+    # written first and read back: sessions and their features start from it, not from the windows again
+    write_table(assigned.select("request_id", "session_id"), out, layout.REQUEST_SESSIONS)
+    request_sessions = read_table(spark, out, layout.REQUEST_SESSIONS)
+    membership = request_sessions.join(requests.select("request_id", "client_key", "ts"), "request_id")
+    write_table(session_table(membership), out, layout.SESSIONS)
+    write_table(session_features(spark, requests, request_features.drop("file", "record", "day"), request_sessions),
+                out, layout.SESSION_FEATURES)
+    return SessionsSummary(request_sessions.count(), read_table(spark, out, layout.SESSIONS).count())
