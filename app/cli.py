@@ -78,6 +78,7 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
     pseudonymizer = Pseudonymizer(None if no_pseudonymize else load_key(obj.db))
     con = obj.connect()
     try:
+        _refuse_on_spark_output(con, "ingest")
         def on_error(path: Path, error: WaflensError) -> None:
             obj.failures.append(error)
             obj.warn(str(error))
@@ -111,6 +112,13 @@ def ingest(obj: Context, files, fmt, log_format, source, no_pseudonymize, sessio
         raise Exit(EXIT_NOTHING_PARSED)
 
 
+def _refuse_on_spark_output(con, command: str) -> None:
+    """Traffic commands refuse a database that reads a Spark output directory (`waflens spark attach`)."""
+    from waflens.pipeline.spark.attach import refuse_traffic_writes
+
+    refuse_traffic_writes(con, command)
+
+
 _STATUS_NOTES = {"already ingested": " (already ingested, nothing added)",
                  "re-ingested": " (ingested again: the earlier attempt parsed nothing)",
                  "nothing parsed": " (NOTHING PARSED)"}
@@ -129,6 +137,7 @@ def sessionize(obj: Context, gap_minutes: float, session_key: str | None, rebuil
     pending = None
     con = obj.connect()
     try:
+        _refuse_on_spark_output(con, "sessionize")
         if rebuild or session_key:
             touched = resessionize(con, gap_minutes, session_key)
             total = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
@@ -343,6 +352,7 @@ def purge(obj: Context, older_than_days: float | None) -> None:
         raise InputError(f"WAFLENS_RETENTION_DAYS must be a number of days, got {days!r}") from None
     con = obj.connect()
     try:
+        _refuse_on_spark_output(con, "purge")
         summary = purge_older_than(con, days)
     finally:
         con.close()
@@ -506,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-for command in (labels, allowlist, models, retrain, drift, sources, spark):   # the groups that have their own modules
+# the groups that have their own modules (spark: the pipeline on Apache Spark, importing no pyspark until it runs)
+for command in (labels, allowlist, models, retrain, drift, sources, spark):
     cli.add_command(command)
 
 

@@ -1,17 +1,26 @@
-"""Spark beside DuckDB: lines per second of ingest + request features on generated combined lines.
+"""Spark beside DuckDB, step by step, on generated combined lines: one table for the whole pipeline.
 
-    .venv/bin/python benchmarks/spark.py [--sizes 1000000 10000000] [--repeat 3] [--quick]
+    .venv/bin/python benchmarks/spark.py [--sizes 1000000 10000000] [--repeat 3] [--quick] [--ingest-only]
 
-For each size, a log is generated into a temporary directory under /tmp (never the repository), then:
+For each size a log is generated into a temporary directory under /tmp (never the repository). Each step is
+timed on both engines on the same machine, median of ``--repeat`` runs:
 
-* DuckDB: ``ingest_file`` (parse, redact, pseudonymize, insert) and ``compute_request_features`` on a
-  fresh database file, in a child process (DuckDB uses every core: 2 threads here);
-* Spark: ``waflens spark features`` (ingest to Parquet, then the request-feature kernel) on
-  ``--master`` (default ``local[2]``), in one Spark session started before the timing (its ~10 s of
-  JVM start are printed apart: a cluster pays them once per job, not per file).
+==========================  ==========================================  ==========================================
+step                        DuckDB (a child process, every core)        Spark (``--master``, default local[2])
+==========================  ==========================================  ==========================================
+ingest + request features   ``ingest_file`` + ``compute_request_...``   ``waflens spark features``
+sessionize                  ``sessionize`` (sessions + their features)  ``waflens spark sessionize``
+score (session model)       the runtime's ``score_batch`` on the        ``waflens spark score`` (session model)
+                            session features, in-process (one core)
+score (request model)       (no DuckDB path: printed without ratio)     ``waflens spark score`` (request model)
+cluster                     ``cluster_sessions`` (``waflens cluster``)  ``waflens spark cluster`` (fit on up to
+                                                                        20,000 on the driver, place the rest)
+==========================  ==========================================  ==========================================
 
-Both print the median of ``--repeat`` runs and lines per second per core; the goal is Spark within 3x
-of DuckDB per core. ``--quick`` is one size of 100,000 lines and two runs.
+Spark runs in one session started before any timing (its ~10 s of JVM start are printed apart: a cluster pays
+them once per job, not per step), after a small warm-up run that compiles the workers' numba kernels. The
+ratio is DuckDB's rows per second per core over Spark's; the goal of issue S is Spark within 3x per core.
+``--quick`` is one size of 100,000 lines and two runs.
 """
 
 from __future__ import annotations
@@ -29,48 +38,96 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = b"benchmark-key-0123456789"
+MODELS = REPO / "tests" / "runtime" / "fixtures"
+STEPS = ("ingest + request features", "sessionize + session features", "score (session model)",
+         "score (request model)", "cluster (suspicious sessions)")
 
 
-def duckdb_once(log: Path, db: Path) -> float:
-    """Seconds of DuckDB ingest + request features (run in a child process)."""
+def duckdb_once(log: Path, db: Path, ingest_only: bool) -> dict:
+    """Seconds (and rows) of each DuckDB step, in this (child) process."""
+    import numpy as np
+
+    from waflens.clustering.run import ClusterOptions, cluster_sessions
     from waflens.data.db import connect
     from waflens.data.ingest import IngestOptions, ingest_file
     from waflens.data.pseudonymize import Pseudonymizer
-    from waflens.data.sessionize import compute_request_features
+    from waflens.data.session_matrix import session_feature_matrix
+    from waflens.data.sessionize import compute_request_features, sessionize
+    from waflens.runtime.scorer import SessionScorer
 
     con = connect(db)
+    timings = {}
     started = time.perf_counter()
     ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(KEY))
     compute_request_features(con)
-    seconds = time.perf_counter() - started
+    requests = con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    timings[STEPS[0]] = (requests, time.perf_counter() - started)
+    if not ingest_only:
+        started = time.perf_counter()
+        sessionize(con)
+        timings[STEPS[1]] = (requests, time.perf_counter() - started)
+        scorer = SessionScorer.load(MODELS / "session")
+        _, matrix = session_feature_matrix(con)
+        started = time.perf_counter()
+        scorer.score_batch(np.ascontiguousarray(matrix[:, [_column(n) for n in scorer.feature_names]]))
+        timings[STEPS[2]] = (len(matrix), time.perf_counter() - started)
+        started = time.perf_counter()
+        run = cluster_sessions(con, ClusterOptions())
+        timings[STEPS[4]] = (run.n_selected, time.perf_counter() - started)
     con.close()
-    return seconds
+    return timings
 
 
-def duckdb_runs(log: Path, tmp: Path, repeat: int) -> list[float]:
+def _column(name: str) -> int:
+    from waflens.data.feature_spec import feature_names
+
+    return feature_names("session").index(name)
+
+
+def duckdb_runs(log: Path, tmp: Path, repeat: int, ingest_only: bool) -> list[dict]:
     runs = []
     for i in range(repeat):
         db = tmp / f"bench{i}.duckdb"
-        out = subprocess.run([sys.executable, __file__, "--duckdb-child", str(log), str(db)],
-                             capture_output=True, text=True, check=True)
-        runs.append(float(out.stdout.strip().splitlines()[-1]))
+        child = [sys.executable, __file__, "--duckdb-child", str(log), str(db)] + (["--ingest-only"] * ingest_only)
+        out = subprocess.run(child, capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         for left in tmp.glob(f"bench{i}.duckdb*"):
             left.unlink()
     return runs
 
 
-def spark_runs(spark, log: Path, tmp: Path, repeat: int) -> list[float]:
+def spark_once(spark, log: Path, out: Path, ingest_only: bool) -> dict:
     from waflens.data.ingest import IngestOptions
+    from waflens.pipeline.spark.cluster import cluster_directory
     from waflens.pipeline.spark.ingest import ingest
+    from waflens.pipeline.spark.score import score_directory
+    from waflens.pipeline.spark.sessions import sessionize_directory
 
-    runs = []
-    for i in range(repeat):
-        out = tmp / f"spark{i}"
+    timings = {}
+    started = time.perf_counter()
+    result = ingest(spark, [str(log)], str(out), IngestOptions(format="combined"), KEY, with_features=True)
+    result.release()
+    requests = sum(f.parsed for f in result.files)
+    timings[STEPS[0]] = (requests, time.perf_counter() - started)
+    if not ingest_only:
         started = time.perf_counter()
-        ingest(spark, [str(log)], str(out), IngestOptions(format="combined"), KEY, with_features=True).release()
-        runs.append(time.perf_counter() - started)
-        shutil.rmtree(out)
-    return runs
+        sessions = sessionize_directory(spark, str(out))
+        timings[STEPS[1]] = (requests, time.perf_counter() - started)
+        started = time.perf_counter()
+        score_directory(spark, str(out), MODELS / "session")
+        timings[STEPS[2]] = (sessions.sessions, time.perf_counter() - started)
+        started = time.perf_counter()
+        score_directory(spark, str(out), MODELS / "request")
+        timings[STEPS[3]] = (requests, time.perf_counter() - started)
+        started = time.perf_counter()
+        clustered = cluster_directory(spark, str(out))
+        timings[STEPS[4]] = (clustered.selected, time.perf_counter() - started)
+    shutil.rmtree(out)
+    return timings
+
+
+def median_by_step(runs: list[dict]) -> dict:
+    return {step: (runs[0][step][0], statistics.median(run[step][1] for run in runs)) for step in runs[0]}
 
 
 def main() -> None:
@@ -78,30 +135,31 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100,000 lines, two runs")
+    parser.add_argument("--ingest-only", action="store_true", help="only ingest + request features")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="4g", help="local mode: the one JVM's heap")
     parser.add_argument("--duckdb-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_child:
-        print(duckdb_once(Path(args.duckdb_child[0]), Path(args.duckdb_child[1])))
+        print(json.dumps(duckdb_once(Path(args.duckdb_child[0]), Path(args.duckdb_child[1]), args.ingest_only)))
         return
     if args.quick:
         args.sizes, args.repeat = [100_000], 2
-    cores = _cores(args.master)
 
     from waflens.data.synthetic import generate_traffic
-    from waflens.pipeline.spark.session import spark_session
+    from waflens.pipeline.spark.session import local_cores, spark_session
 
+    cores = local_cores(args.master) or int(os.environ.get("BENCH_SPARK_CORES", "1"))
     started = time.perf_counter()
     spark = spark_session(args.master, app_name="waflens-benchmark",
                           config={"spark.driver.memory": args.driver_memory})
     spark_start = time.perf_counter() - started
-    rows = []
+    table = []
     with tempfile.TemporaryDirectory(prefix="waflens-bench-spark-", dir="/tmp") as tmp_name:
         tmp = Path(tmp_name)
-        warm = tmp / "warm.log"   # compile (or load) the workers' numba kernels before any timing
-        generate_traffic(warm, 2_000, seed=2)
-        spark_runs(spark, warm, tmp, 1)
+        warm = tmp / "warm.log"   # compile (or load) the workers' numba kernels and the JVM's code before timing
+        generate_traffic(warm, 5_000, seed=2)
+        spark_once(spark, warm, tmp / "warm", args.ingest_only)
         for size in args.sizes:
             log = tmp / f"bench-{size}.log"
             began = time.perf_counter()
@@ -109,30 +167,35 @@ def main() -> None:
             lines = sum(1 for _ in log.open("rb"))
             print(f"generated {lines:,} lines ({log.stat().st_size / 2**20:.0f} MiB) in "
                   f"{time.perf_counter() - began:.0f} s", flush=True)
-            duck = statistics.median(duckdb_runs(log, tmp, args.repeat))
-            on_spark = statistics.median(spark_runs(spark, log, tmp, args.repeat))
-            rows.append((lines, duck, on_spark))
+            duck = median_by_step(duckdb_runs(log, tmp, args.repeat, args.ingest_only))
+            on_spark = median_by_step([spark_once(spark, log, tmp / f"spark{i}", args.ingest_only)
+                                       for i in range(args.repeat)])
+            table.append((lines, duck, on_spark))
             log.unlink()
-            print(f"  duckdb {duck:.1f} s, spark {on_spark:.1f} s", flush=True)
+            print("  " + ", ".join(f"{step}: duckdb {duck[step][1]:.1f} s" if step in duck else step
+                                   for step in on_spark) + "; " +
+                  ", ".join(f"spark {seconds:.1f} s" for _, seconds in on_spark.values()), flush=True)
     spark.stop()
     duck_cores = os.cpu_count() or 1
-    print(f"\ningest + request features, median of {args.repeat} runs; Spark {args.master} "
-          f"(session start {spark_start:.1f} s, not counted); DuckDB {duck_cores} threads\n")
-    print(f"{'lines':>12}{'duckdb s':>10}{'lines/s/core':>14}{'spark s':>10}{'lines/s/core':>14}{'ratio':>8}")
-    for lines, duck, on_spark in rows:
-        duck_rate, spark_rate = lines / duck / duck_cores, lines / on_spark / cores
-        print(f"{lines:>12,}{duck:>10.1f}{duck_rate:>14,.0f}{on_spark:>10.1f}{spark_rate:>14,.0f}"
-              f"{duck_rate / spark_rate:>7.2f}x")
-    worst = max(((lines / duck / duck_cores) / (lines / on_spark / cores) for lines, duck, on_spark in rows), default=0)
+    print(f"\nmedian of {args.repeat} runs; Spark {args.master} (session start {spark_start:.1f} s, not counted); "
+          f"DuckDB {duck_cores} threads (the session-model baseline is the runtime on one core)\n")
+    print(f"{'lines':>11}  {'step':<31}{'rows':>10}{'duckdb s':>10}{'rows/s/core':>13}{'spark s':>9}"
+          f"{'rows/s/core':>13}{'ratio':>8}")
+    worst = 0.0
+    for lines, duck, on_spark in table:
+        for step, (rows, seconds) in on_spark.items():
+            spark_rate = rows / seconds / cores
+            if step in duck:
+                used = 1 if step == STEPS[2] else duck_cores
+                duck_rate = duck[step][0] / duck[step][1] / used
+                ratio = duck_rate / spark_rate
+                worst = max(worst, ratio)
+                known = f"{duck[step][1]:>10.1f}{duck_rate:>13,.0f}"
+                ratio_text = f"{ratio:>7.2f}x"
+            else:
+                known, ratio_text = f"{'-':>10}{'-':>13}", f"{'-':>8}"
+            print(f"{lines:>11,}  {step:<31}{rows:>10,}{known}{seconds:>9.1f}{spark_rate:>13,.0f}{ratio_text}")
     print(f"\ngoal: Spark within 3x of DuckDB per core: {'met' if worst <= 3 else 'NOT met'} (worst {worst:.2f}x)")
-
-
-def _cores(master: str) -> int:
-    """Cores of a local master (local[N], local[*]); 1 for anything else unless told."""
-    if master.startswith("local["):
-        inside = master[6:-1].split(",")[0]
-        return (os.cpu_count() or 1) if inside == "*" else int(inside)
-    return 1 if master == "local" else int(os.environ.get("BENCH_SPARK_CORES", "1"))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ outgrow one machine, in local mode (``local[2]``, what the tests use) or on a cl
                                 ``day=__HIVE_DEFAULT_PARTITION__`` (NULL when read back)
 ``DIR/quarantine/``             ``file``, ``record``, ``raw`` (redacted as in DuckDB), ``reason``
 ``DIR/sources/``                per input file: ``file``, ``format``, ``records`` = ``parsed`` +
-                                ``quarantined``, ``first_request_id``, ``status``, ``hint``
+                                ``quarantined``, ``first_request_id``, ``status``, ``pseudonymized``, ``hint``
 ``DIR/request_features/day=…/`` ``file``, ``record``, ``request_id`` and every request feature under its
                                 DuckDB column name and type
+``DIR/request_sessions/``       ``request_id``, ``session_id``: DuckDB's requests.session_id column
 ``DIR/sessions/``,              sessions (same gap rules as data/sql/sessionize.sql) and their features
 ``DIR/session_features/``
-``DIR/scores/``                 per request (or session): the exported artifact's score and class
-``DIR/cluster_assignments/``    per suspicious session: cluster, membership
+``DIR/scores/level=…/``         per request (``level=request/day=…``) or session (``level=session``): the
+                                exported artifact's score and class (and bot score)
+``DIR/cluster_assignments/``    per suspicious session: cluster, membership probability, fitted or placed
 ==============================  ==================================================================
 
 The definitions come from one place: the feature spec (:mod:`waflens.runtime.feature_spec`), the log

@@ -1,10 +1,18 @@
-"""``waflens spark ...``: the Spark steps as a click group, also run as ``python -m waflens.pipeline.spark``.
+"""``waflens spark ...``: the pipeline on Apache Spark (issue S) as one click group, also run as
+``python -m waflens.pipeline.spark`` (what ``spark-submit`` runs; see below).
 
-``waflens spark ingest FILES... --out DIR`` writes ``DIR/requests``, ``DIR/quarantine`` and
-``DIR/sources`` (see :mod:`waflens.pipeline.spark` for the layout); ``waflens spark features FILES...
---out DIR`` does the same and ``DIR/request_features`` too, computed in the same pass over the lines
-(each task runs the feature kernel on the requests it just parsed). ``waflens spark features --out DIR`` without FILES computes the features of an existing
-``DIR/requests`` (from an earlier ``spark ingest``).
+* ``waflens spark ingest FILES... --out DIR`` writes ``DIR/requests``, ``DIR/quarantine`` and ``DIR/sources``
+  (see :mod:`waflens.pipeline.spark` for the layout); ``waflens spark features FILES... --out DIR`` does the
+  same and ``DIR/request_features`` too, computed in the same pass over the lines (each task runs the feature
+  kernel on the requests it just parsed). ``waflens spark features --out DIR`` without FILES computes the
+  features of an existing ``DIR/requests`` (from an earlier ``spark ingest``).
+* ``waflens spark sessionize DIR``, ``score DIR --model PATH``, ``cluster DIR`` and ``attach DIR --db FILE``
+  work on that directory, in that order; ``attach`` makes a DuckDB file that reads it, for ``waflens
+  cluster``, ``summarize``, ``label`` and the workbench.
+
+Global options are read one way: the group's own (``--master``, ``--db``, ``--json``), else those of the
+``waflens`` group it runs under (its context object has ``db`` and ``as_json``), else the defaults. This
+module sits in ``pipeline`` (below ``app``), so it reads them from the parent context without importing the app.
 
 Pseudonyms use the key DuckDB ingest would use for ``--db`` (``$WAFLENS_PSEUDONYM_KEY``,
 ``$WAFLENS_KEY_FILE`` or ``<db>.key``), so Spark and DuckDB give a client the same token.
@@ -17,8 +25,10 @@ its dependencies (numpy, numba, duckdb, pyarrow); ship a packed virtual environm
         "$(env/bin/python -c 'import waflens.pipeline.spark.__main__ as m; print(m.__file__)')" \\
         features s3a://logs/2026/11/*.gz --out s3a://waflens/run-1
 
-(``--py-files`` with a zip of waflens is not enough: numba, duckdb and pyarrow have native code.)
-Errors print one line and exit with the codes of ``waflens --help``.
+(``--py-files`` with a zip of waflens is not enough: numba, duckdb and pyarrow have native code.) Outside
+``spark-submit`` the master is ``--master``, else ``$WAFLENS_SPARK_MASTER``, else ``local[2]``. Errors print
+one line and exit with the codes of ``waflens --help`` (:func:`main` here, ``waflens.app.cli.main`` there:
+both catch :class:`SparkExit` and :class:`~waflens.data.errors.WaflensError`).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from pathlib import Path
 import click
 
 from waflens.data.errors import EXIT_NOTHING_PARSED, InputError, WaflensError
+from waflens.data.sessionize import DEFAULT_GAP_MINUTES
 
 
 class SparkExit(Exception):
@@ -43,12 +54,14 @@ class SparkExit(Exception):
 @click.option("--master", default=None,
               help="Spark master [default: $WAFLENS_SPARK_MASTER, or local[2]; spark-submit sets its own].")
 @click.option("--db", type=click.Path(path_type=Path), default=None,
-              help="Database whose pseudonymization key to use [default: waflens --db, $WAFLENS_DB or "
-                   "./waflens.duckdb].")
+              help="Database whose pseudonymization key ingest and features use, and the one attach makes "
+                   "[default: waflens --db, $WAFLENS_DB or ./waflens.duckdb].")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary on stdout.")
 @click.pass_context
 def spark(ctx: click.Context, master: str | None, db: Path | None, as_json: bool) -> None:
-    """Ingest and features on Apache Spark (local mode or a cluster), written as Parquet."""
+    """The pipeline on Apache Spark (local mode or a cluster): Parquet in one output directory DIR.
+
+    ingest/features FILES --out DIR, then sessionize, score, cluster and attach DIR (docs/scaling.md)."""
     from waflens.data.db import default_db_path
 
     parent = ctx.obj   # the `waflens` group's context when run as `waflens spark`
@@ -107,7 +120,6 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
     from waflens.data.redaction import parse_trusted_proxies
     from waflens.pipeline.spark.ingest import ingest
     from waflens.pipeline.spark.request_features import write_request_features
-    from waflens.pipeline.spark.session import spark_session
 
     options = IngestOptions(format=fmt, log_format=log_format, session_key=session_key,
                             session_cookie=session_cookie, json_fields=parse_json_fields(json_field))
@@ -119,7 +131,7 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
 
         check_json_fields(duckdb.connect(), options.json_fields)   # refused before Spark starts
         key = None if no_pseudonymize else load_key(obj["db"])
-    session = spark_session(obj["master"], app_name="waflens spark")
+    session = _session(obj)
     summary: dict = {"out": out}
     if not files:
         requests = _existing_requests(session, out)
@@ -144,16 +156,80 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
         raise SparkExit(EXIT_NOTHING_PARSED)
 
 
+@spark.command("sessionize")
+@click.argument("out", metavar="DIR")
+@click.option("--gap-minutes", type=float, default=DEFAULT_GAP_MINUTES, show_default=True,
+              help="Session inactivity gap (as `waflens sessionize`).")
+@click.pass_obj
+def sessionize_command(obj: dict, out: str, gap_minutes: float) -> None:
+    """Sessions and session features of DIR/requests: DIR/request_sessions, DIR/sessions, DIR/session_features."""
+    from waflens.pipeline.spark.sessions import sessionize_directory
+
+    summary = sessionize_directory(_session(obj), out, gap_minutes)
+    _emit(obj, summary._asdict(), f"{summary.requests} requests in {summary.sessions} sessions: {out}/sessions, "
+                                  f"{out}/session_features")
+
+
+@spark.command("score")
+@click.argument("out", metavar="DIR")
+@click.option("--model", "model", required=True, help="Exported model directory (`waflens models export`), "
+                                                     "local or a Hadoop URI.")
+@click.pass_obj
+def score_command(obj: dict, out: str, model: str) -> None:
+    """Score every request (request model) or session (session model) of DIR: DIR/scores/level=LEVEL/."""
+    from waflens.pipeline.spark.score import score_directory
+
+    summary = score_directory(_session(obj), out, model)
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_class.items()))
+    _emit(obj, summary._asdict(), f"{summary.scored} {summary.level}s scored ({classes}): {summary.output}")
+
+
+@spark.command("cluster")
+@click.argument("out", metavar="DIR")
+@click.option("--sample", "sample_size", type=click.IntRange(min=10), default=None,
+              help="Suspicious sessions HDBSCAN is fitted on, on the driver [default: 20000]; the rest are placed "
+                   "on the executors.")
+@click.option("--min-cluster-size", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_obj
+def cluster_command(obj: dict, out: str, sample_size: int | None, min_cluster_size: int, seed: int) -> None:
+    """Cluster DIR's suspicious sessions: fit on a sample, place the rest; DIR/cluster_assignments/."""
+    from waflens.pipeline.spark.cluster import DEFAULT_SAMPLE, SparkClusterOptions, cluster_directory
+
+    options = SparkClusterOptions(sample_size=sample_size or DEFAULT_SAMPLE, min_cluster_size=min_cluster_size,
+                                  seed=seed)
+    summary = cluster_directory(_session(obj), out, options)
+    _emit(obj, summary._asdict(), f"{summary.selected} of {summary.sessions} sessions suspicious; {summary.fitted} "
+                                  f"fitted, {summary.placed} placed; {summary.clusters} clusters, {summary.noise} "
+                                  f"noise: {summary.output}")
+
+
+@spark.command("attach")
+@click.argument("out", metavar="DIR")
+@click.option("--db", "db", type=click.Path(path_type=Path), default=None,
+              help="DuckDB file to create or refresh [default: the global --db].")
+@click.pass_obj
+def attach_command(obj: dict, out: str, db: Path | None) -> None:
+    """Make a DuckDB database read DIR's Parquet (views), for `waflens cluster`, `summarize`, `label`, `app`."""
+    from waflens.pipeline.spark.attach import attach_directory
+
+    summary = attach_directory(out, db or obj["db"])
+    _emit(obj, summary._asdict(), f"{summary.db} reads {summary.directory}: {summary.files} files, "
+                                  f"{summary.requests} requests, {summary.sessions} sessions "
+                                  f"(`waflens --db {summary.db} cluster` next)")
+
+
+def _session(obj: dict):
+    from waflens.pipeline.spark.session import spark_session
+
+    return spark_session(obj["master"], app_name="waflens spark")
+
+
 def _existing_requests(session, out: str):
+    from waflens.pipeline.spark import layout
     from waflens.pipeline.spark.ingest import REQUESTS_COLUMNS
 
-    try:
-        requests = session.read.parquet(f"{out}/requests")
-    except Exception as error:  # AnalysisException: path does not exist
-        if "PATH_NOT_FOUND" in str(error) or "does not exist" in str(error).lower():
-            raise InputError(f"no {out}/requests: pass FILES, or run `waflens spark ingest FILES --out {out}` "
-                             "first") from None
-        raise
+    requests = layout.read_table(session, out, layout.REQUESTS)
     missing = [c for c in REQUESTS_COLUMNS if c not in requests.columns]
     if missing:
         raise InputError(f"{out}/requests lacks {', '.join(missing)}: it was not written by `waflens spark ingest`")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from waflens.pipeline.spark import layout
+from waflens.pipeline.spark.layout import write_table
 from waflens.pipeline.spark.parsing import REQUEST_COLUMNS, parse_partitions, parsed_schema
 from waflens.pipeline.spark.reading import SparkInput, read_records, resolve_inputs
 
@@ -38,6 +40,7 @@ class FileResult(NamedTuple):
     quarantined: int
     first_request_id: int     # request_id of its record 1 (its base + 1)
     status: str               # "ingested" | "nothing parsed"
+    pseudonymized: bool       # False with --no-pseudonymize (raw client IPs: labs only)
     hint: str | None = None
 
     def as_dict(self) -> dict:
@@ -70,7 +73,7 @@ def ingest(spark, paths: list[str], out: str, options, key: bytes | None, *,
     counts = (parsed.groupBy("file_id", "block")
               .agg(F.count(F.lit(1)).alias("records"), F.count_if(F.col("reason").isNull()).alias("parsed"))
               .collect())
-    bases, files = _numbering(inputs, counts, options)
+    bases, files = _numbering(inputs, counts, options, pseudonymized=key is not None)
     numbering = spark.createDataFrame(bases, "file_id int, block long, file string, record_base long, "
                                              "request_base long")
     numbered = (parsed.join(F.broadcast(numbering), ["file_id", "block"])
@@ -79,24 +82,22 @@ def ingest(spark, paths: list[str], out: str, options, key: bytes | None, *,
                        .withColumn("request_id", F.col("request_base") + F.col("record"))
                        .withColumn("day", F.to_date("ts")))
     requests = parsed_requests.select(*REQUESTS_COLUMNS)
-    requests.write.mode("overwrite").partitionBy("day").parquet(f"{out}/requests")
+    write_table(requests, out, layout.REQUESTS, partition_by="day")
     if with_features:
         from waflens.pipeline.spark.request_features import FEATURES_SCHEMA
 
-        (parsed_requests.select(*FEATURES_SCHEMA.names)
-         .write.mode("overwrite").partitionBy("day").parquet(f"{out}/request_features"))
-    (numbered.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
-     .write.mode("overwrite").parquet(f"{out}/quarantine"))
-    spark.createDataFrame([f._asdict() for f in files], _SOURCES_SCHEMA) \
-        .coalesce(1).write.mode("overwrite").parquet(f"{out}/sources")
+        write_table(parsed_requests.select(*FEATURES_SCHEMA.names), out, layout.REQUEST_FEATURES, partition_by="day")
+    write_table(numbered.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS), out, layout.QUARANTINE)
+    write_table(spark.createDataFrame([f._asdict() for f in files], _SOURCES_SCHEMA).coalesce(1), out, layout.SOURCES)
     return IngestResult(files, requests, parsed)
 
 
 _SOURCES_SCHEMA = ("file string, format string, records long, parsed long, quarantined long, "
-                   "first_request_id long, status string, hint string")
+                   "first_request_id long, status string, pseudonymized boolean, hint string")
 
 
-def _numbering(inputs: list[SparkInput], counts, options) -> tuple[list[tuple], list[FileResult]]:
+def _numbering(inputs: list[SparkInput], counts, options, *, pseudonymized: bool
+               ) -> tuple[list[tuple], list[FileResult]]:
     """Per split: where its records start in its file and where the file's request ids start."""
     by_file: dict[int, list] = {item.file_id: [] for item in inputs}
     for row in counts:
@@ -112,7 +113,7 @@ def _numbering(inputs: list[SparkInput], counts, options) -> tuple[list[tuple], 
         if records and not parsed:
             status, hint = "nothing parsed", _hint(item, options)
         files.append(FileResult(item.path, item.format, records, parsed, records - parsed, request_base + 1,
-                                status, hint))
+                                status, pseudonymized, hint))
         request_base += records
     return bases, files
 

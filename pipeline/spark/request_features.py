@@ -28,9 +28,10 @@ def write_request_features(requests, out: str) -> None:
     """Compute the features of the ``requests`` DataFrame (columns of ``DIR/requests``) into ``out``."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    (requests.select(*INPUT_COLUMNS)
-     .mapInArrow(features_of_batches, from_arrow_schema(FEATURES_SCHEMA))
-     .write.mode("overwrite").partitionBy("day").parquet(f"{out}/request_features"))
+    from waflens.pipeline.spark import layout
+
+    features = requests.select(*INPUT_COLUMNS).mapInArrow(features_of_batches, from_arrow_schema(FEATURES_SCHEMA))
+    layout.write_table(features, out, layout.REQUEST_FEATURES, partition_by="day")
 
 
 def features_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -9,6 +9,7 @@ import sys
 from waflens.data.errors import ConfigError
 
 DEFAULT_MASTER = "local[2]"
+SHUFFLE_PARTITIONS_PER_CORE = 2   # local mode only; on a cluster, spark-submit's --conf decides
 
 
 class SparkUnavailable(ConfigError):
@@ -47,7 +48,23 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false"))
     if not os.environ.get("SPARK_ENV_LOADED"):  # not under spark-submit, which sets the master itself
-        builder = builder.master(master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER)
+        master = master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER
+        builder = builder.master(master)
+        cores = local_cores(master)
+        if cores:   # Spark's 200 is for clusters; AQE would coalesce small shuffles to one task, leaving a core idle
+            builder = builder.config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS_PER_CORE * cores))
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def local_cores(master: str) -> int | None:
+    """The cores of a local master (``local``, ``local[N]``, ``local[*]``, ``local[N,F]``); None for a cluster."""
+    if master == "local":
+        return 1
+    if not (master.startswith("local[") and master.endswith("]")):
+        return None
+    inside = master[len("local["):-1].split(",")[0].strip()
+    if inside == "*":
+        return os.cpu_count() or 1
+    return int(inside) if inside.isdigit() and int(inside) > 0 else None

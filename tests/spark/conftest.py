@@ -1,7 +1,11 @@
-"""One real Spark (``local[2]``) for every Spark test of a run: starting one costs ~10 s.
+"""One real SparkSession (``local[2]``) per test process (starting one costs ~10 s), and the shared logs through
+every Spark step once per run.
 
 Java or pyspark missing skips these tests on a user's machine, but fails them in CI (``CI=true``), where
-``scripts/setup.sh test`` installs both."""
+``scripts/setup.sh test`` installs both (issue S: missing Java in CI is a failure, not a skip).
+"""
+
+from __future__ import annotations
 
 import os
 
@@ -21,3 +25,13 @@ def spark():
         pytest.skip(str(error))
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_pipeline(request, tmp_path_factory, shared_db):
+    """The shared logs (the files of ``shared_db``, in its order) through the real CLI, once per run:
+    ``waflens spark features`` -> ``sessionize`` -> ``score`` (request and session model) -> ``cluster``.
+    See :mod:`tests.spark.pipeline`. Read it only; a test that writes Spark output makes its own directory."""
+    from tests.spark.pipeline import build_once
+
+    return build_once(tmp_path_factory, shared_db, lambda: request.getfixturevalue("spark"))

@@ -55,3 +55,20 @@ def test_features_without_files_reads_an_earlier_ingest(spark, tmp_path, monkeyp
 def test_features_without_files_or_requests_says_what_to_run(spark, tmp_path):
     code, _, err = _spark_main("features", "--out", str(tmp_path / "empty"))
     assert code == 3 and "waflens spark ingest" in err
+
+
+def test_local_masters_get_a_few_shuffle_partitions_and_clusters_keep_theirs():
+    import os
+
+    from waflens.pipeline.spark.session import local_cores
+
+    assert local_cores("local[2]") == 2 and local_cores("local") == 1 and local_cores("local[3,4]") == 3
+    assert local_cores("local[*]") == (os.cpu_count() or 1)
+    assert local_cores("yarn") is None and local_cores("spark://host:7077") is None and local_cores("local[x]") is None
+
+
+def test_the_spark_group_runs_every_step_as_one_command_group():
+    code, out, _ = _spark_main("--help")
+    assert code == 0
+    for command in ("ingest", "features", "sessionize", "score", "cluster", "attach"):
+        assert f"  {command} " in out, command

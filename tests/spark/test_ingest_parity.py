@@ -1,8 +1,9 @@
 """`waflens spark features` against `waflens ingest` on the same files, record by record.
 
-Every shared access log, the head of the CSIC training dump (raw HTTP), a JSON-lines file and a file of
-hostile lines go through both; on every record: the same records parsed, the same quarantine (reason
-and redacted text), the same pseudonyms and columns, and the same request features (integers exactly,
+Every shared access log and the CSIC training dump (raw HTTP), which each side ingests once per run (``shared_db``
+and the ``spark_pipeline`` fixture), and apart from them the head of that dump cut mid-request, a JSON-lines file
+and a file of hostile lines go through both; on every record: the same records parsed, the same quarantine
+(reason and redacted text), the same pseudonyms and columns, and the same request features (integers exactly,
 floats within 1e-9)."""
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ JSON_LINES = [
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, access_logs, shared_datasets) -> list[Path]:
+def extras(tmp_path_factory, shared_datasets) -> list[Path]:
+    """The files beside the shared logs: the head of the CSIC dump cut mid-request, hostile lines, JSON lines."""
     home = tmp_path_factory.mktemp("spark-inputs")
     dump = gzip.decompress((shared_datasets / "raw_http" / "csic2010_normalTrafficTraining.txt.gz").read_bytes())
     starts = [m.start() for m in re.finditer(rb"^(?:GET|POST|PUT) http", dump, re.MULTILINE)]
@@ -77,16 +79,24 @@ def inputs(tmp_path_factory, access_logs, shared_datasets) -> list[Path]:
     hostile.write_bytes(b"\n".join(HOSTILE_LINES))
     jsonl = home / "requests.jsonl"
     jsonl.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in JSON_LINES) + "\n")
-    return [*access_logs, csic, hostile, jsonl]
+    return [csic, hostile, jsonl]
 
 
 @pytest.fixture(scope="module")
-def duckdb_side(inputs, tmp_path_factory, monkeypatch_module):
+def duckdb_side(spark_pipeline, extras, tmp_path_factory, monkeypatch_module):
+    """`waflens ingest` of the shared logs (``shared_db``, ingested once per run) and of the extra files."""
     db = tmp_path_factory.mktemp("duckdb-side") / "w.duckdb"
     monkeypatch_module.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
-    code, out, err = waflens_here("--db", str(db), "--json", "ingest", *map(str, inputs))
+    code, out, err = waflens_here("--db", str(db), "--json", "ingest", *map(str, extras))
     assert code == 0, err
-    by_path = {str(p.resolve()): str(p) for p in inputs}
+    shared, own = _duckdb_tables(spark_pipeline.db, spark_pipeline.files), _duckdb_tables(db, extras)
+    return {"requests": {**shared["requests"], **own["requests"]},
+            "quarantine": {**shared["quarantine"], **own["quarantine"]},
+            "sources": sorted(shared["sources"] + own["sources"])}
+
+
+def _duckdb_tables(db: Path, files: list[Path]) -> dict:
+    by_path = {str(p.resolve()): str(p) for p in files}
     con = duckdb.connect(str(db), read_only=True)
     try:
         con.create_function("given", lambda p: by_path[p], ["VARCHAR"], "VARCHAR")
@@ -99,23 +109,26 @@ def duckdb_side(inputs, tmp_path_factory, monkeypatch_module):
         sources = con.sql("SELECT given(path) AS file, records, parsed, quarantined FROM sources").fetchall()
     finally:
         con.close()
-    return {"requests": _keyed(requests), "quarantine": _keyed(quarantine), "sources": sorted(sources),
-            "summary": json_summary(out)}
+    return {"requests": _keyed(requests), "quarantine": _keyed(quarantine), "sources": sources}
 
 
 @pytest.fixture(scope="module")
-def spark_side(spark, inputs, tmp_path_factory, monkeypatch_module):
+def spark_side(spark, spark_pipeline, extras, tmp_path_factory, monkeypatch_module):
+    """`waflens spark features` of the shared logs (the ``spark_pipeline`` fixture's run) and of the extra files."""
     from waflens.pipeline.spark.cli import main
 
     out = tmp_path_factory.mktemp("spark-side") / "run"
     monkeypatch_module.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
-    assert main(["features", *map(str, inputs), "--out", str(out)]) == 0
-    requests = spark.read.parquet(str(out / "requests"))
-    features = spark.read.parquet(str(out / "request_features")).drop("day", "request_id")
-    joined = requests.join(features, ["file", "record"], "left")
-    return {"requests": _keyed(joined.toArrow().to_pylist()),
-            "quarantine": _keyed(spark.read.parquet(str(out / "quarantine")).toArrow().to_pylist()),
-            "sources": spark.read.parquet(str(out / "sources")).toArrow().to_pylist(), "out": out}
+    assert main(["features", *map(str, extras), "--out", str(out)]) == 0
+    side = {"requests": {}, "quarantine": {}, "runs": []}
+    for run, files in ((spark_pipeline.out, spark_pipeline.files), (out, extras)):
+        requests = spark.read.parquet(str(run / "requests"))
+        features = spark.read.parquet(str(run / "request_features")).drop("day", "request_id")
+        side["requests"].update(_keyed(requests.join(features, ["file", "record"], "left").toArrow().to_pylist()))
+        side["quarantine"].update(_keyed(spark.read.parquet(str(run / "quarantine")).toArrow().to_pylist()))
+        side["runs"].append((list(map(str, files)), spark.read.parquet(str(run / "sources")).toArrow().to_pylist()))
+    side["sources"] = [row for _, rows in side["runs"] for row in rows]
+    return side
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +141,16 @@ def _keyed(rows: list[dict]) -> dict[tuple[str, int], dict]:
     return {(row["file"], row["record"]): row for row in rows}
 
 
-def test_same_records_parsed_and_quarantined(duckdb_side, spark_side, inputs):
+def test_same_records_parsed_and_quarantined(duckdb_side, spark_side):
     assert set(spark_side["requests"]) == set(duckdb_side["requests"])
     assert len(duckdb_side["requests"]) > 40_000
     assert {(row["file"], row["records"], row["parsed"], row["quarantined"]) for row in spark_side["sources"]} \
         == set(duckdb_side["sources"])
     for row in spark_side["sources"]:
         assert row["parsed"] + row["quarantined"] == row["records"]
-    assert [row["file"] for row in spark_side["sources"]] == list(map(str, inputs))
+        assert row["pseudonymized"]
+    for files, sources in spark_side["runs"]:
+        assert [row["file"] for row in sources] == files
 
 
 def test_same_quarantine_reasons_and_redacted_text(duckdb_side, spark_side):
@@ -167,11 +182,13 @@ def test_same_request_features(duckdb_side, spark_side):
                 assert got[feature.name] == want[feature.name], (key, feature.name, got[feature.name], want[feature.name])
 
 
-def test_numbering_and_day_partitions(spark_side, inputs):
-    base, by_file = 0, {row["file"]: row for row in spark_side["sources"]}
-    for path in map(str, inputs):
-        assert by_file[path]["first_request_id"] == base + 1
-        base += by_file[path]["records"]
+def test_numbering_and_day_partitions(spark_side):
+    by_file = {row["file"]: row for row in spark_side["sources"]}
+    for files, _ in spark_side["runs"]:
+        base = 0
+        for path in files:
+            assert by_file[path]["first_request_id"] == base + 1
+            base += by_file[path]["records"]
     for (file, record), row in spark_side["requests"].items():
         assert row["request_id"] == by_file[file]["first_request_id"] - 1 + record
         assert row["day"] == (row["ts"].date() if row["ts"] is not None else None)

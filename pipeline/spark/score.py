@@ -1,0 +1,137 @@
+"""``waflens spark score DIR --model PATH``: score every request (or session) with an exported model.
+
+The artifact travels to the executors with ``SparkContext.addFile`` (a local directory or a Hadoop URI) and
+is loaded once per Python worker (:func:`_scorer`: the worker keeps it between tasks, Spark reuses workers);
+each Arrow batch is scored by the numba runtime's ``score_batch``, the code a WAF worker runs, on the same
+feature rows. Request models read ``DIR/requests`` (their rows hold profile and code-likeness columns that
+the runtime computes from the raw request, as ``waflens score`` does); session models read
+``DIR/session_features``. Written to ``DIR/scores/level=request/`` (by day) or ``DIR/scores/level=session/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from waflens.data.errors import InputError
+from waflens.pipeline.spark import layout
+from waflens.runtime.artifact import read_artifact
+
+_LOADED: dict[tuple[str, str], object] = {}  # per Python worker: (artifact path, digest) -> loaded scorer
+
+
+class ScoreSummary(NamedTuple):
+    level: str
+    scored: int
+    by_class: dict
+    output: str
+
+
+class Model(NamedTuple):
+    path: str
+    level: str
+    digest: str          # the manifest's sha256: a worker reloads when it changes
+    names: list          # the feature columns, in the model's order
+    has_bot_score: bool
+
+
+def checked_model(path: str | os.PathLike) -> Model:
+    """What the driver needs of a verified artifact; refuses (on the driver) anything the runtime would refuse."""
+    arrays, manifest = read_artifact(path)
+    level = manifest.get("level")
+    if level not in ("request", "session"):
+        raise InputError(f"{path} is a {level!r}-level model: waflens spark score takes request or session models")
+    return Model(str(path), level, str(manifest.get("manifest_sha256", "")), list(manifest["feature_spec"]["names"]),
+                 "bot_quantiles" in arrays)
+
+
+def _texts(column) -> list:
+    """Values of a string column with None for every missing one (pandas may hand NaN)."""
+    return [value if isinstance(value, str) else None for value in column]
+
+
+def _scorer(path: str, digest: str, level: str):
+    """The scorer of the artifact, loaded (verified, compiled, warmed up) at the first batch of this worker."""
+    key = (path, digest)
+    if key not in _LOADED:
+        from waflens.runtime.scorer import Scorer, SessionScorer
+
+        _LOADED[key] = (Scorer if level == "request" else SessionScorer).load(path)
+    return _LOADED[key]
+
+
+def _shipped(name: str, fallback: str) -> str:
+    """Where the artifact shipped with addFile is on this worker (the original path when not shipped)."""
+    from pyspark import SparkFiles
+
+    try:
+        shipped = SparkFiles.get(name)
+    except Exception:  # no SparkContext files on this worker
+        return fallback
+    return shipped if os.path.isdir(shipped) else fallback
+
+
+def request_scores(batches, path: str, digest: str, name: str):
+    """mapInPandas: file, record, request_id, day, score, score_class of each request of each batch."""
+    import pandas as pd
+
+    scorer = _scorer(_shipped(name, path), digest, "request")
+    for batch in batches:
+        rows = np.empty((len(batch), len(scorer.feature_names)))
+        for i, (method, path_, query, body, agent, referer) in enumerate(zip(*(_texts(batch[c]) for c in (
+                "method", "path", "query", "body", "user_agent", "referer")))):
+            target = (path_ or "") + ("?" + query if query else "")
+            rows[i] = scorer.request_features(method, target, {"User-Agent": agent, "Referer": referer}, body or "")
+        scores = scorer.score_batch(rows) if len(batch) else np.zeros(0)
+        yield pd.DataFrame({"file": batch["file"], "record": batch["record"], "request_id": batch["request_id"],
+                            "day": batch["day"], "score": scores,
+                            "score_class": [scorer.score_class(s) for s in scores]})
+
+
+def session_scores(batches, path: str, digest: str, name: str):
+    """mapInPandas: session_id, score, score_class (and bot_score when the model has one) of each session."""
+    import pandas as pd
+
+    scorer = _scorer(_shipped(name, path), digest, "session")
+    names = list(scorer.feature_names)
+    for batch in batches:
+        rows = batch[names].to_numpy(dtype=np.float64)
+        scores = scorer.score_batch(rows) if len(batch) else np.zeros(0)
+        out = {"session_id": batch["session_id"], "score": scores,
+               "score_class": [scorer.score_class(s) for s in scores]}
+        if scorer.has_bot_score:
+            out["bot_score"] = scorer.bot_scores(rows).astype(np.int32) if len(batch) else np.zeros(0, np.int32)
+        yield pd.DataFrame(out)
+
+
+def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
+    """Score ``DIR`` with the artifact at ``model``; write ``DIR/scores/level=<level>/``."""
+    checked = checked_model(model)
+    model, level, digest = checked.path, checked.level, checked.digest
+    spark.sparkContext.addFile(model, recursive=True)
+    name = Path(model.rstrip("/")).name
+    target = layout.path_of(layout.path_of(out, layout.SCORES), f"level={level}")
+    if level == "request":
+        requests = layout.read_table(spark, out, layout.REQUESTS)
+        schema = ("file string, record long, request_id long, day string, score double, score_class string")
+        scored = requests.select("file", "record", "request_id", requests["day"].cast("string").alias("day"),
+                                 "method", "path", "query", "body", "user_agent", "referer") \
+            .mapInPandas(lambda b: request_scores(b, model, digest, name), schema)
+        scored.write.mode("overwrite").partitionBy("day").parquet(target)
+    else:
+        features = layout.read_table(spark, out, layout.SESSION_FEATURES)
+        schema = "session_id long, score double, score_class string" + (", bot_score int" if checked.has_bot_score else "")
+        missing = sorted(set(checked.names) - set(features.columns))
+        if missing:
+            raise InputError(f"{model} wants session features {missing} that {layout.path_of(out, layout.SESSION_FEATURES)} "
+                             "lacks: rerun `waflens spark sessionize` with this waflens version")
+        features.select("session_id", *checked.names) \
+            .mapInPandas(lambda b: session_scores(b, model, digest, name), schema) \
+            .write.mode("overwrite").parquet(target)
+    written = spark.read.parquet(target)
+    by_class = {row["score_class"]: row["count"] for row in written.groupBy("score_class").count().collect()}
+    return ScoreSummary(level, sum(by_class.values()), by_class, target)
+

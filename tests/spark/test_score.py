@@ -1,0 +1,70 @@
+"""`waflens spark score`'s scores equal the runtime's on the same requests and session features (within 1e-9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from waflens.data.db import connect
+from waflens.data.errors import InputError
+from waflens.data.feature_spec import feature_names
+from waflens.pipeline.spark import score as spark_score
+from waflens.pipeline.spark.score import score_directory
+from waflens.runtime.scorer import Scorer, SessionScorer
+
+from tests.spark.pipeline import MODELS, duckdb_request_ids, read
+
+
+def test_request_scores_equal_the_runtime(spark_pipeline):
+    summary = spark_pipeline.steps["score_request"]
+    scores = read(spark_pipeline.out, "scores/level=request")
+    scores["file"] = scores["file"].map({f: str(Path(f).resolve()) for f in scores["file"].unique()})
+    scores = scores.set_index(["file", "record"]).sort_index()
+    scorer = Scorer.load(MODELS / "request")
+    con = connect(spark_pipeline.db, read_only=True)
+    try:
+        rows = con.execute("""SELECT s.path, r.record, r.method, r.path, r.query, r.body, r.user_agent, r.referer
+                              FROM requests r JOIN sources s USING (source_id) ORDER BY 1, 2""").fetchall()
+    finally:
+        con.close()
+    assert summary["level"] == "request" and summary["scored"] == len(rows) == len(scores)
+    expected = np.array([scorer.score_request(method, path + ("?" + query if query else ""),
+                                              {"User-Agent": agent, "Referer": referer}, body or "").score
+                         for _, _, method, path, query, body, agent, referer in rows])
+    got = scores.loc[[(f, r) for f, r, *_ in rows]]
+    assert np.isfinite(expected).all()
+    assert np.max(np.abs(got["score"].to_numpy() - expected)) < 1e-9
+    assert list(got["score_class"]) == [scorer.score_class(s) for s in expected]
+    assert len(set(summary["by_class"])) >= 2   # the shared logs hold attacks and clean traffic
+
+
+def test_session_scores_equal_the_runtime(spark_pipeline):
+    summary = spark_pipeline.steps["score_session"]
+    scores = read(spark_pipeline.out, "scores/level=session")
+    assert summary["level"] == "session" and summary["scored"] == spark_pipeline.steps["sessionize"]["sessions"] \
+        == len(scores)
+    # the runtime scores DuckDB's session features; a session is named by its first request on both sides
+    scores["session_id"] = scores["session_id"].map(duckdb_request_ids(spark_pipeline))
+    scorer = SessionScorer.load(MODELS / "session")
+    names = feature_names("session")
+    con = connect(spark_pipeline.db, read_only=True)
+    try:
+        ids, *columns = zip(*con.execute(f"SELECT session_id, {', '.join(names)} FROM session_features "
+                                         "ORDER BY session_id").fetchall())
+    finally:
+        con.close()
+    rows = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+    expected = np.array([scorer.score_features(row) for row in rows])
+    got = scores.set_index("session_id").loc[list(ids)]
+    assert np.max(np.abs(got["score"].to_numpy() - expected)) < 1e-9
+    assert (got["bot_score"].to_numpy() == scorer.bot_scores(rows)).all()
+
+
+def test_bad_models_and_missing_inputs_are_refused(spark, tmp_path):
+    with pytest.raises(Exception, match="manifest|model.npz|no such|not found|missing"):
+        spark_score.checked_model(tmp_path)  # an empty directory: the runtime's own refusal, on the driver
+    assert spark_score.checked_model(MODELS / "session").level == "session"
+    with pytest.raises(InputError, match="missing or empty.*waflens spark sessionize"):
+        score_directory(spark, str(tmp_path / "nothing"), MODELS / "session")
