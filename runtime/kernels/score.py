@@ -30,6 +30,7 @@ from waflens.runtime.kernels.code import request_code_likeness
 from waflens.runtime.kernels.forest import normalise, perfect_path_sum
 from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, N_VALUE_KINDS, VALUE_KIND_NAMES, profile_deviations
 from waflens.runtime.kernels.request import request_features
+from waflens.runtime.redaction import mask_secrets
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys", "seen_classes", "value_kind")
@@ -130,10 +131,11 @@ def _split_target(target):
 
 @numba.njit(cache=True, nogil=True)
 def features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row):
-    """Fill ``row`` with the request's features (the model's order)."""
-    path, query = _split_target(np.frombuffer(target_bytes, np.uint8))
-    body = np.frombuffer(body_bytes, np.uint8)
-    ua = np.frombuffer(ua_bytes, np.uint8)
+    """Fill ``row`` with the request's features (the model's order), of the request with its secrets masked as
+    ingest masks them (:mod:`waflens.runtime.redaction`): what training saw."""
+    path, query = _split_target(mask_secrets(np.frombuffer(target_bytes, np.uint8)))
+    body = mask_secrets(np.frombuffer(body_bytes, np.uint8))
+    ua = mask_secrets(np.frombuffer(ua_bytes, np.uint8))
     request_features(method_code, path, query, body, ua, has_referer,
                      _section(B, L, TOK_DATA), _section(I, L, TOK_OFFSETS), _section(I, L, TOK_GROUP),
                      _section(I, L, TOK_BY_FIRST), _section(I, L, TOK_ORDER), _section(B, L, EXT_DATA),
