@@ -14,8 +14,8 @@ on a request's target and on its body, what ingest does to them, byte for byte:
 * a JSON Web Token (``eyJ``..., three dot-separated parts) becomes the marker.
 
 The secret words and the marker live in :mod:`waflens.runtime.feature_spec`, the one home both sides
-read (the runtime installs alone, so ingest imports them from there). Not emulated, because the runtime cannot or need not: IP addresses (ingest
-writes ``ip:`` and a keyed token the runtime has no key for: 0 of 59k CSIC requests, 57 of 50k
+read (the runtime installs alone, so ingest imports them from there). Not emulated, because the
+runtime cannot or need not: IP addresses (ingest writes ``ip:`` and a keyed token the runtime has no key for: 0 of 59k CSIC requests, 57 of 50k
 shared access-log lines carry one), header-style ``name: value`` lines and JSON ``"key": value``
 pairs inside a body (ingest masks those too; none in CSIC or the shared logs), and a word boundary
 after a character beyond U+00FF that is neither a letter nor whitespace (taken as a letter).
