@@ -344,8 +344,9 @@ class Scorer:
 
     def _code_like_values(self, method, target, body) -> list[tuple[str, float, tuple[str, ...]]]:
         """(where, code-likeness, token classes that weigh towards code) of each parameter value,
-        most code-like first; names shortened and escaped (they come from the attacker)."""
-        _, target_bytes, body_bytes, _, _ = self._masked_fields(method, target, None, body)
+        most code-like first; names shortened and escaped (they come from the attacker). Read from the raw request,
+        as the code-likeness feature is (secrets included): only names and token classes are quoted, never a value."""
+        _, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
         path, _, query = target_bytes.partition(b"?")
         logits = np.empty(64)
         n = value_code_logits(np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8),

@@ -59,8 +59,9 @@ N_BIGRAM_CLASSES = N_CLASSES + 2
 N_CODE_WEIGHTS = N_CLASSES + N_BIGRAM_CLASSES * N_BIGRAM_CLASSES  # unigram log-counts, then bigram presence
 MAX_TOKENS = 4096  # a value's tokens beyond this are ignored (bounds the work per value)
 NO_VALUES = -30.0  # the code-likeness of a request without parameter values (below any value's)
-# a value ingest masked (and the runtime masks alike, waflens.runtime.redaction) is no value to judge: its
-# brackets read as code to the model, which put every login among the code-like requests
+# a value ingest masked is no value to judge: its brackets read as code to the model, which put every stored login
+# among the code-like requests when training calibrated. (The runtime judges the raw value of a live secret, see
+# waflens.runtime.kernels.score.features_one; a live value that is the marker counts as nothing there too.)
 _MARKER = np.frombuffer(MARKER.encode("ascii"), np.uint8).copy()
 
 
