@@ -228,9 +228,9 @@ def next_secret(text, pos, spans):
     i = pos
     while i < n:
         c = text[i]
-        boundary = _word_boundary(text, i)
         lower = c | 32
-        if boundary and (lower == 98 or lower == 100 or lower == 110):  # b, d, n: a credential scheme?
+        # b, d, n: a credential scheme? (the word boundary, dearer, is only looked at before those letters)
+        if (lower == 98 or lower == 100 or lower == 110) and _word_boundary(text, i):
             start = _scheme_end(text, i)
             if start >= 0:
                 end = _run_end(text, start, _IS_CREDENTIAL)
@@ -248,7 +248,7 @@ def next_secret(text, pos, spans):
                     return True
                 i = eq + 1
                 continue
-        if boundary and _starts(text, i, _JWT_PREFIX):
+        if c == 101 and _starts(text, i, _JWT_PREFIX) and _word_boundary(text, i):  # 'e': a JSON Web Token?
             a = _run_end(text, i + _JWT_PREFIX.size, _IS_JWT)
             if a - (i + _JWT_PREFIX.size) >= MIN_JWT_PART and a < n and text[a] == 46:
                 b = _run_end(text, a + 1, _IS_JWT)
