@@ -232,6 +232,30 @@ def _table(title: str, benign: np.ndarray, groups: dict[str, np.ndarray], likely
     print(f"{'benign (validation)':<22}{benign.size:>9}{'':>10}{'':>10}{'':>12}{np.mean(benign >= likely_attack):>10.3f}")
 
 
+def _has_secret(request) -> bool:
+    """True when a query or body parameter is secret-named (ingest masks its value: a login's password)."""
+    from waflens.data.redaction import is_secret_name
+
+    return any(is_secret_name(name) for name, _ in _params(request))
+
+
+def _secret_lines(benign: np.ndarray, benign_dev: list, attack_dev: list, attack_scores: list[float],
+                  likely_attack: float, attack: float) -> None:
+    """How many of the benign top 1% carry a secret-named parameter (training saw it masked), how many benign
+    requests with one reach ``likely_attack`` and ``attack`` (code-likeness reads their raw passwords, which
+    training never saw), and how the anomalous requests that carry one fare at 1% false positives."""
+    top = np.argsort(-benign)[:max(1, benign.size // 100)]
+    logins = benign[np.array([_has_secret(r) for r in benign_dev])]
+    print(f"benign with a secret-named parameter: {logins.size}; >=likely_attack {np.mean(logins >= likely_attack):.4f} "
+          f"({int(np.sum(logins >= likely_attack))}), >=attack {np.mean(logins >= attack):.4f} "
+          f"({int(np.sum(logins >= attack))})")
+    with_secret = np.array([_has_secret(r) for r in attack_dev])
+    detected = np.asarray(attack_scores) > np.quantile(benign, 0.99)
+    print(f"benign top 1% ({top.size} requests): {sum(_has_secret(benign_dev[i]) for i in top)} carry a secret-named "
+          f"parameter (of {sum(map(_has_secret, benign_dev))} benign); anomalous with one: {int(with_secret.sum())}, "
+          f"detected at 1% FPR {np.mean(detected[with_secret]):.3f} (without: {np.mean(detected[~with_secret]):.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-family", type=int, default=400, help="injected requests per payload family")
@@ -322,6 +346,8 @@ def main() -> None:
         print("libinjection column skipped: libinjection-python is not installed (pip install 'waflens[bench]')")
     _table("1. real attacks: CSIC 2010 anomalous validation half, by kind (heuristic, see attack_kind)",
            benign, real, likely_attack)
+    _secret_lines(benign, benign_dev, attack_dev, [score(r.method, r.target, r.headers, r.body) for r in attack_dev],
+                  likely_attack, attack_at)
     _table("2. injected payloads: benign validation requests with one value replaced, by payload family",
            benign, families, likely_attack)
     _value_table("3. HttpParamsDataset held-out values (not fitted on), per family: share flagged", value_rows)

@@ -42,21 +42,23 @@ from functools import lru_cache
 from typing import Callable, Iterable
 
 from waflens.data.errors import ConfigError
+from waflens.runtime.feature_spec import (CREDENTIAL_SCHEMES, JWT_PREFIX, KEY_EXCEPTIONS, KEY_WORD, MARKER, MAX_NAME,
+                                          MIN_CREDENTIAL, MIN_JWT_PART, SECRET_SUBSTRINGS, SECRET_WORDS)
 
-MARKER = "[redacted]"
 IP_MARKER = "ip:[redacted]"
 TRUSTED_PROXIES_ENV = "WAFLENS_TRUSTED_PROXIES"
 
-# Words that make a parameter, JSON key or header name secret. Python checks names with the
-# precise form; SUSPECT_RE2 uses the bare words (a superset).
-_WORDS = ("token", "secret", "passw", "pwd", "credential", "key", "auth", "session", "sessid", "sid",
-          "csrf", "xsrf", "otp", "pin", "cookie", "signature", "sig", "jwt")
+# Words that make a parameter, JSON key or header name secret: one home, the runtime's, which masks live
+# requests the same way (waflens.runtime.redaction). Python checks names with the precise form; SUSPECT_RE2
+# uses the bare words (a superset).
+_WORDS = tuple(w for w in SECRET_SUBSTRINGS if not w.startswith("authori")) + (KEY_WORD,) + SECRET_WORDS
+_KEY_RESTS = "|".join(e[len(KEY_WORD):] for e in KEY_EXCEPTIONS)
 _SECRET_NAME = re.compile(
-    r"(?i)token|secret|passw|pwd|credential|key(?!words?(?![a-z]))|authori[sz]ation|(?<![a-z])auth(?![a-z])"
-    r"|session|sessid|csrf|xsrf|cookie|signature|jwt|(?<![a-z])(?:sid|otp|pin|sig)(?![a-z])")
+    "(?i)" + "|".join(SECRET_SUBSTRINGS) + f"|{KEY_WORD}(?!(?:{_KEY_RESTS})(?![a-z]))"
+    + f"|(?<![a-z])(?:{'|'.join(SECRET_WORDS)})(?![a-z])")
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
 _COOKIE_HEADERS = ("cookie", "set-cookie")
-_SCHEMES = "bearer|basic|digest|negotiate|ntlm"
+_SCHEMES = "|".join(CREDENTIAL_SCHEMES)
 _KNOWN_SCHEMES = {"basic", "bearer", "digest", "negotiate", "ntlm", "token", "hoba", "mutual", "vapid",
                   "aws4-hmac-sha256", "scram-sha-1", "scram-sha-256", "dpop", "gnap", "privatetoken"}
 
@@ -66,10 +68,10 @@ _SECRET_START = re.compile(
     r"(?P<header>(?m:^)(?P<hname>[A-Za-z0-9-]{1,64})[ \t]*:[ \t]*)"
     r"|(?P<json>(?P<q>\\x22|\\\"|\")(?P<jname>[A-Za-z0-9_.\-\[\]@$ ]{1,64})(?P=q)[ \t]*:[ \t]*)"
     rf"|(?P<cred>(?i:\b(?:{_SCHEMES}))(?:[ \t]|%20|\+){{1,8}})"
-    rf"|(?P<pair>(?<![{_NAME_CHARS}])(?P<pname>[{_NAME_CHARS}]{{1,64}})=)"
-    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)")
+    rf"|(?P<pair>(?<![{_NAME_CHARS}])(?P<pname>[{_NAME_CHARS}]{{1,{MAX_NAME}}})=)"
+    rf"|(?P<jwt>\b{JWT_PREFIX}[A-Za-z0-9_-]{{{MIN_JWT_PART},}}\.[A-Za-z0-9_-]{{{MIN_JWT_PART},}}\.[A-Za-z0-9_-]*)")
 # Every secret needs one of these words (in its name, or as its scheme): text without any is skipped.
-_ANY_SECRET_WORD = _WORDS + tuple(_SCHEMES.split("|")) + ("eyj",)
+_ANY_SECRET_WORD = _WORDS + CREDENTIAL_SCHEMES + (JWT_PREFIX.lower(),)
 _LINE_REST = re.compile(r"[^\r\n]*")
 _JSON_STRING = {
     '"': re.compile(r'(?:[^"\\]|\\.)*"'),
@@ -77,7 +79,7 @@ _JSON_STRING = {
     "\\x22": re.compile(r".*?\\x22"),
 }
 _JSON_SCALAR = re.compile(r'[^,}\]\s"\\]*')
-_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/=%-]{8,}")
+_CREDENTIAL = re.compile(rf"[A-Za-z0-9._~+/=%-]{{{MIN_CREDENTIAL},}}")
 # up to & ; space or a quote; \xHH and \\ escapes are part of the value, a backslash before a quote is not
 _PAIR_VALUE = re.compile(rf"(?i:(?:{_SCHEMES})(?:[ \t]|%20|\+){{1,8}})?(?:[^&;\s\"\\]|\\x[0-9A-Fa-f]{{2}}|\\\\)*")
 _COOKIE_PAIR = re.compile(r"([^=;,\s]+)=([^;]*)")
@@ -105,7 +107,7 @@ SUSPECT_RE2 = (
     f"{_RE2_IPV4}|{_COLON}{_COLON}|(?:[0-9A-Fa-f]{{1,4}}{_COLON}){{6}}"
     rf"|(?i:(?:{'|'.join(_WORDS)})[{_NAME_CHARS}@$ \t]{{0,64}}(?:=|:|\\x22|\\\"|\"))"
     rf"|(?i:(?:{_SCHEMES})(?:[ \t]|%20|\+))"
-    r"|eyJ[A-Za-z0-9_-]{8,}\."
+    rf"|{JWT_PREFIX}[A-Za-z0-9_-]{{{MIN_JWT_PART},}}\."
 )
 
 

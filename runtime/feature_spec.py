@@ -111,6 +111,23 @@ _DISTINCT = (f"exact up to {SKETCH_SLOTS}, beyond that the K-minimum-values esti
              "(K - 1) / (K-th smallest md5_number_upper of the texts / 2**64), rounded, at most the texts counted")
 REFERER_URL_RE = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)"
 
+# Secrets: ingest (waflens.data.redaction) replaces them by MARKER before anything is stored, and the runtime
+# (waflens.runtime.redaction) masks live requests the same way before computing features, so both see one text.
+MARKER = "[redacted]"
+# A name is secret when it holds one of these (ASCII case-insensitive) ...
+SECRET_SUBSTRINGS = ("token", "secret", "passw", "pwd", "credential", "session", "sessid", "csrf", "xsrf", "cookie",
+                     "signature", "jwt", "authorisation", "authorization")
+# ... or one of these as a whole word (no ASCII letter on either side: ``user_sid``, not ``side``) ...
+SECRET_WORDS = ("auth", "sid", "otp", "pin", "sig")
+# ... or KEY_WORD, unless it begins one of KEY_EXCEPTIONS that ends the letters there (``keywords`` is not secret)
+KEY_WORD = "key"
+KEY_EXCEPTIONS = ("keyword", "keywords")
+CREDENTIAL_SCHEMES = ("bearer", "basic", "digest", "negotiate", "ntlm")
+MAX_NAME = 64          # a longer parameter name is never secret (ingest matches names up to this length)
+MIN_CREDENTIAL = 8     # a scheme word followed by a shorter credential is left alone
+JWT_PREFIX = "eyJ"     # base64url of '{"': every JSON Web Token starts so
+MIN_JWT_PART = 8       # its header and payload parts have at least this many characters
+
 REQUEST_FEATURES = (
     Feature("method_is_post", "request", "TINYINT", "1 if the method is POST"),
     Feature("method_is_rare", "request", "TINYINT", "1 if the method is not GET, POST or HEAD (or missing)"),

@@ -41,6 +41,7 @@ from waflens.runtime.kernels.forest import float32_floor, perfect_layout, perfec
 from waflens.runtime.kernels.profile import (CHAR_CLASS_NAMES, FNV_OFFSET, NOT_PROFILED, VALUE_KIND_NAMES, endpoint_key,
                                              fnv1a, lookup, param_key, request_params, value_classes)
 from waflens.runtime.kernels.request import build_token_tables, url_decode
+from waflens.runtime.redaction import mask_secret_bytes
 from waflens.runtime.kernels.code import CLASS_NAMES, MAX_TOKENS, N_BIGRAM_CLASSES, N_CLASSES, code_features, value_code_logits
 from waflens.runtime.kernels.score import (CODE_BIAS, CODE_LIKENESS, EVIDENCE_NAMES, N_EVIDENCE, N_FEATURES, N_STRUCTURAL,
                                     NOVEL_CLASSES, code_evidence, combine_batch, compile_sections, evidence_flags,
@@ -243,6 +244,12 @@ class Scorer:
         return (METHOD_CODES.get(method, METHOD_OTHER), target.encode("utf-8", "surrogatepass"), body,
                 user_agent.encode("utf-8", "surrogatepass"), bool(referer) and referer != "-")
 
+    def _masked_fields(self, method, target, headers, body):
+        """:meth:`_fields` with secrets masked as ingest masks them (the score kernels mask their own copy):
+        what explanations and session facts read, so they name what the features saw."""
+        code, target_bytes, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
+        return code, mask_secret_bytes(target_bytes), mask_secret_bytes(body_bytes), mask_secret_bytes(agent), has_referer
+
     def request_features(self, method: str | None, target, headers=None, body=b"") -> np.ndarray:
         """The model's feature row for one request (float64, in ``feature_names`` order)."""
         row = np.zeros(N_FEATURES)
@@ -298,7 +305,7 @@ class Scorer:
     def _unknown_parameters(self, method, target, body) -> list[str]:
         """Names of the request's parameters its (known) endpoint never had in training, shortened and
         escaped: they come from the attacker."""
-        code, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
+        code, target_bytes, body_bytes, _, _ = self._masked_fields(method, target, None, body)
         path, _, query = target_bytes.partition(b"?")
         endpoint = endpoint_key(code, url_decode(np.frombuffer(path, np.uint8), False))
         names = []
@@ -314,7 +321,7 @@ class Scorer:
     def _novel_classes(self, method, target, body) -> list[tuple[str, str, tuple[str, ...]]]:
         """(parameter name, its kind, character classes it never carried in training) of each value of a
         known parameter that holds such classes; names shortened and escaped (they come from the attacker)."""
-        code, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
+        code, target_bytes, body_bytes, _, _ = self._masked_fields(method, target, None, body)
         path, _, query = target_bytes.partition(b"?")
         path_decoded, _, data, offsets, count = request_params(
             np.frombuffer(path, np.uint8), np.frombuffer(query, np.uint8), np.frombuffer(body_bytes, np.uint8))
@@ -337,7 +344,8 @@ class Scorer:
 
     def _code_like_values(self, method, target, body) -> list[tuple[str, float, tuple[str, ...]]]:
         """(where, code-likeness, token classes that weigh towards code) of each parameter value,
-        most code-like first; names shortened and escaped (they come from the attacker)."""
+        most code-like first; names shortened and escaped (they come from the attacker). Read from the raw request,
+        as the code-likeness feature is (secrets included): only names and token classes are quoted, never a value."""
         _, target_bytes, body_bytes, _, _ = self._fields(method, target, None, body)
         path, _, query = target_bytes.partition(b"?")
         logits = np.empty(64)
@@ -455,6 +463,7 @@ class SessionScorer:
 
     score_class = Scorer.score_class
     _fields = Scorer._fields
+    _masked_fields = Scorer._masked_fields
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, warm_up: bool = True, **options) -> "SessionScorer":
@@ -471,7 +480,7 @@ class SessionScorer:
         from waflens.runtime.kernels.request import request_features, url_decode
         from waflens.runtime.session_state import RequestFacts, referer_path, sketch_key
 
-        code, target_bytes, body_bytes, agent, has_referer = self._fields(method, target, headers, body)
+        code, target_bytes, body_bytes, agent, has_referer = self._masked_fields(method, target, headers, body)
         pointed_at = referer_path(_user_agent_and_referer(headers)[1]) if has_referer else None
         path, _, query = target_bytes.partition(b"?")
         row = np.zeros(N_REQUEST_FEATURES)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from waflens.runtime.feature_spec import MARKER
 from waflens.runtime.kernels.profile import request_params
 from waflens.runtime.kernels.request import _lower, url_decode
 
@@ -58,6 +59,20 @@ N_BIGRAM_CLASSES = N_CLASSES + 2
 N_CODE_WEIGHTS = N_CLASSES + N_BIGRAM_CLASSES * N_BIGRAM_CLASSES  # unigram log-counts, then bigram presence
 MAX_TOKENS = 4096  # a value's tokens beyond this are ignored (bounds the work per value)
 NO_VALUES = -30.0  # the code-likeness of a request without parameter values (below any value's)
+# a value ingest masked is no value to judge: its brackets read as code to the model, which put every stored login
+# among the code-like requests when training calibrated. (The runtime judges the raw value of a live secret, see
+# waflens.runtime.kernels.score.features_one; a live value that is the marker counts as nothing there too.)
+_MARKER = np.frombuffer(MARKER.encode("ascii"), np.uint8).copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_marker(value):
+    if value.size != _MARKER.size:
+        return False
+    for i in range(value.size):
+        if value[i] != _MARKER[i]:
+            return False
+    return True
 
 _KEYWORDS = {
     SQL_KW: "select union insert update delete drop truncate alter exec execute declare sleep benchmark waitfor "
@@ -493,6 +508,8 @@ def request_code_likeness(path, query, body, weights, bias):
     seen = np.zeros(N_BIGRAM_CLASSES * N_BIGRAM_CLASSES, dtype=np.bool_)
     best = NO_VALUES
     for k in range(count):
+        if _is_marker(data[offsets[k]:offsets[k + 1]]):
+            continue
         z = code_logit(data[offsets[k]:offsets[k + 1]], weights, bias, counts, bigrams, classes, seen)
         if z > best:
             best = z
@@ -509,5 +526,6 @@ def value_code_logits(path, query, body, weights, bias, out):
     seen = np.zeros(N_BIGRAM_CLASSES * N_BIGRAM_CLASSES, dtype=np.bool_)
     n = min(count, out.size)
     for k in range(n):
-        out[k] = code_logit(data[offsets[k]:offsets[k + 1]], weights, bias, counts, bigrams, classes, seen)
+        value = data[offsets[k]:offsets[k + 1]]
+        out[k] = NO_VALUES if _is_marker(value) else code_logit(value, weights, bias, counts, bigrams, classes, seen)
     return n

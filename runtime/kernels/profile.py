@@ -63,8 +63,9 @@ def _char_class_table() -> np.ndarray:
 CHAR_CLASS = _char_class_table()
 # Parameter kinds, for pooling the calibration of new character classes (waflens.scoring.profiles.value_kinds):
 # enumerated (few distinct values), numeric (digits, maybe '.', ',' or '-'), word-like (no space), free text;
-# NOT_PROFILED for a parameter training only saw masked (a password: ingest stores "[redacted]", so what its
-# live values carry is no news).
+# NOT_PROFILED for a parameter training only saw masked (a password: ingest stores "[redacted]"). The runtime now
+# masks the same values (waflens.runtime.redaction), so for those it changes nothing; it is kept for the masked
+# forms the runtime does not emulate (JSON and header lines in bodies, addresses), whose live values are no news.
 VALUE_KIND_NAMES = ("enumerated", "numeric", "word-like", "free-text")
 N_VALUE_KINDS = len(VALUE_KIND_NAMES)
 NOT_PROFILED = -1

@@ -30,6 +30,7 @@ from waflens.runtime.kernels.code import request_code_likeness
 from waflens.runtime.kernels.forest import normalise, perfect_path_sum
 from waflens.runtime.kernels.profile import N_PROFILE_FEATURES, N_VALUE_KINDS, VALUE_KIND_NAMES, profile_deviations
 from waflens.runtime.kernels.request import request_features
+from waflens.runtime.redaction import mask_secrets
 
 INT_SECTIONS = ("tok_offsets", "tok_group", "tok_by_first", "tok_order", "ext_offsets", "ext_class",
                 "endpoint_keys", "endpoint_count", "param_keys", "param_index", "enum_keys", "seen_classes", "value_kind")
@@ -130,10 +131,18 @@ def _split_target(target):
 
 @numba.njit(cache=True, nogil=True)
 def features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I, F, B, L, row):
-    """Fill ``row`` with the request's features (the model's order)."""
-    path, query = _split_target(np.frombuffer(target_bytes, np.uint8))
-    body = np.frombuffer(body_bytes, np.uint8)
-    ua = np.frombuffer(ua_bytes, np.uint8)
+    """Fill ``row`` with the request's features (the model's order).
+
+    What the site's model learned (request features, parameter profiles, new character classes) is read from the
+    request with its secrets masked as ingest masks them (:mod:`waflens.runtime.redaction`): training only ever saw
+    ``pwd=[redacted]``. Code-likeness reads the raw values, secrets included: its model was fitted on payload lists,
+    not on the site's traffic, so a password has no skew to undo there, and an injection sent in a password field
+    must still count (the marker itself never does, see :func:`request_code_likeness`)."""
+    raw_target = np.frombuffer(target_bytes, np.uint8)
+    raw_body = np.frombuffer(body_bytes, np.uint8)
+    path, query = _split_target(mask_secrets(raw_target))
+    body = mask_secrets(raw_body)
+    ua = mask_secrets(np.frombuffer(ua_bytes, np.uint8))
     request_features(method_code, path, query, body, ua, has_referer,
                      _section(B, L, TOK_DATA), _section(I, L, TOK_OFFSETS), _section(I, L, TOK_GROUP),
                      _section(I, L, TOK_BY_FIRST), _section(I, L, TOK_ORDER), _section(B, L, EXT_DATA),
@@ -145,7 +154,8 @@ def features_one(method_code, target_bytes, body_bytes, ua_bytes, has_referer, I
                        _section(F, L, LENGTH_MAX), seen, _section(B, L, IS_ENUM), _section(I, L, ENUM_KEYS),
                        _section(I, L, SEEN_CLASSES), _section(I, L, VALUE_KIND), row[N_REQUEST_FEATURES:CODE_LIKENESS],
                        row[NOVEL_CLASSES:N_FEATURES])
-    row[CODE_LIKENESS] = request_code_likeness(path, query, body, _section(F, L, CODE_WEIGHTS),
+    raw_path, raw_query = _split_target(raw_target)
+    row[CODE_LIKENESS] = request_code_likeness(raw_path, raw_query, raw_body, _section(F, L, CODE_WEIGHTS),
                                                _section(F, L, SCORE_SHAPE)[CODE_BIAS])
 
 
