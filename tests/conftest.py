@@ -4,9 +4,11 @@ Tests that need ``../shared/datasets`` skip on a user's machine without it, but
 fail in CI (``CI=true``), where a missing dataset means a broken set-up.
 """
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -39,6 +41,25 @@ def payload_dir(shared_datasets) -> Path:
     return shared_datasets / "payloads"
 
 
+@contextlib.contextmanager
+def once_per_run(tmp_path_factory, name: str) -> Iterator[Path]:
+    """A directory ``name`` in the test run's directory, held under an exclusive file lock while in use.
+
+    For what is built once per run, not once per xdist worker: every worker sees the run's directory
+    (above each worker's own ``popen-gwK/``), the first to come builds inside the lock, the other waits
+    and finds the result there. The lock is released when the block ends, also when a build fails."""
+    import fcntl
+
+    run_dir = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_dir = run_dir.parent          # .../pytest-N/, above each worker's popen-gwK/
+    home = run_dir / name
+    home.mkdir(exist_ok=True)
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield home
+
+
 @pytest.fixture(scope="session")
 def shared_db(tmp_path_factory, shared_datasets) -> tuple[Path, list[Path], dict]:
     """(database, files, the CLI's JSON summary): every shared access log and raw HTTP dump, ingested once
@@ -48,20 +69,13 @@ def shared_db(tmp_path_factory, shared_datasets) -> tuple[Path, list[Path], dict
     Once per run, not once per xdist worker: the test files that use it may run on both workers, so the
     first to need it builds it in the run's directory (which every worker sees) under a file lock, and
     the other waits for it or finds it done."""
-    import fcntl
     import json
 
     from tests.data.cli_process import KEY, json_summary, waflens_here
 
     files = sorted((shared_datasets / "access_logs").glob("*.gz")) + sorted((shared_datasets / "raw_http").glob("*.gz"))
-    run_dir = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        run_dir = run_dir.parent          # .../pytest-N/, above each worker's popen-gwK/
-    home = run_dir / "shared-db"
-    home.mkdir(exist_ok=True)
-    db, done = home / "shared.duckdb", home / "summary.json"
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when a build fails
+    with once_per_run(tmp_path_factory, "shared-db") as home:
+        db, done = home / "shared.duckdb", home / "summary.json"
         if not done.exists():
             for left in home.glob("shared.duckdb*"):   # a build that failed on the other worker
                 left.unlink()

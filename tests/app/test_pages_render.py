@@ -55,9 +55,10 @@ def rendered_text(markdown: str) -> str:
 
 
 def visible(text: str) -> str:
-    """The one-line form escape_markdown shows: control characters as backslash escapes."""
+    """The one-line form escape_markdown shows: control characters as backslash escapes; word joiners are
+    invisible (as in :func:`rendered_text`), also those the text held itself."""
     shown = text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return re.sub(r"  +", lambda m: " " + "\u00a0" * (len(m.group()) - 1), shown)
+    return re.sub(r"  +", lambda m: " " + "\u00a0" * (len(m.group()) - 1), shown).replace(LINK_BREAK, "")
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

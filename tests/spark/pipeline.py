@@ -18,9 +18,7 @@ translate ids with :func:`duckdb_request_ids` rather than assume them equal.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from io import StringIO
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -29,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, once_per_run
 from tests.data.cli_process import KEY, json_summary
 
 MODELS = REPO_ROOT / "tests" / "runtime" / "fixtures"
@@ -47,14 +45,8 @@ def build_once(tmp_path_factory, shared_db, start_spark: Callable[[], object]) -
     import pytest
 
     db, files, _ = shared_db
-    run_dir = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        run_dir = run_dir.parent          # .../pytest-N/, above each worker's popen-gwK/
-    home = run_dir / "spark-pipeline"
-    home.mkdir(exist_ok=True)
-    out, done = home / "out", home / "steps.json"
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when a build fails
+    with once_per_run(tmp_path_factory, "spark-pipeline") as home:
+        out, done = home / "out", home / "steps.json"
         if not done.exists():
             start_spark()                 # the session the CLI steps find active (skips without Java outside CI)
             with pytest.MonkeyPatch.context() as patch:
