@@ -24,14 +24,10 @@ def _decode_bytes(raw: bytes | None) -> str | None:
 
 def _arrow_entropy(strings: pa.Array) -> pa.Array:
     """Byte entropy of every string of a vector, in one numba call (NULL counts as empty)."""
+    from waflens.data.arrow_buffers import text_buffers
     from waflens.data.feature_kernels import entropy_of_strings
 
-    strings = strings.cast(pa.large_string())
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
-    _, offset_buffer, data_buffer = strings.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[strings.offset:strings.offset + len(strings) + 1]
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    data, offsets = text_buffers(strings)
     out = np.zeros(len(strings), dtype=np.float64)
     entropy_of_strings(data, offsets, out)
     return pa.array(out)

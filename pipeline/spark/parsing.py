@@ -193,12 +193,11 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _joined_lines(lines: pa.Array) -> tuple[bytes, np.ndarray, np.ndarray]:
     """The lines as one buffer, each followed by ``\\n`` as in the file, and their (start, end) spans."""
-    lines = lines.cast(pa.large_binary())
+    from waflens.data.arrow_buffers import text_buffers
+
     n = len(lines)
-    _, offset_buffer, data_buffer = lines.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[lines.offset:lines.offset + n + 1]
-    data = (np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]] if data_buffer is not None
-            else np.zeros(0, np.uint8))
+    data, offsets = text_buffers(lines)
+    data = data[offsets[0]:offsets[-1]]
     shift = np.arange(n, dtype=np.int64)
     starts = offsets[:-1] - offsets[0] + shift
     newlines = offsets[1:] - offsets[0] + shift

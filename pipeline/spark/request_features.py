@@ -56,6 +56,7 @@ def feature_arrays(requests, tables=None) -> list[pa.Array]:
     columns method, path, query, body, user_agent and referer."""
     import pyarrow.compute as pc
 
+    from waflens.data.arrow_buffers import text_buffers
     from waflens.runtime.feature_spec import METHOD_CODES, METHOD_OTHER
     from waflens.runtime.kernels.request import N_REQUEST_FEATURES
     from waflens.runtime.kernels.request_batch import request_features_rows
@@ -72,9 +73,8 @@ def feature_arrays(requests, tables=None) -> list[pa.Array]:
     has_referer = has_referer.to_numpy(zero_copy_only=False).astype(np.bool_)
     out = np.zeros((n, N_REQUEST_FEATURES), dtype=np.float64)
     if n:
-        request_features_rows(method_codes, *_text(requests.column("path")), *_text(requests.column("query")),
-                              *_text(requests.column("body")), *_text(requests.column("user_agent")), has_referer,
-                              *tables, out)
+        texts = [part for name in ("path", "query", "body", "user_agent") for part in text_buffers(requests.column(name))]
+        request_features_rows(method_codes, *texts, has_referer, *tables, out)
     return [pa.array(out[:, i].astype(_ARROW_TYPES[feature.dtype].to_pandas_dtype()))
             for i, feature in enumerate(REQUEST_FEATURES)]
 
@@ -84,14 +84,3 @@ def token_tables():
     from waflens.runtime.kernels.request import build_token_tables
 
     return build_token_tables(sql_parameters())
-
-
-def _text(column) -> tuple[np.ndarray, np.ndarray]:
-    """(UTF-8 bytes, int64 offsets) of a string column, nulls as empty texts."""
-    column = column.cast(pa.large_string()).fill_null("")
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    _, offsets, data = column.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[column.offset:column.offset + len(column) + 1]
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return data, np.ascontiguousarray(offsets)
