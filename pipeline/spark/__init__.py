@@ -17,7 +17,8 @@ outgrow one machine, in local mode (``local[2]``, what the tests use) or on a cl
 ``DIR/request_features/day=…/`` ``file``, ``record``, ``request_id`` and every request feature under its
                                 DuckDB column name and type
 ``DIR/request_sessions/``       ``request_id``, ``session_id``: DuckDB's requests.session_id column
-``DIR/sessions/``,              sessions (same gap rules as data/sql/sessionize.sql) and their features
+``DIR/sessions/``,              sessions and their features: DuckDB's data/sql/sessionize.sql and
+                                session_features.sql, run per task on the requests of some clients
 ``DIR/session_features/``
 ``DIR/scores/level=…/``         per request (``level=request/day=…``) or session (``level=session``): the
                                 exported artifact's score and class (and bot score)

@@ -1,30 +1,48 @@
-"""Sessions and session features on Spark: ``DIR/requests`` + ``DIR/request_features`` -> ``DIR/request_sessions``,
-``DIR/sessions``, ``DIR/session_features``.
+"""Sessions and session features on Spark: ``DIR/requests`` -> ``DIR/request_sessions``, ``DIR/sessions``,
+``DIR/session_features``.
 
-The same rules as DuckDB's (``data/sql/sessionize.sql``, ``data/sql/session_features.sql``), computed over every
-request at once with window functions (``sql/sessionize.sql``, ``sql/session_features.sql``): a session is a run
-of one client's requests with no gap longer than the gap, requests without a time never start one, ties go by
-request_id, and session_id is the smallest request_id of the session. DuckDB's requests.session_id column is
-``DIR/request_sessions`` here (``DIR/requests`` is the ingest's and is not rewritten). Every constant comes from
-the feature spec through :func:`waflens.data.feature_spec.sql_parameters`.
+A session is a run of one client's requests, so one shuffle by ``client_key`` puts everything a session needs in
+one task. Each task then runs DuckDB's own sessionizing on its clients, as ingest runs DuckDB's own parser
+(:mod:`waflens.pipeline.spark.parsing`): the task's requests and their request features go into a private
+in-memory DuckDB database with the waflens schema, and :func:`waflens.data.sessionize.sessionize` runs
+``data/sql/sessionize.sql`` and ``data/sql/session_features.sql`` on them, the very statements ``waflens
+ingest`` runs. Same gap rule (requests without a time never start a session, ties go by request_id,
+session_id = the smallest request_id of the session), same features, by construction: there is no second
+copy of the formulas to keep equal.
 
-request_id must increase in ingest order (file by file, record by record), as DuckDB's does: it breaks
-ties between requests of the same second and names the session.
+The request features come from the kernel ``waflens spark features`` runs, on the task's rows (the same numbers
+as ``DIR/request_features``): reading that table back and joining it by request_id took longer than
+computing it again.
+
+DuckDB's ``requests.session_id`` column is ``DIR/request_sessions`` here (``DIR/requests`` is the ingest's and is
+not rewritten). request_id must increase in ingest order (file by file, record by record), as DuckDB's does: it
+breaks ties between requests of the same second and names the session.
+
+Memory: a task holds its share of the requests in DuckDB (a few hundred bytes per request). Raise
+``spark.sql.shuffle.partitions`` when a share outgrows an executor; one client's requests always stay in one task.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
+
+import pyarrow as pa
 
 from waflens.data.errors import InputError
-from waflens.data.feature_spec import SESSION_FEATURES, sql_parameters
 from waflens.data.sessionize import DEFAULT_GAP_MINUTES
 from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import read_table, write_table
-from waflens.pipeline.spark.spark_sql import define_functions, spark_sql
 
-# DuckDB type names of the spec -> Spark's
-SPARK_TYPES = {"TINYINT": "TINYINT", "SMALLINT": "SMALLINT", "INTEGER": "INT", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE"}
+# what sessionizing reads of a request: DuckDB's sessionize.sql and session_features.sql, and the request
+# feature kernel (the rest of the row is not needed)
+REQUEST_INPUT = ("request_id", "client_key", "ts", "method", "status", "path", "query", "path_decoded", "body",
+                 "user_agent", "referer")
+SESSION_COLUMNS = ("session_id", "client_key", "start_ts", "end_ts", "n_requests", "first_request_id",
+                   "last_request_id")
+_ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+                "DOUBLE": pa.float64()}
+# each task's rows go into DuckDB in chunks of about this many (Spark hands them over in batches of 10,000)
+_CHUNK_ROWS = 200_000
 
 
 class SessionsSummary(NamedTuple):
@@ -32,52 +50,137 @@ class SessionsSummary(NamedTuple):
     sessions: int
 
 
-def gap_micros(gap_minutes: float) -> int:
-    """The gap in microseconds (DuckDB compares timestamps, which count microseconds)."""
+def _extra_features():
+    """The session features that are not already columns of ``sessions`` (n_requests is both)."""
+    from waflens.data.feature_spec import SESSION_FEATURES
+
+    return [f for f in SESSION_FEATURES if f.name not in SESSION_COLUMNS]
+
+
+def session_rows_schema() -> pa.Schema:
+    """One row per session: the ``sessions`` columns, every other session feature (the spec's names and DuckDB
+    types) and the session's request ids."""
+    utc = pa.timestamp("us", tz="UTC")
+    return pa.schema([("session_id", pa.int64()), ("client_key", pa.string()), ("start_ts", utc), ("end_ts", utc),
+                      ("n_requests", pa.int64()), ("first_request_id", pa.int64()), ("last_request_id", pa.int64()),
+                      *[(f.name, _ARROW_TYPES[f.dtype]) for f in _extra_features()],
+                      ("request_ids", pa.list_(pa.int64()))])
+
+
+def gap_minutes_checked(gap_minutes: float) -> float:
     if not gap_minutes > 0:
         raise InputError(f"session gap must be positive minutes, got {gap_minutes}")
-    return int(round(float(gap_minutes) * 60.0 * 1_000_000))
+    return float(gap_minutes)
 
 
-def assign_sessions(spark, requests, gap_minutes: float = DEFAULT_GAP_MINUTES):
-    """(request_id, client_key, ts, session_id) of every request (a DataFrame with those columns)."""
-    requests.select("request_id", "client_key", "ts").createOrReplaceTempView("requests")
-    return spark_sql(spark, "sessionize", {"gap_micros": gap_micros(gap_minutes)})
+def session_rows(requests, gap_minutes: float = DEFAULT_GAP_MINUTES):
+    """The DataFrame of :func:`session_rows_schema` rows from ``requests`` (columns of ``DIR/requests``),
+    shuffled by client and sessionized per task."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    gap = gap_minutes_checked(gap_minutes)
+    return requests.select(*REQUEST_INPUT).repartition("client_key") \
+        .mapInArrow(sessionize_partitions(gap), from_arrow_schema(session_rows_schema()))
 
 
-def session_table(assigned):
-    """The DuckDB ``sessions`` table's rows from the assigned requests."""
-    from pyspark.sql import functions as F
+def sessionize_partitions(gap_minutes: float):
+    """The ``mapInArrow`` function: every request of some clients -> one :func:`session_rows_schema` row per
+    session."""
 
-    return assigned.groupBy("session_id").agg(
-        F.first("client_key").alias("client_key"), F.min("ts").alias("start_ts"), F.max("ts").alias("end_ts"),
-        F.count(F.lit(1)).alias("n_requests"), F.min("request_id").alias("first_request_id"),
-        F.max("request_id").alias("last_request_id"))
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import numba
+
+        from waflens.pipeline.spark.request_features import token_tables
+
+        numba.set_num_threads(1)   # Spark runs one task per core
+        tables = token_tables()
+        con = _task_database()
+        try:
+            pending, rows = [], 0
+            for batch in batches:
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= _CHUNK_ROWS:
+                    _load(con, pending, tables)
+                    pending, rows = [], 0
+            if pending:
+                _load(con, pending, tables)
+            yield from _sessionized(con, gap_minutes)
+        finally:
+            con.close()
+
+    return run
 
 
-def session_features(spark, requests, request_features, request_sessions):
-    """session_id and every session feature (the spec's names and types) of every session."""
-    from pyspark.sql import functions as F
+def _task_database():
+    import duckdb
 
-    define_functions(spark)
-    requests.join(request_sessions.select("request_id", "session_id"), "request_id") \
-        .createOrReplaceTempView("requests")
-    request_features.createOrReplaceTempView("request_features")
-    frame = spark_sql(spark, "session_features", sql_parameters())
-    return frame.select("session_id", *[F.col(f.name).cast(SPARK_TYPES[f.dtype]).alias(f.name)
-                                        for f in SESSION_FEATURES])
+    from waflens.data.db import ensure_schema
+    from waflens.data.db_functions import register_functions
+
+    con = duckdb.connect()
+    con.execute("SET threads = 1")          # Spark runs one task per core
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    register_functions(con)
+    ensure_schema(con)
+    return con
+
+
+def _load(con, batches: list[pa.RecordBatch], tables) -> None:
+    """Insert requests (the columns sessionizing reads; the others are NOT NULL in the schema and get neutral
+    values no statement reads) and their request features, computed by the kernel of ``spark features``
+    (:func:`waflens.pipeline.spark.request_features.feature_arrays`)."""
+    from waflens.data.feature_spec import REQUEST_FEATURES
+    from waflens.pipeline.spark.request_features import feature_arrays
+
+    chunk = pa.Table.from_batches(batches)
+    for feature, values in zip(REQUEST_FEATURES, feature_arrays(chunk, tables)):
+        chunk = chunk.append_column(feature.name, values)
+    con.register("chunk", chunk)
+    try:
+        con.execute("""INSERT INTO requests BY NAME
+                       SELECT request_id, 0 AS source_id, 0 AS record, CAST(ts AS TIMESTAMP) AS ts, client_key, method,
+                              path, query, path_decoded, '' AS query_decoded, status, body, user_agent, referer
+                       FROM chunk""")
+        con.execute("INSERT INTO request_features BY NAME SELECT request_id, "
+                    + ", ".join(f.name for f in REQUEST_FEATURES) + " FROM chunk")
+    finally:
+        con.unregister("chunk")
+
+
+def _sessionized(con, gap_minutes: float) -> Iterator[pa.RecordBatch]:
+    from waflens.data.sessionize import sessionize
+
+    if not con.execute("SELECT count(*) FROM requests").fetchone()[0]:
+        return
+    sessionize(con, gap_minutes)
+    table = con.sql(f"""
+        SELECT {', '.join('s.' + c for c in SESSION_COLUMNS)}, {', '.join('f.' + f.name for f in _extra_features())},
+               m.request_ids
+        FROM sessions AS s
+        JOIN session_features AS f USING (session_id)
+        JOIN (SELECT session_id, list(request_id ORDER BY request_id) AS request_ids
+              FROM requests GROUP BY session_id) AS m USING (session_id)""").to_arrow_table()
+    yield from table.cast(session_rows_schema()).to_batches()
 
 
 def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES) -> SessionsSummary:
-    """Write ``DIR/request_sessions``, ``DIR/sessions`` and ``DIR/session_features`` from the ingest's output."""
-    requests = read_table(spark, out, layout.REQUESTS)
-    request_features = read_table(spark, out, layout.REQUEST_FEATURES)
-    assigned = assign_sessions(spark, requests, gap_minutes)
-    # written first and read back: sessions and their features start from it, not from the windows again
-    write_table(assigned.select("request_id", "session_id"), out, layout.REQUEST_SESSIONS)
-    request_sessions = read_table(spark, out, layout.REQUEST_SESSIONS)
-    membership = request_sessions.join(requests.select("request_id", "client_key", "ts"), "request_id")
-    write_table(session_table(membership), out, layout.SESSIONS)
-    write_table(session_features(spark, requests, request_features.drop("file", "record", "day"), request_sessions),
-                out, layout.SESSION_FEATURES)
-    return SessionsSummary(request_sessions.count(), read_table(spark, out, layout.SESSIONS).count())
+    """Write ``DIR/request_sessions``, ``DIR/sessions`` and ``DIR/session_features`` from ``DIR/requests``."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from waflens.data.feature_spec import SESSION_FEATURES
+
+    gap = gap_minutes_checked(gap_minutes)   # before Spark reads anything
+    rows = session_rows(read_table(spark, out, layout.REQUESTS), gap).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        write_table(rows.select(*SESSION_COLUMNS), out, layout.SESSIONS)
+        write_table(rows.select("session_id", *[f.name for f in SESSION_FEATURES]), out, layout.SESSION_FEATURES)
+        write_table(rows.select(F.explode("request_ids").alias("request_id"), "session_id"), out,
+                    layout.REQUEST_SESSIONS)
+        totals = rows.agg(F.coalesce(F.sum("n_requests"), F.lit(0)).alias("requests"),
+                          F.count(F.lit(1)).alias("sessions")).collect()[0]
+    finally:
+        rows.unpersist()
+    return SessionsSummary(int(totals["requests"]), int(totals["sessions"]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-from waflens.data.db import split_statements
 
 _MARKER = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -24,12 +23,6 @@ def spark_sql(spark, name: str, params: dict | None = None):
     """The DataFrame of the one query in ``sql/<name>.sql``, with the parameters it names bound."""
     text = load_spark_sql(name)
     return spark.sql(text, args=_bound(text, params or {}))
-
-
-def define_functions(spark) -> None:
-    """Create (or replace) the session's temporary SQL functions of ``sql/functions.sql``."""
-    for statement in split_statements(load_spark_sql("functions")):
-        spark.sql(statement)
 
 
 def _bound(text: str, params: dict) -> dict:

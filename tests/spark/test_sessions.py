@@ -11,7 +11,7 @@ import pytest
 
 from waflens.data.db import connect
 from waflens.data.feature_spec import SESSION_FEATURES
-from waflens.pipeline.spark.sessions import gap_micros
+from waflens.pipeline.spark.sessions import sessionize_directory
 
 from tests.spark.pipeline import read
 
@@ -89,9 +89,9 @@ def test_session_features_equal_duckdb(spark_pipeline):
     assert max(worst.values()) < 1e-9, worst
 
 
-def test_gap_must_be_positive():
+@pytest.mark.parametrize("gap", [0, -5, float("nan")])
+def test_gap_must_be_positive(spark, tmp_path, gap):
     from waflens.data.errors import InputError
 
-    with pytest.raises(InputError, match="positive"):
-        gap_micros(0)
-    assert gap_micros(30) == 1_800_000_000
+    with pytest.raises(InputError, match="positive"):   # said before Spark looks for the (missing) inputs
+        sessionize_directory(spark, str(tmp_path), gap)
