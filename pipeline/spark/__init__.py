@@ -20,6 +20,8 @@ outgrow one machine, in local mode (``local[2]``, what the tests use) or on a cl
 ``DIR/sessions/``,              sessions and their features: DuckDB's data/sql/sessionize.sql and
                                 session_features.sql, run per task on the requests of some clients
 ``DIR/session_features/``
+``DIR/session_targets/``        per session its first distinct decoded targets (path?query) with the request
+                                that first asked for each: what ``cluster`` builds the documents from
 ``DIR/scores/level=…/``         per request (``level=request/day=…``) or session (``level=session``): the
                                 exported artifact's score and class (and bot score)
 ``DIR/cluster_assignments/``    per suspicious session: cluster, membership probability, fitted or placed

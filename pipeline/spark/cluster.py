@@ -26,13 +26,12 @@ import numpy as np
 import pandas as pd
 
 from waflens.clustering.assign import place
-from waflens.clustering.matrix import MAX_TARGETS_PER_SESSION, build_matrix
+from waflens.clustering.matrix import build_matrix
 from waflens.clustering.reduction import reduce_for_hdbscan
 from waflens.clustering.run import ClusterOptions, _hdbscan
-from waflens.clustering.select import suspicious_mask
 from waflens.data.feature_spec import feature_names
 from waflens.pipeline.spark import layout
-from waflens.pipeline.spark.spark_sql import spark_sql
+from waflens.pipeline.spark.selection import feature_matrix, suspicious_batches
 
 DEFAULT_SAMPLE = 20_000
 CLIENT_BUCKETS_PER_CORE = 2   # tasks per core that place sessions (each refits the space once)
@@ -98,16 +97,10 @@ def fitted_space(fit: Fit, extra: pd.DataFrame | None = None, extra_targets: pd.
         matrix, extra_matrix = build_matrix(
             con, fit.session_ids, fit.numeric, fit.svd_components, fit.seed,
             extra_ids=None if extra is None else extra["session_id"].to_numpy(np.int64),
-            extra_numeric=None if extra is None else _numeric(extra, names))
+            extra_numeric=None if extra is None else feature_matrix(extra, names))
     finally:
         con.close()
     return reduce_for_hdbscan(matrix.X, fit.seed, extra_matrix, matrix.names)
-
-
-def _numeric(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    values = np.column_stack([frame[n].to_numpy(dtype=np.float64) for n in names]) if len(frame) else \
-        np.empty((0, len(names)))
-    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def place_group(fit: Fit, sessions: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
@@ -119,14 +112,9 @@ def place_group(fit: Fit, sessions: pd.DataFrame, targets: pd.DataFrame) -> pd.D
                          "cluster_id": place(X, fit.labels, Y).astype(np.int32)})
 
 
-def _suspicious(batches):
-    names = feature_names("session")
-    for batch in batches:
-        yield batch[suspicious_mask(_numeric(batch, names))]
-
-
 def cluster_directory(spark, out: str, options: SparkClusterOptions | None = None) -> ClusterSummary:
     """Fit on a sample of DIR's suspicious sessions, place the rest; write ``DIR/cluster_assignments``."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     options = options or SparkClusterOptions()
@@ -134,23 +122,27 @@ def cluster_directory(spark, out: str, options: SparkClusterOptions | None = Non
     features = layout.read_table(spark, out, layout.SESSION_FEATURES)
     sessions = layout.read_table(spark, out, layout.SESSIONS).select("session_id", "client_key")
     joined = sessions.join(features.select("session_id", *names), "session_id")
-    selected = joined.mapInPandas(_suspicious, joined.schema).cache()
-    n_sessions, n_selected = sessions.count(), selected.count()
+    # counts ride along with the jobs that run anyway (Observation), instead of a job each
+    all_sessions = Observation("sessions")
+    selected = joined.observe(all_sessions, F.count(F.lit(1)).alias("n")) \
+        .mapInPandas(suspicious_batches, joined.schema).cache()
+    n_selected = selected.count()
+    n_sessions = all_sessions.get["n"]
     # by client: a client's sessions are all in the sample or all out of it (the matrix blends by client)
     fraction = min(1.0, options.sample_size / max(n_selected, 1))
     draw = (F.abs(F.xxhash64("client_key", F.lit(options.seed))) % 1_000_000) / 1_000_000.0
     selected = selected.withColumn("fitted", draw < F.lit(fraction))
-    requests = layout.read_table(spark, out, layout.REQUESTS)
-    requests.select("request_id", "client_key", "path_decoded", "query_decoded").createOrReplaceTempView("requests")
-    layout.read_table(spark, out, layout.REQUEST_SESSIONS).createOrReplaceTempView("request_sessions")
-    selected.select("session_id", "fitted").createOrReplaceTempView("chosen")
-    targets = spark_sql(spark, "cluster_targets", {"max_targets": MAX_TARGETS_PER_SESSION}) \
-        .join(selected.select("session_id", "fitted"), "session_id")
+    # each session's first targets, found by `spark sessionize` (sql/session_targets.sql) while it had the requests
+    # (client_key re-aliased: both sides of the placement's cogroup derive from `selected`, and Spark refuses
+    # a column it cannot tell apart)
+    targets = layout.read_table(spark, out, layout.SESSION_TARGETS) \
+        .join(selected.select("session_id", F.col("client_key").alias("owner"), "fitted"), "session_id") \
+        .withColumnRenamed("owner", "client_key")
 
     sample = selected.where("fitted").toPandas().sort_values("session_id", kind="stable")
     sample_targets = targets.where("fitted").drop("fitted").toPandas()
     fit = Fit(sample["session_id"].to_numpy(np.int64), sample["client_key"].to_numpy(object),
-              _numeric(sample, names), sample_targets, np.zeros(0, np.int64), options.svd_components, options.seed)
+              feature_matrix(sample, names), sample_targets, np.zeros(0, np.int64), options.svd_components, options.seed)
     labels, probabilities = _fit(fit, options)
     fit = fit._replace(labels=labels)
     fitted_rows = spark.createDataFrame(pd.DataFrame({
@@ -173,14 +165,14 @@ def cluster_directory(spark, out: str, options: SparkClusterOptions | None = Non
         placed = rest.select("session_id", F.lit(-1).cast("int").alias("cluster_id"))
     placed = placed.select("session_id", "cluster_id", F.lit(None).cast("double").alias("probability"),
                            F.lit(False).alias("fitted"))
+    placed_counts = Observation("placed")
+    placed = placed.observe(placed_counts, F.count(F.lit(1)).alias("n"),
+                            F.coalesce(F.sum((F.col("cluster_id") < 0).cast("int")), F.lit(0)).alias("noise"))
     layout.write_table(fitted_rows.unionByName(placed), out, layout.CLUSTER_ASSIGNMENTS)
     selected.unpersist()
-    written = layout.read_table(spark, out, layout.CLUSTER_ASSIGNMENTS)
-    counts = written.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("fitted").cast("int")).alias("fitted"),
-                         F.sum((F.col("cluster_id") < 0).cast("int")).alias("noise"),
-                         F.countDistinct(F.when(F.col("cluster_id") >= 0, F.col("cluster_id"))).alias("clusters")).first()
-    return ClusterSummary(int(n_sessions), int(n_selected), int(counts["fitted"] or 0),
-                          int(counts["n"] - (counts["fitted"] or 0)), int(counts["clusters"]), int(counts["noise"] or 0),
+    # a placed session joins a fitted cluster: the clusters are the fitted ones
+    return ClusterSummary(int(n_sessions), int(n_selected), len(labels), int(placed_counts.get["n"]),
+                          len(np.unique(labels[labels >= 0])), int((labels < 0).sum() + placed_counts.get["noise"]),
                           layout.path_of(out, layout.CLUSTER_ASSIGNMENTS))
 
 

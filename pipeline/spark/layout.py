@@ -15,12 +15,14 @@ REQUEST_FEATURES = "request_features"
 REQUEST_SESSIONS = "request_sessions"   # request_id -> session_id (the DuckDB requests.session_id column)
 SESSIONS = "sessions"
 SESSION_FEATURES = "session_features"
+SESSION_TARGETS = "session_targets"     # each session's first distinct targets (the clustering documents)
 SCORES = "scores"
 CLUSTER_ASSIGNMENTS = "cluster_assignments"
 
 WRITTEN_BY = {REQUESTS: "waflens spark ingest", QUARANTINE: "waflens spark ingest", SOURCES: "waflens spark ingest",
               REQUEST_FEATURES: "waflens spark features", REQUEST_SESSIONS: "waflens spark sessionize",
               SESSIONS: "waflens spark sessionize", SESSION_FEATURES: "waflens spark sessionize",
+              SESSION_TARGETS: "waflens spark sessionize",
               SCORES: "waflens spark score", CLUSTER_ASSIGNMENTS: "waflens spark cluster"}
 
 

@@ -1,5 +1,5 @@
 """Sessions and session features on Spark: ``DIR/requests`` -> ``DIR/request_sessions``, ``DIR/sessions``,
-``DIR/session_features``.
+``DIR/session_features`` and ``DIR/session_targets`` (what ``spark cluster`` builds documents from).
 
 A session is a run of one client's requests, so one shuffle by ``client_key`` puts everything a session needs in
 one task. Each task then runs DuckDB's own sessionizing on its clients, as ingest runs DuckDB's own parser
@@ -33,16 +33,18 @@ from waflens.data.sessionize import DEFAULT_GAP_MINUTES
 from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import read_table, write_table
 
-# what sessionizing reads of a request: DuckDB's sessionize.sql and session_features.sql, and the request
-# feature kernel (the rest of the row is not needed)
-REQUEST_INPUT = ("request_id", "client_key", "ts", "method", "status", "path", "query", "path_decoded", "body",
-                 "user_agent", "referer")
+# what sessionizing reads of a request: DuckDB's sessionize.sql and session_features.sql, the request
+# feature kernel and sql/session_targets.sql (the rest of the row is not needed)
+REQUEST_INPUT = ("request_id", "client_key", "ts", "method", "status", "path", "query", "path_decoded",
+                 "query_decoded", "body", "user_agent", "referer")
 SESSION_COLUMNS = ("session_id", "client_key", "start_ts", "end_ts", "n_requests", "first_request_id",
                    "last_request_id")
 _ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
                 "DOUBLE": pa.float64()}
 # each task's rows go into DuckDB in chunks of about this many (Spark hands them over in batches of 10,000)
 _CHUNK_ROWS = 200_000
+TARGET_TYPE = pa.list_(pa.struct([("request_id", pa.int64()), ("path_decoded", pa.string()),
+                                  ("query_decoded", pa.string())]))
 
 
 class SessionsSummary(NamedTuple):
@@ -59,12 +61,12 @@ def _extra_features():
 
 def session_rows_schema() -> pa.Schema:
     """One row per session: the ``sessions`` columns, every other session feature (the spec's names and DuckDB
-    types) and the session's request ids."""
+    types), the session's request ids and its first targets (``sql/session_targets.sql``)."""
     utc = pa.timestamp("us", tz="UTC")
     return pa.schema([("session_id", pa.int64()), ("client_key", pa.string()), ("start_ts", utc), ("end_ts", utc),
                       ("n_requests", pa.int64()), ("first_request_id", pa.int64()), ("last_request_id", pa.int64()),
                       *[(f.name, _ARROW_TYPES[f.dtype]) for f in _extra_features()],
-                      ("request_ids", pa.list_(pa.int64()))])
+                      ("request_ids", pa.list_(pa.int64())), ("targets", TARGET_TYPE)])
 
 
 def gap_minutes_checked(gap_minutes: float) -> float:
@@ -78,14 +80,16 @@ def session_rows(requests, gap_minutes: float = DEFAULT_GAP_MINUTES):
     shuffled by client and sessionized per task."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
+    from waflens.clustering.matrix import MAX_TARGETS_PER_SESSION   # here, not in the workers (it imports sklearn)
+
     gap = gap_minutes_checked(gap_minutes)
     return requests.select(*REQUEST_INPUT).repartition("client_key") \
-        .mapInArrow(sessionize_partitions(gap), from_arrow_schema(session_rows_schema()))
+        .mapInArrow(sessionize_partitions(gap, MAX_TARGETS_PER_SESSION), from_arrow_schema(session_rows_schema()))
 
 
-def sessionize_partitions(gap_minutes: float):
+def sessionize_partitions(gap_minutes: float, max_targets: int):
     """The ``mapInArrow`` function: every request of some clients -> one :func:`session_rows_schema` row per
-    session."""
+    session, with its first ``max_targets`` distinct targets."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numba
@@ -105,7 +109,7 @@ def sessionize_partitions(gap_minutes: float):
                     pending, rows = [], 0
             if pending:
                 _load(con, pending, tables)
-            yield from _sessionized(con, gap_minutes)
+            yield from _sessionized(con, gap_minutes, max_targets)
         finally:
             con.close()
 
@@ -141,7 +145,7 @@ def _load(con, batches: list[pa.RecordBatch], tables) -> None:
     try:
         con.execute("""INSERT INTO requests BY NAME
                        SELECT request_id, 0 AS source_id, 0 AS record, CAST(ts AS TIMESTAMP) AS ts, client_key, method,
-                              path, query, path_decoded, '' AS query_decoded, status, body, user_agent, referer
+                              path, query, path_decoded, query_decoded, status, body, user_agent, referer
                        FROM chunk""")
         con.execute("INSERT INTO request_features BY NAME SELECT request_id, "
                     + ", ".join(f.name for f in REQUEST_FEATURES) + " FROM chunk")
@@ -149,24 +153,32 @@ def _load(con, batches: list[pa.RecordBatch], tables) -> None:
         con.unregister("chunk")
 
 
-def _sessionized(con, gap_minutes: float) -> Iterator[pa.RecordBatch]:
+def _sessionized(con, gap_minutes: float, max_targets: int) -> Iterator[pa.RecordBatch]:
+    from importlib import resources
+
     from waflens.data.sessionize import sessionize
 
     if not con.execute("SELECT count(*) FROM requests").fetchone()[0]:
         return
     sessionize(con, gap_minutes)
+    targets_sql = resources.files("waflens.pipeline.spark").joinpath("sql", "session_targets.sql").read_text("utf-8")
+    con.execute("CREATE TEMP TABLE first_targets AS " + targets_sql, {"max_targets": max_targets})
     table = con.sql(f"""
         SELECT {', '.join('s.' + c for c in SESSION_COLUMNS)}, {', '.join('f.' + f.name for f in _extra_features())},
-               m.request_ids
+               m.request_ids, t.targets
         FROM sessions AS s
         JOIN session_features AS f USING (session_id)
         JOIN (SELECT session_id, list(request_id ORDER BY request_id) AS request_ids
-              FROM requests GROUP BY session_id) AS m USING (session_id)""").to_arrow_table()
+              FROM requests GROUP BY session_id) AS m USING (session_id)
+        JOIN (SELECT session_id, list({{'request_id': request_id, 'path_decoded': path_decoded,
+                                        'query_decoded': query_decoded}} ORDER BY request_id) AS targets
+              FROM first_targets GROUP BY session_id) AS t USING (session_id)""").to_arrow_table()
     yield from table.cast(session_rows_schema()).to_batches()
 
 
 def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES) -> SessionsSummary:
-    """Write ``DIR/request_sessions``, ``DIR/sessions`` and ``DIR/session_features`` from ``DIR/requests``."""
+    """Write ``DIR/request_sessions``, ``DIR/sessions``, ``DIR/session_features`` and ``DIR/session_targets`` from
+    ``DIR/requests``."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -179,6 +191,7 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
         write_table(rows.select("session_id", *[f.name for f in SESSION_FEATURES]), out, layout.SESSION_FEATURES)
         write_table(rows.select(F.explode("request_ids").alias("request_id"), "session_id"), out,
                     layout.REQUEST_SESSIONS)
+        write_table(rows.select("session_id", F.inline("targets")), out, layout.SESSION_TARGETS)
         totals = rows.agg(F.coalesce(F.sum("n_requests"), F.lit(0)).alias("requests"),
                           F.count(F.lit(1)).alias("sessions")).collect()[0]
     finally:
