@@ -55,6 +55,7 @@ def test_spark_output_through_the_analyst_loop(spark_pipeline, tmp_path, capsys)
     finally:
         con.close()
 
-    for command in (["ingest", str(spark_pipeline.files[0])], ["sessionize"], ["purge", "--older-than-days", "1"]):
+    for command in (["ingest", str(spark_pipeline.files[0])], ["sessionize"], ["purge", "--older-than-days", "1"],
+                    ["sources", "forget", "1", "--yes"], ["retrain", "--source", str(spark_pipeline.files[0])]):
         assert main(["--db", str(analyst), *command]) == 3
         assert "reads the Spark output" in capsys.readouterr().err
