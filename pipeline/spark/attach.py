@@ -6,9 +6,10 @@ The database's traffic tables become views over ``read_parquet`` of ``DIR`` (hiv
 ``DIR/request_sessions``), ``request_features``, ``sessions``, ``session_features`` and ``quarantine``; the
 views cast every column to the type of the DuckDB schema (read from the schema itself, not copied here).
 Everything the analysts write — cluster runs, evidence, summaries, labels — goes to ordinary tables, created
-by the usual code when first needed, so ``waflens cluster`` and ``summarize`` run unchanged. Writing traffic
-(``ingest``, ``sessionize``, ``purge``) into such a database makes no sense and fails with a clear error
-(:func:`refuse_traffic_writes`). Rerun ``attach`` after the Spark steps change ``DIR``'s files (the views read
+by the usual code when first needed, so ``waflens cluster``, ``summarize``, ``retrain`` and the workbench run
+unchanged. Writing traffic (``ingest``, ``sessionize``, ``purge``, ``sources forget``, ``retrain --source``, the
+workbench's upload, forget and purge) into such a database makes no sense and fails with a clear error
+(:func:`refuse_traffic_writes`). A remote ``DIR`` needs DuckDB's httpfs extension (:func:`load_remote_extension`). Rerun ``attach`` after the Spark steps change ``DIR``'s files (the views read
 the files at every query, but ``sources`` is filled at attach time).
 """
 

@@ -66,7 +66,12 @@ def _build(out: Path, db: Path, files: list[Path]) -> dict:
     return steps
 
 
-def attach_once(tmp_path_factory, pipeline: SparkPipeline) -> Path:
+class Attached(NamedTuple):
+    db: Path             # the database `waflens spark attach` made of the pipeline's output, clustered and summarized
+    steps: dict          # each CLI step's --json summary: attach, cluster, summarize
+
+
+def attach_once(tmp_path_factory, pipeline: SparkPipeline) -> Attached:
     """``waflens spark attach`` of the pipeline's output into a new database, then ``waflens cluster`` (minimum size
     :data:`MIN_CLUSTER_SIZE`) and ``summarize --provider offline`` on it: once per run, as the pipeline itself.
     Read it only; a test that writes copies it (a few MB: the traffic stays in the Parquet its views read)."""
@@ -79,7 +84,7 @@ def attach_once(tmp_path_factory, pipeline: SparkPipeline) -> Path:
                      "cluster": _cli("--db", str(db), "cluster", "--min-cluster-size", str(MIN_CLUSTER_SIZE)),
                      "summarize": _cli("--db", str(db), "summarize", "--provider", "offline")}
             done.write_text(json.dumps(steps))
-    return db
+    return Attached(db, json.loads(done.read_text()))
 
 
 def _cli(*args: str) -> dict:

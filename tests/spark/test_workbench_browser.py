@@ -1,5 +1,5 @@
 """The workbench on a Spark output directory in a real browser (one check; the pages' content and actions are
-tested through AppTest in test_workbench_pages.py): ``streamlit run`` on a copy of the ``attached_db`` fixture
+tested through AppTest in test_workbench_pages.py): ``streamlit run`` on a copy of the ``spark_attached`` fixture
 (``waflens spark attach`` + ``cluster`` + ``summarize``), Debian's chromium through Playwright, as
 tests/app/test_browser.py does; without chromium it skips, except in CI."""
 
@@ -30,10 +30,10 @@ def _grid_rows(grid) -> list[list[str]]:
     return [body[i:i + len(COLUMNS)] for i in range(0, len(body), len(COLUMNS))]
 
 
-def test_emerging_patterns_shows_the_spark_clusters_in_a_browser(attached_db, spark_pipeline, tmp_path):
+def test_emerging_patterns_shows_the_spark_clusters_in_a_browser(spark_attached, spark_pipeline, tmp_path):
     _require_browser()
     db = tmp_path / "analyst.duckdb"
-    shutil.copyfile(attached_db, db)
+    shutil.copyfile(spark_attached.db, db)
     con = duckdb.connect(str(db), read_only=True)
     try:
         run = con.execute("SELECT n_selected, n_clusters FROM cluster_runs WHERE cluster_run_id = 1").fetchall()[0]

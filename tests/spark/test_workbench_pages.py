@@ -1,6 +1,6 @@
 """The workbench on a Spark output directory (issue S, "the analyst loop on Spark output"): every page through
 AppTest on the database ``waflens spark attach`` made of the shared logs' Spark output, after ``waflens cluster``
-and ``summarize`` (the ``attached_db`` fixture, built once per run).
+and ``summarize`` (the ``spark_attached`` fixture, built once per run).
 
 What a page shows is checked against the Parquet itself, read with pyarrow (not through the views under test).
 The analysts' actions write ordinary tables and work as on any database; the actions that would write traffic
@@ -37,11 +37,11 @@ def parquet(spark_pipeline) -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture()
-def analyst_db(attached_db, tmp_path, monkeypatch) -> Path:
+def analyst_db(spark_attached, tmp_path, monkeypatch) -> Path:
     """A private copy of the attached database (its views read the one shared output directory); WAFLENS_DB
     points at it, and the model registry is beside it (none yet)."""
     db = tmp_path / "analyst.duckdb"
-    shutil.copyfile(attached_db, db)
+    shutil.copyfile(spark_attached.db, db)
     monkeypatch.setenv("WAFLENS_DB", str(db))
     monkeypatch.delenv("WAFLENS_MODELS", raising=False)
     monkeypatch.setenv("WAFLENS_ANALYST", "spark-analyst")
@@ -157,9 +157,9 @@ def test_confirm_edit_reject_are_written_and_shown_after_a_rerun_and_exported(an
     decided = [(c, source, analyst) for c, source, _, _, analyst, _ in events(analyst_db)]
     assert decided == [(confirmed, "confirmed", "spark-analyst"), (edited, "edited", "spark-analyst"),
                        (rejected, "rejected", "spark-analyst")]
-    kinds = dict(duckdb.connect(str(analyst_db), read_only=True).execute(
-        "SELECT table_name, table_type FROM information_schema.tables").fetchall())
-    assert kinds["label_events"] == "BASE TABLE" and kinds["requests"] == "VIEW"
+    assert scalar(analyst_db, "SELECT table_type FROM information_schema.tables WHERE table_name = 'label_events'") \
+        == "BASE TABLE"
+    assert scalar(analyst_db, "SELECT table_type FROM information_schema.tables WHERE table_name = 'requests'") == "VIEW"
 
     again = open_queue()                       # a new session: what it shows comes from the database
     assert not {confirmed, edited, rejected} & set(queued(again))
