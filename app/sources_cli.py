@@ -50,9 +50,11 @@ def forget(obj: Context, source: str, yes: bool, no_sessionize: bool, gap_minute
     in one transaction. The file can then be ingested again."""
     from waflens.data.sessionize import update_derived
     from waflens.data.sources import find_source, forget_source
+    from waflens.pipeline.spark.attach import refuse_traffic_writes
 
     con = obj.connect(read_only=True)
     try:
+        refuse_traffic_writes(con, "sources forget")   # its requests are Spark's Parquet, read through views
         source_id = find_source(con, source)
         name, records, parsed, quarantined = con.execute(
             "SELECT name, records, parsed, quarantined FROM sources WHERE source_id = $s", {"s": source_id}

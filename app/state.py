@@ -176,6 +176,37 @@ def table_exists(name: str) -> bool:
                       {"name": name}).n.iloc[0])
 
 
+def _spark_output(con: duckdb.DuckDBPyConnection) -> str | None:
+    from waflens.pipeline.spark.attach import spark_output_of
+
+    return spark_output_of(con)
+
+
+def _traffic_write_refusal(con: duckdb.DuckDBPyConnection, command: str) -> str | None:
+    from waflens.pipeline.spark.attach import refuse_traffic_writes
+
+    try:
+        refuse_traffic_writes(con, command)
+    except WaflensError as error:
+        return str(error)
+    return None
+
+
+def spark_output() -> str | None:
+    """The Spark output directory the database reads (made by ``waflens spark attach``), or None."""
+    return read(_spark_output)
+
+
+def refuse_traffic_write(command: str) -> bool:
+    """Show why ``waflens command`` cannot write traffic into this database and return True (it reads a Spark
+    output directory: its traffic is Parquet behind views), or return False. The CLI refuses too; asking first
+    spares the subprocess, and an upload is not stored beside the database for nothing."""
+    refusal = read(_traffic_write_refusal, command)
+    if refusal:
+        st.error(escape_markdown(refusal))
+    return bool(refusal)
+
+
 def show_busy() -> None:
     st.warning(BUSY_MESSAGE, icon="⏳")
     st.button("Retry", key="_busy_retry")

@@ -261,6 +261,8 @@ def _run(db_path: Path, options: RetrainOptions, registry, report: dict, stage, 
     from waflens.data.sessionize import pending_requests, update_derived
 
     files = expand_sources(options.sources)
+    if files and db_path.exists():   # a database reading Spark's Parquet takes no traffic: say so before any work
+        write(db_path, _refuse_on_spark_output, timeout_s=options.write_timeout_s)
     with stage("ingest", len(files), "files") as current:
         report["ingested"] = _ingest_sources(db_path, options, files, current)
         current.counts.update(files=len(files), **{key: sum(f[key] for f in report["ingested"])
@@ -401,6 +403,12 @@ def expand_sources(patterns: tuple[str, ...]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
+def _refuse_on_spark_output(con: duckdb.DuckDBPyConnection) -> None:
+    from waflens.pipeline.spark.attach import refuse_traffic_writes
+
+    refuse_traffic_writes(con, "retrain --source")
+
+
 def _ingest_sources(db_path: Path, options: RetrainOptions, files: list[Path], current: Stage) -> list[dict]:
     """Each file in its own short write (already-ingested files are recognised by hash and skipped)."""
     from waflens.data.writes import write
@@ -453,7 +461,10 @@ def snapshot(db_path: Path) -> duckdb.DuckDBPyConnection:
 
     source = connect(db_path, read_only=True)
     try:
-        present = {name for (name,) in source.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        # views too: a database made by `waflens spark attach` reads its traffic through views over Parquet
+        present = {name for (name,) in source.execute("SELECT table_name FROM duckdb_tables() UNION ALL "
+                                                      "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+                                                      ).fetchall()}
         frames = {name: source.sql(f"SELECT * FROM {name}").to_arrow_table()
                   for name in SNAPSHOT_TABLES if name in present}
     finally:

@@ -8,13 +8,20 @@ from waflens.app.jobs import finish, run_cli, show_finished
 from waflens.app.paging import pager
 from waflens.app.uploads import store_upload
 from waflens.app.session import require_workbench
-from waflens.app.state import config, query
+from waflens.app.render import escape_markdown
+from waflens.app.state import config, query, refuse_traffic_write, spark_output
 from waflens.data.errors import EXIT_NOTHING_PARSED
 
 FORMATS = ["auto", "combined", "common", "json", "raw-http"]
 
 require_workbench()
 st.title("Data")
+spark_directory = spark_output()
+if spark_directory:
+    st.info(f"This database reads the Spark output in {escape_markdown(spark_directory)} (`waflens spark attach`): "
+            "its sources, requests and quarantine are that directory's Parquet, and cannot be changed here. Run the "
+            "Spark steps on new logs (`waflens spark ingest|features|sessionize`), then `waflens spark attach` again.",
+            icon=":material/info:")
 
 st.subheader("Sources")
 st.caption("One row per source name (as given with --source, else the file name).")
@@ -38,7 +45,8 @@ with st.expander("Forget a source (e.g. a file ingested with the wrong format)")
              for r in history.itertuples()}
     chosen = st.selectbox("Source", choices, key="forget_source", format_func=lambda s: names[s])
     sure = st.checkbox("Yes, forget it", key="forget_confirm")
-    if st.button("Forget source", key="forget_button", disabled=not (choices and sure)):
+    if st.button("Forget source", key="forget_button", disabled=not (choices and sure)) \
+            and not refuse_traffic_write("sources forget"):
         result = run_cli(["sources", "forget", str(chosen), "--yes"], f"Forgetting source {chosen}")
         if result.code == 0 and result.summary:
             finish("forget", f"Forgot source {chosen}: {result.summary['requests']:,} requests, "
@@ -88,7 +96,7 @@ with st.form("upload", clear_on_submit=False):
 if submitted:
     if upload is None:
         st.warning("Choose a file first.")
-    else:
+    elif not refuse_traffic_write("ingest"):
         target = store_upload(config().uploads_dir, upload.name, upload.getvalue())
         safe = target.name
         source_name = name.strip() or Path(upload.name).name   # what the field promises: the file's own name

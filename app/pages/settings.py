@@ -7,7 +7,7 @@ import streamlit as st
 from waflens.app.jobs import finish, run_cli, show_finished
 from waflens.app.render import escape_markdown
 from waflens.app.session import analyst, require_workbench
-from waflens.app.state import config, read, settings, write_or_warn
+from waflens.app.state import config, read, refuse_traffic_write, settings, write_or_warn
 from waflens.data.errors import ConfigError
 from waflens.data.settings import SPEC, set_setting, setting_history, validate
 
@@ -110,7 +110,7 @@ if current["retention_days"] is not None:
     st.caption(f"Deletes requests, sessions and quarantined records older than {current['retention_days']:g} days "
                "(`waflens purge`). Cron can run the same command.")
     if st.button(f"Purge traffic older than {current['retention_days']:g} days", icon=":material/delete_sweep:",
-                 key="settings_purge"):
+                 key="settings_purge") and not refuse_traffic_write("purge"):
         st.session_state["settings_confirm_purge"] = True
     if st.session_state.get("settings_confirm_purge"):
         st.warning("This deletes traffic for good. Continue?")

@@ -6,9 +6,10 @@ The database's traffic tables become views over ``read_parquet`` of ``DIR`` (hiv
 ``DIR/request_sessions``), ``request_features``, ``sessions``, ``session_features`` and ``quarantine``; the
 views cast every column to the type of the DuckDB schema (read from the schema itself, not copied here).
 Everything the analysts write — cluster runs, evidence, summaries, labels — goes to ordinary tables, created
-by the usual code when first needed, so ``waflens cluster`` and ``summarize`` run unchanged. Writing traffic
-(``ingest``, ``sessionize``, ``purge``) into such a database makes no sense and fails with a clear error
-(:func:`refuse_traffic_writes`). Rerun ``attach`` after the Spark steps change ``DIR``'s files (the views read
+by the usual code when first needed, so ``waflens cluster``, ``summarize``, ``retrain`` and the workbench run
+unchanged. Writing traffic (``ingest``, ``sessionize``, ``purge``, ``sources forget``, ``retrain --source``, the
+workbench's upload, forget and purge) into such a database makes no sense and fails with a clear error
+(:func:`refuse_traffic_writes`). A remote ``DIR`` needs DuckDB's httpfs extension (:func:`load_remote_extension`). Rerun ``attach`` after the Spark steps change ``DIR``'s files (the views read
 the files at every query, but ``sources`` is filled at attach time).
 """
 
@@ -21,11 +22,15 @@ from typing import NamedTuple
 
 import duckdb
 
-from waflens.data.errors import InputError
+from waflens.data.errors import ConfigError, InputError
 from waflens.pipeline.spark import layout
 
 MARKER = "spark_output"   # schema_info key: the Spark output directory the database reads
 VIEWS = (layout.REQUEST_FEATURES, layout.SESSIONS, layout.SESSION_FEATURES)
+# The DuckDB extension that reads a remote DIR, by scheme (after s3a:// became s3://). Extensions are not in the
+# duckdb wheel: `INSTALL` downloads them into ~/.duckdb/extensions, so a machine offline may not have them.
+REMOTE_EXTENSIONS = {"s3": "httpfs", "r2": "httpfs", "gs": "httpfs", "gcs": "httpfs", "http": "httpfs",
+                     "https": "httpfs", "hf": "httpfs", "az": "azure", "azure": "azure", "abfss": "azure"}
 
 
 class AttachSummary(NamedTuple):
@@ -55,6 +60,24 @@ def _duckdb_location(directory: str) -> str:
     return str(Path(directory).resolve())
 
 
+def load_remote_extension(con: duckdb.DuckDBPyConnection, location: str) -> None:
+    """Load the extension that reads ``location`` (nothing for a local path), or say how to get it: DuckDB's own
+    error is "An error occurred while trying to automatically install the required extension", as a bug."""
+    scheme = location.split("://", 1)[0].lower() if "://" in location else None
+    extension = REMOTE_EXTENSIONS.get(scheme or "")
+    if extension is None:
+        return
+    try:
+        con.execute(f"LOAD {extension}")
+    except duckdb.Error as error:
+        raise ConfigError(
+            f"reading {location} needs DuckDB's {extension} extension, which cannot be loaded here "
+            f"({str(error).splitlines()[0]}): run `INSTALL {extension}` once while this machine reaches the internet "
+            f"(`python -c \"import duckdb; duckdb.sql('INSTALL {extension}')\"`; offline, copy the file from a machine "
+            "with the same DuckDB version to that path), or copy the Parquet to a local directory and attach that. "
+            "Credentials: a persistent DuckDB secret (docs/scaling.md, \"The analyst loop on Parquet\")") from None
+
+
 def _schema_types() -> dict[str, list[tuple[str, str]]]:
     """(column, type) of every traffic table, from a scratch database with the waflens schema."""
     from waflens.data.db import ensure_schema
@@ -81,6 +104,11 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
     from waflens.data.db import connect, private_files
 
     location = _duckdb_location(str(directory))
+    probe = duckdb.connect(":memory:")   # before the database file exists: a failed attach leaves none behind
+    try:
+        load_remote_extension(probe, location)
+    finally:
+        probe.close()
     if "://" not in location and not Path(location, layout.SOURCES).is_dir():
         raise InputError(f"{location} holds no {layout.SOURCES}/: run `waflens spark ingest` (and `features`, "
                          "`sessionize`) with --out pointing there first")
@@ -89,6 +117,7 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
     con = duckdb.connect(str(db))
     try:
         _refuse_a_traffic_database(con, db, location)
+        load_remote_extension(con, location)
         con.execute("SET TimeZone = 'UTC'")
         types = _schema_types()
         con.execute("BEGIN TRANSACTION")
@@ -117,8 +146,9 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
                     f"FROM {_parquet(location, layout.QUARANTINE, False)} AS q JOIN sources AS src ON src.path = q.file")
         con.execute("COMMIT")
     except duckdb.IOException as error:
+        credentials = " or give DuckDB credentials for it (a persistent secret: docs/scaling.md)" if "://" in location else ""
         raise InputError(f"cannot read the Parquet of {location}: {str(error).splitlines()[0]} (run `waflens spark "
-                         "sessionize` there first?)") from None
+                         f"sessionize` there first{credentials}?)") from None
     finally:
         con.close()
     con = connect(db)   # the rest of the schema (labels, clusters, ...) as ordinary tables

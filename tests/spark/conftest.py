@@ -35,3 +35,13 @@ def spark_pipeline(request, tmp_path_factory, shared_db):
     from tests.spark.pipeline import build_once
 
     return build_once(tmp_path_factory, shared_db, lambda: request.getfixturevalue("spark"))
+
+
+@pytest.fixture(scope="session")
+def spark_attached(tmp_path_factory, spark_pipeline):
+    """A database made by ``waflens spark attach`` over ``spark_pipeline``'s output, then ``waflens cluster`` and
+    ``summarize`` (offline), once per run: the analyst loop on Spark output (``.db``, and each step's JSON summary
+    in ``.steps``). Read it only; copy the file to write (its views read the one output directory)."""
+    from tests.spark.pipeline import attach_once
+
+    return attach_once(tmp_path_factory, spark_pipeline)

@@ -66,6 +66,27 @@ def _build(out: Path, db: Path, files: list[Path]) -> dict:
     return steps
 
 
+class Attached(NamedTuple):
+    db: Path             # the database `waflens spark attach` made of the pipeline's output, clustered and summarized
+    steps: dict          # each CLI step's --json summary: attach, cluster, summarize
+
+
+def attach_once(tmp_path_factory, pipeline: SparkPipeline) -> Attached:
+    """``waflens spark attach`` of the pipeline's output into a new database, then ``waflens cluster`` (minimum size
+    :data:`MIN_CLUSTER_SIZE`) and ``summarize --provider offline`` on it: once per run, as the pipeline itself.
+    Read it only; a test that writes copies it (a few MB: the traffic stays in the Parquet its views read)."""
+    with once_per_run(tmp_path_factory, "spark-attached") as home:
+        db, done = home / "analyst.duckdb", home / "steps.json"
+        if not done.exists():
+            for left in home.glob("analyst.duckdb*"):   # a build that failed on the other worker
+                left.unlink()
+            steps = {"attach": _cli("spark", "attach", str(pipeline.out), "--db", str(db)),
+                     "cluster": _cli("--db", str(db), "cluster", "--min-cluster-size", str(MIN_CLUSTER_SIZE)),
+                     "summarize": _cli("--db", str(db), "summarize", "--provider", "offline")}
+            done.write_text(json.dumps(steps))
+    return Attached(db, json.loads(done.read_text()))
+
+
 def _cli(*args: str) -> dict:
     """``waflens --json ARGS`` in this process (the Spark session is this process's): its JSON summary."""
     from waflens.app.cli import main

@@ -1,10 +1,12 @@
 """End to end through the CLI: the shared access logs -> `waflens spark features` -> `spark sessionize` -> `spark
 score` -> `spark cluster` (the ``spark_pipeline`` fixture runs those steps through ``waflens --json``) -> `spark
-attach` -> `waflens cluster`, `summarize` and `label` on the attached database, unchanged; traffic writes refused."""
+attach` -> `waflens cluster` and `summarize` (the ``spark_attached`` fixture, shared with the workbench tests) -> `label`
+on the attached database, unchanged; traffic writes refused."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import duckdb
 
@@ -18,7 +20,7 @@ def _run(capsys, *args: str) -> dict:
     return json.loads(captured.out.strip().splitlines()[-1])
 
 
-def test_spark_output_through_the_analyst_loop(spark_pipeline, tmp_path, capsys):
+def test_spark_output_through_the_analyst_loop(spark_pipeline, spark_attached, tmp_path, capsys):
     steps = spark_pipeline.steps
     files = steps["features"]["files"]
     assert [f["file"] for f in files] == list(map(str, spark_pipeline.files))
@@ -30,14 +32,15 @@ def test_spark_output_through_the_analyst_loop(spark_pipeline, tmp_path, capsys)
     clusters = steps["cluster"]
     assert clusters["selected"] > 0 and clusters["fitted"] + clusters["placed"] == clusters["selected"]
 
-    analyst = tmp_path / "analyst.duckdb"
-    attached = _run(capsys, "spark", "attach", str(spark_pipeline.out), "--db", str(analyst))
+    attached = spark_attached.steps["attach"]
     assert attached["files"] == len(files) and attached["requests"] == parsed
     assert attached["sessions"] == steps["sessionize"]["sessions"]
-    run = _run(capsys, "--db", str(analyst), "cluster", "--min-cluster-size", "5")
+    run = spark_attached.steps["cluster"]
     assert run["n_sessions"] == steps["sessionize"]["sessions"] and run["n_clusters"] >= 1
-    summary = _run(capsys, "--db", str(analyst), "summarize", "--provider", "offline")
+    summary = spark_attached.steps["summarize"]
     assert summary["clusters"] and all(not c["status"].startswith("error") for c in summary["clusters"])
+    analyst = tmp_path / "analyst.duckdb"
+    shutil.copyfile(spark_attached.db, analyst)
     first = summary["clusters"][0]["cluster_id"]
     label = _run(capsys, "--db", str(analyst), "label", str(first), "--verdict", "malicious", "--family", "scanner")
     assert label["cluster_id"] == first
@@ -55,6 +58,7 @@ def test_spark_output_through_the_analyst_loop(spark_pipeline, tmp_path, capsys)
     finally:
         con.close()
 
-    for command in (["ingest", str(spark_pipeline.files[0])], ["sessionize"], ["purge", "--older-than-days", "1"]):
+    for command in (["ingest", str(spark_pipeline.files[0])], ["sessionize"], ["purge", "--older-than-days", "1"],
+                    ["sources", "forget", "1", "--yes"], ["retrain", "--source", str(spark_pipeline.files[0])]):
         assert main(["--db", str(analyst), *command]) == 3
         assert "reads the Spark output" in capsys.readouterr().err
