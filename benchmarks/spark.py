@@ -10,9 +10,10 @@ step                        DuckDB (a child process, every core)        Spark (`
 ==========================  ==========================================  ==========================================
 ingest + request features   ``ingest_file`` + ``compute_request_...``   ``waflens spark features``
 sessionize                  ``sessionize`` (sessions + their features)  ``waflens spark sessionize``
-score (session model)       the runtime's ``score_batch`` on the        ``waflens spark score`` (session model)
-                            session features, in-process (one core)
-score (request model)       (no DuckDB path: printed without ratio)     ``waflens spark score`` (request model)
+score (session model)       the batch function of ``spark score`` on    ``waflens spark score`` (session model)
+                            DuckDB's rows, scores written by DuckDB
+                            (one core: the Python of the batches)
+score (request model)       the same, request model                     ``waflens spark score`` (request model)
 cluster                     ``cluster_sessions`` (``waflens cluster``)  ``waflens spark cluster`` (fit on up to
                                                                         20,000 on the driver, place the rest)
 ==========================  ==========================================  ==========================================
@@ -45,15 +46,11 @@ STEPS = ("ingest + request features", "sessionize + session features", "score (s
 
 def duckdb_once(log: Path, db: Path, ingest_only: bool) -> dict:
     """Seconds (and rows) of each DuckDB step, in this (child) process."""
-    import numpy as np
-
     from waflens.clustering.run import ClusterOptions, cluster_sessions
     from waflens.data.db import connect
     from waflens.data.ingest import IngestOptions, ingest_file
     from waflens.data.pseudonymize import Pseudonymizer
-    from waflens.data.session_matrix import session_feature_matrix
     from waflens.data.sessionize import compute_request_features, sessionize
-    from waflens.runtime.scorer import SessionScorer
 
     con = connect(db)
     timings = {}
@@ -66,11 +63,12 @@ def duckdb_once(log: Path, db: Path, ingest_only: bool) -> dict:
         started = time.perf_counter()
         sessionize(con)
         timings[STEPS[1]] = (requests, time.perf_counter() - started)
-        scorer = SessionScorer.load(MODELS / "session")
-        _, matrix = session_feature_matrix(con)
         started = time.perf_counter()
-        scorer.score_batch(np.ascontiguousarray(matrix[:, [_column(n) for n in scorer.feature_names]]))
-        timings[STEPS[2]] = (len(matrix), time.perf_counter() - started)
+        sessions = score_in_duckdb(con, "session", db.with_suffix(".session-scores.parquet"))
+        timings[STEPS[2]] = (sessions, time.perf_counter() - started)
+        started = time.perf_counter()
+        scored = score_in_duckdb(con, "request", db.with_suffix(".request-scores.parquet"))
+        timings[STEPS[3]] = (scored, time.perf_counter() - started)
         started = time.perf_counter()
         run = cluster_sessions(con, ClusterOptions())
         timings[STEPS[4]] = (run.n_selected, time.perf_counter() - started)
@@ -78,10 +76,32 @@ def duckdb_once(log: Path, db: Path, ingest_only: bool) -> dict:
     return timings
 
 
-def _column(name: str) -> int:
-    from waflens.data.feature_spec import feature_names
+def score_in_duckdb(con, level: str, output: Path) -> int:
+    """The work of ``waflens spark score`` with DuckDB around it: the same batch function (the artifact loaded
+    once, the runtime's features and ``score_batch``) over batches DuckDB reads, the scores written to Parquet
+    by DuckDB. One core (the Python of the batches), as one Spark task does it."""
+    import pyarrow as pa
 
-    return feature_names("session").index(name)
+    from waflens.data.feature_spec import feature_names
+    from waflens.pipeline.spark.score import checked_model, request_scores, session_scores
+
+    model = checked_model(MODELS / level)
+    if level == "request":
+        query = "SELECT NULL AS file, record, request_id, NULL AS day, method, path, query, body, user_agent, referer FROM requests"
+        score = request_scores
+    else:
+        query = "SELECT session_id, " + ", ".join(feature_names("session")) + " FROM session_features"
+        score = session_scores
+    reader = con.sql(query).to_arrow_reader(10_000)
+    batches = (batch.to_pandas() for batch in reader)
+    frames = [pa.Table.from_pandas(frame, preserve_index=False)
+              for frame in score(batches, model.path, model.digest, Path(model.path).name)]
+    scored = pa.concat_tables(frames) if frames else pa.table({})
+    con.register("scored", scored)
+    con.execute(f"COPY scored TO '{output}' (FORMAT parquet)")
+    con.unregister("scored")
+    output.unlink()
+    return scored.num_rows
 
 
 def duckdb_runs(log: Path, tmp: Path, repeat: int, ingest_only: bool) -> list[dict]:
@@ -178,7 +198,7 @@ def main() -> None:
     spark.stop()
     duck_cores = os.cpu_count() or 1
     print(f"\nmedian of {args.repeat} runs; Spark {args.master} (session start {spark_start:.1f} s, not counted); "
-          f"DuckDB {duck_cores} threads (the session-model baseline is the runtime on one core)\n")
+          f"DuckDB {duck_cores} threads (scoring: one core, the Python of the batches)\n")
     print(f"{'lines':>11}  {'step':<31}{'rows':>10}{'duckdb s':>10}{'rows/s/core':>13}{'spark s':>9}"
           f"{'rows/s/core':>13}{'ratio':>8}")
     worst = 0.0
@@ -186,7 +206,7 @@ def main() -> None:
         for step, (rows, seconds) in on_spark.items():
             spark_rate = rows / seconds / cores
             if step in duck:
-                used = 1 if step == STEPS[2] else duck_cores
+                used = 1 if step in (STEPS[2], STEPS[3]) else duck_cores
                 duck_rate = duck[step][0] / duck[step][1] / used
                 ratio = duck_rate / spark_rate
                 worst = max(worst, ratio)
