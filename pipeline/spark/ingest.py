@@ -35,8 +35,8 @@ from waflens.data.errors import InputError, WaflensError
 from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import write_table
 from waflens.pipeline.spark.parsing import REQUEST_COLUMNS, parse_partitions, parsed_schema
-from waflens.pipeline.spark.reading import (SNIFF_BYTES, InputFailure, SparkInput, java_message, read_head,
-                                            read_records, resolve_inputs)
+from waflens.pipeline.spark.reading import (SNIFF_BYTES, InputFailure, SparkInput, escape_glob, java_message,
+                                            read_head, read_records, resolve_inputs)
 from waflens.pipeline.spark.session import quiet_task_failures
 
 REQUESTS_COLUMNS = ("file", "record", "request_id", *(name for name, _ in REQUEST_COLUMNS), "day")
@@ -77,7 +77,7 @@ def ingest(spark, paths: list[str], out: str, options, key: bytes | None, *,
     from pyspark.sql import functions as F
 
     inputs, failures = resolve_inputs(spark, paths, options)
-    inputs, read_failures, parsed, counts = _parse(spark, inputs, options, key, with_features)
+    inputs, read_failures, parsed, counts = scan_inputs(spark, inputs, options, key, with_features)
     bases, results, empty = _numbering(spark, inputs, counts, options, pseudonymized=key is not None)
     failures = sorted([*failures, *read_failures, *empty], key=lambda f: f.file_id)
     if not bases:
@@ -117,7 +117,7 @@ class NothingIngested(WaflensError):
         super().__init__(message)
 
 
-def _parse(spark, inputs: list[SparkInput], options, key: bytes | None, with_features: bool):
+def scan_inputs(spark, inputs: list[SparkInput], options, key: bytes | None, with_features: bool):
     """The parsed rows (persisted) and their counts per split, after one scan of every file.
 
     A file that fails only on the executors (a .gz corrupt past its head, a file deleted since it was
@@ -221,14 +221,18 @@ def read_failure(error: Exception, inputs: list[SparkInput]) -> InputFailure | N
     """The input file a Spark read error is about, as an InputFailure saying what to do; None if none is named.
 
     Spark names it in FAILED_READ_FILE (executors: ``file:///dir/a%20b.log``, the URI) and PATH_NOT_FOUND
-    (driver, at listing: ``file:/dir/a b.log``); the longest match wins (``a.log`` is in ``a.log.gz``)."""
+    (driver, at listing: ``file:/dir/a b\\[1\\].log``, as given it); the longest match wins (``a.log`` is in
+    ``a.log.gz``)."""
     text = str(error)
     if "FAILED_READ_FILE" not in text and "PATH_NOT_FOUND" not in text:
         return None
-    named = [item for item in inputs if item.uri in text or item.location in text]
-    if not named:
+    def named(item: SparkInput) -> int:   # the length of its longest spelling in the message
+        spellings = (item.uri, item.location, escape_glob(item.location))
+        return max((len(spelling) for spelling in spellings if spelling in text), default=0)
+
+    item = max(inputs, key=named, default=None)
+    if item is None or not named(item):
         return None
-    item = max(named, key=lambda i: max(len(i.uri) if i.uri in text else 0, len(i.location) if i.location in text else 0))
     cause = java_root_cause(error)
     if "PATH_NOT_FOUND" in text or "FILE_NOT_EXIST" in text or "FileNotFoundException" in cause:
         message = f"{item.path}: no such file (deleted or moved after it was checked); skipped"

@@ -143,7 +143,7 @@ def java_message(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _escape_glob(path: str) -> str:
+def escape_glob(path: str) -> str:
     """``path`` with Hadoop's glob characters escaped: Spark globs every path it is given."""
     return "".join("\\" + ch if ch in _GLOB_CHARACTERS else ch for ch in path)
 
@@ -156,17 +156,20 @@ def read_records(spark, inputs: list[SparkInput]):
     from pyspark.sql import functions as F
 
     files = F.broadcast(spark.createDataFrame([(item.uri, item.file_id) for item in inputs],
-                                              "uri string, file_id int"))
+                                              "uri string, file_id int")) if len(inputs) > 1 else None
     frames = []
     for whole in (False, True):
         chosen = [item for item in inputs if (item.format == "raw-http") == whole]
         if not chosen:
             continue
         reader = spark.read if whole else spark.read.option("lineSep", "\n")
-        text = reader.text([_escape_glob(item.location) for item in chosen], wholetext=whole)
+        text = reader.text([escape_glob(item.location) for item in chosen], wholetext=whole)
         _check_listing(text, chosen)
-        scanned = text.select(F.input_file_name().alias("uri"), F.expr("input_file_block_start()").alias("block"),
-                              F.col("value").cast("binary").alias("raw"))
+        block, raw = F.expr("input_file_block_start()").alias("block"), F.col("value").cast("binary").alias("raw")
+        if len(chosen) == 1:   # nothing to look up
+            frames.append(text.select(F.lit(chosen[0].file_id).cast("int").alias("file_id"), block, raw))
+            continue
+        scanned = text.select(F.input_file_name().alias("uri"), block, raw)
         # a left join: a row whose file Spark named otherwise keeps a NULL file_id, which the parser refuses
         frames.append(scanned.join(files, "uri", "left").select("file_id", "block", "raw"))
     records = frames[0]
