@@ -126,12 +126,13 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
         con.execute("CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
         con.execute("INSERT OR REPLACE INTO schema_info VALUES ($k, $v)", {"k": MARKER, "v": location})
         con.execute("DROP TABLE IF EXISTS sources")
-        # the files of the Spark ingest, in its order (DIR/sources: records = parsed + quarantined, as DuckDB's)
+        # the files the Spark ingest read, in its order (DIR/sources: records = parsed + quarantined, as DuckDB's)
         con.execute(f"CREATE TABLE sources AS SELECT {_casts(types['sources'], 's', {})} FROM ("
                     "SELECT row_number() OVER (ORDER BY first_request_id, file) AS source_id, file AS path, "
                     "regexp_extract(file, '[^/]*$') AS name, 'spark:' || sha256(file) AS sha256, format, "
                     "NULL AS log_format, records, parsed, quarantined, pseudonymized, $now AS ingested_at "
-                    f"FROM {_parquet(location, layout.SOURCES, False)}) AS s",
+                    f"FROM {_parquet(location, layout.SOURCES, False)} "
+                    "WHERE status IS DISTINCT FROM 'failed') AS s",   # a skipped file is no source, as in DuckDB
                     {"now": datetime.now(timezone.utc).replace(tzinfo=None)})
         request_columns = [(c, t) for c, t in types["requests"]]
         con.execute(f"CREATE VIEW requests AS SELECT {_casts(request_columns, 'r', {'source_id': 'src.source_id', 'session_id': 'm.session_id'})} "

@@ -5,7 +5,8 @@
   (see :mod:`waflens.pipeline.spark` for the layout); ``waflens spark features FILES... --out DIR`` does the
   same and ``DIR/request_features`` too, computed in the same pass over the lines (each task runs the feature
   kernel on the requests it just parsed). ``waflens spark features --out DIR`` without FILES computes the
-  features of an existing ``DIR/requests`` (from an earlier ``spark ingest``).
+  features of an existing ``DIR/requests`` (from an earlier ``spark ingest``). A file that cannot be ingested
+  is skipped with a warning, and the command exits with its code, as ``waflens ingest`` does.
 * ``waflens spark sessionize DIR``, ``score DIR --model PATH``, ``cluster DIR`` and ``attach DIR --db FILE``
   work on that directory, in that order; ``attach`` makes a DuckDB file that reads it, for ``waflens
   cluster``, ``summarize``, ``label`` and the workbench.
@@ -23,8 +24,9 @@ its dependencies (numpy, numba, duckdb, pyarrow); ship a packed virtual environm
     python -m venv env && env/bin/pip install 'waflens[spark]' venv-pack && env/bin/venv-pack -o env.tar.gz
     PYSPARK_PYTHON=./env/bin/python spark-submit --master yarn --archives env.tar.gz#env \\
         "$(env/bin/python -c 'import waflens.pipeline.spark.__main__ as m; print(m.__file__)')" \\
-        features s3a://logs/2026/11/*.gz --out s3a://waflens/run-1
+        features $(aws s3 ls --recursive s3://logs/2026/11/ | awk '{print "s3a://logs/" $4}') --out s3a://waflens/run-1
 
+Patterns are not expanded: pass the files, listed as above.
 (``--py-files`` with a zip of waflens is not enough: numba, duckdb and pyarrow have native code.) Outside
 ``spark-submit`` the master is ``--master``, else ``$WAFLENS_SPARK_MASTER``, else ``local[2]``. Errors print
 one line and exit with the codes of ``waflens --help`` (:func:`main` here, ``waflens.app.cli.main`` there:
@@ -118,7 +120,7 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
     from waflens.data.ingest import IngestOptions, check_json_fields, parse_json_fields
     from waflens.data.pseudonymize import load_key
     from waflens.data.redaction import parse_trusted_proxies
-    from waflens.pipeline.spark.ingest import ingest
+    from waflens.pipeline.spark.ingest import NothingIngested, ingest
     from waflens.pipeline.spark.request_features import write_request_features
 
     options = IngestOptions(format=fmt, log_format=log_format, session_key=session_key,
@@ -139,19 +141,30 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
         summary["request_features"] = f"{out}/request_features"
         _emit(obj, summary, f"{out}/request_features written from {out}/requests")
         return
-    result = ingest(session, list(files), out, options, key, with_features=features)
+    try:
+        result = ingest(session, list(files), out, options, key, with_features=features)
+    except NothingIngested as nothing:
+        if len(nothing.failures) > 1:
+            for failure in nothing.failures:
+                click.echo(f"waflens: {failure.error}", err=True)
+        raise
     result.release()
     if features:
         summary["request_features"] = f"{out}/request_features"
     summary["files"] = [f.as_dict() for f in result.files]
+    summary["failed"] = [str(failure.error) for failure in result.failures]
     lines = [f"{f.file}: {f.format}, {f.records} records read = {f.parsed} parsed + {f.quarantined} quarantined"
-             + (" (NOTHING PARSED)" if f.status == "nothing parsed" else "") for f in result.files]
+             + (" (NOTHING PARSED)" if f.status == "nothing parsed" else "") for f in result.files if f.status != "failed"]
     lines.append(f"written to {out}: requests, quarantine, sources" + (", request_features" if features else ""))
     _emit(obj, summary, "\n".join(lines))
+    for failure in result.failures:   # skipped, as `waflens ingest` skips them: the code of the first
+        click.echo(f"waflens: {failure.error}", err=True)
     unparsed = [f for f in result.files if f.status == "nothing parsed"]
     for f in unparsed:
         click.echo(f"waflens: error: {f.file}: none of its {f.records} records parsed as {f.format}; {f.hint}",
                    err=True)
+    if result.failures:
+        raise SparkExit(result.failures[0].error.exit_code)
     if unparsed:
         raise SparkExit(EXIT_NOTHING_PARSED)
 

@@ -107,6 +107,8 @@ class _TaskParser:
     def run(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         key, pending, pending_rows = None, [], 0
         for batch in batches:
+            if batch.column("file_id").null_count:   # reading.read_records maps every row to a file: a bug if not
+                raise RuntimeError("a line of a file no input maps to: Spark named the file unlike its listing")
             file_ids = batch.column("file_id").to_numpy()
             blocks = batch.column("block").to_numpy()
             raws = batch.column("raw")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -74,3 +75,34 @@ def local_cores(master: str) -> int | None:
     if inside == "*":
         return os.cpu_count() or 1
     return int(inside) if inside.isdigit() and int(inside) > 0 else None
+
+
+# what Spark logs, with a Java trace each, when a task fails: said again in one line by the caller
+_TASK_FAILURE_LOGGERS = {"org.apache.spark.executor.Executor": "OFF", "org.apache.spark.scheduler.TaskSetManager": "OFF",
+                         "org.apache.spark.storage.BlockManager": "ERROR",
+                         "org.apache.spark.sql.execution.python": "ERROR"}
+
+
+@contextlib.contextmanager
+def quiet_task_failures(spark):
+    """Silence the driver's (and in local mode the executors') logs of failed tasks for the block: for a
+    step that catches the failure and reports it itself in one line (a file that cannot be read). An error
+    it does not catch keeps its Java trace in the exception. The loggers are put back as they were: a
+    logger given a level of its own would bypass the level Spark's console filter applies."""
+    jvm = spark._jvm
+    context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+    config = context.getConfiguration()
+    saved = {name: config.getLoggers().get(name) for name in _TASK_FAILURE_LOGGERS}
+    saved = {name: (own.getLevel() if own is not None else None) for name, own in saved.items()}
+    configurator, level = jvm.org.apache.logging.log4j.core.config.Configurator, jvm.org.apache.logging.log4j.Level
+    for name, quiet in _TASK_FAILURE_LOGGERS.items():
+        configurator.setLevel(name, level.getLevel(quiet))
+    try:
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                config.removeLogger(name)
+            else:
+                config.getLoggers().get(name).setLevel(previous)
+        context.updateLoggers()
