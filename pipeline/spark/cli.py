@@ -24,9 +24,10 @@ its dependencies (numpy, numba, duckdb, pyarrow); ship a packed virtual environm
     python -m venv env && env/bin/pip install 'waflens[spark]' venv-pack && env/bin/venv-pack -o env.tar.gz
     PYSPARK_PYTHON=./env/bin/python spark-submit --master yarn --archives env.tar.gz#env \\
         "$(env/bin/python -c 'import waflens.pipeline.spark.__main__ as m; print(m.__file__)')" \\
-        features $(aws s3 ls --recursive s3://logs/2026/11/ | awk '{print "s3a://logs/" $4}') --out s3a://waflens/run-1
+        features 's3a://logs/2026/11/*/*.gz' --out s3a://waflens/run-1
 
-Patterns are not expanded: pass the files, listed as above.
+A quoted pattern is expanded by the driver (Hadoop's glob syntax, the matches in name order), since no shell
+expands object storage paths.
 (``--py-files`` with a zip of waflens is not enough: numba, duckdb and pyarrow have native code.) Outside
 ``spark-submit`` the master is ``--master``, else ``$WAFLENS_SPARK_MASTER``, else ``local[2]``. Errors print
 one line and exit with the codes of ``waflens --help`` (:func:`main` here, ``waflens.app.cli.main`` there:

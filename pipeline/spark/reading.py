@@ -31,6 +31,7 @@ from waflens.pipeline.spark.parsing import FileTask
 
 SNIFF_BYTES = 64 * 1024
 _GLOB_CHARACTERS = "\\{}[]*?"
+_PATTERN_CHARACTERS = "*?[{"   # what makes a path a pattern (Hadoop's glob syntax)
 
 
 class SparkInput(NamedTuple):
@@ -57,15 +58,20 @@ class InputFailure(NamedTuple):
 def resolve_inputs(spark, paths: list[str], options) -> tuple[list[SparkInput], list[InputFailure]]:
     """Each file's id (its position) and format; the files that cannot be read are returned apart.
 
-    The same file given twice, under one spelling or two (``logs/a.log`` and ``./logs/a.log``), is refused
-    with InputError before anything is read: records would count twice."""
+    A pattern stands for the files it matches (:func:`expand_patterns`); one that matches none fails like a
+    missing file. The same file given twice, under one spelling or two (``logs/a.log`` and ``./logs/a.log``),
+    is refused with InputError before anything is read: records would count twice."""
     from waflens.data.ingest import resolve_format
 
+    paths, unmatched = expand_patterns(spark, paths)
     explicit = bool(options.log_format) or options.format != "auto"
     explicit_format = resolve_format(b"", options, Path("-"))[0] if explicit else None
     given: dict[str, str] = {}
     inputs, failures = [], []
     for file_id, path in enumerate(paths):
+        if path in unmatched:
+            failures.append(InputFailure(file_id, path, InputError(f"{path} matches no file")))
+            continue
         try:
             fs, qualified = _qualified(spark, path)
         except InputError as error:
@@ -87,6 +93,43 @@ def resolve_inputs(spark, paths: list[str], options) -> tuple[list[SparkInput], 
             continue
         inputs.append(SparkInput(file_id, path, fmt_name, options.log_format, head, uri, qualified.toString()))
     return inputs, failures
+
+
+def expand_patterns(spark, paths: list[str]) -> tuple[list[str], set[str]]:
+    """``paths`` with every pattern (``*``, ``?``, ``[ab]``, ``{a,b}``: Hadoop's glob syntax) replaced by the files it
+    matches, sorted by name, and the set of patterns that match none (kept in place, to be reported).
+
+    This is what a shell does for local files, for the paths no shell expands: ``s3a://logs/2026-12-01/*.gz``.
+    A path naming an existing file is that file even if its name holds such characters (``a[1].log``). Each
+    match is named as Hadoop lists it (``s3a://bucket/key``), or by its local path when the pattern had no
+    scheme; directories that match are left out (their files are matched by ``dir/*``)."""
+    expanded: list[str] = []
+    unmatched: set[str] = set()
+    for path in paths:
+        if not any(ch in path for ch in _PATTERN_CHARACTERS):
+            expanded.append(path)
+            continue
+        try:
+            fs, qualified = _qualified(spark, path)
+            if fs.exists(qualified):
+                expanded.append(path)
+                continue
+            statuses = fs.globStatus(qualified) or []
+        except InputError:
+            expanded.append(path)    # the checks that follow report it
+            continue
+        except Exception:            # py4j: a malformed pattern ({a,b without its brace)
+            expanded.append(path)
+            continue
+        local = "://" not in path
+        matches = sorted(status.getPath().toUri().getPath() if local else status.getPath().toString()
+                         for status in statuses if status.isFile())
+        if matches:
+            expanded.extend(matches)
+        else:
+            expanded.append(path)
+            unmatched.add(path)
+    return expanded, unmatched
 
 
 def _qualified(spark, path: str):

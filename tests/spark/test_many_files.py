@@ -225,3 +225,25 @@ def test_when_every_file_fails_nothing_is_written(spark, bad_files, tmp_path):
     assert not (tmp_path / "out").exists()
     code, _, err = waflens_here("spark", "ingest", paths[0], "--out", str(tmp_path / "out"))
     assert code == 3 and len(err.strip().splitlines()) == 1 and "nothing was written" in err
+
+
+def test_a_pattern_stands_for_the_files_it_matches(spark, many_files, tmp_path):
+    """What a shell does for local files, for paths no shell expands (s3a://bucket/day/*.gz): the matches in name
+    order; a file whose own name holds glob characters is itself; a pattern that matches nothing fails alone."""
+    from waflens.data.ingest import IngestOptions
+    from waflens.pipeline.spark.reading import expand_patterns, resolve_inputs
+
+    folder = many_files[0].parent
+    pattern = str(folder / "plain-*.log")
+    expected = sorted(str(p) for p in folder.glob("plain-*.log"))
+    assert len(expected) > 5
+    literal = next(p for p in many_files if "glob[1]" in p.name)
+    missing = str(tmp_path / "nothing-*.log")
+    paths, unmatched = expand_patterns(spark, [pattern, str(literal), missing])
+    assert paths == [*expected, str(literal), missing] and unmatched == {missing}
+    inputs, failures = resolve_inputs(spark, [pattern, missing], IngestOptions())
+    assert [item.path for item in inputs] == expected
+    assert [(f.path, str(f.error)) for f in failures] == [(missing, f"{missing} matches no file")]
+    code, out, err = waflens_here("--json", "spark", "ingest", pattern, "--out", str(tmp_path / "out"))
+    assert code == 0, err[-3000:]
+    assert [f["file"] for f in json_summary(out)["files"]] == expected
