@@ -109,8 +109,21 @@ def session_scores(batches, path: str, digest: str, name: str):
 
 def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
     """Score ``DIR`` with the artifact at ``model``; write ``DIR/scores/level=<level>/``."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    from waflens.runtime.scorer import score_class_names
+
     checked = checked_model(model)
     model, level, digest = checked.path, checked.level, checked.digest
+    # the count of each class rides along with the write (an Observation) instead of a job reading it back
+    classes = (*score_class_names(), "error")
+    counts = Observation("score classes")
+
+    def counted(frame):
+        return frame.observe(counts, *[F.sum((F.col("score_class") == name).cast("long")).alias(name)
+                                       for name in classes])
+
     spark.sparkContext.addFile(model, recursive=True)
     name = Path(model.rstrip("/")).name
     target = layout.path_of(layout.path_of(out, layout.SCORES), f"level={level}")
@@ -120,7 +133,7 @@ def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
         scored = requests.select("file", "record", "request_id", requests["day"].cast("string").alias("day"),
                                  "method", "path", "query", "body", "user_agent", "referer") \
             .mapInPandas(lambda b: request_scores(b, model, digest, name), schema)
-        scored.write.mode("overwrite").partitionBy("day").parquet(target)
+        counted(scored).write.mode("overwrite").partitionBy("day").parquet(target)
     else:
         features = layout.read_table(spark, out, layout.SESSION_FEATURES)
         schema = "session_id long, score double, score_class string" + (", bot_score int" if checked.has_bot_score else "")
@@ -128,10 +141,9 @@ def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
         if missing:
             raise InputError(f"{model} wants session features {missing} that {layout.path_of(out, layout.SESSION_FEATURES)} "
                              "lacks: rerun `waflens spark sessionize` with this waflens version")
-        features.select("session_id", *checked.names) \
-            .mapInPandas(lambda b: session_scores(b, model, digest, name), schema) \
+        counted(features.select("session_id", *checked.names)
+                .mapInPandas(lambda b: session_scores(b, model, digest, name), schema)) \
             .write.mode("overwrite").parquet(target)
-    written = spark.read.parquet(target)
-    by_class = {row["score_class"]: row["count"] for row in written.groupBy("score_class").count().collect()}
+    by_class = {name: int(n) for name, n in counts.get.items() if n}
     return ScoreSummary(level, sum(by_class.values()), by_class, target)
 
