@@ -1,9 +1,11 @@
-"""Spark beside DuckDB, step by step, on generated combined lines: one table for the whole pipeline.
+"""Spark beside DuckDB, step by step, on real logs and then generated combined lines: one table for the pipeline.
 
-    .venv/bin/python benchmarks/spark.py [--sizes 1000000 10000000] [--repeat 3] [--quick] [--ingest-only]
+    .venv/bin/python benchmarks/spark.py [--sizes 1000000 10000000] [--repeat 3] [--quick] [--ingest-only] [--no-real]
 
-For each size a log is generated into a temporary directory under /tmp (never the repository). Each step is
-timed on both engines on the same machine, median of ``--repeat`` runs:
+The first rows are the shared real access logs ($WAFLENS_SHARED_DATASETS/access_logs: third-party traffic, some
+50,000 lines, so Spark's fixed costs weigh most there); then, for each size, a log is generated into a temporary
+directory under /tmp (never the repository). Each step is timed on both engines on the same machine, median of
+``--repeat`` runs:
 
 ==========================  ==========================================  ==========================================
 step                        DuckDB (a child process, every core)        Spark (``--master``, default local[2])
@@ -27,6 +29,7 @@ ratio is DuckDB's rows per second per core over Spark's; the goal of issue S is 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -44,7 +47,7 @@ STEPS = ("ingest + request features", "sessionize + session features", "score (s
          "score (request model)", "cluster (suspicious sessions)")
 
 
-def duckdb_once(log: Path, db: Path, ingest_only: bool) -> dict:
+def duckdb_once(logs: list[Path], db: Path, ingest_only: bool, fmt: str) -> dict:
     """Seconds (and rows) of each DuckDB step, in this (child) process."""
     from waflens.clustering.run import ClusterOptions, cluster_sessions
     from waflens.data.db import connect
@@ -55,7 +58,8 @@ def duckdb_once(log: Path, db: Path, ingest_only: bool) -> dict:
     con = connect(db)
     timings = {}
     started = time.perf_counter()
-    ingest_file(con, log, IngestOptions(format="combined"), Pseudonymizer(KEY))
+    for log in logs:
+        ingest_file(con, log, IngestOptions(format=fmt), Pseudonymizer(KEY))
     compute_request_features(con)
     requests = con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
     timings[STEPS[0]] = (requests, time.perf_counter() - started)
@@ -104,11 +108,12 @@ def score_in_duckdb(con, level: str, output: Path) -> int:
     return scored.num_rows
 
 
-def duckdb_runs(log: Path, tmp: Path, repeat: int, ingest_only: bool) -> list[dict]:
+def duckdb_runs(logs: list[Path], tmp: Path, repeat: int, ingest_only: bool, fmt: str) -> list[dict]:
     runs = []
     for i in range(repeat):
         db = tmp / f"bench{i}.duckdb"
-        child = [sys.executable, __file__, "--duckdb-child", str(log), str(db)] + (["--ingest-only"] * ingest_only)
+        child = [sys.executable, __file__, "--duckdb-child", str(db), fmt, *map(str, logs)] + \
+            (["--ingest-only"] * ingest_only)
         out = subprocess.run(child, capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         for left in tmp.glob(f"bench{i}.duckdb*"):
@@ -116,7 +121,7 @@ def duckdb_runs(log: Path, tmp: Path, repeat: int, ingest_only: bool) -> list[di
     return runs
 
 
-def spark_once(spark, log: Path, out: Path, ingest_only: bool) -> dict:
+def spark_once(spark, logs: list[Path], out: Path, ingest_only: bool, fmt: str = "combined") -> dict:
     from waflens.data.ingest import IngestOptions
     from waflens.pipeline.spark.cluster import cluster_directory
     from waflens.pipeline.spark.ingest import ingest
@@ -125,7 +130,7 @@ def spark_once(spark, log: Path, out: Path, ingest_only: bool) -> dict:
 
     timings = {}
     started = time.perf_counter()
-    result = ingest(spark, [str(log)], str(out), IngestOptions(format="combined"), KEY, with_features=True)
+    result = ingest(spark, list(map(str, logs)), str(out), IngestOptions(format=fmt), KEY, with_features=True)
     result.release()
     requests = sum(f.parsed for f in result.files)
     timings[STEPS[0]] = (requests, time.perf_counter() - started)
@@ -146,22 +151,34 @@ def spark_once(spark, log: Path, out: Path, ingest_only: bool) -> dict:
     return timings
 
 
+def real_logs() -> list[Path]:
+    """The shared real access logs ($WAFLENS_SHARED_DATASETS/access_logs), or none when absent."""
+    return sorted((shared_datasets() / "access_logs").glob("*.log.gz"))
+
+
+def shared_datasets() -> Path:
+    return Path(os.environ.get("WAFLENS_SHARED_DATASETS") or REPO.parent / "shared" / "datasets")
+
+
 def median_by_step(runs: list[dict]) -> dict:
     return {step: (runs[0][step][0], statistics.median(run[step][1] for run in runs)) for step in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000],
+                        help="generated lines per run (none: the real logs only)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100,000 lines, two runs")
     parser.add_argument("--ingest-only", action="store_true", help="only ingest + request features")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="4g", help="local mode: the one JVM's heap")
-    parser.add_argument("--duckdb-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--no-real", action="store_true", help="skip the shared real logs (first row by default)")
+    parser.add_argument("--duckdb-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_child:
-        print(json.dumps(duckdb_once(Path(args.duckdb_child[0]), Path(args.duckdb_child[1]), args.ingest_only)))
+        db, fmt, *logs = args.duckdb_child
+        print(json.dumps(duckdb_once(list(map(Path, logs)), Path(db), args.ingest_only, fmt)))
         return
     if args.quick:
         args.sizes, args.repeat = [100_000], 2
@@ -179,7 +196,17 @@ def main() -> None:
         tmp = Path(tmp_name)
         warm = tmp / "warm.log"   # compile (or load) the workers' numba kernels and the JVM's code before timing
         generate_traffic(warm, 5_000, seed=2)
-        spark_once(spark, warm, tmp / "warm", args.ingest_only)
+        spark_once(spark, [warm], tmp / "warm", args.ingest_only)
+        real = [] if args.no_real else real_logs()
+        if not real and not args.no_real:
+            print(f"no real logs at {shared_datasets() / 'access_logs'}: set WAFLENS_SHARED_DATASETS", flush=True)
+        if real:   # real third-party traffic first: small, so Spark's fixed costs weigh most here
+            lines = sum(1 for log in real for _ in gzip.open(log, "rb"))
+            print(f"real: {len(real)} shared access logs, {lines:,} lines", flush=True)
+            duck = median_by_step(duckdb_runs(real, tmp, args.repeat, args.ingest_only, "auto"))
+            on_spark = median_by_step([spark_once(spark, real, tmp / f"real{i}", args.ingest_only, "auto")
+                                       for i in range(args.repeat)])
+            table.append((f"real {lines:,}", duck, on_spark))
         for size in args.sizes:
             log = tmp / f"bench-{size}.log"
             began = time.perf_counter()
@@ -187,10 +214,10 @@ def main() -> None:
             lines = sum(1 for _ in log.open("rb"))
             print(f"generated {lines:,} lines ({log.stat().st_size / 2**20:.0f} MiB) in "
                   f"{time.perf_counter() - began:.0f} s", flush=True)
-            duck = median_by_step(duckdb_runs(log, tmp, args.repeat, args.ingest_only))
-            on_spark = median_by_step([spark_once(spark, log, tmp / f"spark{i}", args.ingest_only)
+            duck = median_by_step(duckdb_runs([log], tmp, args.repeat, args.ingest_only, "combined"))
+            on_spark = median_by_step([spark_once(spark, [log], tmp / f"spark{i}", args.ingest_only)
                                        for i in range(args.repeat)])
-            table.append((lines, duck, on_spark))
+            table.append((f"{lines:,}", duck, on_spark))
             log.unlink()
             print("  " + ", ".join(f"{step}: duckdb {duck[step][1]:.1f} s" if step in duck else step
                                    for step in on_spark) + "; " +
@@ -199,7 +226,7 @@ def main() -> None:
     duck_cores = os.cpu_count() or 1
     print(f"\nmedian of {args.repeat} runs; Spark {args.master} (session start {spark_start:.1f} s, not counted); "
           f"DuckDB {duck_cores} threads (scoring: one core, the Python of the batches)\n")
-    print(f"{'lines':>11}  {'step':<31}{'rows':>10}{'duckdb s':>10}{'rows/s/core':>13}{'spark s':>9}"
+    print(f"{'lines':>13}  {'step':<31}{'rows':>10}{'duckdb s':>10}{'rows/s/core':>13}{'spark s':>9}"
           f"{'rows/s/core':>13}{'ratio':>8}")
     worst = 0.0
     for lines, duck, on_spark in table:
@@ -214,8 +241,9 @@ def main() -> None:
                 ratio_text = f"{ratio:>7.2f}x"
             else:
                 known, ratio_text = f"{'-':>10}{'-':>13}", f"{'-':>8}"
-            print(f"{lines:>11,}  {step:<31}{rows:>10,}{known}{seconds:>9.1f}{spark_rate:>13,.0f}{ratio_text}")
-    print(f"\ngoal: Spark within 3x of DuckDB per core: {'met' if worst <= 3 else 'NOT met'} (worst {worst:.2f}x)")
+            print(f"{lines:>13}  {step:<31}{rows:>10,}{known}{seconds:>9.1f}{spark_rate:>13,.0f}{ratio_text}")
+    if table:
+        print(f"\ngoal: Spark within 3x of DuckDB per core: {'met' if worst <= 3 else 'NOT met'} (worst {worst:.2f}x)")
 
 
 if __name__ == "__main__":
