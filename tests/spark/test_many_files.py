@@ -1,6 +1,6 @@
 """`waflens spark ingest` of many files and of bad ones, against `waflens ingest` of the same files.
 
-Hundreds of small logs (names with spaces, ``%``, unicode and glob characters; some gzipped) are read in one
+A hundred and fifty small logs (names with spaces, ``%``, unicode and glob characters; some gzipped) are read in one
 Spark scan and give the records, quarantine, sources and request ids DuckDB ingest gives; a file that cannot
 be ingested (missing, a directory, empty, not gzip, corrupt past its head, of no known format, deleted after
 it was checked) is skipped and reported, the others ingested, as DuckDB ingest does, with the same exit code.
@@ -17,8 +17,8 @@ import pytest
 
 from tests.data.cli_process import KEY, json_summary, waflens_here
 
-MANY = 300     # files in the one-scan plan test
-PARITY = 120   # of them, ingested by both engines and compared
+MANY = 150     # files in the one-scan plan test
+PARITY = 50    # of them, ingested by both engines and compared (every kind of name, two .gz)
 NAMES = ("plain", "with space", "per%41cent", "ünïcødé", "glob[1]", "star*", "brace{a,b}")
 
 
@@ -93,15 +93,19 @@ def _spark_rows(spark, out: Path) -> tuple[dict, dict, list[dict]]:
 
 
 def test_many_files_in_one_scan_equal_duckdb_ingest(spark, many_files, tmp_path, key_env):
+    from waflens.data.ingest import IngestOptions
+    from waflens.pipeline.spark.ingest import ingest
+
     files = many_files[:PARITY]   # every kind of name, .gz included; DuckDB ingest takes ~60 ms a file
-    code, summary, err = waflens_here("--json", "spark", "ingest", *map(str, files), "--out", str(tmp_path / "out"))
-    assert code == 0, err[-3000:]
-    assert len(json_summary(summary)["files"]) == PARITY
+    # in this process (the CLI's own paths are tested below): a `waflens spark` process starts a JVM of its own
+    result = ingest(spark, list(map(str, files)), str(tmp_path / "out"), IngestOptions(), KEY.encode())
+    result.release()
+    assert len(result.files) == PARITY and not result.failures
     duck_code, _, duck_err = _duckdb_ingest(tmp_path / "w.duckdb", files)
     assert duck_code == 0, duck_err
     requests, quarantine, sources = _duckdb_rows(tmp_path / "w.duckdb", files)
     spark_requests, spark_quarantine, spark_sources = _spark_rows(spark, tmp_path / "out")
-    assert len(requests) > 500 and len(quarantine) > 10
+    assert len(requests) > 200 and len(quarantine) > 5
     assert spark_requests == requests          # request_id too: no file ends in a quarantined record
     assert spark_quarantine == quarantine
     assert {(s["file"], s["records"], s["parsed"], s["quarantined"]) for s in spark_sources} == sources
