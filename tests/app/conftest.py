@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.helpers import combined_line, fresh_db, ingest, write_log
+from tests.data.helpers import combined_line, generated_db, write_log
 
 WORKBENCH = str(Path(__file__).resolve().parents[2] / "app" / "workbench.py")
 XSS_PATH = "/search/<script>alert(1)</script>"
@@ -50,21 +50,15 @@ def build_workbench_data(root: Path, *, requests: int = 4000, registry: bool = T
     from datetime import datetime, timezone
 
     from waflens.clustering.run import ClusterOptions, cluster_sessions
-    from waflens.data.sessionize import update_derived
-    from waflens.data.synthetic import generate_traffic
     from waflens.labeling.labels import latest_run
     from waflens.labeling.summarize import summarize_run
 
     root.mkdir(parents=True, exist_ok=True)
-    generate_traffic(root / "traffic.log", requests, seed=5)
     hostile = write_log(root / "hostile.log", [
         combined_line("203.0.113.9", datetime(2026, 11, 3, 23, 50, tzinfo=timezone.utc),
                       f"GET {XSS_PATH}?q=%3Cb%3E HTTP/1.1", status=404, agent=XSS_AGENT)])
-    con = fresh_db(root)
+    con = generated_db(root, requests, seed=5, extra_logs=[hostile]).con
     try:
-        ingest(con, root / "traffic.log")
-        ingest(con, hostile)
-        update_derived(con)
         cluster_sessions(con, ClusterOptions(min_cluster_size=8))
         summarize_run(con, latest_run(con), "offline")
         if registry:

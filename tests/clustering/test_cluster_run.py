@@ -11,9 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 from waflens.clustering.run import ClusterOptions, cluster_sessions
 from waflens.clustering.schema import ensure_cluster_schema
 from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.data.synthetic_campaigns import SPECS
-from tests.data.helpers import at, campaign_of_sessions, combined_line, fresh_db, ingest, write_log
+from tests.data.helpers import at, campaign_of_sessions, combined_line, fresh_db, generated_db, ingest, write_log
 
 
 def _clusters(con, run_id):
@@ -23,13 +22,7 @@ def _clusters(con, run_id):
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gen")
-    log = tmp / "traffic.log"
-    summary = generate_traffic(log, 40_000, seed=7)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
-    return con, log, summary
+    return generated_db(tmp_path_factory.mktemp("gen"), 40_000, seed=7)
 
 
 def test_generated_campaigns_are_recovered(generated):

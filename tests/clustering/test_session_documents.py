@@ -5,20 +5,12 @@ import numpy as np
 import pytest
 
 from waflens.clustering import matrix
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("documents")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 6_000, seed=3)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
-    return con
+    return generated_db(tmp_path_factory.mktemp("documents"), 6_000, seed=3).con
 
 
 def _reference(con, session_ids: np.ndarray) -> tuple[list[str], list[str]]:

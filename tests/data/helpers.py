@@ -1,4 +1,4 @@
-"""Small builders shared by the data tests: log lines and fresh databases."""
+"""Small builders shared by the tests: log lines, fresh databases and generated traffic ingested."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import csv
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import duckdb
 
 from waflens.data.db import connect
 from waflens.data.ingest import IngestOptions, ingest_file
 from waflens.data.pseudonymize import Pseudonymizer
+from waflens.data.sessionize import update_derived
+from waflens.data.synthetic import GenerationSummary, generate_traffic
 
 TEST_KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -33,6 +38,29 @@ def fresh_db(tmp_path: Path):
 def ingest(con, path: Path, **options):
     pseudonymize = options.pop("pseudonymize", True)
     return ingest_file(con, path, IngestOptions(**options), Pseudonymizer(TEST_KEY if pseudonymize else None))
+
+
+class GeneratedDb(NamedTuple):
+    con: duckdb.DuckDBPyConnection
+    log: Path                    # folder / "traffic.log"
+    summary: GenerationSummary
+
+
+def generated_db(folder: Path, requests: int, *, seed: int, extra_logs: Iterable[Path] = (),
+                 **traffic) -> GeneratedDb:
+    """Synthetic traffic (``generate_traffic`` arguments) ingested with ``extra_logs`` into a fresh
+    ``folder/test.duckdb``, sessions and features derived: the set-up most end-to-end tests share."""
+    log = folder / "traffic.log"
+    summary = generate_traffic(log, requests, seed=seed, **traffic)
+    con = fresh_db(folder)
+    try:
+        for path in (log, *extra_logs):
+            ingest(con, path)
+        update_derived(con)
+    except BaseException:
+        con.close()
+        raise
+    return GeneratedDb(con, log, summary)
 
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -15,14 +15,12 @@ from waflens.app.cli import main
 from waflens.clustering.run import ClusterOptions
 from waflens.data.db import connect
 from waflens.data.errors import InputError
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.labeling.allowlist import add_rule, allowlisted_sessions, list_rules, revoke_rule
 from waflens.labeling.export import export_labelled_sessions, neutralise_cell
 from waflens.labeling.labels import record_label
 from waflens.labeling.summarize import summarize_run
 from waflens.pipeline.cluster import cluster_window
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 SCRAPER_UA = "python-requests/2.32.3"   # the generated scraper campaign's agent
 
@@ -31,12 +29,7 @@ SCRAPER_UA = "python-requests/2.32.3"   # the generated scraper campaign's agent
 def template(tmp_path_factory) -> Path:
     """The ingested and sessionized traffic, built once for the module (each test works on a copy)."""
     tmp = tmp_path_factory.mktemp("allow")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 12_000, seed=11)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
-    con.close()
+    generated_db(tmp, 12_000, seed=11).con.close()
     return tmp / "test.duckdb"
 
 

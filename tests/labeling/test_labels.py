@@ -10,20 +10,14 @@ from waflens.app.cli import main
 from waflens.clustering.run import ClusterOptions, cluster_sessions
 from waflens.data.db import connect
 from waflens.data.errors import InputError
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.labeling.labels import record_label, session_labels
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("labels")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 20_000, seed=7)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con = generated_db(tmp, 20_000, seed=7).con
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
     return con, run, tmp / "test.duckdb"
 

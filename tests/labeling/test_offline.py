@@ -6,12 +6,10 @@ import csv
 import pytest
 
 from waflens.clustering.run import ClusterOptions, cluster_sessions
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.labeling.evidence import build_evidence, redact
 from waflens.labeling.offline import OfflineSummarizer
 from waflens.labeling.summarize import summarize_run
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 EXPECTED = {"sqli_scan": "sqli", "xss_probe": "xss", "path_traversal": "path_traversal", "cmd_injection": "cmd_injection",
             "credential_stuffing": "credential_stuffing", "vuln_scanner": "scanner", "scraper": "scraping",
@@ -21,11 +19,7 @@ EXPECTED = {"sqli_scan": "sqli", "xss_probe": "xss", "path_traversal": "path_tra
 @pytest.fixture(scope="module")
 def summarized(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("offline")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 40_000, seed=7)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con, log, _ = generated_db(tmp, 40_000, seed=7)
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
     with open(f"{log}.truth.csv") as handle:
         truth = {int(r["record"]): r["campaign"] for r in csv.DictReader(handle)}

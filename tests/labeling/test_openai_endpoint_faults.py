@@ -101,15 +101,10 @@ def endpoint():
 def clustered_template(tmp_path_factory) -> Path:
     """A small database with one cluster run (a few clusters), built once."""
     from waflens.clustering.run import ClusterOptions, cluster_sessions
-    from waflens.data.sessionize import update_derived
-    from waflens.data.synthetic import generate_traffic
-    from tests.data.helpers import fresh_db, ingest
+    from tests.data.helpers import generated_db
 
     root = tmp_path_factory.mktemp("llm-faults")
-    generate_traffic(root / "traffic.log", 4000, seed=5)
-    con = fresh_db(root)
-    ingest(con, root / "traffic.log")
-    update_derived(con)
+    con = generated_db(root, 4000, seed=5).con
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=8))
     con.close()
     assert run.n_clusters >= 3

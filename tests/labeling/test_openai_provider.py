@@ -104,16 +104,10 @@ def test_failures_end_in_a_status(server, mode, status):
 
 def test_summarize_run_records_failures_per_cluster(server, tmp_path):
     from waflens.clustering.run import ClusterOptions, cluster_sessions
-    from waflens.data.sessionize import update_derived
-    from waflens.data.synthetic import generate_traffic
     from waflens.labeling.summarize import summarize_run
-    from tests.data.helpers import fresh_db, ingest
+    from tests.data.helpers import generated_db
 
-    log = tmp_path / "traffic.log"
-    generate_traffic(log, 12_000, seed=7)
-    con = fresh_db(tmp_path)
-    ingest(con, log)
-    update_derived(con)
+    con, log, _ = generated_db(tmp_path, 12_000, seed=7)
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=10))
     FakeOpenAI.mode = "malformed"
     options = {"model": "test-model", "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "api_key": "sk-test"}

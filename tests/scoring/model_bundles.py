@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.runtime.artifact import write_artifact
 from waflens.scoring.train import TrainingOptions, train_request_model, train_session_model
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 # unusual but not evidence of an attack: two versions score it differently (an SQL injection scores 1.0 with both)
 PROBE = ("GET", "/search?q=red+wool+socks+size+42&page=17",
@@ -20,12 +18,8 @@ PROBE = ("GET", "/search?q=red+wool+socks+size+42&page=17",
 
 def train_bundles(tmp: Path, seeds=(1, 2), requests: int = 3000) -> list[Path]:
     """One bundle per seed (request/ and session/ models trained on the same small database)."""
-    log = tmp / "traffic.log"
-    generate_traffic(log, requests, seed=3, attack_share=0.03)
-    con = fresh_db(tmp)
+    con = generated_db(tmp, requests, seed=3, attack_share=0.03).con
     try:
-        ingest(con, log)
-        update_derived(con)
         bundles = []
         for seed in seeds:
             bundle = tmp / f"bundle-{seed}"

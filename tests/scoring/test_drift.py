@@ -12,12 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from waflens.data.errors import ConfigError, InputError
 from waflens.data.feature_spec import feature_names
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.scoring.drift import (DRIFT_STATUSES, DriftThresholds, feature_drift, population_stability_index, score_drift,
                            window_drift)
 from waflens.pipeline.prometheus import RUN_STATUSES, write_run_metrics
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 SIZES = (60, 200, 2000)
 
@@ -175,12 +173,7 @@ def test_bad_inputs_say_what_to_fix():
 
 @pytest.fixture(scope="module")
 def traffic_db(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("drift")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 4000, seed=7, days=2, attack_share=0.05)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con = generated_db(tmp_path_factory.mktemp("drift"), 4000, seed=7, days=2, attack_share=0.05).con
     first, last = con.execute("SELECT min(ts), max(ts) FROM requests").fetchone()
     yield con, first + (last - first) / 2
     con.close()

@@ -7,15 +7,13 @@ import pytest
 
 from waflens.clustering.run import ClusterOptions, cluster_sessions
 from waflens.data.feature_spec import feature_names
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.data.synthetic_campaigns import SPECS
 from waflens.labeling.allowlist import add_rule
 from waflens.labeling.labels import record_label
 from waflens.scoring.feedback import BENIGN, UNLABELLED, fit_feedback, session_classes
 from waflens.runtime.scorer import SessionScorer
 from waflens.scoring.train import TrainingOptions, train_session_model
-from tests.data.helpers import campaign_of_sessions, fresh_db, ingest
+from tests.data.helpers import campaign_of_sessions, generated_db
 
 SCRAPER_UA = "python-requests/2.32.3"
 OPTIONS = TrainingOptions(n_estimators=50, seed=2)
@@ -24,11 +22,7 @@ OPTIONS = TrainingOptions(n_estimators=50, seed=2)
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("feedback")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 15_000, seed=5)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con, log, _ = generated_db(tmp, 15_000, seed=5)
     plain = train_session_model(con, tmp / "plain", OPTIONS)
     campaign = campaign_of_sessions(con, log)
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
@@ -107,11 +101,7 @@ def test_confirmed_campaigns_rise_and_allowlisted_traffic_stops_alerting(labelle
 def test_thresholds_stay_reachable_when_most_sessions_are_confirmed_attacks(tmp_path):
     """Confirmed attacks score near 1 by design; when they outnumber the rest they must not lift the class
     thresholds up to them (every alert would vanish)."""
-    log = tmp_path / "traffic.log"
-    generate_traffic(log, 6_000, seed=3, attack_share=0.6)
-    con = fresh_db(tmp_path)
-    ingest(con, log)
-    update_derived(con)
+    con, log, _ = generated_db(tmp_path, 6_000, seed=3, attack_share=0.6)
     campaign = campaign_of_sessions(con, log)
     run = cluster_sessions(con, ClusterOptions(min_cluster_size=8)).cluster_run_id
     confirmed = set()

@@ -13,12 +13,10 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.runtime.middleware import BLOCK_BODY, ReplayInput, WaflensASGIMiddleware, WaflensWSGIMiddleware, wsgi_target
 from waflens.runtime.scorer import Scorer
 from waflens.scoring.train import TrainingOptions, train_request_model
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
            "Referer": "https://shop.example.com/"}
@@ -31,11 +29,7 @@ NORMAL = "/products"
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("middleware")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 12_000, seed=3, attack_share=0.03)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con = generated_db(tmp, 12_000, seed=3, attack_share=0.03).con
     train_request_model(con, tmp / "model", TrainingOptions(n_estimators=30, seed=1))
     con.close()
     return tmp / "model"

@@ -4,22 +4,16 @@ import numpy as np
 import pytest
 
 from waflens.data.feature_spec import feature_names
-from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.runtime.scorer import SessionScorer
 from waflens.runtime.session_state import SESSION_FEATURE_NAMES, RequestFacts, SessionTracker
 from waflens.scoring.train import TrainingOptions, train_session_model
-from tests.data.helpers import fresh_db, ingest
+from tests.data.helpers import generated_db
 
 
 @pytest.fixture(scope="module")
 def session_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("session")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 8_000, seed=4, attack_share=0.05)
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con = generated_db(tmp, 8_000, seed=4, attack_share=0.05).con
     model = tmp / "session-model"
     train_session_model(con, model, TrainingOptions(n_estimators=30))
     return con, model

@@ -13,21 +13,16 @@ import pytest
 from waflens.data.errors import InsufficientDataError
 from waflens.data.feature_spec import FEATURE_SPEC_VERSION, feature_names
 from waflens.data.sessionize import update_derived
-from waflens.data.synthetic import generate_traffic
 from waflens.runtime.artifact import ArtifactError
 from waflens.runtime.scorer import FEATURE_SPEC_VERSION as RUNTIME_SPEC_VERSION, Scorer
 from waflens.scoring.train import TrainingOptions, train_request_model
-from tests.data.helpers import at, combined_line, fresh_db, ingest, write_log
+from tests.data.helpers import at, combined_line, fresh_db, generated_db, ingest, write_log
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    log = tmp / "traffic.log"
-    generate_traffic(log, 12_000, seed=3, attack_share=0.03)   # production-like: attacks are rare
-    con = fresh_db(tmp)
-    ingest(con, log)
-    update_derived(con)
+    con, log, _ = generated_db(tmp, 12_000, seed=3, attack_share=0.03)   # production-like: attacks are rare
     model = tmp / "model"
     manifest = train_request_model(con, model, TrainingOptions(n_estimators=50, seed=1))
     return tmp, con, log, model, manifest
