@@ -50,11 +50,17 @@ def pending_requests(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT count(*) FROM requests WHERE session_id IS NULL").fetchall()[0][0])
 
 
+def checked_gap_minutes(gap_minutes: float) -> float:
+    """The session gap as a float; InputError unless it is a positive number of minutes (NaN is not)."""
+    if not gap_minutes > 0:
+        raise InputError(f"session gap must be positive minutes, got {gap_minutes}")
+    return float(gap_minutes)
+
+
 def sessionize(con: duckdb.DuckDBPyConnection, gap_minutes: float = DEFAULT_GAP_MINUTES,
                interrupt: DeferredInterrupt | None = None) -> int:
     """Assign sessions to unsessionized requests and refresh touched session features."""
-    if not gap_minutes > 0:
-        raise InputError(f"session gap must be positive minutes, got {gap_minutes}")
+    gap_minutes = checked_gap_minutes(gap_minutes)
     compute_request_features(con, interrupt)
 
     def work() -> int:

@@ -75,13 +75,26 @@ def parse_partitions(files: dict[int, FileTask], options, key: bytes | None, wit
     return run
 
 
+def task_database():
+    """A task's private in-memory DuckDB database: the waflens schema and functions, UTC, one thread (Spark
+    runs one task per core). Ingest parses in it; sessionize sessionizes in it."""
+    import duckdb
+
+    from waflens.data.db import ensure_schema
+    from waflens.data.db_functions import register_functions
+
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+    con.execute("SET TimeZone = 'UTC'")
+    register_functions(con)
+    ensure_schema(con)
+    return con
+
+
 class _TaskParser:
     def __init__(self, files: dict[int, FileTask], options, key: bytes | None, with_features: bool):
-        import duckdb
         import numba
 
-        from waflens.data.db import ensure_schema
-        from waflens.data.db_functions import register_functions
         from waflens.data.pseudonymize import Pseudonymizer
 
         numba.set_num_threads(1)   # Spark runs one task per core: the kernels must not spread over the others
@@ -93,11 +106,7 @@ class _TaskParser:
 
             self.feature_tables = token_tables()
         self.pseudonymizer = Pseudonymizer(key)
-        self.con = duckdb.connect()
-        self.con.execute("SET threads = 1")
-        self.con.execute("SET TimeZone = 'UTC'")
-        register_functions(self.con)
-        ensure_schema(self.con)
+        self.con = task_database()
         self.line_formats: dict[int, object] = {}
         self.seen: dict[tuple[int, int], int] = {}   # (file_id, block) -> lines already parsed
 

@@ -17,9 +17,10 @@ from waflens.runtime.feature_spec import REQUEST_FEATURES
 
 KEY_COLUMNS = ("file", "record", "request_id", "day")
 INPUT_COLUMNS = (*KEY_COLUMNS, "method", "path", "query", "body", "user_agent", "referer")
-_ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+ARROW_TYPES = {  # the spec's DuckDB type names -> Arrow's
+   "TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
                 "DOUBLE": pa.float64()}
-FEATURE_FIELDS = tuple(pa.field(f.name, _ARROW_TYPES[f.dtype]) for f in REQUEST_FEATURES)
+FEATURE_FIELDS = tuple(pa.field(f.name, ARROW_TYPES[f.dtype]) for f in REQUEST_FEATURES)
 FEATURES_SCHEMA = pa.schema([("file", pa.string()), ("record", pa.int64()), ("request_id", pa.int64()),
                              ("day", pa.date32()), *FEATURE_FIELDS])
 
@@ -75,7 +76,7 @@ def feature_arrays(requests, tables=None) -> list[pa.Array]:
     if n:
         texts = [part for name in ("path", "query", "body", "user_agent") for part in text_buffers(requests.column(name))]
         request_features_rows(method_codes, *texts, has_referer, *tables, out)
-    return [pa.array(out[:, i].astype(_ARROW_TYPES[feature.dtype].to_pandas_dtype()))
+    return [pa.array(out[:, i].astype(ARROW_TYPES[feature.dtype].to_pandas_dtype()))
             for i, feature in enumerate(REQUEST_FEATURES)]
 
 

@@ -28,10 +28,10 @@ from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 
-from waflens.data.errors import InputError
-from waflens.data.sessionize import DEFAULT_GAP_MINUTES
+from waflens.data.sessionize import DEFAULT_GAP_MINUTES, checked_gap_minutes
 from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import read_table, write_table
+from waflens.pipeline.spark.request_features import ARROW_TYPES
 
 # what sessionizing reads of a request: DuckDB's sessionize.sql and session_features.sql, the request
 # feature kernel and sql/session_targets.sql (the rest of the row is not needed)
@@ -39,8 +39,6 @@ REQUEST_INPUT = ("request_id", "client_key", "ts", "method", "status", "path", "
                  "query_decoded", "body", "user_agent", "referer")
 SESSION_COLUMNS = ("session_id", "client_key", "start_ts", "end_ts", "n_requests", "first_request_id",
                    "last_request_id")
-_ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
-                "DOUBLE": pa.float64()}
 # each task's rows go into DuckDB in chunks of about this many (Spark hands them over in batches of 10,000)
 _CHUNK_ROWS = 200_000
 TARGET_TYPE = pa.list_(pa.struct([("request_id", pa.int64()), ("path_decoded", pa.string()),
@@ -65,14 +63,8 @@ def session_rows_schema() -> pa.Schema:
     utc = pa.timestamp("us", tz="UTC")
     return pa.schema([("session_id", pa.int64()), ("client_key", pa.string()), ("start_ts", utc), ("end_ts", utc),
                       ("n_requests", pa.int64()), ("first_request_id", pa.int64()), ("last_request_id", pa.int64()),
-                      *[(f.name, _ARROW_TYPES[f.dtype]) for f in _extra_features()],
+                      *[(f.name, ARROW_TYPES[f.dtype]) for f in _extra_features()],
                       ("request_ids", pa.list_(pa.int64())), ("targets", TARGET_TYPE)])
-
-
-def gap_minutes_checked(gap_minutes: float) -> float:
-    if not gap_minutes > 0:
-        raise InputError(f"session gap must be positive minutes, got {gap_minutes}")
-    return float(gap_minutes)
 
 
 def session_rows(requests, gap_minutes: float = DEFAULT_GAP_MINUTES):
@@ -82,7 +74,7 @@ def session_rows(requests, gap_minutes: float = DEFAULT_GAP_MINUTES):
 
     from waflens.clustering.matrix import MAX_TARGETS_PER_SESSION   # here, not in the workers (it imports sklearn)
 
-    gap = gap_minutes_checked(gap_minutes)
+    gap = checked_gap_minutes(gap_minutes)
     return requests.select(*REQUEST_INPUT).repartition("client_key") \
         .mapInArrow(sessionize_partitions(gap, MAX_TARGETS_PER_SESSION), from_arrow_schema(session_rows_schema()))
 
@@ -117,17 +109,10 @@ def sessionize_partitions(gap_minutes: float, max_targets: int):
 
 
 def _task_database():
-    import duckdb
+    from waflens.pipeline.spark.parsing import task_database
 
-    from waflens.data.db import ensure_schema
-    from waflens.data.db_functions import register_functions
-
-    con = duckdb.connect()
-    con.execute("SET threads = 1")          # Spark runs one task per core
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET preserve_insertion_order = false")
-    register_functions(con)
-    ensure_schema(con)
+    con = task_database()
+    con.execute("SET preserve_insertion_order = false")   # every statement that reads rows orders them itself
     return con
 
 
@@ -184,7 +169,7 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
 
     from waflens.data.feature_spec import SESSION_FEATURES
 
-    gap = gap_minutes_checked(gap_minutes)   # before Spark reads anything
+    gap = checked_gap_minutes(gap_minutes)   # before Spark reads anything
     rows = session_rows(read_table(spark, out, layout.REQUESTS), gap).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         write_table(rows.select(*SESSION_COLUMNS), out, layout.SESSIONS)
