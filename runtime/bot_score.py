@@ -97,24 +97,38 @@ def fit_bot_reference(X: np.ndarray, names: list[str],
     return arrays, manifest
 
 
-def normal_quantiles(rows: np.ndarray, reference: BotReference) -> np.ndarray:
-    """(n, k) Phi^-1 of each session's evidence per feature: what the weights weigh."""
-    return _normal_quantiles(evidence(rows, reference), reference.quantiles.shape[1])
+def normal_quantiles(rows: np.ndarray, reference: BotReference, tables: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) Phi^-1 of each session's evidence per feature: what the weights weigh. ``tables``: the reference's
+    :func:`quantile_tables`, when the caller keeps them (a loaded model does)."""
+    tables = quantile_tables(reference) if tables is None else tables
+    return np.take_along_axis(tables, mid_ranks(rows, reference).T, axis=1).T
 
 
 def evidence(rows: np.ndarray, reference: BotReference) -> np.ndarray:
     """(n, k) evidence of automation per session and feature, in [0, 1]."""
+    rank = mid_ranks(rows, reference) / (2.0 * reference.quantiles.shape[1])   # mid-rank: ties share their middle
+    return np.where(reference.automated_high, rank, 1.0 - rank)
+
+
+def mid_ranks(rows: np.ndarray, reference: BotReference) -> np.ndarray:
+    """(n, k) int64: twice each session's mid-rank per feature among the reference values (below + not above),
+    0 .. 2 * points; NaN and infinities count as 0."""
     rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
     values = np.nan_to_num(rows[:, reference.columns], nan=0.0, posinf=0.0, neginf=0.0)
-    out = np.empty(values.shape)
-    points = reference.quantiles.shape[1]
+    out = np.empty(values.shape, dtype=np.int64)
     for j in range(values.shape[1]):
         grid = reference.quantiles[j]
-        below = np.searchsorted(grid, values[:, j], side="left")
-        not_above = np.searchsorted(grid, values[:, j], side="right")
-        rank = (below + not_above) / (2.0 * points)     # mid-rank: ties share their middle
-        out[:, j] = rank if reference.automated_high[j] else 1.0 - rank
+        out[:, j] = np.searchsorted(grid, values[:, j], side="left") + np.searchsorted(grid, values[:, j], side="right")
     return out
+
+
+def quantile_tables(reference: BotReference) -> np.ndarray:
+    """(k, 2 * points + 1): Phi^-1 of the evidence of every mid-rank, per feature. The evidence of a session is one
+    of these mid-ranks, so its normal quantile is a lookup, not a Phi^-1 per session and feature."""
+    points = reference.quantiles.shape[1]
+    rank = np.arange(2 * points + 1) / (2.0 * points)
+    return np.stack([_normal_quantiles(rank if high else 1.0 - rank, points) for high in reference.automated_high]) \
+        if len(reference.automated_high) else np.zeros((0, 2 * points + 1))
 
 
 _INVERSE = np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])
@@ -132,9 +146,9 @@ def _score_of(z: float, norm: float) -> int:
     return min(max(round(1.0 + 98.0 * (0.5 * (1.0 + math.erf(-(z / norm) / math.sqrt(2.0))))), 1), 99)
 
 
-def bot_scores(rows: np.ndarray, reference: BotReference) -> np.ndarray:
-    """Integer bot scores 1..99 (low = automated)."""
-    q = normal_quantiles(rows, reference)
+def bot_scores(rows: np.ndarray, reference: BotReference, tables: np.ndarray | None = None) -> np.ndarray:
+    """Integer bot scores 1..99 (low = automated). ``tables``: the reference's :func:`quantile_tables`."""
+    q = normal_quantiles(rows, reference, tables)
     w, norm = weights_of(reference)
     z = np.zeros(q.shape[0])
     for j in range(q.shape[1]):      # column by column: the order LiveBotScore adds them in
@@ -167,9 +181,9 @@ class LiveBotScore:
         rank = np.arange(2 * points + 1) / (2.0 * points)    # every mid-rank (below + not_above) / (2 points)
         self._columns = [int(c) for c in reference.columns]
         self._grids = [row.tolist() for row in reference.quantiles]
-        self._evidence = [(rank if high else 1.0 - rank) for high in reference.automated_high]
-        self._quantiles = [_normal_quantiles(e, points).tolist() for e in self._evidence]
-        self._evidence = [e.tolist() for e in self._evidence]
+        self._evidence = [(rank if high else 1.0 - rank).tolist() for high in reference.automated_high]
+        self.tables = quantile_tables(reference)     # bot_scores takes them too: one lookup table for both paths
+        self._quantiles = [table.tolist() for table in self.tables]
         self._readable, self._names = readable, names
         self._weights, self._norm = weights_of(reference)
         self._features = list(zip(self._columns, self._weights, self._grids, self._quantiles, self._evidence))

@@ -558,7 +558,7 @@ class SessionScorer:
         if self._bot is None:
             raise ArtifactError(f"{self.path or 'this model'} has no bot score: retrain it with this waflens version")
         rows = np.atleast_2d(features)
-        scores = bot_scores(rows, self._bot)
+        scores = bot_scores(rows, self._bot, self._live_bot.tables)
         return with_labels(scores, self.class_probabilities_batch(rows), tuple(self.classes)) if self.classes \
             else scores
 
