@@ -8,7 +8,8 @@
   features of an existing ``DIR/requests`` (from an earlier ``spark ingest``). A file that cannot be ingested
   is skipped with a warning, and the command exits with its code, as ``waflens ingest`` does.
 * ``waflens spark sessionize DIR``, ``score DIR --model PATH``, ``cluster DIR`` and ``attach DIR --db FILE``
-  work on that directory, in that order; ``attach`` makes a DuckDB file that reads it, for ``waflens
+  work on that directory, in that order (``sessionize DIR --model SESSION_MODEL`` also scores the sessions, in
+  the same pass); ``attach`` makes a DuckDB file that reads it, for ``waflens
   cluster``, ``summarize``, ``label`` and the workbench.
 
 Global options are read one way: the group's own (``--master``, ``--db``, ``--json``), else those of the
@@ -174,14 +175,21 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
 @click.argument("out", metavar="DIR")
 @click.option("--gap-minutes", type=float, default=DEFAULT_GAP_MINUTES, show_default=True,
               help="Session inactivity gap (as `waflens sessionize`).")
+@click.option("--model", "model", default=None,
+              help="An exported session model: score the sessions in the same pass (DIR/scores/level=session/, "
+                   "as `spark score DIR --model` writes it).")
 @click.pass_obj
-def sessionize_command(obj: dict, out: str, gap_minutes: float) -> None:
-    """Sessions and session features of DIR/requests: DIR/request_sessions, DIR/sessions, DIR/session_features."""
+def sessionize_command(obj: dict, out: str, gap_minutes: float, model: str | None) -> None:
+    """Sessions and session features of DIR/requests: DIR/request_sessions, DIR/sessions, DIR/session_features
+    (and DIR/scores/level=session with --model)."""
     from waflens.pipeline.spark.sessions import sessionize_directory
 
-    summary = sessionize_directory(_session(obj), out, gap_minutes)
+    summary = sessionize_directory(_session(obj), out, gap_minutes, model)
+    scored = "" if summary.scores is None else \
+        f"; {summary.scored} sessions scored ({', '.join(f'{k} {v}' for k, v in sorted(summary.by_class.items()))}): " \
+        f"{summary.scores}"
     _emit(obj, summary._asdict(), f"{summary.requests} requests in {summary.sessions} sessions: {out}/sessions, "
-                                  f"{out}/session_features")
+                                  f"{out}/session_features{scored}")
 
 
 @spark.command("score")

@@ -98,52 +98,78 @@ def session_scores(batches, path: str, digest: str, name: str):
     scorer = _scorer(_shipped(name, path), digest, "session")
     names = list(scorer.feature_names)
     for batch in batches:
-        rows = batch[names].to_numpy(dtype=np.float64)
-        scores = scorer.score_batch(rows) if len(batch) else np.zeros(0)
-        out = {"session_id": batch["session_id"], "score": scores,
-               "score_class": [scorer.score_class(s) for s in scores]}
-        if scorer.has_bot_score:
-            out["bot_score"] = scorer.bot_scores(rows).astype(np.int32) if len(batch) else np.zeros(0, np.int32)
-        yield pd.DataFrame(out)
+        yield pd.DataFrame({"session_id": batch["session_id"],
+                            **session_score_columns(scorer, batch[names].to_numpy(dtype=np.float64))})
+
+
+def session_score_columns(scorer, rows: np.ndarray) -> dict:
+    """score, score_class (and bot_score when the model has one) of an (n, features) matrix of session feature
+    rows, in the model's feature order: what ``spark score`` and ``spark sessionize --model`` write."""
+    scores = scorer.score_batch(rows) if len(rows) else np.zeros(0)
+    out = {"score": scores, "score_class": [scorer.score_class(s) for s in scores]}
+    if scorer.has_bot_score:
+        out["bot_score"] = scorer.bot_scores(rows).astype(np.int32) if len(rows) else np.zeros(0, np.int32)
+    return out
+
+
+def session_scorer(path: str, digest: str, name: str):
+    """The session scorer of an artifact shipped with :func:`ship_model` (loaded once per Python worker)."""
+    return _scorer(_shipped(name, path), digest, "session")
+
+
+def ship_model(spark, model: Model) -> str:
+    """Send the artifact to every executor (``SparkContext.addFile``); the name the workers find it under."""
+    spark.sparkContext.addFile(model.path, recursive=True)
+    return Path(model.path.rstrip("/")).name
+
+
+def scores_path(out: str, level: str) -> str:
+    return layout.path_of(layout.path_of(out, layout.SCORES), f"level={level}")
+
+
+def session_score_schema(model: Model) -> str:
+    return "session_id long, score double, score_class string" + (", bot_score int" if model.has_bot_score else "")
+
+
+def missing_session_features(model: Model, columns) -> None:
+    """Refuse a session model that wants features a Spark output directory does not have."""
+    missing = sorted(set(model.names) - set(columns))
+    if missing:
+        raise InputError(f"{model.path} wants session features {missing} that this waflens version does not compute: "
+                         "rerun `waflens spark sessionize` with the waflens version that trained it")
+
+
+def class_counts(column: str = "score_class") -> list:
+    """Spark aggregate expressions: how many rows of each score class (the names the runtime gives, and error)."""
+    from pyspark.sql import functions as F
+
+    from waflens.runtime.scorer import score_class_names
+
+    return [F.sum((F.col(column) == name).cast("long")).alias(name) for name in (*score_class_names(), "error")]
 
 
 def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
     """Score ``DIR`` with the artifact at ``model``; write ``DIR/scores/level=<level>/``."""
     from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    from waflens.runtime.scorer import score_class_names
 
     checked = checked_model(model)
     model, level, digest = checked.path, checked.level, checked.digest
     # the count of each class rides along with the write (an Observation) instead of a job reading it back
-    classes = (*score_class_names(), "error")
     counts = Observation("score classes")
-
-    def counted(frame):
-        return frame.observe(counts, *[F.sum((F.col("score_class") == name).cast("long")).alias(name)
-                                       for name in classes])
-
-    spark.sparkContext.addFile(model, recursive=True)
-    name = Path(model.rstrip("/")).name
-    target = layout.path_of(layout.path_of(out, layout.SCORES), f"level={level}")
+    name = ship_model(spark, checked)
+    target = scores_path(out, level)
     if level == "request":
         requests = layout.read_table(spark, out, layout.REQUESTS)
         schema = ("file string, record long, request_id long, day string, score double, score_class string")
         scored = requests.select("file", "record", "request_id", requests["day"].cast("string").alias("day"),
                                  "method", "path", "query", "body", "user_agent", "referer") \
             .mapInPandas(lambda b: request_scores(b, model, digest, name), schema)
-        counted(scored).write.mode("overwrite").partitionBy("day").parquet(target)
+        scored.observe(counts, *class_counts()).write.mode("overwrite").partitionBy("day").parquet(target)
     else:
         features = layout.read_table(spark, out, layout.SESSION_FEATURES)
-        schema = "session_id long, score double, score_class string" + (", bot_score int" if checked.has_bot_score else "")
-        missing = sorted(set(checked.names) - set(features.columns))
-        if missing:
-            raise InputError(f"{model} wants session features {missing} that {layout.path_of(out, layout.SESSION_FEATURES)} "
-                             "lacks: rerun `waflens spark sessionize` with this waflens version")
-        counted(features.select("session_id", *checked.names)
-                .mapInPandas(lambda b: session_scores(b, model, digest, name), schema)) \
-            .write.mode("overwrite").parquet(target)
+        missing_session_features(checked, features.columns)
+        features.select("session_id", *checked.names) \
+            .mapInPandas(lambda b: session_scores(b, model, digest, name), session_score_schema(checked)) \
+            .observe(counts, *class_counts()).write.mode("overwrite").parquet(target)
     by_class = {name: int(n) for name, n in counts.get.items() if n}
     return ScoreSummary(level, sum(by_class.values()), by_class, target)
-

@@ -28,6 +28,7 @@ from typing import Iterator, NamedTuple
 
 import pyarrow as pa
 
+from waflens.data.errors import InputError
 from waflens.data.sessionize import DEFAULT_GAP_MINUTES, checked_gap_minutes
 from waflens.pipeline.spark import layout
 from waflens.pipeline.spark.layout import read_table, write_table
@@ -48,6 +49,9 @@ TARGET_TYPE = pa.list_(pa.struct([("request_id", pa.int64()), ("path_decoded", p
 class SessionsSummary(NamedTuple):
     requests: int
     sessions: int
+    scored: int = 0                # with a session model (``--model``): sessions scored, by class, and where
+    by_class: dict | None = None
+    scores: str | None = None
 
 
 def _extra_features():
@@ -57,31 +61,36 @@ def _extra_features():
     return [f for f in SESSION_FEATURES if f.name not in SESSION_COLUMNS]
 
 
-def session_rows_schema() -> pa.Schema:
+def session_rows_schema(model=None) -> pa.Schema:
     """One row per session: the ``sessions`` columns, every other session feature (the spec's names and DuckDB
-    types), the session's request ids and its first targets (``sql/session_targets.sql``)."""
+    types), the session's request ids and its first targets (``sql/session_targets.sql``); with a session model
+    (:class:`waflens.pipeline.spark.score.Model`), its score, score_class and bot_score (when it has one)."""
     utc = pa.timestamp("us", tz="UTC")
+    scores = [] if model is None else [("score", pa.float64()), ("score_class", pa.string()),
+                                       *([("bot_score", pa.int32())] if model.has_bot_score else [])]
     return pa.schema([("session_id", pa.int64()), ("client_key", pa.string()), ("start_ts", utc), ("end_ts", utc),
                       ("n_requests", pa.int64()), ("first_request_id", pa.int64()), ("last_request_id", pa.int64()),
                       *[(f.name, ARROW_TYPES[f.dtype]) for f in _extra_features()],
-                      ("request_ids", pa.list_(pa.int64())), ("targets", TARGET_TYPE)])
+                      ("request_ids", pa.list_(pa.int64())), ("targets", TARGET_TYPE), *scores])
 
 
-def session_rows(requests, gap_minutes: float = DEFAULT_GAP_MINUTES):
+def session_rows(requests, gap_minutes: float = DEFAULT_GAP_MINUTES, model=None, shipped: str | None = None):
     """The DataFrame of :func:`session_rows_schema` rows from ``requests`` (columns of ``DIR/requests``),
-    shuffled by client and sessionized per task."""
+    shuffled by client and sessionized per task; scored by ``model`` (a checked session model, shipped to the
+    executors under the name ``shipped``) when given."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from waflens.clustering.matrix import MAX_TARGETS_PER_SESSION   # here, not in the workers (it imports sklearn)
 
     gap = checked_gap_minutes(gap_minutes)
     return requests.select(*REQUEST_INPUT).repartition("client_key") \
-        .mapInArrow(sessionize_partitions(gap, MAX_TARGETS_PER_SESSION), from_arrow_schema(session_rows_schema()))
+        .mapInArrow(sessionize_partitions(gap, MAX_TARGETS_PER_SESSION, model, shipped),
+                    from_arrow_schema(session_rows_schema(model)))
 
 
-def sessionize_partitions(gap_minutes: float, max_targets: int):
+def sessionize_partitions(gap_minutes: float, max_targets: int, model=None, shipped: str | None = None):
     """The ``mapInArrow`` function: every request of some clients -> one :func:`session_rows_schema` row per
-    session, with its first ``max_targets`` distinct targets."""
+    session, with its first ``max_targets`` distinct targets (and its scores, with a model)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numba
@@ -101,7 +110,8 @@ def sessionize_partitions(gap_minutes: float, max_targets: int):
                     pending, rows = [], 0
             if pending:
                 _load(con, pending, tables)
-            yield from _sessionized(con, gap_minutes, max_targets)
+            for batch in _sessionized(con, gap_minutes, max_targets):
+                yield batch if model is None else _scored(batch, model, shipped)
         finally:
             con.close()
 
@@ -161,24 +171,62 @@ def _sessionized(con, gap_minutes: float, max_targets: int) -> Iterator[pa.Recor
     yield from table.cast(session_rows_schema()).to_batches()
 
 
-def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES) -> SessionsSummary:
+def _scored(batch: pa.RecordBatch, model, shipped: str) -> pa.RecordBatch:
+    """A batch of session rows with their scores by the session model (what ``spark score`` computes of the same
+    feature rows, :func:`waflens.pipeline.spark.score.session_score_columns`)."""
+    import numpy as np
+
+    from waflens.pipeline.spark.score import session_score_columns, session_scorer
+
+    scorer = session_scorer(model.path, model.digest, shipped)
+    rows = np.column_stack([batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+                            for name in scorer.feature_names]) if batch.num_rows else \
+        np.zeros((0, len(scorer.feature_names)))
+    columns = session_score_columns(scorer, rows)
+    schema = session_rows_schema(model)
+    return pa.RecordBatch.from_arrays([*batch.columns, *(pa.array(columns[field.name], type=field.type)
+                                                         for field in schema if field.name in columns)],
+                                      schema=schema)
+
+
+def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES,
+                         model: str | None = None) -> SessionsSummary:
     """Write ``DIR/request_sessions``, ``DIR/sessions``, ``DIR/session_features`` and ``DIR/session_targets`` from
-    ``DIR/requests``."""
+    ``DIR/requests``; with ``model`` (an exported session model), score the sessions in the same tasks and write
+    ``DIR/scores/level=session`` as ``waflens spark score DIR --model`` would (one pass instead of two)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from waflens.data.feature_spec import SESSION_FEATURES
+    from waflens.pipeline.spark import score
 
     gap = checked_gap_minutes(gap_minutes)   # before Spark reads anything
-    rows = session_rows(read_table(spark, out, layout.REQUESTS), gap).persist(StorageLevel.MEMORY_AND_DISK)
+    checked = shipped = None
+    if model is not None:                    # refused on the driver, before any job
+        checked = score.checked_model(model)
+        if checked.level != "session":
+            raise InputError(f"{model} is a {checked.level}-level model: `spark sessionize --model` scores sessions "
+                             "with a session model; score requests with `waflens spark score DIR --model`")
+        score.missing_session_features(checked, [f.name for f in SESSION_FEATURES])
+        shipped = score.ship_model(spark, checked)
+    rows = session_rows(read_table(spark, out, layout.REQUESTS), gap, checked, shipped) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
     try:
         write_table(rows.select(*SESSION_COLUMNS), out, layout.SESSIONS)
         write_table(rows.select("session_id", *[f.name for f in SESSION_FEATURES]), out, layout.SESSION_FEATURES)
         write_table(rows.select(F.explode("request_ids").alias("request_id"), "session_id"), out,
                     layout.REQUEST_SESSIONS)
         write_table(rows.select("session_id", F.inline("targets")), out, layout.SESSION_TARGETS)
+        if checked is not None:
+            rows.select("session_id", "score", "score_class", *(["bot_score"] * checked.has_bot_score)) \
+                .write.mode("overwrite").parquet(score.scores_path(out, "session"))
         totals = rows.agg(F.coalesce(F.sum("n_requests"), F.lit(0)).alias("requests"),
-                          F.count(F.lit(1)).alias("sessions")).collect()[0]
+                          F.count(F.lit(1)).alias("sessions"),
+                          *(score.class_counts() if checked is not None else [])).collect()[0].asDict()
     finally:
         rows.unpersist()
-    return SessionsSummary(int(totals["requests"]), int(totals["sessions"]))
+    if checked is None:
+        return SessionsSummary(int(totals["requests"]), int(totals["sessions"]))
+    by_class = {name: int(n) for name, n in totals.items() if name not in ("requests", "sessions") and n}
+    return SessionsSummary(int(totals["requests"]), int(totals["sessions"]), sum(by_class.values()), by_class,
+                           score.scores_path(out, "session"))

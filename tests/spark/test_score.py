@@ -68,3 +68,34 @@ def test_bad_models_and_missing_inputs_are_refused(spark, tmp_path):
     assert spark_score.checked_model(MODELS / "session").level == "session"
     with pytest.raises(InputError, match="missing or empty.*waflens spark sessionize"):
         score_directory(spark, str(tmp_path / "nothing"), MODELS / "session")
+
+
+def test_sessionize_with_a_model_scores_in_the_same_pass_as_spark_score_would(spark, spark_pipeline, tmp_path):
+    """``spark sessionize DIR --model`` writes the sessions and features of a plain sessionize and, from the same
+    tasks, the scores ``spark score`` wrote for them (exactly: same feature rows, same batch function)."""
+    import shutil
+
+    from tests.spark.pipeline import _cli
+
+    out = tmp_path / "out"
+    shutil.copytree(spark_pipeline.out / "requests", out / "requests")
+    summary = _cli("spark", "sessionize", str(out), "--model", str(MODELS / "session"))
+    alone = spark_pipeline.steps["score_session"]
+    assert summary["sessions"] == summary["scored"] == alone["scored"] > 0
+    assert summary["by_class"] == alone["by_class"] and summary["scores"].endswith("scores/level=session")
+    for name in ("sessions", "session_features"):
+        assert read(out, name).sort_values("session_id").reset_index(drop=True).equals(
+            read(spark_pipeline.out, name).sort_values("session_id").reset_index(drop=True)), name
+    fused = read(out, "scores/level=session").sort_values("session_id").reset_index(drop=True)
+    scored = read(spark_pipeline.out, "scores/level=session").sort_values("session_id").reset_index(drop=True)
+    assert list(fused.columns) == list(scored.columns) == ["session_id", "score", "score_class", "bot_score"]
+    assert fused.equals(scored)
+
+
+def test_sessionize_refuses_a_request_model_before_reading_anything(spark, spark_pipeline, tmp_path):
+    from waflens.pipeline.spark.sessions import sessionize_directory
+
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="request-level model: `spark sessionize --model` scores sessions"):
+        sessionize_directory(spark, str(out), model=str(MODELS / "request"))
+    assert not out.exists()
