@@ -99,8 +99,8 @@ def quiet_task_failures(spark):
     logger given a level of its own would bypass the level Spark's console filter applies.
 
     When the block fails, the loggers stay quiet until the job's other tasks, cancelled with it, have ended
-    (at most ``CANCELLED_TASKS_WAIT_SECONDS``): Spark raises the failure before they stop, and each logs its
-    kill ("Putting block ... failed due to ... TaskKilledException") when it does."""
+    and the driver has logged them (at most ``CANCELLED_TASKS_WAIT_SECONDS``): Spark raises the failure before
+    they stop, and each logs its kill ("Putting block ... TaskKilledException", "Lost task ... TaskKilled")."""
     jvm = spark._jvm
     context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
     config = context.getConfiguration()
@@ -112,7 +112,7 @@ def quiet_task_failures(spark):
     try:
         yield
     except Exception:   # not on Ctrl-C
-        wait_for_running_tasks(spark, CANCELLED_TASKS_WAIT_SECONDS)
+        wait_for_idle_scheduler(spark, CANCELLED_TASKS_WAIT_SECONDS)
         raise
     finally:
         for name, previous in saved.items():
@@ -123,12 +123,20 @@ def quiet_task_failures(spark):
         context.updateLoggers()
 
 
-def wait_for_running_tasks(spark, seconds: float) -> bool:
-    """Wait until no executor runs a task (True), or ``seconds`` have passed (False)."""
-    tracker = spark._jsc.sc().statusTracker()
+def wait_for_idle_scheduler(spark, seconds: float) -> bool:
+    """Wait until the task scheduler holds no task set (True), or ``seconds`` have passed (False).
+
+    A cancelled stage's task set leaves the scheduler after its last task ended and the driver logged it
+    ("Lost task ... TaskKilled"); the count of running tasks drops to 0 before that log, and the status
+    tracker's executor infos say 0 running tasks in local mode."""
     deadline = time.monotonic() + seconds
-    while any(info.numRunningTasks() for info in tracker.getExecutorInfos()):
+    while scheduled_task_sets(spark):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def scheduled_task_sets(spark) -> int:
+    """The task sets (one a running or cancelled stage attempt) the driver's task scheduler holds now."""
+    return spark._jsc.sc().taskScheduler().rootPool().getSortedTaskSetQueue().size()
