@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import sys
+import time
 import warnings
 
 from waflens.data.errors import ConfigError
@@ -53,7 +54,11 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false"))
+               .config("spark.ui.showConsoleProgress", "false")
+               # a cancelled task's worker ends without a traceback on stderr (see worker_daemon); the flush
+               # failure must reach it as an exception, as Spark 4 sets by default, not be printed by pyspark
+               .config("spark.python.daemon.module", "waflens.pipeline.spark.worker_daemon")
+               .config("spark.python.daemon.killWorkerOnFlushFailure", "true"))
     if not os.environ.get("SPARK_ENV_LOADED"):  # not under spark-submit, which sets the master itself
         master = master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER
         builder = builder.master(master)
@@ -83,12 +88,19 @@ _TASK_FAILURE_LOGGERS = {"org.apache.spark.executor.Executor": "OFF", "org.apach
                          "org.apache.spark.sql.execution.python": "ERROR"}
 
 
+CANCELLED_TASKS_WAIT_SECONDS = 10.0
+
+
 @contextlib.contextmanager
 def quiet_task_failures(spark):
     """Silence the driver's (and in local mode the executors') logs of failed tasks for the block: for a
     step that catches the failure and reports it itself in one line (a file that cannot be read). An error
     it does not catch keeps its Java trace in the exception. The loggers are put back as they were: a
-    logger given a level of its own would bypass the level Spark's console filter applies."""
+    logger given a level of its own would bypass the level Spark's console filter applies.
+
+    When the block fails, the loggers stay quiet until the job's other tasks, cancelled with it, have ended
+    and the driver has logged them (at most ``CANCELLED_TASKS_WAIT_SECONDS``): Spark raises the failure before
+    they stop, and each logs its kill ("Putting block ... TaskKilledException", "Lost task ... TaskKilled")."""
     jvm = spark._jvm
     context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
     config = context.getConfiguration()
@@ -99,6 +111,9 @@ def quiet_task_failures(spark):
         configurator.setLevel(name, level.getLevel(quiet))
     try:
         yield
+    except Exception:   # not on Ctrl-C
+        wait_for_idle_scheduler(spark, CANCELLED_TASKS_WAIT_SECONDS)
+        raise
     finally:
         for name, previous in saved.items():
             if previous is None:
@@ -106,3 +121,22 @@ def quiet_task_failures(spark):
             else:
                 config.getLoggers().get(name).setLevel(previous)
         context.updateLoggers()
+
+
+def wait_for_idle_scheduler(spark, seconds: float) -> bool:
+    """Wait until the task scheduler holds no task set (True), or ``seconds`` have passed (False).
+
+    A cancelled stage's task set leaves the scheduler after its last task ended and the driver logged it
+    ("Lost task ... TaskKilled"); the count of running tasks drops to 0 before that log, and the status
+    tracker's executor infos say 0 running tasks in local mode."""
+    deadline = time.monotonic() + seconds
+    while scheduled_task_sets(spark):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def scheduled_task_sets(spark) -> int:
+    """The task sets (one a running or cancelled stage attempt) the driver's task scheduler holds now."""
+    return spark._jsc.sc().taskScheduler().rootPool().getSortedTaskSetQueue().size()

@@ -72,3 +72,24 @@ def test_the_spark_group_runs_every_step_as_one_command_group():
     assert code == 0
     for command in ("ingest", "features", "sessionize", "score", "cluster", "attach"):
         assert f"  {command} " in out, command
+
+
+def test_waiting_for_an_idle_scheduler_ends_when_the_last_task_set_does(spark):
+    """What quiet_task_failures waits on after a failed scan, so the cancelled tasks log while it is quiet."""
+    import threading
+    import time
+
+    from waflens.pipeline.spark.session import scheduled_task_sets, wait_for_idle_scheduler
+
+    done = []
+    job = threading.Thread(target=lambda: done.append(
+        spark.sparkContext.parallelize([1, 2], 2).map(lambda x: time.sleep(1.5) or x).collect()))
+    job.start()
+    deadline = time.monotonic() + 60
+    while not scheduled_task_sets(spark) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert scheduled_task_sets(spark) == 1 and not done
+    assert wait_for_idle_scheduler(spark, 60)
+    assert scheduled_task_sets(spark) == 0
+    job.join(10)
+    assert done == [[1, 2]]

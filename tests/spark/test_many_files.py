@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.data.cli_process import KEY, json_summary, waflens_here
+from tests.data.cli_process import KEY, json_summary, waflens, waflens_here
 
 MANY = 150     # files in the one-scan plan test
 PARITY = 50    # of them, ingested by both engines and compared (every kind of name, two .gz)
@@ -132,13 +132,19 @@ def test_the_same_file_under_two_spellings_is_refused(spark, many_files, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def _corrupt_past_its_head(packed: bytes, at: float = 0.5) -> bytes:
+    """A valid gzip head (so the 64 KB sniffed decompress) and a corrupt body from ``at`` of its length on:
+    only the executors find out."""
+    start = int(len(packed) * at)
+    return packed[:start] + bytes(b ^ 0x5A for b in packed[start:start + 64]) + packed[start + 64:]
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory, many_files) -> dict[str, Path]:
     """Two good logs around every kind of file that cannot be ingested."""
     home = tmp_path_factory.mktemp("bad")
     content = b"\n".join(_log_lines(random.Random(7), 3000)) + b"\n"
     packed = gzip.compress(content)
-    middle = len(packed) // 2
     files = {"good": many_files[1], "missing": home / "missing.log", "directory": home / "a directory",
              "empty": home / "empty.log", "blank": home / "blank.log", "not gzip": home / "plain.log.gz",
              "corrupt": home / "corrupt.log.gz", "unknown": home / "unknown.txt", "good too": many_files[2]}
@@ -146,8 +152,7 @@ def bad_files(tmp_path_factory, many_files) -> dict[str, Path]:
     files["empty"].write_bytes(b"")
     files["blank"].write_bytes(b" \n\n\t\n")
     files["not gzip"].write_bytes(content[:500])
-    # a valid gzip head (so the 64 KB sniffed decompress) and a corrupt body: only the executors find out
-    files["corrupt"].write_bytes(packed[:middle] + bytes(b ^ 0x5A for b in packed[middle:middle + 64]) + packed[middle + 64:])
+    files["corrupt"].write_bytes(_corrupt_past_its_head(packed))
     files["unknown"].write_bytes(b"\x00\x01 no log format at all\n")
     return files
 
@@ -251,3 +256,28 @@ def test_a_pattern_stands_for_the_files_it_matches(spark, many_files, tmp_path):
     code, out, err = waflens_here("--json", "spark", "ingest", pattern, "--out", str(tmp_path / "out"))
     assert code == 0, err[-3000:]
     assert [f["file"] for f in json_summary(out)["files"]] == expected
+
+
+def test_a_file_failing_on_the_executors_leaves_one_line_on_the_stderr_of_the_process(spark, tmp_path):
+    """In a process of its own, as from cron: Spark cancels the tasks still running when the corrupt file's task
+    fails, and their Python workers, cut off mid-write, must not print pyspark's ``BrokenPipeError`` traceback
+    (Spark copies a worker's stderr to the driver's, which a run inside pytest's process does not capture)."""
+    lines = [line for line in _log_lines(random.Random(11), 60_000) if not line.startswith(b"garbage")]
+    good = tmp_path / "good.log"   # big enough to be still parsing when the corrupt file's task fails
+    good.write_bytes(b"\n".join(lines) + b"\n")
+    corrupt = tmp_path / "corrupt.log.gz"
+    # corrupt late in many records: both tasks' workers are streaming rows when the job is cancelled
+    corrupt.write_bytes(_corrupt_past_its_head(gzip.compress(b"\n".join(_log_lines(random.Random(7), 30_000)) + b"\n"),
+                                               at=0.8))
+    out = tmp_path / "out"
+    run = waflens("spark", "ingest", str(good), str(corrupt), "--out", str(out), timeout=300)
+    assert run.returncode == 3, run.stderr[-3000:]
+    reports = [line for line in run.stderr.splitlines() if str(corrupt) in line]
+    assert len(reports) == 1 and reports[0].startswith(f"waflens: {corrupt}: cannot be read"), run.stderr[-3000:]
+    others = "\n".join(line for line in run.stderr.splitlines() if line != reports[0])
+    for noise in ("Traceback", "BrokenPipeError", "Broken pipe", "Exception", "\tat ", " ERROR ", "Lost task"):
+        assert noise not in others, run.stderr[-3000:]
+    sources = {row["file"]: row for row in spark.read.parquet(str(out / "sources")).collect()}
+    assert (sources[str(good)]["status"], sources[str(good)]["parsed"]) == ("ingested", len(lines))
+    assert sources[str(corrupt)]["status"] == "failed"
+    assert spark.read.parquet(str(out / "requests")).count() == len(lines)
