@@ -67,6 +67,13 @@ def test_local_masters_get_a_few_shuffle_partitions_and_clusters_keep_theirs():
     assert local_cores("yarn") is None and local_cores("spark://host:7077") is None and local_cores("local[x]") is None
 
 
+def test_a_local_session_runs_its_jvm_with_the_jit_options_for_short_steps(spark):
+    from waflens.pipeline.spark.session import LOCAL_DRIVER_JAVA_OPTIONS
+
+    arguments = set(spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert set(LOCAL_DRIVER_JAVA_OPTIONS.split()) <= arguments
+
+
 def test_the_spark_group_runs_every_step_as_one_command_group():
     code, out, _ = _spark_main("--help")
     assert code == 0
