@@ -248,21 +248,23 @@ def main() -> None:
           f"DuckDB {duck_cores} threads (scoring: one core, the Python of the batches)\n")
     print(f"{'lines':>13}  {'step':<31}{'rows':>10}{'duckdb s':>10}{'rows/s/core':>13}{'spark s':>9}"
           f"{'rows/s/core':>13}{'ratio':>8}")
-    worst = 0.0
+    over = {}   # lines -> the steps beyond 3x
     for lines, duck, on_spark in table:
         for step, (rows, seconds, core_seconds) in on_spark.items():
             spark_rate = rows / core_seconds
             if step in duck:
                 duck_rate = duck[step][0] / duck[step][2]
                 ratio = duck_rate / spark_rate
-                worst = max(worst, ratio)
+                if ratio > 3:
+                    over.setdefault(lines, []).append(f"{step} {ratio:.2f}x")
                 known = f"{duck[step][1]:>10.1f}{duck_rate:>13,.0f}"
                 ratio_text = f"{ratio:>7.2f}x"
             else:
                 known, ratio_text = f"{'-':>10}{'-':>13}", f"{'-':>8}"
             print(f"{lines:>13}  {step:<31}{rows:>10,}{known}{seconds:>9.1f}{spark_rate:>13,.0f}{ratio_text}")
-    if table:
-        print(f"\ngoal: Spark within 3x of DuckDB per core: {'met' if worst <= 3 else 'NOT met'} (worst {worst:.2f}x)")
+    print("\ngoal: Spark within 3x of DuckDB per core")
+    for lines, *_ in table:
+        print(f"  {lines:>13}: " + ("met by every step" if lines not in over else "NOT met by " + ", ".join(over[lines])))
 
 
 if __name__ == "__main__":
