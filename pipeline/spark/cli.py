@@ -256,6 +256,13 @@ def _emit(obj: dict, summary: dict, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m waflens.pipeline.spark``: one line and an exit code for errors, as ``waflens`` does."""
+    from waflens.pipeline.spark.submit_stderr import stderr_to_spark_submit
+
+    with stderr_to_spark_submit():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         spark.main(args=argv, prog_name="waflens-spark", standalone_mode=False)
     except SparkExit as done:
