@@ -2,10 +2,11 @@
 
 One ``spark-submit`` of ``waflens/pipeline/spark/__main__.py --json features LOG --out DIR`` on a shared log, and
 one of a missing file, each in its own JVM (while they run, this process computes the same with the in-process
-``waflens spark features``). Checked: the exit codes are waflens's, the master is spark-submit's (not
-``$WAFLENS_SPARK_MASTER``), the pseudonym key is ``$WAFLENS_PSEUDONYM_KEY`` (no key file is made), stdout holds the
-``--json`` summary alone and the error line is on stderr (Spark's PythonRunner merges the Python driver's stderr
-into its stdout; see :mod:`waflens.pipeline.spark.submit_stderr`), and the Parquet equals the in-process run's.
+``waflens spark features``). Checked: the exit codes are waflens's; the master is spark-submit's (not
+``$WAFLENS_SPARK_MASTER``), with waflens's local shuffle partitions; a relative path is read; the pseudonym key is
+``$WAFLENS_PSEUDONYM_KEY`` (no key file is made); stdout holds the ``--json`` summary alone and the error line is
+on stderr (Spark's PythonRunner merges the Python driver's stderr into its stdout; see
+:mod:`waflens.pipeline.spark.submit_stderr`); the Parquet equals the in-process run's.
 """
 
 from __future__ import annotations
@@ -54,26 +55,30 @@ def _finish(run: subprocess.Popen) -> tuple[int, str, str]:
     return run.returncode, out, err
 
 
-def _master_of(event_log: Path) -> str:
-    """``spark.master`` as the application's event log records it (what its SparkContext ran on)."""
+def _recorded(event_log: Path) -> tuple[str, set]:
+    """What the application's event log records: ``spark.master`` (what its SparkContext ran on) and the
+    ``spark.sql.shuffle.partitions`` its queries ran with."""
     (log,) = event_log.iterdir()
-    for line in log.read_text().splitlines():
-        event = json.loads(line)
-        if event["Event"] == "SparkListenerEnvironmentUpdate":
-            return event["Spark Properties"]["spark.master"]
-    raise AssertionError(f"{log} has no environment event")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    (master,) = [e["Spark Properties"]["spark.master"] for e in events if e["Event"] == "SparkListenerEnvironmentUpdate"]
+    partitions = {e["modifiedConfigs"].get("spark.sql.shuffle.partitions") for e in events
+                  if e["Event"].endswith("SparkListenerSQLExecutionStart")}
+    return master, partitions
 
 
-def _table(directory: Path) -> pd.DataFrame:
+def _table(directory: Path, file: str) -> pd.DataFrame:
+    """A table of the run, its ``file`` column (the path as given) checked and left out."""
     frame = ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pandas()
-    return frame.sort_values("request_id").reset_index(drop=True)
+    assert set(frame["file"]) == {file}
+    return frame.drop(columns="file").sort_values("request_id").reset_index(drop=True)
 
 
 def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_datasets, tmp_path, monkeypatch):
     log = shared_datasets / "access_logs" / LOG
     submitted, failing = tmp_path / "submitted", tmp_path / "failing"
     submitted.mkdir(), failing.mkdir()
-    run = _spark_submit(submitted, "features", str(log), "--out", str(submitted / "out"))
+    relative = os.path.relpath(log, submitted)   # resolved against the driver's working directory, as by a shell
+    run = _spark_submit(submitted, "features", relative, "--out", "out")
     missing = _spark_submit(failing, "features", str(failing / "nope.log"), "--out", str(failing / "out"))
 
     monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
@@ -87,10 +92,11 @@ def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_d
     (summary_line,) = out.splitlines()   # the summary alone: Spark's logs are on stderr
     summary = json.loads(summary_line)
     assert [(f["records"], f["parsed"], f["pseudonymized"]) for f in summary["files"]] == [(3996, 3996, True)]
-    assert _master_of(submitted / "events") == SUBMIT_MASTER
+    assert _recorded(submitted / "events") == (SUBMIT_MASTER, {"4"})   # 2 shuffle partitions a core, as here
     assert not list(submitted.glob("*.key"))   # the key came from $WAFLENS_PSEUDONYM_KEY
     for table in ("requests", "request_features"):
-        pd.testing.assert_frame_equal(_table(submitted / "out" / table), _table(here / table), obj=table)
+        pd.testing.assert_frame_equal(_table(submitted / "out" / table, relative), _table(here / table, str(log)),
+                                      obj=table)
 
     code, out, err = _finish(missing)
     assert missing_here[0] == 3 and code == missing_here[0], err[-3000:]
