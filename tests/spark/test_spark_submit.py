@@ -60,9 +60,10 @@ def _recorded(event_log: Path) -> tuple[str, set]:
     ``spark.sql.shuffle.partitions`` its queries ran with."""
     (log,) = event_log.iterdir()
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    (master,) = [e["Spark Properties"]["spark.master"] for e in events if e["Event"] == "SparkListenerEnvironmentUpdate"]
-    partitions = {e["modifiedConfigs"].get("spark.sql.shuffle.partitions") for e in events
-                  if e["Event"].endswith("SparkListenerSQLExecutionStart")}
+    (master,) = [event["Spark Properties"]["spark.master"] for event in events
+                 if event["Event"] == "SparkListenerEnvironmentUpdate"]
+    partitions = {event["modifiedConfigs"].get("spark.sql.shuffle.partitions") for event in events
+                  if event["Event"].endswith("SparkListenerSQLExecutionStart")}
     return master, partitions
 
 
@@ -81,26 +82,32 @@ def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_d
     run = _spark_submit(submitted, "features", relative, "--out", "out")
     missing = _spark_submit(failing, "features", str(failing / "nope.log"), "--out", str(failing / "out"))
 
-    monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
-    here = tmp_path / "here"
-    code_here, _, err_here = waflens_here("spark", "features", str(log), "--out", str(here))
-    assert code_here == 0, err_here
-    missing_here = waflens_here("spark", "features", str(failing / "nope.log"), "--out", str(tmp_path / "no-out"))
+    try:
+        monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
+        here = tmp_path / "here"
+        code_here, _, err_here = waflens_here("spark", "features", str(log), "--out", str(here))
+        assert code_here == 0, err_here
+        missing_here = waflens_here("spark", "features", str(failing / "nope.log"), "--out", str(tmp_path / "no-out"))
 
-    code, out, err = _finish(run)
-    assert code == 0, err[-3000:]
-    (summary_line,) = out.splitlines()   # the summary alone: Spark's logs are on stderr
-    summary = json.loads(summary_line)
-    assert [(f["records"], f["parsed"], f["pseudonymized"]) for f in summary["files"]] == [(3996, 3996, True)]
-    assert _recorded(submitted / "events") == (SUBMIT_MASTER, {"4"})   # 2 shuffle partitions a core, as here
-    assert not list(submitted.glob("*.key"))   # the key came from $WAFLENS_PSEUDONYM_KEY
-    for table in ("requests", "request_features"):
-        pd.testing.assert_frame_equal(_table(submitted / "out" / table, relative), _table(here / table, str(log)),
-                                      obj=table)
+        code, out, err = _finish(run)
+        assert code == 0, err[-3000:]
+        (summary_line,) = out.splitlines()   # the summary alone: Spark's logs are on stderr
+        summary = json.loads(summary_line)
+        assert [(f["records"], f["parsed"], f["pseudonymized"]) for f in summary["files"]] == [(3996, 3996, True)]
+        assert _recorded(submitted / "events") == (SUBMIT_MASTER, {"4"})   # 2 shuffle partitions a core, as here
+        assert not list(submitted.glob("*.key"))   # the key came from $WAFLENS_PSEUDONYM_KEY
+        for table in ("requests", "request_features"):
+            pd.testing.assert_frame_equal(_table(submitted / "out" / table, relative), _table(here / table, str(log)),
+                                          obj=table)
 
-    code, out, err = _finish(missing)
-    assert missing_here[0] == 3 and code == missing_here[0], err[-3000:]
-    assert out == ""
-    errors = [line for line in err.splitlines() if line.startswith("waflens: ")]
-    assert errors == [missing_here[2].strip()] and "nope.log" in errors[0]
-    assert not (failing / "out").exists()
+        code, out, err = _finish(missing)
+        assert missing_here[0] == 3 and code == missing_here[0], err[-3000:]
+        assert out == ""
+        errors = [line for line in err.splitlines() if line.startswith("waflens: ")]
+        assert errors == [missing_here[2].strip()] and "nope.log" in errors[0]
+        assert not (failing / "out").exists()
+    finally:   # a failed check leaves no JVM behind
+        for process in (run, missing):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
