@@ -19,8 +19,15 @@ module sits in ``pipeline`` (below ``app``), so it reads them from the parent co
 Pseudonyms use the key DuckDB ingest would use for ``--db`` (``$WAFLENS_PSEUDONYM_KEY``,
 ``$WAFLENS_KEY_FILE`` or ``<db>.key``), so Spark and DuckDB give a client the same token.
 
-On a cluster, ``spark-submit`` runs the ``__main__`` of this package. The executors need waflens and
-its dependencies (numpy, numba, duckdb, pyarrow); ship a packed virtual environment::
+``spark-submit`` runs the ``__main__`` of this package; in local mode (what tests/spark/test_spark_submit.py runs)::
+
+    entry="$(waflens-env/bin/python -c 'import waflens.pipeline.spark.__main__ as m; print(m.__file__)')"
+    PYSPARK_PYTHON=waflens-env/bin/python waflens-env/bin/spark-submit --master 'local[2]' "$entry" \\
+        --json features access.log.gz --out run-1
+
+Stdout holds what the command prints; its errors and warnings go to spark-submit's stderr, with Spark's logs
+(:mod:`waflens.pipeline.spark.submit_stderr`). On a cluster the executors need waflens and its dependencies
+(numpy, numba, duckdb, pyarrow); ship a packed virtual environment::
 
     python -m venv env && env/bin/pip install 'waflens[spark]' venv-pack && env/bin/venv-pack -o env.tar.gz
     PYSPARK_PYTHON=./env/bin/python spark-submit --master yarn --archives env.tar.gz#env \\
@@ -29,8 +36,9 @@ its dependencies (numpy, numba, duckdb, pyarrow); ship a packed virtual environm
 
 A quoted pattern is expanded by the driver (Hadoop's glob syntax, the matches in name order), since no shell
 expands object storage paths.
-(``--py-files`` with a zip of waflens is not enough: numba, duckdb and pyarrow have native code.) Outside
-``spark-submit`` the master is ``--master``, else ``$WAFLENS_SPARK_MASTER``, else ``local[2]``. Errors print
+(``--py-files`` with a zip of waflens is not enough: numba, duckdb and pyarrow have native code.) Under
+``spark-submit`` the master is spark-submit's ``--master``; outside it ``--master``, else
+``$WAFLENS_SPARK_MASTER``, else ``local[2]``. Errors print
 one line and exit with the codes of ``waflens --help`` (:func:`main` here, ``waflens.app.cli.main`` there:
 both catch :class:`SparkExit` and :class:`~waflens.data.errors.WaflensError`).
 """
@@ -264,6 +272,13 @@ def _emit(obj: dict, summary: dict, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m waflens.pipeline.spark``: one line and an exit code for errors, as ``waflens`` does."""
+    from waflens.pipeline.spark.submit_stderr import stderr_to_spark_submit
+
+    with stderr_to_spark_submit():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         spark.main(args=argv, prog_name="waflens-spark", standalone_mode=False)
     except SparkExit as done:

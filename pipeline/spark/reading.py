@@ -138,7 +138,12 @@ def _qualified(spark, path: str):
     try:
         hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
         fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
-        return fs, fs.makeQualified(hadoop_path)
+        qualified = fs.makeQualified(hadoop_path)
+        if not hadoop_path.isAbsolute():
+            # resolved against the working directory, whose local URI (file:/dir) lacks the empty authority of an
+            # absolute path's (file:///dir), which is how Spark lists the file: qualify the absolute path again
+            qualified = fs.makeQualified(jvm.org.apache.hadoop.fs.Path(qualified.toUri().getPath()))
+        return fs, qualified
     except Exception as error:  # py4j wraps a malformed URI, an unknown scheme, refused credentials
         raise InputError(f"{path}: cannot read ({java_message(error)})") from None
 

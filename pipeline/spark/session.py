@@ -68,7 +68,8 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
                # failure must reach it as an exception, as Spark 4 sets by default, not be printed by pyspark
                .config("spark.python.daemon.module", "waflens.pipeline.spark.worker_daemon")
                .config("spark.python.daemon.killWorkerOnFlushFailure", "true"))
-    if not os.environ.get("SPARK_ENV_LOADED"):  # not under spark-submit, which sets the master itself
+    submitted = bool(os.environ.get("SPARK_ENV_LOADED"))   # spark-submit sets the master itself
+    if not submitted:
         master = master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER
         builder = builder.master(master)
         cores = local_cores(master)
@@ -78,7 +79,19 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
             builder = builder.config("spark.driver.extraJavaOptions", LOCAL_DRIVER_JAVA_OPTIONS)
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    if submitted:
+        _local_shuffle_default(session)
+    return session
+
+
+def _local_shuffle_default(session) -> None:
+    """``spark-submit --master local[N]`` without ``--conf spark.sql.shuffle.partitions``: the same few partitions
+    as a local run of waflens (sessionizing 4k requests took 57 s with Spark's 200, 22 s with 4)."""
+    context = session.sparkContext
+    cores = local_cores(context.master)
+    if cores and not context.getConf().contains("spark.sql.shuffle.partitions"):
+        session.conf.set("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS_PER_CORE * cores))
 
 
 def local_cores(master: str) -> int | None:

@@ -1,0 +1,113 @@
+"""The Spark entry point through the real ``spark-submit`` (local mode), as docs/scaling.md runs it on a cluster.
+
+One ``spark-submit`` of ``waflens/pipeline/spark/__main__.py --json features LOG --out DIR`` on a shared log, and
+one of a missing file, each in its own JVM (while they run, this process computes the same with the in-process
+``waflens spark features``). Checked: the exit codes are waflens's; the master is spark-submit's (not
+``$WAFLENS_SPARK_MASTER``), with waflens's local shuffle partitions; a relative path is read; the pseudonym key is
+``$WAFLENS_PSEUDONYM_KEY`` (no key file is made); stdout holds the ``--json`` summary alone and the error line is
+on stderr (Spark's PythonRunner merges the Python driver's stderr into its stdout; see
+:mod:`waflens.pipeline.spark.submit_stderr`); the Parquet equals the in-process run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+
+from tests.data.cli_process import KEY, waflens_here
+
+LOG = "scanner_w3af.log.gz"   # the smallest shared access log: 3996 requests
+SUBMIT_MASTER = "local[2]"
+WAFLENS_MASTER = "local[1]"   # what waflens would pick itself: spark-submit's master must win over it
+# set by spark-submit (or a pyspark gateway) in its children: this process's own must not leak into the runs
+SPARK_CHILD_ENV = ("SPARK_ENV_LOADED", "PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "PYSPARK_SUBMIT_ARGS",
+                   "WAFLENS_KEY_FILE", "WAFLENS_DB")
+
+
+def _spark_submit(cwd: Path, *args: str) -> subprocess.Popen:
+    import pyspark
+
+    import waflens.pipeline.spark.__main__ as entry_point
+
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    env = {k: v for k, v in os.environ.items() if k not in SPARK_CHILD_ENV}
+    env.update(PYSPARK_PYTHON=sys.executable, WAFLENS_PSEUDONYM_KEY=KEY, WAFLENS_SPARK_MASTER=WAFLENS_MASTER)
+    event_log = cwd / "events"
+    event_log.mkdir()
+    command = [str(submit), "--master", SUBMIT_MASTER, "--conf", "spark.eventLog.enabled=true",
+               "--conf", f"spark.eventLog.dir={event_log}", "--conf", "spark.eventLog.compress=false",
+               "--conf", "spark.eventLog.rolling.enabled=false", entry_point.__file__, "--json", *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(run: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = run.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        out, err = run.communicate()
+    return run.returncode, out, err
+
+
+def _recorded(event_log: Path) -> tuple[str, set]:
+    """What the application's event log records: ``spark.master`` (what its SparkContext ran on) and the
+    ``spark.sql.shuffle.partitions`` its queries ran with."""
+    (log,) = event_log.iterdir()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    (master,) = [event["Spark Properties"]["spark.master"] for event in events
+                 if event["Event"] == "SparkListenerEnvironmentUpdate"]
+    partitions = {event["modifiedConfigs"].get("spark.sql.shuffle.partitions") for event in events
+                  if event["Event"].endswith("SparkListenerSQLExecutionStart")}
+    return master, partitions
+
+
+def _table(directory: Path, file: str) -> pd.DataFrame:
+    """A table of the run, its ``file`` column (the path as given) checked and left out."""
+    frame = ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pandas()
+    assert set(frame["file"]) == {file}
+    return frame.drop(columns="file").sort_values("request_id").reset_index(drop=True)
+
+
+def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_datasets, tmp_path, monkeypatch):
+    log = shared_datasets / "access_logs" / LOG
+    submitted, failing = tmp_path / "submitted", tmp_path / "failing"
+    submitted.mkdir(), failing.mkdir()
+    relative = os.path.relpath(log, submitted)   # resolved against the driver's working directory, as by a shell
+    run = _spark_submit(submitted, "features", relative, "--out", "out")
+    missing = _spark_submit(failing, "features", str(failing / "nope.log"), "--out", str(failing / "out"))
+
+    try:
+        monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
+        here = tmp_path / "here"
+        code_here, _, err_here = waflens_here("spark", "features", str(log), "--out", str(here))
+        assert code_here == 0, err_here
+        missing_here = waflens_here("spark", "features", str(failing / "nope.log"), "--out", str(tmp_path / "no-out"))
+
+        code, out, err = _finish(run)
+        assert code == 0, err[-3000:]
+        (summary_line,) = out.splitlines()   # the summary alone: Spark's logs are on stderr
+        summary = json.loads(summary_line)
+        assert [(f["records"], f["parsed"], f["pseudonymized"]) for f in summary["files"]] == [(3996, 3996, True)]
+        assert _recorded(submitted / "events") == (SUBMIT_MASTER, {"4"})   # 2 shuffle partitions a core, as here
+        assert not list(submitted.glob("*.key"))   # the key came from $WAFLENS_PSEUDONYM_KEY
+        for table in ("requests", "request_features"):
+            pd.testing.assert_frame_equal(_table(submitted / "out" / table, relative), _table(here / table, str(log)),
+                                          obj=table)
+
+        code, out, err = _finish(missing)
+        assert missing_here[0] == 3 and code == missing_here[0], err[-3000:]
+        assert out == ""
+        errors = [line for line in err.splitlines() if line.startswith("waflens: ")]
+        assert errors == [missing_here[2].strip()] and "nope.log" in errors[0]
+        assert not (failing / "out").exists()
+    finally:   # a failed check leaves no JVM behind
+        for process in (run, missing):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
