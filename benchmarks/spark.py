@@ -98,19 +98,19 @@ def score_in_duckdb(con, level: str, output: Path) -> int:
     import pyarrow as pa
 
     from waflens.data.feature_spec import feature_names
-    from waflens.pipeline.spark.score import checked_model, request_scores, session_scores
+    from waflens.pipeline.spark.score import checked_model, request_scores, session_score_schema, session_scores
 
     model = checked_model(MODELS / level)
-    if level == "request":
+    name = Path(model.path).name
+    if level == "request":   # mapInPandas in Spark: pandas batches
         query = "SELECT NULL AS file, record, request_id, NULL AS day, method, path, query, body, user_agent, referer FROM requests"
-        score = request_scores
-    else:
+        batches = (batch.to_pandas() for batch in con.sql(query).to_arrow_reader(10_000))
+        frames = [pa.Table.from_pandas(frame, preserve_index=False)
+                  for frame in request_scores(batches, model.path, model.digest, name)]
+    else:                    # mapInArrow in Spark: Arrow batches
         query = "SELECT session_id, " + ", ".join(feature_names("session")) + " FROM session_features"
-        score = session_scores
-    reader = con.sql(query).to_arrow_reader(10_000)
-    batches = (batch.to_pandas() for batch in reader)
-    frames = [pa.Table.from_pandas(frame, preserve_index=False)
-              for frame in score(batches, model.path, model.digest, Path(model.path).name)]
+        frames = [pa.Table.from_batches([batch]) for batch in session_scores(
+            con.sql(query).to_arrow_reader(10_000), model.path, model.digest, name, session_score_schema(model))]
     scored = pa.concat_tables(frames) if frames else pa.table({})
     con.register("scored", scored)
     con.execute(f"COPY scored TO '{output}' (FORMAT parquet)")

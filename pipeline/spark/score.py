@@ -91,15 +91,24 @@ def request_scores(batches, path: str, digest: str, name: str):
                             "score_class": [scorer.score_class(s) for s in scores]})
 
 
-def session_scores(batches, path: str, digest: str, name: str):
-    """mapInPandas: session_id, score, score_class (and bot_score when the model has one) of each session."""
-    import pandas as pd
+def session_scores(batches, path: str, digest: str, name: str, schema):
+    """mapInArrow: session_id, score, score_class (and bot_score when the model has one) of each session, in the
+    Arrow ``schema`` (:func:`session_score_schema`)."""
+    import pyarrow as pa
 
     scorer = _scorer(_shipped(name, path), digest, "session")
-    names = list(scorer.feature_names)
     for batch in batches:
-        yield pd.DataFrame({"session_id": batch["session_id"],
-                            **session_score_columns(scorer, batch[names].to_numpy(dtype=np.float64))})
+        columns = session_score_columns(scorer, feature_rows(batch, scorer.feature_names))
+        yield pa.RecordBatch.from_arrays([batch.column("session_id"),
+                                          *(pa.array(columns[field.name], type=field.type) for field in list(schema)[1:])],
+                                         schema=schema)
+
+
+def feature_rows(batch, names) -> np.ndarray:
+    """The (n, len(names)) float64 matrix of an Arrow batch's feature columns (nulls as NaN)."""
+    if not batch.num_rows:
+        return np.zeros((0, len(names)))
+    return np.column_stack([batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in names])
 
 
 def session_score_columns(scorer, rows: np.ndarray) -> dict:
@@ -127,8 +136,12 @@ def scores_path(out: str, level: str) -> str:
     return layout.path_of(layout.path_of(out, layout.SCORES), f"level={level}")
 
 
-def session_score_schema(model: Model) -> str:
-    return "session_id long, score double, score_class string" + (", bot_score int" if model.has_bot_score else "")
+def session_score_schema(model: Model):
+    """The Arrow schema of session scores: session_id, score, score_class (and bot_score)."""
+    import pyarrow as pa
+
+    return pa.schema([("session_id", pa.int64()), ("score", pa.float64()), ("score_class", pa.string()),
+                      *([("bot_score", pa.int32())] if model.has_bot_score else [])])
 
 
 def missing_session_features(model: Model, columns) -> None:
@@ -168,8 +181,11 @@ def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
     else:
         features = layout.read_table(spark, out, layout.SESSION_FEATURES)
         missing_session_features(checked, features.columns)
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        schema = session_score_schema(checked)
         features.select("session_id", *checked.names) \
-            .mapInPandas(lambda b: session_scores(b, model, digest, name), session_score_schema(checked)) \
+            .mapInArrow(lambda b: session_scores(b, model, digest, name, schema), from_arrow_schema(schema)) \
             .observe(counts, *class_counts()).write.mode("overwrite").parquet(target)
     by_class = {name: int(n) for name, n in counts.get.items() if n}
     return ScoreSummary(level, sum(by_class.values()), by_class, target)

@@ -174,15 +174,10 @@ def _sessionized(con, gap_minutes: float, max_targets: int) -> Iterator[pa.Recor
 def _scored(batch: pa.RecordBatch, model, shipped: str) -> pa.RecordBatch:
     """A batch of session rows with their scores by the session model (what ``spark score`` computes of the same
     feature rows, :func:`waflens.pipeline.spark.score.session_score_columns`)."""
-    import numpy as np
-
-    from waflens.pipeline.spark.score import session_score_columns, session_scorer
+    from waflens.pipeline.spark.score import feature_rows, session_score_columns, session_scorer
 
     scorer = session_scorer(model.path, model.digest, shipped)
-    rows = np.column_stack([batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-                            for name in scorer.feature_names]) if batch.num_rows else \
-        np.zeros((0, len(scorer.feature_names)))
-    columns = session_score_columns(scorer, rows)
+    columns = session_score_columns(scorer, feature_rows(batch, scorer.feature_names))
     schema = session_rows_schema(model)
     return pa.RecordBatch.from_arrays([*batch.columns, *(pa.array(columns[field.name], type=field.type)
                                                          for field in schema if field.name in columns)],
