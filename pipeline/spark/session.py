@@ -76,13 +76,28 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
         if cores:   # Spark's 200 is for clusters; AQE would coalesce small shuffles to one task, leaving a core idle
             builder = builder.config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS_PER_CORE * cores))
         if master.startswith("local"):   # the JVM starts here (a cluster's executors are launched by the cluster)
-            builder = builder.config("spark.driver.extraJavaOptions", LOCAL_DRIVER_JAVA_OPTIONS)
+            builder = builder.config("spark.driver.extraJavaOptions", local_java_options())
+            # one machine: bind to loopback, as Spark ends up doing, without its warning that the hostname
+            # resolves to a loopback address (an operator's SPARK_LOCAL_IP wins)
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     if submitted:
         _local_shuffle_default(session)
     return session
+
+
+def local_java_options() -> str:
+    """The local-mode JVM's options: :data:`LOCAL_DRIVER_JAVA_OPTIONS` and waflens's log4j2 configuration
+    (``log4j2.properties`` here: Spark's defaults at WARN without the startup warnings that say nothing about a
+    run), unless its path holds a space, which Spark's option string would split."""
+    from importlib import resources
+
+    config = str(resources.files("waflens.pipeline.spark").joinpath("log4j2.properties"))
+    if any(c.isspace() for c in config) or not os.path.isfile(config):
+        return LOCAL_DRIVER_JAVA_OPTIONS
+    return f"{LOCAL_DRIVER_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{config}"
 
 
 def _local_shuffle_default(session) -> None:
