@@ -23,7 +23,9 @@ COLUMNS = ["cluster", "emerging", "status", "growth", "sessions", "clients", "re
 
 
 def _grid_rows(grid) -> list[list[str]]:
-    """The rows a Streamlit dataframe shows (its grid keeps an accessible table of the visible cells)."""
+    """The rows a Streamlit dataframe shows (its grid keeps an accessible table of the visible cells, which it
+    fills after the page has settled: on a loaded machine the first look found it empty, so wait for it)."""
+    grid.locator("th").first.wait_for(state="attached", timeout=60_000)
     cells = grid.evaluate("g => [...g.querySelectorAll('th, td')].map(c => c.textContent)")
     assert cells[:len(COLUMNS)] == COLUMNS, cells[:len(COLUMNS)]
     body = cells[len(COLUMNS):]
