@@ -52,6 +52,16 @@ STEPS = ("ingest + request features", "sessionize + score sessions", "score sess
 WHOLE = "whole pipeline (lines)"   # every step but the rescoring, per input line
 
 
+def timed(timings: dict, step: str, cores: int, work, rows: int | None = None):
+    """Run ``work()``; record ``timings[step] = (rows, seconds, core-seconds)`` with ``cores`` held throughout
+    (rows: the work's result unless given); return the result."""
+    started = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - started
+    timings[step] = (result if rows is None else rows, seconds, seconds * cores)
+    return result
+
+
 def duckdb_once(logs: list[Path], db: Path, ingest_only: bool, fmt: str) -> dict:
     """(rows, seconds, core-seconds) of each DuckDB step, in this (child) process: DuckDB's own steps use every
     core, the scoring steps one (the Python of the batches)."""
@@ -65,28 +75,21 @@ def duckdb_once(logs: list[Path], db: Path, ingest_only: bool, fmt: str) -> dict
     con = connect(db)
     timings = {}
 
-    def timed(step: str, used: int, work) -> int:
-        started = time.perf_counter()
-        rows = work()
-        seconds = time.perf_counter() - started
-        timings[step] = (rows, seconds, seconds * used)
-        return rows
-
     def ingest() -> int:
         for log in logs:
             ingest_file(con, log, IngestOptions(format=fmt), Pseudonymizer(KEY))
         compute_request_features(con)
         return con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
 
-    requests = timed(STEPS[0], cores, ingest)
+    requests = timed(timings, STEPS[0], cores, ingest)
     if not ingest_only:
-        timed("sessionize", cores, lambda: sessionize(con) or requests)
-        timed(STEPS[2], 1, lambda: score_in_duckdb(con, "session", db.with_suffix(".session-scores.parquet")))
+        timed(timings, "sessionize", cores, lambda: sessionize(con), rows=requests)
+        timed(timings, STEPS[2], 1, lambda: score_in_duckdb(con, "session", db.with_suffix(".session-scores.parquet")))
         # Spark sessionizes and scores the sessions in one pass (--model); DuckDB's are the two steps above
         (_, sessionized, used), (_, scored, scoring) = timings.pop("sessionize"), timings[STEPS[2]]
         timings[STEPS[1]] = (requests, sessionized + scored, used + scoring)
-        timed(STEPS[3], 1, lambda: score_in_duckdb(con, "request", db.with_suffix(".request-scores.parquet")))
-        timed(STEPS[4], cores, lambda: cluster_sessions(con, ClusterOptions()).n_selected)
+        timed(timings, STEPS[3], 1, lambda: score_in_duckdb(con, "request", db.with_suffix(".request-scores.parquet")))
+        timed(timings, STEPS[4], cores, lambda: cluster_sessions(con, ClusterOptions()).n_selected)
     con.close()
     return timings
 
@@ -142,26 +145,20 @@ def spark_once(spark, logs: list[Path], out: Path, ingest_only: bool, fmt: str =
 
     timings = {}
 
-    def timed(step: str, work, rows=None):
-        started = time.perf_counter()
-        result = work()
-        seconds = time.perf_counter() - started
-        timings[step] = (rows(result) if rows else result, seconds, seconds * cores)
-        return result
-
     def ingested():
         result = ingest(spark, list(map(str, logs)), str(out), IngestOptions(format=fmt), KEY, with_features=True)
         result.release()
         return sum(f.parsed for f in result.files)
 
-    requests = timed(STEPS[0], ingested)
+    requests = timed(timings, STEPS[0], cores, ingested)
     if not ingest_only:
         # one pass: sessions, their features and their scores (`spark sessionize --model`)
-        sessions = timed(STEPS[1], lambda: sessionize_directory(spark, str(out), model=str(MODELS / "session")),
-                         lambda _: requests)
-        timed(STEPS[2], lambda: score_directory(spark, str(out), MODELS / "session"), lambda _: sessions.sessions)
-        timed(STEPS[3], lambda: score_directory(spark, str(out), MODELS / "request"), lambda _: requests)
-        timed(STEPS[4], lambda: cluster_directory(spark, str(out)).selected)
+        sessions = timed(timings, STEPS[1], cores,
+                         lambda: sessionize_directory(spark, str(out), model=str(MODELS / "session")), rows=requests)
+        timed(timings, STEPS[2], cores, lambda: score_directory(spark, str(out), MODELS / "session"),
+              rows=sessions.sessions)
+        timed(timings, STEPS[3], cores, lambda: score_directory(spark, str(out), MODELS / "request"), rows=requests)
+        timed(timings, STEPS[4], cores, lambda: cluster_directory(spark, str(out)).selected)
     shutil.rmtree(out)
     return timings
 
