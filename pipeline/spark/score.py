@@ -96,11 +96,9 @@ def session_scores(batches, path: str, digest: str, name: str, schema):
     Arrow ``schema`` (:func:`session_score_schema`)."""
     import pyarrow as pa
 
-    scorer = _scorer(_shipped(name, path), digest, "session")
+    scorer = session_scorer(path, digest, name)
     for batch in batches:
-        columns = session_score_columns(scorer, feature_rows(batch, scorer.feature_names))
-        yield pa.RecordBatch.from_arrays([batch.column("session_id"),
-                                          *(pa.array(columns[field.name], type=field.type) for field in list(schema)[1:])],
+        yield pa.RecordBatch.from_arrays([batch.column("session_id"), *session_score_arrays(scorer, batch)],
                                          schema=schema)
 
 
@@ -111,14 +109,17 @@ def feature_rows(batch, names) -> np.ndarray:
     return np.column_stack([batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in names])
 
 
-def session_score_columns(scorer, rows: np.ndarray) -> dict:
-    """score, score_class (and bot_score when the model has one) of an (n, features) matrix of session feature
-    rows, in the model's feature order: what ``spark score`` and ``spark sessionize --model`` write."""
+def session_score_arrays(scorer, batch) -> list:
+    """The :func:`score_fields` columns (score, score_class, bot_score when the model has one) of an Arrow batch of
+    session features: what ``spark score`` and ``spark sessionize --model`` write."""
+    import pyarrow as pa
+
+    rows = feature_rows(batch, scorer.feature_names)
     scores = scorer.score_batch(rows) if len(rows) else np.zeros(0)
-    out = {"score": scores, "score_class": [scorer.score_class(s) for s in scores]}
+    columns = {"score": scores, "score_class": [scorer.score_class(s) for s in scores]}
     if scorer.has_bot_score:
-        out["bot_score"] = scorer.bot_scores(rows).astype(np.int32) if len(rows) else np.zeros(0, np.int32)
-    return out
+        columns["bot_score"] = scorer.bot_scores(rows) if len(rows) else np.zeros(0, np.int32)
+    return [pa.array(columns[field.name], type=field.type) for field in score_fields(scorer.has_bot_score)]
 
 
 def session_scorer(path: str, digest: str, name: str):
@@ -136,12 +137,19 @@ def scores_path(out: str, level: str) -> str:
     return layout.path_of(layout.path_of(out, layout.SCORES), f"level={level}")
 
 
-def session_score_schema(model: Model):
-    """The Arrow schema of session scores: session_id, score, score_class (and bot_score)."""
+def score_fields(has_bot_score: bool) -> list:
+    """The Arrow fields of a session's scores: score, score_class, and bot_score when the model has one."""
     import pyarrow as pa
 
-    return pa.schema([("session_id", pa.int64()), ("score", pa.float64()), ("score_class", pa.string()),
-                      *([("bot_score", pa.int32())] if model.has_bot_score else [])])
+    return [pa.field("score", pa.float64()), pa.field("score_class", pa.string()),
+            *([pa.field("bot_score", pa.int32())] if has_bot_score else [])]
+
+
+def session_score_schema(model: Model):
+    """The Arrow schema of ``DIR/scores/level=session``: session_id and :func:`score_fields`."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field("session_id", pa.int64()), *score_fields(model.has_bot_score)])
 
 
 def missing_session_features(model: Model, columns) -> None:

@@ -65,9 +65,10 @@ def session_rows_schema(model=None) -> pa.Schema:
     """One row per session: the ``sessions`` columns, every other session feature (the spec's names and DuckDB
     types), the session's request ids and its first targets (``sql/session_targets.sql``); with a session model
     (:class:`waflens.pipeline.spark.score.Model`), its score, score_class and bot_score (when it has one)."""
+    from waflens.pipeline.spark.score import score_fields
+
     utc = pa.timestamp("us", tz="UTC")
-    scores = [] if model is None else [("score", pa.float64()), ("score_class", pa.string()),
-                                       *([("bot_score", pa.int32())] if model.has_bot_score else [])]
+    scores = [] if model is None else score_fields(model.has_bot_score)
     return pa.schema([("session_id", pa.int64()), ("client_key", pa.string()), ("start_ts", utc), ("end_ts", utc),
                       ("n_requests", pa.int64()), ("first_request_id", pa.int64()), ("last_request_id", pa.int64()),
                       *[(f.name, ARROW_TYPES[f.dtype]) for f in _extra_features()],
@@ -92,6 +93,8 @@ def sessionize_partitions(gap_minutes: float, max_targets: int, model=None, ship
     """The ``mapInArrow`` function: every request of some clients -> one :func:`session_rows_schema` row per
     session, with its first ``max_targets`` distinct targets (and its scores, with a model)."""
 
+    schema = session_rows_schema(model)
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numba
 
@@ -111,7 +114,7 @@ def sessionize_partitions(gap_minutes: float, max_targets: int, model=None, ship
             if pending:
                 _load(con, pending, tables)
             for batch in _sessionized(con, gap_minutes, max_targets):
-                yield batch if model is None else _scored(batch, model, shipped)
+                yield batch if model is None else _scored(batch, model, shipped, schema)
         finally:
             con.close()
 
@@ -171,17 +174,13 @@ def _sessionized(con, gap_minutes: float, max_targets: int) -> Iterator[pa.Recor
     yield from table.cast(session_rows_schema()).to_batches()
 
 
-def _scored(batch: pa.RecordBatch, model, shipped: str) -> pa.RecordBatch:
-    """A batch of session rows with their scores by the session model (what ``spark score`` computes of the same
-    feature rows, :func:`waflens.pipeline.spark.score.session_score_columns`)."""
-    from waflens.pipeline.spark.score import feature_rows, session_score_columns, session_scorer
+def _scored(batch: pa.RecordBatch, model, shipped: str, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of session rows with their scores by the session model, as ``spark score`` computes them of the
+    same feature rows (:func:`waflens.pipeline.spark.score.session_score_arrays`)."""
+    from waflens.pipeline.spark.score import session_score_arrays, session_scorer
 
     scorer = session_scorer(model.path, model.digest, shipped)
-    columns = session_score_columns(scorer, feature_rows(batch, scorer.feature_names))
-    schema = session_rows_schema(model)
-    return pa.RecordBatch.from_arrays([*batch.columns, *(pa.array(columns[field.name], type=field.type)
-                                                         for field in schema if field.name in columns)],
-                                      schema=schema)
+    return pa.RecordBatch.from_arrays([*batch.columns, *session_score_arrays(scorer, batch)], schema=schema)
 
 
 def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES,
@@ -213,7 +212,7 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
                     layout.REQUEST_SESSIONS)
         write_table(rows.select("session_id", F.inline("targets")), out, layout.SESSION_TARGETS)
         if checked is not None:
-            rows.select("session_id", "score", "score_class", *(["bot_score"] * checked.has_bot_score)) \
+            rows.select(*score.session_score_schema(checked).names) \
                 .write.mode("overwrite").parquet(score.scores_path(out, "session"))
         totals = rows.agg(F.coalesce(F.sum("n_requests"), F.lit(0)).alias("requests"),
                           F.count(F.lit(1)).alias("sessions"),
