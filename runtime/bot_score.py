@@ -106,8 +106,7 @@ def normal_quantiles(rows: np.ndarray, reference: BotReference, tables: np.ndarr
 
 def evidence(rows: np.ndarray, reference: BotReference) -> np.ndarray:
     """(n, k) evidence of automation per session and feature, in [0, 1]."""
-    rank = mid_ranks(rows, reference) / (2.0 * reference.quantiles.shape[1])   # mid-rank: ties share their middle
-    return np.where(reference.automated_high, rank, 1.0 - rank)
+    return np.take_along_axis(evidence_tables(reference), mid_ranks(rows, reference).T, axis=1).T
 
 
 def mid_ranks(rows: np.ndarray, reference: BotReference) -> np.ndarray:
@@ -122,13 +121,18 @@ def mid_ranks(rows: np.ndarray, reference: BotReference) -> np.ndarray:
     return out
 
 
+def evidence_tables(reference: BotReference) -> np.ndarray:
+    """(k, 2 * points + 1): the evidence of every mid-rank, per feature (the mid-rank, ties sharing their middle,
+    or 1 minus it where automation pushes the feature down)."""
+    points = reference.quantiles.shape[1]
+    rank = np.arange(2 * points + 1) / (2.0 * points)
+    return np.where(np.asarray(reference.automated_high, dtype=bool)[:, None], rank, 1.0 - rank)
+
+
 def quantile_tables(reference: BotReference) -> np.ndarray:
     """(k, 2 * points + 1): Phi^-1 of the evidence of every mid-rank, per feature. The evidence of a session is one
     of these mid-ranks, so its normal quantile is a lookup, not a Phi^-1 per session and feature."""
-    points = reference.quantiles.shape[1]
-    rank = np.arange(2 * points + 1) / (2.0 * points)
-    return np.stack([_normal_quantiles(rank if high else 1.0 - rank, points) for high in reference.automated_high]) \
-        if len(reference.automated_high) else np.zeros((0, 2 * points + 1))
+    return _normal_quantiles(evidence_tables(reference), reference.quantiles.shape[1])
 
 
 _INVERSE = np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])
@@ -177,11 +181,9 @@ class LiveBotScore:
     give them, at a few microseconds per call (plain lists and bisect instead of numpy calls)."""
 
     def __init__(self, reference: BotReference, readable: list[str], names: list[str]):
-        points = reference.quantiles.shape[1]
-        rank = np.arange(2 * points + 1) / (2.0 * points)    # every mid-rank (below + not_above) / (2 points)
         self._columns = [int(c) for c in reference.columns]
         self._grids = [row.tolist() for row in reference.quantiles]
-        self._evidence = [(rank if high else 1.0 - rank).tolist() for high in reference.automated_high]
+        self._evidence = evidence_tables(reference).tolist()
         self.tables = quantile_tables(reference)     # bot_scores takes them too: one lookup table for both paths
         self._quantiles = [table.tolist() for table in self.tables]
         self._readable, self._names = readable, names
