@@ -87,6 +87,7 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
         raise DatabaseError(
             f"database {db_path} is busy: another waflens process is writing to it; retry when it finishes"
         ) from last_error
+    _open_attached_reader(con)
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB's default (80% of RAM) lets one ingest take the machine; spill to disk instead.
     con.execute("SET memory_limit = $limit", {"limit": os.environ.get(MEMORY_ENV, DEFAULT_MEMORY_LIMIT)})
@@ -98,6 +99,21 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
         raise DatabaseError(f"database {db_path} predates some session features: run `waflens sessionize` once "
                             "(it adds them) and try again")
     return con
+
+
+def _open_attached_reader(con: duckdb.DuckDBPyConnection) -> None:
+    """A database whose traffic views read Parquet in object storage (``waflens spark attach s3a://…``) needs the
+    reader of that storage on every connection: the views keep the path, not the filesystem that read it."""
+    from waflens.data.remote_parquet import attached_location, open_remote_reader
+
+    location = attached_location(con)
+    if location is None:
+        return
+    try:
+        open_remote_reader(con, location)
+    except Exception:
+        con.close()
+        raise
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -9,7 +9,9 @@ Everything the analysts write — cluster runs, evidence, summaries, labels — 
 by the usual code when first needed, so ``waflens cluster``, ``summarize``, ``retrain`` and the workbench run
 unchanged. Writing traffic (``ingest``, ``sessionize``, ``purge``, ``sources forget``, ``retrain --source``, the
 workbench's upload, forget and purge) into such a database makes no sense and fails with a clear error
-(:func:`refuse_traffic_writes`). A remote ``DIR`` needs DuckDB's httpfs extension (:func:`load_remote_extension`). Rerun ``attach`` after the Spark steps change ``DIR``'s files (the views read
+(:func:`refuse_traffic_writes`). A remote ``DIR`` (``s3a://bucket/prefix``) is read by DuckDB's httpfs extension or,
+where it cannot load, by an fsspec filesystem (``waflens[s3]``), on every connection to the database
+(:mod:`waflens.data.remote_parquet`). Rerun ``attach`` after the Spark steps change ``DIR``'s files (the views read
 the files at every query, but ``sources`` is filled at attach time).
 """
 
@@ -22,15 +24,12 @@ from typing import NamedTuple
 
 import duckdb
 
-from waflens.data.errors import ConfigError, InputError
+from waflens.data.errors import InputError
+from waflens.data.remote_parquet import ATTACHED_LOCATION_KEY, attached_location, open_remote_reader, remote_failure
 from waflens.pipeline.spark import layout
 
-MARKER = "spark_output"   # schema_info key: the Spark output directory the database reads
+MARKER = ATTACHED_LOCATION_KEY   # schema_info key: the Spark output directory the database reads
 VIEWS = (layout.REQUEST_FEATURES, layout.SESSIONS, layout.SESSION_FEATURES)
-# The DuckDB extension that reads a remote DIR, by scheme (after s3a:// became s3://). Extensions are not in the
-# duckdb wheel: `INSTALL` downloads them into ~/.duckdb/extensions, so a machine offline may not have them.
-REMOTE_EXTENSIONS = {"s3": "httpfs", "r2": "httpfs", "gs": "httpfs", "gcs": "httpfs", "http": "httpfs",
-                     "https": "httpfs", "hf": "httpfs", "az": "azure", "azure": "azure", "abfss": "azure"}
 
 
 class AttachSummary(NamedTuple):
@@ -58,24 +57,6 @@ def _duckdb_location(directory: str) -> str:
     if "://" in directory:
         return directory
     return str(Path(directory).resolve())
-
-
-def load_remote_extension(con: duckdb.DuckDBPyConnection, location: str) -> None:
-    """Load the extension that reads ``location`` (nothing for a local path), or say how to get it: DuckDB's own
-    error is "An error occurred while trying to automatically install the required extension", as a bug."""
-    scheme = location.split("://", 1)[0].lower() if "://" in location else None
-    extension = REMOTE_EXTENSIONS.get(scheme or "")
-    if extension is None:
-        return
-    try:
-        con.execute(f"LOAD {extension}")
-    except duckdb.Error as error:
-        raise ConfigError(
-            f"reading {location} needs DuckDB's {extension} extension, which cannot be loaded here "
-            f"({str(error).splitlines()[0]}): run `INSTALL {extension}` once while this machine reaches the internet "
-            f"(`python -c \"import duckdb; duckdb.sql('INSTALL {extension}')\"`; offline, copy the file from a machine "
-            "with the same DuckDB version to that path), or copy the Parquet to a local directory and attach that. "
-            "Credentials: a persistent DuckDB secret (docs/scaling.md, \"The analyst loop on Parquet\")") from None
 
 
 def _schema_types() -> dict[str, list[tuple[str, str]]]:
@@ -106,18 +87,18 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
     location = _duckdb_location(str(directory))
     probe = duckdb.connect(":memory:")   # before the database file exists: a failed attach leaves none behind
     try:
-        load_remote_extension(probe, location)
+        open_remote_reader(probe, location)
+        if not _holds_sources(probe, location):
+            raise InputError(f"{location} holds no {layout.SOURCES}/: run `waflens spark ingest` (and `features`, "
+                             "`sessionize`) with --out pointing there first")
     finally:
         probe.close()
-    if "://" not in location and not Path(location, layout.SOURCES).is_dir():
-        raise InputError(f"{location} holds no {layout.SOURCES}/: run `waflens spark ingest` (and `features`, "
-                         "`sessionize`) with --out pointing there first")
     db = Path(db)
     private_files()
     con = duckdb.connect(str(db))
     try:
         _refuse_a_traffic_database(con, db, location)
-        load_remote_extension(con, location)
+        open_remote_reader(con, location)
         con.execute("SET TimeZone = 'UTC'")
         types = _schema_types()
         con.execute("BEGIN TRANSACTION")
@@ -146,10 +127,14 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
         con.execute(f"CREATE VIEW quarantine AS SELECT {_casts(types['quarantine'], 'q', {'source_id': 'src.source_id'})} "
                     f"FROM {_parquet(location, layout.QUARANTINE, False)} AS q JOIN sources AS src ON src.path = q.file")
         con.execute("COMMIT")
-    except duckdb.IOException as error:
-        credentials = " or give DuckDB credentials for it (a persistent secret: docs/scaling.md)" if "://" in location else ""
-        raise InputError(f"cannot read the Parquet of {location}: {str(error).splitlines()[0]} (run `waflens spark "
-                         f"sessionize` there first{credentials}?)") from None
+    except duckdb.Error as error:
+        reason = remote_failure(error)   # s3fs's (a missing bucket, a refused key) come as a bare duckdb.Error
+        if reason is None and not isinstance(error, duckdb.IOException):
+            raise
+        credentials = (" or give credentials for it: a DuckDB secret with httpfs, the standard AWS environment with "
+                       "s3fs (docs/scaling.md)") if "://" in location else ""
+        raise InputError(f"cannot read the Parquet of {location}: {reason or str(error).splitlines()[0]} (run "
+                         f"`waflens spark sessionize` there first{credentials}?)") from None
     finally:
         con.close()
     con = connect(db)   # the rest of the schema (labels, clusters, ...) as ordinary tables
@@ -164,6 +149,24 @@ def attach_directory(directory: str, db: str | os.PathLike) -> AttachSummary:
     return AttachSummary(str(db), location, int(files), int(requests), int(sessions))
 
 
+def _holds_sources(probe: duckdb.DuckDBPyConnection, location: str) -> bool:
+    """Whether ``location`` has the Spark ingest's sources/. For object storage this is the first request to the
+    bucket, so that a missing bucket or refused credentials fail here, before the database file is made. A
+    recursive glob: s3fs lists a missing bucket as empty at one level, and says it is missing only when it recurses."""
+    if "://" not in location:
+        return Path(location, layout.SOURCES).is_dir()
+    pattern = layout.path_of(location, layout.SOURCES) + "/**/*.parquet"
+    try:
+        return probe.execute("SELECT count(*) FROM glob($pattern)", {"pattern": pattern}).fetchall()[0][0] > 0
+    except duckdb.Error as error:
+        reason = remote_failure(error)
+        if reason is None and not isinstance(error, duckdb.IOException):
+            raise
+        raise InputError(f"cannot list {layout.path_of(location, layout.SOURCES)}: "
+                         f"{reason or str(error).splitlines()[0]} (check the bucket's name and the credentials: a "
+                         "DuckDB secret with httpfs, the standard AWS environment with s3fs; docs/scaling.md)") from None
+
+
 def _refuse_a_traffic_database(con: duckdb.DuckDBPyConnection, db: Path, location: str) -> None:
     kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
                              "WHERE table_name = 'requests'").fetchall())
@@ -174,11 +177,7 @@ def _refuse_a_traffic_database(con: duckdb.DuckDBPyConnection, db: Path, locatio
 
 def spark_output_of(con: duckdb.DuckDBPyConnection) -> str | None:
     """The Spark output directory a database reads (None for an ordinary waflens database)."""
-    try:
-        found = con.execute("SELECT value FROM schema_info WHERE key = $k", {"k": MARKER}).fetchall()
-    except duckdb.Error:
-        return None
-    return found[0][0] if found else None
+    return attached_location(con)
 
 
 def refuse_traffic_writes(con: duckdb.DuckDBPyConnection, command: str) -> None:
