@@ -64,9 +64,11 @@ def open_remote_reader(con: duckdb.DuckDBPyConnection, location: str) -> str | N
 def _register(con: duckdb.DuckDBPyConnection, protocol: str) -> None:
     import fsspec
 
-    # A filesystem of its own per connection, listing the bucket at every query: fsspec's shared instance would
-    # keep the credentials of the first connection and a listing cache that hides the files Spark adds later.
-    filesystem = fsspec.filesystem(protocol, skip_instance_cache=True, use_listings_cache=False)
+    # A filesystem of its own per connection: fsspec's shared instance would keep the credentials of the first
+    # connection, and its listings for the life of the process, hiding the files Spark adds later. Per connection
+    # (one per CLI command, one per workbench query) the listing cache is safe, and it matters: `waflens cluster`
+    # 22 s -> 8 s, `summarize` 56 s -> 9 s on the test logs in moto (each query would list the bucket again).
+    filesystem = fsspec.filesystem(protocol, skip_instance_cache=True)
     con.register_filesystem(filesystem)
 
 
