@@ -10,7 +10,10 @@ the runtime computes from the raw request, as ``waflens score`` does); session m
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +24,8 @@ from waflens.pipeline.spark import layout
 from waflens.runtime.artifact import read_artifact
 
 _LOADED: dict[tuple[str, str], object] = {}  # per Python worker: (artifact path, digest) -> loaded scorer
+_VERIFIED: set[str] = set()                   # on the driver: digests of artifacts the runtime's checks passed
+_SHIPPED: dict[str, str] = {}                 # on the driver: "<application id> <digest>" -> the name shipped
 
 
 class ScoreSummary(NamedTuple):
@@ -39,13 +44,24 @@ class Model(NamedTuple):
 
 
 def checked_model(path: str | os.PathLike) -> Model:
-    """What the driver needs of a verified artifact; refuses (on the driver) anything the runtime would refuse."""
+    """What the driver needs of an artifact, verified on the driver by the runtime's own checks (the scorer is
+    built, without compiling or warming up): an artifact the executors would refuse fails before any job."""
     arrays, manifest = read_artifact(path)
     level = manifest.get("level")
     if level not in ("request", "session"):
         raise InputError(f"{path} is a {level!r}-level model: waflens spark score takes request or session models")
-    return Model(str(path), level, str(manifest.get("manifest_sha256", "")), list(manifest["feature_spec"]["names"]),
-                 "bot_quantiles" in arrays)
+    digest = str(manifest.get("manifest_sha256", ""))
+    if digest not in _VERIFIED:   # the digest covers the manifest and every file's sha256: same digest, same checks
+        _scorer_class(level).load(path, warm_up=False)
+        if digest:
+            _VERIFIED.add(digest)
+    return Model(str(path), level, digest, list(manifest["feature_spec"]["names"]), "bot_quantiles" in arrays)
+
+
+def _scorer_class(level: str):
+    from waflens.runtime.scorer import Scorer, SessionScorer
+
+    return Scorer if level == "request" else SessionScorer
 
 
 def _texts(column) -> list:
@@ -54,12 +70,18 @@ def _texts(column) -> list:
 
 
 def _scorer(path: str, digest: str, level: str):
-    """The scorer of the artifact, loaded (verified, compiled, warmed up) at the first batch of this worker."""
+    """The scorer of the artifact, loaded (verified, compiled, warmed up) at the first batch of this worker; refused
+    when its digest is not the one the driver checked."""
     key = (path, digest)
     if key not in _LOADED:
-        from waflens.runtime.scorer import Scorer, SessionScorer
+        from waflens.runtime.artifact import ArtifactError
 
-        _LOADED[key] = (Scorer if level == "request" else SessionScorer).load(path)
+        scorer = _scorer_class(level).load(path)
+        loaded = str(scorer.manifest.get("manifest_sha256", ""))
+        if loaded != digest:
+            raise ArtifactError(f"the artifact at {path} has digest {loaded[:16]}, the driver checked {digest[:16]}: "
+                                "it changed while the job ran; run the command again")
+        _LOADED[key] = scorer
     return _LOADED[key]
 
 
@@ -128,9 +150,21 @@ def session_scorer(path: str, digest: str, name: str):
 
 
 def ship_model(spark, model: Model) -> str:
-    """Send the artifact to every executor (``SparkContext.addFile``); the name the workers find it under."""
-    spark.sparkContext.addFile(model.path, recursive=True)
-    return Path(model.path.rstrip("/")).name
+    """Send the artifact to every executor (``SparkContext.addFile``); the name the workers find it under.
+
+    Spark ships a name once per application and never overwrites it, so a model retrained into the same
+    directory would leave the workers scoring with the old one: each digest is shipped under a name of its own
+    (a copy of the artifact named ``<directory>-<digest>``), once per application."""
+    context = spark.sparkContext
+    shipped = f"{context.applicationId} {model.digest or os.urandom(8).hex()}"   # a schema-1 artifact has no digest
+    if shipped not in _SHIPPED:
+        staging = Path(tempfile.mkdtemp(prefix="waflens-model-"))
+        atexit.register(shutil.rmtree, staging, True)   # executors fetch it as long as the application runs
+        copy = staging / f"{Path(model.path.rstrip('/')).name}-{model.digest[:16]}"
+        shutil.copytree(model.path, copy)
+        context.addFile(str(copy), recursive=True)
+        _SHIPPED[shipped] = copy.name
+    return _SHIPPED[shipped]
 
 
 def scores_path(out: str, level: str) -> str:

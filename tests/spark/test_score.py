@@ -99,3 +99,48 @@ def test_sessionize_refuses_a_request_model_before_reading_anything(spark, spark
     with pytest.raises(InputError, match="request-level model: `spark sessionize --model` scores sessions"):
         sessionize_directory(spark, str(out), model=str(MODELS / "request"))
     assert not out.exists()
+
+
+def _reexport(model: Path, thresholds) -> None:
+    """Export into ``model`` (replacing it) the same forest with other class thresholds, as a retrain would."""
+    import shutil
+
+    from waflens.runtime.artifact import read_artifact, write_artifact
+
+    arrays, manifest = read_artifact(model)
+    manifest = {k: v for k, v in manifest.items() if k not in ("manifest_sha256", "files")}
+    manifest["thresholds"] = {name: thresholds(value) for name, value in manifest["thresholds"].items()}
+    shutil.rmtree(model)
+    write_artifact(model, arrays, manifest)
+
+
+def test_a_model_exported_again_into_the_same_directory_is_the_one_the_executors_use(spark, spark_pipeline,
+                                                                                    tmp_path):
+    """Spark ships a path once per application and never replaces it: the executors must still score with the
+    model now in the directory, not the one shipped first (they did, silently, before each digest had a name)."""
+    import shutil
+
+    from waflens.runtime.artifact import ArtifactError
+
+    out, model = tmp_path / "out", tmp_path / "session"
+    shutil.copytree(spark_pipeline.out / "session_features", out / "session_features")
+    shutil.copytree(MODELS / "session", model)
+    first = score_directory(spark, str(out), model)
+    assert first.by_class == spark_pipeline.steps["score_session"]["by_class"]
+
+    _reexport(model, lambda value: value * 0.9)   # lower thresholds: more sessions in the upper classes
+    second = score_directory(spark, str(out), model)
+    scorer = SessionScorer.load(model)
+    features = read(out, "session_features")
+    rows = features[list(scorer.feature_names)].to_numpy(dtype=np.float64)
+    expected = [scorer.score_class(s) for s in scorer.score_batch(rows)]
+    got = read(out, "scores/level=session").set_index("session_id").loc[features["session_id"], "score_class"]
+    assert sum(a != b for a, b in zip(got, expected)) == 0 and len(got) == len(expected)
+    assert second.by_class != first.by_class
+    assert second.by_class == {name: expected.count(name) for name in set(expected)}
+
+    _reexport(model, lambda value: -1.0)   # digest and file hashes valid, content the runtime refuses
+    written = sorted(p.stat().st_mtime_ns for p in (out / "scores").rglob("*.parquet"))
+    with pytest.raises(ArtifactError, match="thresholds"):
+        score_directory(spark, str(out), model)   # refused on the driver, before any job
+    assert sorted(p.stat().st_mtime_ns for p in (out / "scores").rglob("*.parquet")) == written
