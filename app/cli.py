@@ -504,10 +504,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if was_interrupted(error):  # Ctrl-C inside a DuckDB query (its transaction was rolled back)
             return _interrupted("waflens: interrupted")
-        full = storage_fault(error)  # disk full is the operator's to fix, not a bug
-        if full is not None:
-            click.echo(f"waflens: error: {full}", err=True)
-            return full.exit_code
+        from waflens.data.remote_parquet import remote_read_fault
+
+        known = storage_fault(error) or remote_read_fault(error)  # disk full, object storage: the operator's to fix
+        if known is not None:
+            click.echo(f"waflens: error: {known}", err=True)
+            return known.exit_code
         if debug:
             raise
         click.echo(f"waflens: internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

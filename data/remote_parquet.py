@@ -20,7 +20,7 @@ import re
 
 import duckdb
 
-from waflens.data.errors import ConfigError
+from waflens.data.errors import ConfigError, InputError
 
 # schema_info key: the Parquet directory whose files the traffic views read (written by `waflens spark attach`)
 ATTACHED_LOCATION_KEY = "spark_output"
@@ -103,3 +103,19 @@ def remote_failure(error: duckdb.Error) -> str | None:
         return None
     found = _PYTHON_ERROR.findall(text)
     return ": ".join(found[-1]) if found else text.splitlines()[-1]
+
+
+def remote_read_fault(error: BaseException) -> InputError | None:
+    """The object-storage failure behind an error of a query on an attached database's views (the credentials
+    expired or were refused, the bucket or its files are gone), as a one-line :class:`InputError`; None when the
+    error is something else. Without it, such a failure would look like a bug of waflens (an internal error)."""
+    if not isinstance(error, duckdb.Error):
+        return None
+    reason = remote_failure(error)
+    if reason is None and isinstance(error, duckdb.HTTPException):   # httpfs's: "HTTP GET error on ... (HTTP 403)"
+        reason = str(error).splitlines()[0]
+    if reason is None:
+        return None
+    return InputError(f"reading the attached Parquet in object storage failed: {reason} (check the credentials: the "
+                      "standard AWS environment with s3fs, a DuckDB secret with httpfs; and that the files are still "
+                      "there: `waflens spark attach` again after the Spark steps; docs/scaling.md)")

@@ -159,3 +159,22 @@ def _moto_checks_credentials(endpoint: str, on: bool) -> None:
                                      headers={"Content-Type": "application/octet-stream"})   # not a form: the raw body
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+def test_credentials_refused_after_attach_fail_each_command_in_one_line(object_store, tmp_path, monkeypatch):
+    """The views read the bucket at every query: when the store stops taking the key (rotated, expired), each
+    command says so in one line with the input error's exit code, not as a bug of waflens (exit 1)."""
+    db = tmp_path / "analyst.duckdb"
+    _cli("spark", "attach", object_store.directory, "--db", str(db))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a-key-rotated-since")
+    _moto_checks_credentials(object_store.endpoint, True)
+    try:
+        runs = [waflens_here("--db", str(db), *command)
+                for command in (("status",), ("cluster", "--min-cluster-size", str(MIN_CLUSTER_SIZE)))]
+    finally:
+        _moto_checks_credentials(object_store.endpoint, False)
+    for code, _, err in runs:
+        assert code == 3, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "internal error" not in err, err
+        assert "Access Key Id you provided does not exist" in err and "credentials" in err
+    assert _counts(db)["sessions"] > 0   # with the key back, the database reads as before
