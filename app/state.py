@@ -136,7 +136,7 @@ def _run(key: tuple, compute: Callable[[str, float], Any]) -> Any:
     try:
         if not Path(path).exists():
             raise DatabaseError(f"no database at {path}: run `waflens demo` or `waflens ingest` first")
-        return _remember(key, compute(path, _version(path)))
+        return _remember(key, _computed(compute, path))
     except WaflensError as error:
         if is_busy(error):
             st.session_state["_db_busy"] = True
@@ -153,6 +153,20 @@ def _run(key: tuple, compute: Callable[[str, float], Any]) -> Any:
         st.stop()
     finally:
         _NO_WAIT.reset(token)
+
+
+def _computed(compute: Callable[[str, float], Any], path: str) -> Any:
+    """``compute(path, version)``; an object store's refusal under an attached database's views (a key rotated, the
+    files gone) becomes its one-line :class:`~waflens.data.errors.InputError`, shown as the page's error."""
+    from waflens.data.remote_parquet import remote_read_fault
+
+    try:
+        return compute(path, _version(path))
+    except duckdb.Error as error:
+        known = remote_read_fault(error)
+        if known is None:
+            raise
+        raise known from None
 
 
 def query(sql: str, params: dict | None = None) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from tests.spark.pipeline import MIN_CLUSTER_SIZE
 BUCKET = "waflens-spark-output"
 PREFIX = "2026-11-22/out"
 TABLES = ("requests", "sessions", "session_features")
+WORKBENCH = Path(__file__).resolve().parents[2] / "app" / "workbench.py"
 
 
 class ObjectStore(NamedTuple):
@@ -178,3 +179,20 @@ def test_credentials_refused_after_attach_fail_each_command_in_one_line(object_s
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "internal error" not in err, err
         assert "Access Key Id you provided does not exist" in err and "credentials" in err
     assert _counts(db)["sessions"] > 0   # with the key back, the database reads as before
+
+
+def test_the_workbench_shows_a_refused_key_as_the_pages_error(object_store, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    db = tmp_path / "analyst.duckdb"
+    _cli("spark", "attach", object_store.directory, "--db", str(db))
+    monkeypatch.setenv("WAFLENS_DB", str(db))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a-key-rotated-since")
+    _moto_checks_credentials(object_store.endpoint, True)
+    try:
+        app = AppTest.from_file(str(WORKBENCH), default_timeout=120).run()
+    finally:
+        _moto_checks_credentials(object_store.endpoint, False)
+    assert not app.exception, [e.value for e in app.exception]
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and "Access Key Id you provided does not exist" in errors[0], errors
