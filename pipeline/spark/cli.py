@@ -276,31 +276,29 @@ def cluster_command(obj: dict, out: str, sample_size: int | None, min_cluster_si
 
 @spark.command("run")
 @_ingest_options
+@_gap_option
+@_session_model_option
 @click.option("--request-model", default=None,
               help="An exported request model: score every request (DIR/scores/level=request/, as `spark score "
                    "DIR --model` writes it).")
-@_gap_option
-@_session_model_option
 @_cluster_options
 @click.pass_obj
 def run_command(obj: dict, files, out, fmt, log_format, no_pseudonymize, session_key, session_cookie, json_field,
-                trusted_proxy, request_model, gap_minutes, model, sample_size, min_cluster_size, seed) -> None:
+                trusted_proxy, gap_minutes, model, request_model, sample_size, min_cluster_size, seed) -> None:
     """The daily job in one Spark application: `features` FILES --out DIR, `sessionize` DIR (scoring its sessions
     with --model), `score` DIR with --request-model, `cluster` DIR. Each step's command reruns it alone."""
-    from waflens.pipeline.spark.run import StepFailed, checked_models, run_pipeline
+    from waflens.pipeline.spark.ingest import NothingIngested
+    from waflens.pipeline.spark.run import StepFailed, checked_plan, run_pipeline
 
     if not files:
         raise InputError("spark run needs FILES: the logs to read")
     out = out.rstrip("/") or "/"
     options, key = _ingest_setup(obj, files, fmt, log_format, no_pseudonymize, session_key, session_cookie,
                                  json_field, trusted_proxy)
-    models = checked_models(model, request_model)   # refused before Spark starts
+    plan = checked_plan(model, request_model, gap_minutes, _cluster_settings(sample_size, min_cluster_size, seed))
     try:
-        result = run_pipeline(_session(obj), files, out, options, key, gap_minutes=gap_minutes, models=models,
-                              cluster_options=_cluster_settings(sample_size, min_cluster_size, seed))
+        result = run_pipeline(_session(obj), files, out, options, key, plan)
     except StepFailed as failed:
-        from waflens.pipeline.spark.ingest import NothingIngested
-
         if isinstance(failed.__cause__, NothingIngested):
             _say_every_failure(failed.__cause__)
         raise

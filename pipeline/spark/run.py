@@ -7,8 +7,8 @@ features (``spark features``), sessions and, with a session model, their scores 
 --model``), request scores with a request model (``spark score``), then clustering (``spark cluster``). They write
 the directories those commands write, so any one step can be rerun with its own command.
 
-Everything that can be refused without Spark is refused before the first job: the models (each given under the
-option of its level), the gap. A step that fails stops the run, and its error says which step it was
+Everything that can be refused without Spark is refused before it starts (:func:`checked_plan`): the models (each
+given under the option of its level), the gap. A step that fails stops the run, and its error says which step it was
 (:class:`StepFailed`, with the exit code of the error it wraps). A file that cannot be ingested does not stop the
 run: as ``spark features`` does, it is skipped, and the command exits with its code after the other steps ran.
 """
@@ -31,9 +31,12 @@ class StepFailed(WaflensError):
         super().__init__(f"{step}: {error}")
 
 
-class RunModels(NamedTuple):
-    session: object | None     # waflens.pipeline.spark.score.Model, checked: a session model
-    request: object | None     # a request model
+class RunPlan(NamedTuple):
+    """What the steps take besides the files, checked before Spark starts (:func:`checked_plan`)."""
+    session_model: object | None   # waflens.pipeline.spark.score.Model of a session model, or None
+    request_model: object | None   # ... of a request model, or None
+    gap_minutes: float
+    clustering: object             # waflens.pipeline.spark.cluster.SparkClusterOptions
 
 
 class RunSummary(NamedTuple):
@@ -56,8 +59,9 @@ def step(name: str) -> Iterator[None]:
         raise
 
 
-def checked_models(session_model: str | None, request_model: str | None) -> RunModels:
-    """The two models, verified, each refused unless it is of the level its option takes (before Spark starts)."""
+def checked_plan(session_model: str | None, request_model: str | None, gap_minutes: float,
+                 clustering) -> RunPlan:
+    """The plan of a run, refused unless each model is of the level its option takes and the gap is positive."""
     from waflens.data.feature_spec import SESSION_FEATURES
     from waflens.pipeline.spark import score
 
@@ -73,30 +77,26 @@ def checked_models(session_model: str | None, request_model: str | None) -> RunM
         if request.level != "request":
             raise InputError(f"{request_model} is a {request.level}-level model: `spark run --request-model` takes a "
                              f"request model; give a session model as --model")
-    return RunModels(session, request)
+    return RunPlan(session, request, checked_gap_minutes(gap_minutes), clustering)
 
 
-def run_pipeline(spark, files: list[str], out: str, options, key: bytes | None, *, gap_minutes: float,
-                 models: RunModels, cluster_options) -> RunSummary:
+def run_pipeline(spark, files: list[str], out: str, options, key: bytes | None, plan: RunPlan) -> RunSummary:
     """Every step of the daily job on ``files`` into ``out``, in ``spark``: see the module docstring. ``options``
-    are the ingest's (:class:`waflens.data.ingest.IngestOptions`), ``key`` the pseudonym key (None: raw IPs),
-    ``models`` from :func:`checked_models`, ``cluster_options`` a
-    :class:`waflens.pipeline.spark.cluster.SparkClusterOptions`."""
+    are the ingest's (:class:`waflens.data.ingest.IngestOptions`), ``key`` the pseudonym key (None: raw IPs)."""
     from waflens.pipeline.spark.cluster import cluster_directory
     from waflens.pipeline.spark.ingest import ingest
     from waflens.pipeline.spark.score import score_directory
     from waflens.pipeline.spark.sessions import sessionize_directory
 
-    gap = checked_gap_minutes(gap_minutes)   # before the first job
     with step("ingest"):
         ingested = ingest(spark, list(files), out, options, key, with_features=True)
         ingested.release()
     with step("sessionize"):
-        sessions = sessionize_directory(spark, out, gap, models.session)
+        sessions = sessionize_directory(spark, out, plan.gap_minutes, plan.session_model)
     scores = None
-    if models.request is not None:
+    if plan.request_model is not None:
         with step("score"):
-            scores = score_directory(spark, out, models.request)
+            scores = score_directory(spark, out, plan.request_model)
     with step("cluster"):
-        clusters = cluster_directory(spark, out, cluster_options)
+        clusters = cluster_directory(spark, out, plan.clustering)
     return RunSummary(ingested, sessions, scores, clusters)

@@ -107,19 +107,23 @@ def _jobs_so_far(spark) -> int:
     return len(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
 
 
-def test_run_refuses_a_model_of_the_wrong_level_before_any_job(spark, tmp_path, monkeypatch):
+def test_run_refuses_a_model_of_the_wrong_level_or_a_bad_gap_before_any_job(spark, tmp_path, monkeypatch):
     from tests.spark.pipeline import MODELS
 
     monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     log = tmp_path / "access.log"
     log.write_text('1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x"\n')
     before = _jobs_so_far(spark)
-    for option, model, fix in (("--model", "request", "give a request model as --request-model"),
-                               ("--request-model", "session", "give a session model as --model")):
-        code, out, err = _spark_main("run", str(log), "--out", str(tmp_path / "out"), option, str(MODELS / model))
-        assert (code, out) == (3, ""), err
-        assert err.startswith(f"waflens: error: {MODELS / model} is a {model}-level model: `spark run {option}`")
-        assert fix in err and len(err.strip().splitlines()) == 1
+    for args, error in (
+            (("--model", str(MODELS / "request")), f"{MODELS / 'request'} is a request-level model: `spark run --model` "
+                                                   "takes a session model (scored while sessionizing); give a request "
+                                                   "model as --request-model"),
+            (("--request-model", str(MODELS / "session")), f"{MODELS / 'session'} is a session-level model: `spark run "
+                                                           "--request-model` takes a request model; give a session "
+                                                           "model as --model"),
+            (("--gap-minutes", "0"), "session gap must be positive minutes, got 0.0")):
+        code, out, err = _spark_main("run", str(log), "--out", str(tmp_path / "out"), *args)
+        assert (code, out, err) == (3, "", f"waflens: error: {error}\n")
     assert _jobs_so_far(spark) == before
     assert not (tmp_path / "out").exists()
 
