@@ -157,3 +157,22 @@ def test_run_writes_every_step_and_exits_with_the_code_of_a_skipped_file(spark, 
         assert (out / table).is_dir(), table
     sessions = {r["session_id"]: r["n_requests"] for r in spark.read.parquet(str(out / "sessions")).collect()}
     assert sessions == {1: 2, 3: 1}
+
+
+def test_a_step_of_run_is_named_in_its_error_or_in_a_note_on_an_unexpected_exception():
+    import pytest
+
+    from waflens.data.errors import EXIT_NOTHING_PARSED, ConfigError, WaflensError
+    from waflens.pipeline.spark.run import StepFailed, step
+
+    class NothingParsed(WaflensError):
+        exit_code = EXIT_NOTHING_PARSED
+
+    for error, code in ((ConfigError("bad key file"), 5), (NothingParsed("nothing parsed"), 7)):
+        with pytest.raises(StepFailed) as failed, step("sessionize"):
+            raise error
+        assert (str(failed.value), failed.value.exit_code, failed.value.__cause__) == (f"sessionize: {error}", code,
+                                                                                       error)
+    with pytest.raises(ZeroDivisionError) as bug, step("cluster"):
+        1 / 0
+    assert bug.value.__notes__ == ["(in the cluster step of `waflens spark run`)"]

@@ -82,6 +82,11 @@ def _recorded(event_log: Path) -> tuple[str, set]:
     return master, partitions
 
 
+def _application_name(event_log: Path) -> str:
+    (name,) = [event["App Name"] for event in _events(event_log) if event["Event"] == "SparkListenerApplicationStart"]
+    return name
+
+
 def _table(directory: Path, file: str) -> pd.DataFrame:
     """A table of the run, its ``file`` column (the path as given) checked and left out."""
     frame = ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pandas()
@@ -110,6 +115,7 @@ def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_d
         summary = json.loads(summary_line)
         assert [(f["records"], f["parsed"], f["pseudonymized"]) for f in summary["files"]] == [(3996, 3996, True)]
         assert _recorded(submitted / "events") == (SUBMIT_MASTER, {"4"})   # 2 shuffle partitions a core, as here
+        assert _application_name(submitted / "events") == "waflens spark"   # not the script's name: no --name given
         assert not list(submitted.glob("*.key"))   # the key came from $WAFLENS_PSEUDONYM_KEY
         for table in ("requests", "request_features"):
             pd.testing.assert_frame_equal(_table(submitted / "out" / table, relative), _table(here / table, str(log)),
@@ -176,9 +182,7 @@ def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datase
         (summary_line,) = out.splitlines()   # the summary alone
         summary = json.loads(summary_line)
         assert "FutureWarning" not in err and "Traceback" not in err, err[-3000:]
-        (name,) = [event["App Name"] for event in _events(submitted / "events")
-                   if event["Event"] == "SparkListenerApplicationStart"]
-        assert name == RUN_NAME
+        assert _application_name(submitted / "events") == RUN_NAME
         assert [(f["file"], f["records"], f["parsed"]) for f in summary["ingest"]["files"]] == [(relative, 1262, 1262)]
         assert summary["ingest"]["failed"] == [] and summary["out"] == "out"
         for step in ("sessionize", "score", "cluster"):
