@@ -16,10 +16,16 @@ run: as ``spark features`` does, it is skipped, and the command exits with its c
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from waflens.data.errors import InputError, WaflensError
 from waflens.data.sessionize import checked_gap_minutes
+
+if TYPE_CHECKING:   # the step modules import pyspark, numba, scikit-learn: loaded when the run starts
+    from waflens.pipeline.spark.cluster import ClusterSummary, SparkClusterOptions
+    from waflens.pipeline.spark.ingest import IngestResult
+    from waflens.pipeline.spark.score import Model, ScoreSummary
+    from waflens.pipeline.spark.sessions import SessionsSummary
 
 
 class StepFailed(WaflensError):
@@ -33,17 +39,17 @@ class StepFailed(WaflensError):
 
 class RunPlan(NamedTuple):
     """What the steps take besides the files, checked before Spark starts (:func:`checked_plan`)."""
-    session_model: object | None   # waflens.pipeline.spark.score.Model of a session model, or None
-    request_model: object | None   # ... of a request model, or None
+    session_model: Model | None   # checked: a session model
+    request_model: Model | None   # checked: a request model
     gap_minutes: float
-    clustering: object             # waflens.pipeline.spark.cluster.SparkClusterOptions
+    clustering: SparkClusterOptions
 
 
 class RunSummary(NamedTuple):
-    ingest: object             # waflens.pipeline.spark.ingest.IngestResult (its cached rows released)
-    sessionize: object         # waflens.pipeline.spark.sessions.SessionsSummary
-    score: object | None       # waflens.pipeline.spark.score.ScoreSummary, with a request model
-    cluster: object            # waflens.pipeline.spark.cluster.ClusterSummary
+    ingest: IngestResult          # its cached rows released
+    sessionize: SessionsSummary
+    score: ScoreSummary | None    # with a request model
+    cluster: ClusterSummary
 
 
 @contextlib.contextmanager
@@ -60,7 +66,7 @@ def step(name: str) -> Iterator[None]:
 
 
 def checked_plan(session_model: str | None, request_model: str | None, gap_minutes: float,
-                 clustering) -> RunPlan:
+                 clustering: SparkClusterOptions) -> RunPlan:
     """The plan of a run, refused unless each model is of the level its option takes and the gap is positive."""
     from waflens.data.feature_spec import SESSION_FEATURES
     from waflens.pipeline.spark import score
