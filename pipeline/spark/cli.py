@@ -11,6 +11,9 @@
   work on that directory, in that order (``sessionize DIR --model SESSION_MODEL`` also scores the sessions, in
   the same pass); ``attach`` makes a DuckDB file that reads it, for ``waflens
   cluster``, ``summarize``, ``label`` and the workbench.
+* ``waflens spark run FILES... --out DIR [--model SESSION_MODEL] [--request-model REQUEST_MODEL]`` runs
+  ``features``, ``sessionize``, ``score`` and ``cluster`` in one SparkSession (one ``spark-submit`` a day; see
+  :mod:`waflens.pipeline.spark.run`), with their options; a step that fails stops it, named in the error.
 
 Global options are read one way: the group's own (``--master``, ``--db``, ``--json``), else those of the
 ``waflens`` group it runs under (its context object has ``db`` and ``as_json``), else the defaults. This
@@ -73,7 +76,8 @@ class SparkExit(Exception):
 def spark(ctx: click.Context, master: str | None, db: Path | None, as_json: bool) -> None:
     """The pipeline on Apache Spark (local mode or a cluster): Parquet in one output directory DIR.
 
-    ingest/features FILES --out DIR, then sessionize, score, cluster and attach DIR (docs/scaling.md)."""
+    ingest/features FILES --out DIR, then sessionize, score, cluster and attach DIR; or run FILES --out DIR, the
+    daily job (features, sessionize, score, cluster) in one application (docs/scaling.md)."""
     from waflens.data.db import default_db_path
 
     parent = ctx.obj   # the `waflens` group's context when run as `waflens spark`
@@ -127,38 +131,61 @@ def features_command(obj: dict, files, out, fmt, log_format, no_pseudonymize, se
 
 def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session_cookie, json_field,
          trusted_proxy, *, features: bool) -> None:
+    from waflens.pipeline.spark.ingest import NothingIngested, ingest
+    from waflens.pipeline.spark.request_features import write_request_features
+
+    out = out.rstrip("/") or "/"
+    options, key = _ingest_setup(obj, files, fmt, log_format, no_pseudonymize, session_key, session_cookie,
+                                 json_field, trusted_proxy)
+    session = _session(obj)
+    if not files:
+        requests = _existing_requests(session, out)
+        write_request_features(requests, out)
+        _emit(obj, {"out": out, "request_features": f"{out}/request_features"},
+              f"{out}/request_features written from {out}/requests")
+        return
+    try:
+        result = ingest(session, list(files), out, options, key, with_features=features)
+    except NothingIngested as nothing:
+        _say_every_failure(nothing)
+        raise
+    result.release()
+    summary, lines = _ingest_report(result, out, features)
+    _emit(obj, summary, "\n".join(lines))
+    _exit_for_skipped_files(result)
+
+
+def _ingest_setup(obj, files, fmt, log_format, no_pseudonymize, session_key, session_cookie, json_field,
+                  trusted_proxy):
+    """The ingest options and the pseudonym key (None with --no-pseudonymize); a bad --json-field is refused here,
+    before Spark starts."""
     from waflens.data.ingest import IngestOptions, check_json_fields, parse_json_fields
     from waflens.data.pseudonymize import load_key
     from waflens.data.redaction import parse_trusted_proxies
-    from waflens.pipeline.spark.ingest import NothingIngested, ingest
-    from waflens.pipeline.spark.request_features import write_request_features
 
     options = IngestOptions(format=fmt, log_format=log_format, session_key=session_key,
                             session_cookie=session_cookie, json_fields=parse_json_fields(json_field))
     if trusted_proxy:
         options.trusted_proxies = parse_trusted_proxies(trusted_proxy)
-    out = out.rstrip("/") or "/"
+    key = None
     if files:
         import duckdb
 
-        check_json_fields(duckdb.connect(), options.json_fields)   # refused before Spark starts
+        check_json_fields(duckdb.connect(), options.json_fields)
         key = None if no_pseudonymize else load_key(obj["db"])
-    session = _session(obj)
+    return options, key
+
+
+def _say_every_failure(nothing) -> None:
+    """When every file failed, each one's error (the one-line error after them says how many)."""
+    if len(nothing.failures) > 1:
+        for failure in nothing.failures:
+            click.echo(f"waflens: {failure.error}", err=True)
+
+
+def _ingest_report(result, out: str, features: bool) -> tuple[dict, list[str]]:
+    """The ``--json`` summary and the text lines of an ingest (``spark ingest``, ``features``, ``run``)."""
     summary: dict = {"out": out}
-    if not files:
-        requests = _existing_requests(session, out)
-        write_request_features(requests, out)
-        summary["request_features"] = f"{out}/request_features"
-        _emit(obj, summary, f"{out}/request_features written from {out}/requests")
-        return
-    try:
-        result = ingest(session, list(files), out, options, key, with_features=features)
-    except NothingIngested as nothing:
-        if len(nothing.failures) > 1:
-            for failure in nothing.failures:
-                click.echo(f"waflens: {failure.error}", err=True)
-        raise
-    result.release()
     if features:
         summary["request_features"] = f"{out}/request_features"
     summary["files"] = [f.as_dict() for f in result.files]
@@ -166,8 +193,13 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
     lines = [f"{f.file}: {f.format}, {f.records} records read = {f.parsed} parsed + {f.quarantined} quarantined"
              + (" (NOTHING PARSED)" if f.status == "nothing parsed" else "") for f in result.files if f.status != "failed"]
     lines.append(f"written to {out}: requests, quarantine, sources" + (", request_features" if features else ""))
-    _emit(obj, summary, "\n".join(lines))
-    for failure in result.failures:   # skipped, as `waflens ingest` skips them: the code of the first
+    return summary, lines
+
+
+def _exit_for_skipped_files(result) -> None:
+    """Warn of each file skipped (as `waflens ingest` skips them) or of which nothing parsed, and exit with the code
+    of the first (:class:`SparkExit`); nothing when every file was ingested."""
+    for failure in result.failures:
         click.echo(f"waflens: {failure.error}", err=True)
     unparsed = [f for f in result.files if f.status == "nothing parsed"]
     for f in unparsed:
@@ -179,13 +211,34 @@ def _run(obj, files, out, fmt, log_format, no_pseudonymize, session_key, session
         raise SparkExit(EXIT_NOTHING_PARSED)
 
 
+def _gap_option(function):
+    return click.option("--gap-minutes", type=float, default=DEFAULT_GAP_MINUTES, show_default=True,
+                        help="Session inactivity gap (as `waflens sessionize`).")(function)
+
+
+def _session_model_option(function):
+    return click.option("--model", "model", default=None,
+                        help="An exported session model: score the sessions in the same pass "
+                             "(DIR/scores/level=session/, as `spark score DIR --model` writes it).")(function)
+
+
+def _cluster_options(function):
+    options = [
+        click.option("--sample", "sample_size", type=click.IntRange(min=10), default=None,
+                     help="Suspicious sessions HDBSCAN is fitted on, on the driver [default: 20000]; the rest are "
+                          "placed on the executors."),
+        click.option("--min-cluster-size", type=click.IntRange(min=2), default=10, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @spark.command("sessionize")
 @click.argument("out", metavar="DIR")
-@click.option("--gap-minutes", type=float, default=DEFAULT_GAP_MINUTES, show_default=True,
-              help="Session inactivity gap (as `waflens sessionize`).")
-@click.option("--model", "model", default=None,
-              help="An exported session model: score the sessions in the same pass (DIR/scores/level=session/, "
-                   "as `spark score DIR --model` writes it).")
+@_gap_option
+@_session_model_option
 @click.pass_obj
 def sessionize_command(obj: dict, out: str, gap_minutes: float, model: str | None) -> None:
     """Sessions and session features of DIR/requests: DIR/request_sessions, DIR/sessions, DIR/session_features
@@ -193,11 +246,7 @@ def sessionize_command(obj: dict, out: str, gap_minutes: float, model: str | Non
     from waflens.pipeline.spark.sessions import sessionize_directory
 
     summary = sessionize_directory(_session(obj), out, gap_minutes, model)
-    scored = "" if summary.scores is None else \
-        f"; {summary.scored} sessions scored ({', '.join(f'{k} {v}' for k, v in sorted(summary.by_class.items()))}): " \
-        f"{summary.scores}"
-    _emit(obj, summary._asdict(), f"{summary.requests} requests in {summary.sessions} sessions: {out}/sessions, "
-                                  f"{out}/session_features{scored}")
+    _emit(obj, summary._asdict(), _sessions_text(summary, out))
 
 
 @spark.command("score")
@@ -210,28 +259,82 @@ def score_command(obj: dict, out: str, model: str) -> None:
     from waflens.pipeline.spark.score import score_directory
 
     summary = score_directory(_session(obj), out, model)
-    classes = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_class.items()))
-    _emit(obj, summary._asdict(), f"{summary.scored} {summary.level}s scored ({classes}): {summary.output}")
+    _emit(obj, summary._asdict(), _scores_text(summary))
 
 
 @spark.command("cluster")
 @click.argument("out", metavar="DIR")
-@click.option("--sample", "sample_size", type=click.IntRange(min=10), default=None,
-              help="Suspicious sessions HDBSCAN is fitted on, on the driver [default: 20000]; the rest are placed "
-                   "on the executors.")
-@click.option("--min-cluster-size", type=click.IntRange(min=2), default=10, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_cluster_options
 @click.pass_obj
 def cluster_command(obj: dict, out: str, sample_size: int | None, min_cluster_size: int, seed: int) -> None:
     """Cluster DIR's suspicious sessions: fit on a sample, place the rest; DIR/cluster_assignments/."""
-    from waflens.pipeline.spark.cluster import DEFAULT_SAMPLE, SparkClusterOptions, cluster_directory
+    from waflens.pipeline.spark.cluster import cluster_directory
 
-    options = SparkClusterOptions(sample_size=sample_size or DEFAULT_SAMPLE, min_cluster_size=min_cluster_size,
-                                  seed=seed)
-    summary = cluster_directory(_session(obj), out, options)
-    _emit(obj, summary._asdict(), f"{summary.selected} of {summary.sessions} sessions suspicious; {summary.fitted} "
-                                  f"fitted, {summary.placed} placed; {summary.clusters} clusters, {summary.noise} "
-                                  f"noise: {summary.output}")
+    summary = cluster_directory(_session(obj), out, _cluster_settings(sample_size, min_cluster_size, seed))
+    _emit(obj, summary._asdict(), _clusters_text(summary))
+
+
+@spark.command("run")
+@_ingest_options
+@_gap_option
+@_session_model_option
+@click.option("--request-model", default=None,
+              help="An exported request model: score every request (DIR/scores/level=request/, as `spark score "
+                   "DIR --model` writes it).")
+@_cluster_options
+@click.pass_obj
+def run_command(obj: dict, files, out, fmt, log_format, no_pseudonymize, session_key, session_cookie, json_field,
+                trusted_proxy, gap_minutes, model, request_model, sample_size, min_cluster_size, seed) -> None:
+    """The daily job in one Spark application: `features` FILES --out DIR, `sessionize` DIR (scoring its sessions
+    with --model), `score` DIR with --request-model, `cluster` DIR. Each step's command reruns it alone."""
+    from waflens.pipeline.spark.ingest import NothingIngested
+    from waflens.pipeline.spark.run import StepFailed, checked_plan, run_pipeline
+
+    if not files:
+        raise InputError("spark run needs FILES: the logs to read")
+    out = out.rstrip("/") or "/"
+    options, key = _ingest_setup(obj, files, fmt, log_format, no_pseudonymize, session_key, session_cookie,
+                                 json_field, trusted_proxy)
+    plan = checked_plan(model, request_model, gap_minutes, _cluster_settings(sample_size, min_cluster_size, seed))
+    try:
+        result = run_pipeline(_session(obj), files, out, options, key, plan)
+    except StepFailed as failed:
+        if isinstance(failed.__cause__, NothingIngested):
+            _say_every_failure(failed.__cause__)
+        raise
+    ingested, lines = _ingest_report(result.ingest, out, features=True)
+    summary = {"out": out, "ingest": ingested, "sessionize": result.sessionize._asdict(),
+               "score": None if result.score is None else result.score._asdict(),
+               "cluster": result.cluster._asdict()}
+    lines.append(_sessions_text(result.sessionize, out))
+    if result.score is not None:
+        lines.append(_scores_text(result.score))
+    lines.append(_clusters_text(result.cluster))
+    _emit(obj, summary, "\n".join(lines))
+    _exit_for_skipped_files(result.ingest)
+
+
+def _cluster_settings(sample_size: int | None, min_cluster_size: int, seed: int):
+    from waflens.pipeline.spark.cluster import DEFAULT_SAMPLE, SparkClusterOptions
+
+    return SparkClusterOptions(sample_size=sample_size or DEFAULT_SAMPLE, min_cluster_size=min_cluster_size, seed=seed)
+
+
+def _sessions_text(summary, out: str) -> str:
+    scored = "" if summary.scores is None else \
+        f"; {summary.scored} sessions scored ({', '.join(f'{k} {v}' for k, v in sorted(summary.by_class.items()))}): " \
+        f"{summary.scores}"
+    return f"{summary.requests} requests in {summary.sessions} sessions: {out}/sessions, {out}/session_features{scored}"
+
+
+def _scores_text(summary) -> str:
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_class.items()))
+    return f"{summary.scored} {summary.level}s scored ({classes}): {summary.output}"
+
+
+def _clusters_text(summary) -> str:
+    return (f"{summary.selected} of {summary.sessions} sessions suspicious; {summary.fitted} fitted, {summary.placed} "
+            f"placed; {summary.clusters} clusters, {summary.noise} noise: {summary.output}")
 
 
 @spark.command("attach")

@@ -203,11 +203,12 @@ def class_counts(column: str = "score_class") -> list:
     return [F.sum((F.col(column) == name).cast("long")).alias(name) for name in (*score_class_names(), "error")]
 
 
-def score_directory(spark, out: str, model: str | os.PathLike) -> ScoreSummary:
-    """Score ``DIR`` with the artifact at ``model``; write ``DIR/scores/level=<level>/``."""
+def score_directory(spark, out: str, model: str | os.PathLike | Model) -> ScoreSummary:
+    """Score ``DIR`` with the artifact at ``model`` (or the :class:`Model` of one already checked); write
+    ``DIR/scores/level=<level>/``."""
     from pyspark.sql import Observation
 
-    checked = checked_model(model)
+    checked = model if isinstance(model, Model) else checked_model(model)
     model, level, digest = checked.path, checked.level, checked.digest
     # the count of each class rides along with the write (an Observation) instead of a job reading it back
     counts = Observation("score classes")

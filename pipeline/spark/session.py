@@ -42,24 +42,24 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
     """The active SparkSession, or a new one on ``master`` (default ``$WAFLENS_SPARK_MASTER`` or ``local[2]``).
 
     Under ``spark-submit`` the master and resources come from its command line and the session it built
-    is returned. The Python workers run this interpreter (``PYSPARK_PYTHON`` unless already set), so they
+    is returned, named by its ``--name`` when given (``app_name`` otherwise). The Python workers run this interpreter (``PYSPARK_PYTHON`` unless already set), so they
     see the same numpy, numba and waflens as the driver. Times are UTC, as in the DuckDB database.
     In local mode the JVM runs with :data:`LOCAL_DRIVER_JAVA_OPTIONS`; ``config`` (applied last) replaces any
     setting, ``spark.driver.extraJavaOptions`` included."""
     check_spark()
     from pyspark.sql import SparkSession
 
-    # pyspark (4.0-4.3) warns on every pandas-based call that it "does not yet fully support pandas >= 3.0.0".
-    # The pandas paths used here (mapInPandas for scoring, applyInPandas and toPandas for clustering) are held
-    # to the DuckDB pipeline's results by tests/spark with pandas 3; the warning says nothing about them.
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-
+    ignore_pandas_support_warning()
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (SparkSession.builder.appName(app_name)
+    submitted = bool(os.environ.get("SPARK_ENV_LOADED"))   # spark-submit sets the master itself
+    builder = SparkSession.builder
+    if not (submitted and submitted_app_name()):   # spark-submit's --name names the application
+        builder = builder.appName(app_name)
+    builder = (builder
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.enabled", "false")
@@ -68,7 +68,6 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
                # failure must reach it as an exception, as Spark 4 sets by default, not be printed by pyspark
                .config("spark.python.daemon.module", "waflens.pipeline.spark.worker_daemon")
                .config("spark.python.daemon.killWorkerOnFlushFailure", "true"))
-    submitted = bool(os.environ.get("SPARK_ENV_LOADED"))   # spark-submit sets the master itself
     if not submitted:
         master = master or os.environ.get("WAFLENS_SPARK_MASTER") or DEFAULT_MASTER
         builder = builder.master(master)
@@ -86,6 +85,34 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
     if submitted:
         _local_shuffle_default(session)
     return session
+
+
+def ignore_pandas_support_warning() -> None:
+    """Hide pyspark's FutureWarning that it "does not yet fully support pandas >= 3.0.0", and no other warning.
+
+    pyspark (4.0-4.3) gives it for every pandas-based call, and once when ``pyspark.testing.utils`` is first
+    imported, which its Py4J converters do at the first JVM call with an argument. The pandas paths used here
+    (mapInPandas for scoring, applyInPandas and toPandas for clustering) are held to the DuckDB pipeline's results
+    by tests/spark with pandas 3; the warning says nothing about them. Called by :func:`spark_session` and, under
+    ``spark-submit``, before waflens's first line to stderr goes through the JVM
+    (:mod:`waflens.pipeline.spark.submit_stderr`): that write can be the first such call (an error refused before
+    the session starts), and then the warning came before the error line."""
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+
+def submitted_app_name() -> str | None:
+    """The application name spark-submit was given (``--name`` or ``--conf spark.app.name``), from its JVM; None
+    when it named the application after the script, as it does without one (``__main__.py``): then waflens names
+    it. Only under spark-submit (its JVM is running, waiting for this Python)."""
+    from pyspark import SparkConf, SparkContext
+
+    from waflens.pipeline.spark.submit_stderr import under_spark_submit
+
+    if not under_spark_submit():   # no JVM to ask: connecting would start one, without spark-submit's settings
+        return None
+    SparkContext._ensure_initialized()   # connects to spark-submit's gateway; its properties are the JVM's
+    name = SparkConf().get("spark.app.name", None)
+    return None if name in (None, "", os.path.basename(sys.argv[0])) else name
 
 
 def local_java_options() -> str:

@@ -184,10 +184,11 @@ def _scored(batch: pa.RecordBatch, model, shipped: str, schema: pa.Schema) -> pa
 
 
 def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUTES,
-                         model: str | None = None) -> SessionsSummary:
+                         model=None) -> SessionsSummary:
     """Write ``DIR/request_sessions``, ``DIR/sessions``, ``DIR/session_features`` and ``DIR/session_targets`` from
-    ``DIR/requests``; with ``model`` (an exported session model), score the sessions in the same tasks and write
-    ``DIR/scores/level=session`` as ``waflens spark score DIR --model`` would (one pass instead of two)."""
+    ``DIR/requests``; with ``model`` (an exported session model: its path, or the
+    :class:`~waflens.pipeline.spark.score.Model` of one already checked), score the sessions in the same tasks and
+    write ``DIR/scores/level=session`` as ``waflens spark score DIR --model`` would (one pass instead of two)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -197,10 +198,10 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
     gap = checked_gap_minutes(gap_minutes)   # before Spark reads anything
     checked = shipped = None
     if model is not None:                    # refused on the driver, before any job
-        checked = score.checked_model(model)
+        checked = model if isinstance(model, score.Model) else score.checked_model(model)
         if checked.level != "session":
-            raise InputError(f"{model} is a {checked.level}-level model: `spark sessionize --model` scores sessions "
-                             "with a session model; score requests with `waflens spark score DIR --model`")
+            raise InputError(f"{checked.path} is a {checked.level}-level model: `spark sessionize --model` scores "
+                             "sessions with a session model; score requests with `waflens spark score DIR --model`")
         score.missing_session_features(checked, [f.name for f in SESSION_FEATURES])
         shipped = score.ship_model(spark, checked)
     rows = session_rows(read_table(spark, out, layout.REQUESTS), gap, checked, shipped) \

@@ -77,7 +77,7 @@ def test_a_local_session_runs_its_jvm_with_the_jit_options_for_short_steps(spark
 def test_the_spark_group_runs_every_step_as_one_command_group():
     code, out, _ = _spark_main("--help")
     assert code == 0
-    for command in ("ingest", "features", "sessionize", "score", "cluster", "attach"):
+    for command in ("ingest", "features", "sessionize", "score", "cluster", "attach", "run"):
         assert f"  {command} " in out, command
 
 
@@ -100,3 +100,79 @@ def test_waiting_for_an_idle_scheduler_ends_when_the_last_task_set_does(spark):
     assert scheduled_task_sets(spark) == 0
     job.join(10)
     assert done == [[1, 2]]
+
+
+def _jobs_so_far(spark) -> int:
+    """How many Spark jobs this application has run (the status tracker keeps the last 1000)."""
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
+
+
+def test_run_refuses_a_model_of_the_wrong_level_or_a_bad_gap_before_any_job(spark, tmp_path, monkeypatch):
+    from tests.spark.pipeline import MODELS
+
+    monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    log = tmp_path / "access.log"
+    log.write_text('1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x"\n')
+    before = _jobs_so_far(spark)
+    for args, error in (
+            (("--model", str(MODELS / "request")), f"{MODELS / 'request'} is a request-level model: `spark run --model` "
+                                                   "takes a session model (scored while sessionizing); give a request "
+                                                   "model as --request-model"),
+            (("--request-model", str(MODELS / "session")), f"{MODELS / 'session'} is a session-level model: `spark run "
+                                                           "--request-model` takes a request model; give a session "
+                                                           "model as --model"),
+            (("--gap-minutes", "0"), "session gap must be positive minutes, got 0.0")):
+        code, out, err = _spark_main("run", str(log), "--out", str(tmp_path / "out"), *args)
+        assert (code, out, err) == (3, "", f"waflens: error: {error}\n")
+    assert _jobs_so_far(spark) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_stops_at_the_step_that_fails_and_names_it(spark, tmp_path):
+    code, out, err = _spark_main("run", str(tmp_path / "nope.log"), "--out", str(tmp_path / "out"))
+    assert (code, out) == (3, "")
+    assert err.startswith("waflens: error: ingest: ") and "nope.log" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()   # nothing ingested: no later step ran
+
+
+def test_run_writes_every_step_and_exits_with_the_code_of_a_skipped_file(spark, tmp_path, monkeypatch):
+    """A file that cannot be read is skipped, as `spark features` skips it; the other steps still run."""
+    import json
+
+    monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    log, out = tmp_path / "access.log", tmp_path / "out"
+    log.write_text('1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET /a?id=1%27%20or%201=1 HTTP/1.1" 200 1 "-" "x"\n'
+                   '1.2.3.4 - - [01/Nov/2026:12:00:05 +0000] "GET /b HTTP/1.1" 404 1 "-" "x"\n'
+                   '5.6.7.8 - - [01/Nov/2026:13:00:00 +0000] "POST /c HTTP/1.1" 200 1 "-" "curl/8"\n')
+    code, stdout, err = _spark_main("--json", "run", str(log), str(tmp_path / "nope.log"), "--out", str(out))
+    assert code == 3
+    assert [line for line in err.splitlines() if line.startswith("waflens: ")] == [err.strip()]
+    assert "nope.log" in err
+    summary = json.loads(stdout)
+    assert [(f["records"], f["status"]) for f in summary["ingest"]["files"]] == [(3, "ingested"), (0, "failed")]
+    assert len(summary["ingest"]["failed"]) == 1 and summary["score"] is None
+    assert (summary["sessionize"]["requests"], summary["sessionize"]["sessions"]) == (3, 2)
+    assert summary["cluster"]["sessions"] == 2 and summary["cluster"]["output"] == f"{out}/cluster_assignments"
+    for table in ("requests", "request_features", "sessions", "session_features", "cluster_assignments"):
+        assert (out / table).is_dir(), table
+    sessions = {r["session_id"]: r["n_requests"] for r in spark.read.parquet(str(out / "sessions")).collect()}
+    assert sessions == {1: 2, 3: 1}
+
+
+def test_a_step_of_run_is_named_in_its_error_or_in_a_note_on_an_unexpected_exception():
+    import pytest
+
+    from waflens.data.errors import EXIT_NOTHING_PARSED, ConfigError, WaflensError
+    from waflens.pipeline.spark.run import StepFailed, step
+
+    class NothingParsed(WaflensError):
+        exit_code = EXIT_NOTHING_PARSED
+
+    for error, code in ((ConfigError("bad key file"), 5), (NothingParsed("nothing parsed"), 7)):
+        with pytest.raises(StepFailed) as failed, step("sessionize"):
+            raise error
+        assert (str(failed.value), failed.value.exit_code, failed.value.__cause__) == (f"sessionize: {error}", code,
+                                                                                       error)
+    with pytest.raises(ZeroDivisionError) as bug, step("cluster"):
+        1 / 0
+    assert bug.value.__notes__ == ["(in the cluster step of `waflens spark run`)"]

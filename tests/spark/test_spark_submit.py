@@ -7,6 +7,11 @@ one of a missing file, each in its own JVM (while they run, this process compute
 ``$WAFLENS_PSEUDONYM_KEY`` (no key file is made); stdout holds the ``--json`` summary alone and the error line is
 on stderr (Spark's PythonRunner merges the Python driver's stderr into its stdout; see
 :mod:`waflens.pipeline.spark.submit_stderr`); the Parquet equals the in-process run's.
+
+Then the daily job as one application: ``spark-submit --name NAME .../__main__.py --json run LOG --out DIR --model
+SESSION_MODEL --request-model REQUEST_MODEL`` while this process runs the per-step commands on the same log. Checked:
+stdout is the run's JSON summary alone, stderr has no pyspark FutureWarning and no traceback, the application is
+named by ``--name``, and every table the run writes equals what the steps wrote.
 """
 
 from __future__ import annotations
@@ -21,8 +26,14 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from tests.data.cli_process import KEY, waflens_here
+from tests.spark.pipeline import MODELS
 
 LOG = "scanner_w3af.log.gz"   # the smallest shared access log: 3996 requests
+# the smallest shared log with clusters: 1262 requests, 795 sessions, 620 suspicious; a sample of 300 of them is
+# fitted on the driver and the rest placed on the executors (the cluster step's two paths)
+RUN_LOG = "secrepo_2022-12-22.log.gz"
+RUN_CLUSTERING = ("--sample", "300", "--min-cluster-size", "5")
+RUN_NAME = "waflens daily (test)"
 SUBMIT_MASTER = "local[2]"
 WAFLENS_MASTER = "local[1]"   # what waflens would pick itself: spark-submit's master must win over it
 # set by spark-submit (or a pyspark gateway) in its children: this process's own must not leak into the runs
@@ -30,7 +41,7 @@ SPARK_CHILD_ENV = ("SPARK_ENV_LOADED", "PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_
                    "WAFLENS_KEY_FILE", "WAFLENS_DB")
 
 
-def _spark_submit(cwd: Path, *args: str) -> subprocess.Popen:
+def _spark_submit(cwd: Path, *args: str, submit_options: tuple[str, ...] = ()) -> subprocess.Popen:
     import pyspark
 
     import waflens.pipeline.spark.__main__ as entry_point
@@ -42,7 +53,7 @@ def _spark_submit(cwd: Path, *args: str) -> subprocess.Popen:
     event_log.mkdir()
     command = [str(submit), "--master", SUBMIT_MASTER, "--conf", "spark.eventLog.enabled=true",
                "--conf", f"spark.eventLog.dir={event_log}", "--conf", "spark.eventLog.compress=false",
-               "--conf", "spark.eventLog.rolling.enabled=false", entry_point.__file__, "--json", *args]
+               "--conf", "spark.eventLog.rolling.enabled=false", *submit_options, entry_point.__file__, "--json", *args]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -55,16 +66,25 @@ def _finish(run: subprocess.Popen) -> tuple[int, str, str]:
     return run.returncode, out, err
 
 
+def _events(event_log: Path) -> list[dict]:
+    (log,) = event_log.iterdir()
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
 def _recorded(event_log: Path) -> tuple[str, set]:
     """What the application's event log records: ``spark.master`` (what its SparkContext ran on) and the
     ``spark.sql.shuffle.partitions`` its queries ran with."""
-    (log,) = event_log.iterdir()
-    events = [json.loads(line) for line in log.read_text().splitlines()]
+    events = _events(event_log)
     (master,) = [event["Spark Properties"]["spark.master"] for event in events
                  if event["Event"] == "SparkListenerEnvironmentUpdate"]
     partitions = {event["modifiedConfigs"].get("spark.sql.shuffle.partitions") for event in events
                   if event["Event"].endswith("SparkListenerSQLExecutionStart")}
     return master, partitions
+
+
+def _application_name(event_log: Path) -> str:
+    (name,) = [event["App Name"] for event in _events(event_log) if event["Event"] == "SparkListenerApplicationStart"]
+    return name
 
 
 def _table(directory: Path, file: str) -> pd.DataFrame:
@@ -95,6 +115,7 @@ def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_d
         summary = json.loads(summary_line)
         assert [(f["records"], f["parsed"], f["pseudonymized"]) for f in summary["files"]] == [(3996, 3996, True)]
         assert _recorded(submitted / "events") == (SUBMIT_MASTER, {"4"})   # 2 shuffle partitions a core, as here
+        assert _application_name(submitted / "events") == "waflens spark"   # not the script's name: no --name given
         assert not list(submitted.glob("*.key"))   # the key came from $WAFLENS_PSEUDONYM_KEY
         for table in ("requests", "request_features"):
             pd.testing.assert_frame_equal(_table(submitted / "out" / table, relative), _table(here / table, str(log)),
@@ -108,6 +129,71 @@ def test_spark_submit_runs_the_entry_point_as_waflens_spark_does(spark, shared_d
         assert not (failing / "out").exists()
     finally:   # a failed check leaves no JVM behind
         for process in (run, missing):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+def _sorted(directory: Path, by: str) -> pd.DataFrame:
+    """A table of a run, ordered by ``by``, without its ``file`` column (the path as given) when it has one."""
+    frame = ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pandas()
+    return frame.drop(columns=[c for c in ("file",) if c in frame]).sort_values(by).reset_index(drop=True)
+
+
+def _counts(summary: dict) -> dict:
+    """A step's summary without the paths it wrote (relative under spark-submit, absolute here)."""
+    return {k: v for k, v in summary.items() if k not in ("scores", "output", "out")}
+
+
+def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datasets, tmp_path, monkeypatch):
+    log = shared_datasets / "access_logs" / RUN_LOG
+    submitted = tmp_path / "submitted"
+    submitted.mkdir()
+    relative = os.path.relpath(log, submitted)
+    session_model, request_model = str(MODELS / "session"), str(MODELS / "request")
+    run = _spark_submit(submitted, "run", relative, "--out", "out", "--model", session_model,
+                        "--request-model", request_model, *RUN_CLUSTERING, submit_options=("--name", RUN_NAME))
+    refused = tmp_path / "refused"   # a request model as --model: refused before the session starts
+    refused.mkdir()
+    wrong_model = _spark_submit(refused, "run", relative, "--out", "out", "--model", request_model)
+
+    try:   # meanwhile, the per-step commands in this process
+        monkeypatch.setenv("WAFLENS_PSEUDONYM_KEY", KEY)
+        here = tmp_path / "here"
+        steps = {}
+        for step, args in (("ingest", ("features", str(log), "--out", str(here))),
+                           ("sessionize", ("sessionize", str(here), "--model", session_model)),
+                           ("score", ("score", str(here), "--model", request_model)),
+                           ("cluster", ("cluster", str(here), *RUN_CLUSTERING))):
+            code, out, err = waflens_here("--json", "spark", *args)
+            assert code == 0, (step, err)
+            steps[step] = json.loads(out)
+
+        code, out, err = _finish(wrong_model)
+        assert (code, out) == (3, ""), err[-3000:]
+        # its error line was the first JVM call with an argument, which makes pyspark warn about pandas 3
+        assert "FutureWarning" not in err and not (refused / "out").exists(), err[-3000:]
+        assert [line for line in err.splitlines() if line.startswith("waflens: ")] == [
+            f"waflens: error: {request_model} is a request-level model: `spark run --model` takes a session model "
+            "(scored while sessionizing); give a request model as --request-model"]
+
+        code, out, err = _finish(run)
+        assert code == 0, err[-3000:]
+        (summary_line,) = out.splitlines()   # the summary alone
+        summary = json.loads(summary_line)
+        assert "FutureWarning" not in err and "Traceback" not in err, err[-3000:]
+        assert _application_name(submitted / "events") == RUN_NAME
+        assert [(f["file"], f["records"], f["parsed"]) for f in summary["ingest"]["files"]] == [(relative, 1262, 1262)]
+        assert summary["ingest"]["failed"] == [] and summary["out"] == "out"
+        for step in ("sessionize", "score", "cluster"):
+            assert _counts(summary[step]) == _counts(steps[step]), step
+        assert summary["cluster"]["placed"] > 0 and summary["cluster"]["clusters"] > 0   # both paths of the step ran
+        for table, by in (("sessions", "session_id"), ("session_features", "session_id"),
+                          ("scores/level=session", "session_id"), ("scores/level=request", "request_id"),
+                          ("cluster_assignments", "session_id")):
+            pd.testing.assert_frame_equal(_sorted(submitted / "out" / table, by), _sorted(here / table, by), obj=table)
+    finally:   # a failed check leaves no JVM behind
+        for process in (run, wrong_model):
             if process.poll() is None:
                 process.kill()
                 process.communicate()
