@@ -18,12 +18,14 @@ Apache directives (modifiers such as ``%>s``, ``%<s``, ``%400,501{User-agent}i``
     %t                   time_clf         %{sec}t time_epoch  %{msec}t time_epoch_ms
     %r  request_line     %m  method       %U  path            %q  query (with its '?')
     %H  protocol         %s  status       %b %B %O  bytes
+    %{usec}t time_epoch_us                 %{format}t  time_strftime:<format> (DuckDB strptime)
+    %{usec_frac}t %{msec_frac}t  time_frac_us / time_frac_ms (added to a %{format}t or %t time)
     %{Referer}i  referer %{User-Agent}i  user_agent           %{Name}i  header:name
     %{Name}C  cookie:Name                 %D %{us}T  duration_us
     %T %{s}T  duration_s %{ms}T  duration_ms                  %v %V  vhost
     %p %{canonical}p %{local}p  server_port
     ignored: %A %e %f %I %k %L %n %o %P %R %S %X %c %x %^ti %^to %^FB %^FU,
-             %{remote}p, %{usec}t, %{msec_frac}t, %{usec_frac}t and other %{strftime}t
+             %{remote}p
 
 nginx variables:
 
@@ -188,16 +190,42 @@ def _apache_field(directive: str, modifiers: str, letter: str) -> _Field:
 
 
 def _apache_time(param: str | None) -> _Field:
-    """%t writes its own brackets; %{sec}t and friends are numbers; other %{...}t are strftime."""
+    """%t writes its own brackets; %{sec}t and friends are numbers; other %{...}t are strftime formats, read with
+    DuckDB's strptime (a sub-second %{usec_frac}t / %{msec_frac}t beside one is added to it)."""
     if param is None:
         return _Field("time_clf", r"\[([^\]]*)\]")
     form = param.removeprefix("begin:").removeprefix("end:")
-    if form in ("sec", "msec"):
-        return _Field({"sec": "time_epoch", "msec": "time_epoch_ms"}[form])
-    if form in ("usec", "msec_frac", "usec_frac"):
-        return _Field("ignored")
+    if form in ("sec", "msec", "usec"):
+        return _Field({"sec": "time_epoch", "msec": "time_epoch_ms", "usec": "time_epoch_us"}[form])
+    if form in ("msec_frac", "usec_frac"):
+        return _Field({"msec_frac": "time_frac_ms", "usec_frac": "time_frac_us"}[form], "([0-9]*)")
+    if form.strip() == "%s":
+        return _Field("time_epoch")
+    strptime = strptime_format(form)
     words = len(form.split())       # a strftime format with spaces: as many words, no more
-    return _Field("ignored", "(" + " +".join([_WORD + "*"] * words) + ")" if words > 1 else "")
+    return _Field(STRFTIME_PREFIX + strptime, "(" + " +".join([_WORD + "*"] * words) + ")" if words > 1 else "")
+
+
+STRFTIME_PREFIX = "time_strftime:"   # the field of an Apache %{format}t: the rest of its name is the strptime format
+# glibc's composite conversions, which Apache's strftime writes and DuckDB's strptime does not read
+_STRFTIME_COMPOSITES = {"%F": "%Y-%m-%d", "%T": "%H:%M:%S", "%D": "%m/%d/%y", "%R": "%H:%M", "%r": "%I:%M:%S %p",
+                        "%h": "%b", "%e": "%-d", "%k": "%-H", "%l": "%-I"}
+
+
+def strptime_format(form: str) -> str:
+    """The DuckDB strptime format of an Apache ``%{form}t`` (glibc composites such as %F %T spelled out), checked by
+    DuckDB itself: a conversion it cannot read is refused here, not at the first line."""
+    import duckdb
+
+    converted = re.sub(r"%.", lambda m: _STRFTIME_COMPOSITES.get(m[0], m[0]), form)
+    try:
+        with duckdb.connect(":memory:") as con:
+            con.execute("SELECT try_strptime('', $format)", {"format": converted})
+    except duckdb.Error as error:
+        raise ConfigError(f"Apache time format %{{{form}}}t: DuckDB's strptime cannot read it "
+                          f"({str(error).splitlines()[0]}); use the conversions of "
+                          "duckdb.org/docs/sql/functions/dateformat, or %t / %{sec}t") from None
+    return converted
 
 
 def _nginx_tokens(text: str) -> list[str | _Field]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from waflens.data.log_formats import LineFormat
+from waflens.data.log_formats import STRFTIME_PREFIX, LineFormat
 from waflens.data.redaction import MARKER, is_secret_name
 
 STAGE_DDL = """
@@ -40,6 +40,15 @@ _CLF_TIME = "try_strptime({0}, '%d/%b/%Y:%H:%M:%S %z')::TIMESTAMP"
 _ISO_TIME = "try_cast({0} AS TIMESTAMPTZ)::TIMESTAMP"
 _EPOCH_TIME = "to_timestamp(try_cast({0} AS DOUBLE))::TIMESTAMP"
 _EPOCH_MS_TIME = "to_timestamp(try_cast({0} AS DOUBLE) / 1000)::TIMESTAMP"
+_EPOCH_US_TIME = "to_timestamp(try_cast({0} AS DOUBLE) / 1000000)::TIMESTAMP"
+
+
+def _strftime_time(field: str) -> str:
+    """An Apache %{format}t time: DuckDB's strptime with the format (checked when the LogFormat was compiled), as
+    a literal. Without %z in it the time is taken as UTC: Apache writes the server's local time, so give the
+    server's zone in the format (%z) where it is not UTC."""
+    strptime = field[len(STRFTIME_PREFIX):]
+    return "try_strptime({0}, '" + strptime.replace("'", "''").replace("{", "{{").replace("}", "}}") + "')::TIMESTAMP"
 _REQUEST_PARTS = "regexp_extract({0}, '^(\\S+)\\s+(.*?)(?:\\s+(HTTP/[0-9.]+))?$', ['method', 'target', 'protocol'])"
 
 
@@ -63,11 +72,19 @@ def _field_sql(fmt: LineFormat, session_cookie: str | None) -> dict[str, str]:
     chosen = [col for name, col in cookie_fields if session_cookie is None or name.lower() == session_cookie.lower()]
     if chosen:
         cols["session_cookie"] = _dash(chosen[0])
-    for name, template in (("time_clf", _CLF_TIME), ("time_iso8601", _ISO_TIME),
-                           ("time_epoch", _EPOCH_TIME), ("time_epoch_ms", _EPOCH_MS_TIME)):
+    times = [(name, template) for name, template in (
+        ("time_clf", _CLF_TIME), ("time_iso8601", _ISO_TIME), ("time_epoch", _EPOCH_TIME),
+        ("time_epoch_ms", _EPOCH_MS_TIME), ("time_epoch_us", _EPOCH_US_TIME))]
+    times += [(name, _strftime_time(name)) for name in index if name.startswith(STRFTIME_PREFIX)]
+    for name, template in times:
         if name in index:
             cols["ts"] = template.format(index[name])
             cols["_time_text"] = index[name]
+            fraction = next(((index[f], scale) for f, scale in (("time_frac_us", 1), ("time_frac_ms", 1000))
+                             if f in index), None)
+            if fraction is not None and (name == "time_clf" or name.startswith(STRFTIME_PREFIX)):
+                column, scale = fraction   # [%{%F %T}t.%{usec_frac}t]: the second's fraction beside it
+                cols["ts"] = f"({cols['ts']} + to_microseconds(coalesce(try_cast({column} AS BIGINT), 0) * {scale}))"
             break
     if "request_line" in index:
         cols["_request"] = _REQUEST_PARTS.format(_UNESCAPE.format(index["request_line"]))

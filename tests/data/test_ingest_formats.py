@@ -83,3 +83,44 @@ def test_gzip_and_raw_http(tmp_path):
     assert "933185092E0B" not in row[6] and "203.0.113.77" not in row[6]
     assert row[4] is not None and row[5] is not None and row[5] != "203.0.113.77"
     assert headers["content-length"] == "19"
+
+
+def test_apache_strftime_times_with_their_fraction_and_zone(tmp_path):
+    """``%{format}t`` (any strftime, glibc's %F %T included) is the request's time, with ``%{usec_frac}t`` or
+    ``%{msec_frac}t`` beside it added; a zone in the format (%z) is normalized to UTC, none is taken as UTC."""
+    cases = {
+        '%h [%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t] "%r" %>s': (
+            ['192.0.2.1 [2026-11-02 10:00:00.123456] "GET /a HTTP/1.1" 200',
+             '192.0.2.1 [2026-11-02 10:00:01.000007] "GET /b HTTP/1.1" 200'],
+            ["2026-11-02 10:00:00.123456", "2026-11-02 10:00:01.000007"]),
+        '%h %{%FT%T%z}t.%{msec_frac}t "%r" %>s': (
+            ['192.0.2.1 2026-11-02T10:00:00+0100.042 "GET /a HTTP/1.1" 200'], ["2026-11-02 09:00:00.042000"]),
+        '%h %{end:%d/%b/%Y %T}t "%r" %>s': (
+            ['192.0.2.1 02/Nov/2026 10:00:00 "GET /a HTTP/1.1" 200'], ["2026-11-02 10:00:00"]),
+        '%h %{usec}t "%r" %>s': (['192.0.2.1 1793527200123456 "GET /a HTTP/1.1" 200'], ["2026-11-01 10:00:00.123456"]),
+    }
+    for i, (spec, (lines, expected)) in enumerate(cases.items()):
+        log = write_log(tmp_path / f"{i}.log", lines)
+        (tmp_path / str(i)).mkdir()
+        con = fresh_db(tmp_path / str(i))
+        summary = ingest(con, log, log_format=spec)
+        assert summary.parsed == len(lines), spec
+        assert [str(ts) for (ts,) in _rows(con, "ts")] == expected, spec
+
+
+def test_apache_strftime_time_that_does_not_parse_is_quarantined_or_refused(tmp_path):
+    import pytest
+
+    from waflens.data.errors import ConfigError
+
+    spec = '%h [%{%Y-%m-%d %H:%M:%S}t] "%r" %>s'
+    log = write_log(tmp_path / "a.log", ['192.0.2.1 [2026-11-02 10:00:00] "GET /a HTTP/1.1" 200',
+                                         '192.0.2.1 [2026-13-45 10:00:00] "GET /b HTTP/1.1" 200'])
+    con = fresh_db(tmp_path)
+    summary = ingest(con, log, log_format=spec)
+    clf = write_log(tmp_path / "b.log", ['192.0.2.1 [45/Foo/2026:10:00:00 +0000] "GET /b HTTP/1.1" 200'])
+    ingest(con, clf, log_format='%h %t "%r" %>s')
+    reasons = [r for (r,) in con.execute("SELECT reason FROM quarantine ORDER BY source_id, record").fetchall()]
+    assert summary.parsed == 1 and len(reasons) == 2 and reasons[0] == reasons[1]   # as a bad %t time is
+    with pytest.raises(ConfigError, match=r"%\{%Y %Q\}t.*%Q"):
+        ingest(con, log, log_format='%h [%{%Y %Q}t] "%r" %>s')

@@ -245,8 +245,12 @@ CUSTOM_CASES = [
      [("client_ip", "192.0.2.1"), ("path", "/a/b.php"), ("query", "?id=1&x=/y"), ("status", "200")]),
     ('%h %{%Y-%m-%d %H:%M:%S}t %{sec}t %{msec}t "%r"',
      '192.0.2.1 2026-11-02 10:00:00 1793527200 1793527200123 "GET / HTTP/1.1"',
-     [("client_ip", "192.0.2.1"), ("ignored", "2026-11-02 10:00:00"), ("time_epoch", "1793527200"),
+     [("client_ip", "192.0.2.1"), ("time_strftime:%Y-%m-%d %H:%M:%S", "2026-11-02 10:00:00"), ("time_epoch", "1793527200"),
       ("time_epoch_ms", "1793527200123"), ("request_line", "GET / HTTP/1.1")]),
+    ('%h [%{%F %T}t.%{usec_frac}t] %{usec}t "%r"',    # glibc composites spelled out; the fraction beside it
+     '192.0.2.1 [2026-11-02 10:00:00.123456] 1793527200123456 "GET / HTTP/1.1"',
+     [("client_ip", "192.0.2.1"), ("time_strftime:%Y-%m-%d %H:%M:%S", "2026-11-02 10:00:00"),
+      ("time_frac_us", "123456"), ("time_epoch_us", "1793527200123456"), ("request_line", "GET / HTTP/1.1")]),
     ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
      '"$http_user_agent" $request_time $cookie_sessionid',
      '203.0.113.5 - - [02/Nov/2026:10:00:00 +0000] "GET /cart HTTP/1.1" 200 612 "-" "curl/8.0" 0.123 Ab9Z',
