@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 
 from waflens.data.errors import ConfigError
 
@@ -49,6 +48,8 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
     check_spark()
     from pyspark.sql import SparkSession
 
+    from waflens.pipeline.spark.pandas_warning import ignore_pandas_support_warning
+
     ignore_pandas_support_warning()
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -85,19 +86,6 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
     if submitted:
         _local_shuffle_default(session)
     return session
-
-
-def ignore_pandas_support_warning() -> None:
-    """Hide pyspark's FutureWarning that it "does not yet fully support pandas >= 3.0.0", and no other warning.
-
-    pyspark (4.0-4.3) gives it for every pandas-based call, and once when ``pyspark.testing.utils`` is first
-    imported, which its Py4J converters do at the first JVM call with an argument. The pandas paths used here
-    (mapInPandas for scoring, applyInPandas and toPandas for clustering) are held to the DuckDB pipeline's results
-    by tests/spark with pandas 3; the warning says nothing about them. Called by :func:`spark_session` and, under
-    ``spark-submit``, before waflens's first line to stderr goes through the JVM
-    (:mod:`waflens.pipeline.spark.submit_stderr`): that write can be the first such call (an error refused before
-    the session starts), and then the warning came before the error line."""
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 
 def submitted_app_name() -> str | None:

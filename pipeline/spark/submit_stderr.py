@@ -53,7 +53,7 @@ def stderr_to_spark_submit() -> Iterator[None]:
         return
     from pyspark.java_gateway import launch_gateway   # with PYSPARK_GATEWAY_PORT set, connects; starts nothing
 
-    from waflens.pipeline.spark.session import ignore_pandas_support_warning
+    from waflens.pipeline.spark.pandas_warning import ignore_pandas_support_warning
 
     ignore_pandas_support_warning()   # the first write can be the JVM call that makes pyspark give it
     gateway = launch_gateway()
