@@ -6,7 +6,7 @@ The check runs in a fresh interpreter: every waflens.runtime module imported, th
 model loaded and scored, so that imports made on first use count too. What the interpreter imported
 before (site, .pth hooks) is not the runtime's doing and is left out; so is what numpy and numba import
 themselves where they are installed with their optional companions (numba imports scipy and yaml when
-it finds them). That allowance could hide a direct `import scipy` of ours, so each runtime module's own
+it finds them, and cffi at its first compile). That allowance could hide a direct `import scipy` of ours, so each runtime module's own
 import statements are checked too; and in the runtime-only venv (tests/runtime/test_wheels.py) there
 is nothing to hide.
 """
@@ -43,6 +43,7 @@ NUMPY_AND_NUMBA = """
 import json, sys
 before = set(sys.modules)
 import numpy, numba
+numba.njit(lambda x: x + 1)(1)   # numba's first compile imports more of its own optional companions (cffi)
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
