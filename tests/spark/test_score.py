@@ -144,3 +144,19 @@ def test_a_model_exported_again_into_the_same_directory_is_the_one_the_executors
     with pytest.raises(ArtifactError, match="thresholds"):
         score_directory(spark, str(out), model)   # refused on the driver, before any job
     assert sorted(p.stat().st_mtime_ns for p in (out / "scores").rglob("*.parquet")) == written
+
+
+def test_session_features_read_as_whole_files_or_as_rows_score_the_same(spark, spark_pipeline, tmp_path):
+    """``spark score`` decodes small session-feature files itself (pyarrow) and takes larger ones as Spark's rows:
+    the same scores either way, row for row."""
+    import shutil
+
+    by_files, by_rows = tmp_path / "files", tmp_path / "rows"
+    for out in (by_files, by_rows):
+        shutil.copytree(spark_pipeline.out / "session_features", out / "session_features")
+    whole = score_directory(spark, str(by_files), MODELS / "session")
+    rows = score_directory(spark, str(by_rows), MODELS / "session", whole_file_bytes=0)   # every file "too large"
+    assert whole.by_class == rows.by_class == spark_pipeline.steps["score_session"]["by_class"]
+    files, scored = (read(out, "scores/level=session").sort_values("session_id").reset_index(drop=True)
+                     for out in (by_files, by_rows))
+    assert len(files) == whole.scored > 0 and files.equals(scored)
