@@ -1,11 +1,12 @@
 """``waflens spark score DIR --model PATH``: score every request (or session) with an exported model.
 
 The artifact, verified on the driver, travels to the executors with ``SparkContext.addFile`` (a copy named
-after its digest: :func:`ship_model`) and is loaded once per Python worker (:func:`_scorer`: the worker keeps it between tasks, Spark reuses workers);
-each Arrow batch is scored by the numba runtime's ``score_batch``, the code a WAF worker runs, on the same
-feature rows. Request models read ``DIR/requests`` (their rows hold profile and code-likeness columns that
-the runtime computes from the raw request, as ``waflens score`` does); session models read
-``DIR/session_features`` (whole Parquet files, decoded by pyarrow in the workers: :func:`score_directory`). Written to ``DIR/scores/level=request/`` (by day) or ``DIR/scores/level=session/``.
+after its digest: :func:`ship_model`) and is loaded once per Python worker (:func:`_scorer`: the worker keeps it
+between tasks, Spark reuses workers); each Arrow batch is scored by the numba runtime's ``score_batch``, the code
+a WAF worker runs, on the same feature rows. Request models read ``DIR/requests`` (their rows hold profile and
+code-likeness columns that the runtime computes from the raw request, as ``waflens score`` does); session models
+read ``DIR/session_features`` (whole Parquet files, decoded by pyarrow in the workers: :func:`score_directory`).
+Written to ``DIR/scores/level=request/`` (by day) or ``DIR/scores/level=session/``.
 """
 
 from __future__ import annotations
@@ -129,19 +130,21 @@ def session_scores(batches, path: str, digest: str, name: str, schema):
 
 def session_scores_of_files(batches, path: str, digest: str, name: str, schema, names):
     """mapInArrow over Spark's ``binaryFile`` rows of ``DIR/session_features``: each Parquet file's bytes (read by
-    Spark, through Hadoop's filesystem and credentials) are decoded here by pyarrow and scored batch by batch as
-    :func:`session_scores` does. The 35 feature columns then never become the JVM's rows and Arrow again, which
-    cost Spark more than the scoring itself (see :func:`score_directory`)."""
+    Spark, through Hadoop's filesystem and credentials) are decoded here by pyarrow, and their batches scored by
+    :func:`session_scores`. The 35 feature columns then never become the JVM's rows and Arrow again, which cost
+    Spark more than the scoring itself (see :func:`score_directory`)."""
+    yield from session_scores(_decoded_files(batches, ["session_id", *names]), path, digest, name, schema)
+
+
+def _decoded_files(batches, columns: list[str]):
+    """The Arrow batches of ``columns`` of every Parquet file whose bytes are in the ``content`` column."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    scorer = session_scorer(path, digest, name)
     for files in batches:
         for content in files.column("content"):
-            parquet = pq.ParquetFile(pa.BufferReader(content.as_buffer()))
-            for batch in parquet.iter_batches(batch_size=FILE_BATCH_ROWS, columns=["session_id", *names]):
-                yield pa.RecordBatch.from_arrays([batch.column("session_id"), *session_score_arrays(scorer, batch)],
-                                                 schema=schema)
+            yield from pq.ParquetFile(pa.BufferReader(content.as_buffer())).iter_batches(batch_size=FILE_BATCH_ROWS,
+                                                                                         columns=columns)
 
 
 def feature_rows(batch, names) -> np.ndarray:

@@ -41,8 +41,9 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
     """The active SparkSession, or a new one on ``master`` (default ``$WAFLENS_SPARK_MASTER`` or ``local[2]``).
 
     Under ``spark-submit`` the master and resources come from its command line and the session it built
-    is returned, named by its ``--name`` when given (``app_name`` otherwise). The Python workers run this interpreter (``PYSPARK_PYTHON`` unless already set), so they
-    see the same numpy, numba and waflens as the driver. Times are UTC, as in the DuckDB database.
+    is returned, named by its ``--name`` when given (``app_name`` otherwise). The Python workers run this
+    interpreter (``PYSPARK_PYTHON`` unless already set), so they see the same numpy, numba and waflens as the
+    driver. Times are UTC, as in the DuckDB database.
     In local mode the JVM runs with :data:`LOCAL_DRIVER_JAVA_OPTIONS`; ``config`` (applied last) replaces any
     setting, ``spark.driver.extraJavaOptions`` included."""
     check_spark()
