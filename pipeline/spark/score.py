@@ -1,6 +1,6 @@
 """``waflens spark score DIR --model PATH``: score every request (or session) with an exported model.
 
-The artifact, verified on the driver, travels to the executors with ``SparkContext.addFile`` (a copy named
+The artifact, verified on the driver, travels to the executors with ``SparkContext.addArchive`` (a zip named
 after its digest: :func:`ship_model`) and is loaded once per Python worker (:func:`_scorer`: the worker keeps it
 between tasks, Spark reuses workers); each Arrow batch is scored by the numba runtime's ``score_batch``, the code
 a WAF worker runs, on the same feature rows. Request models read ``DIR/requests`` (their rows hold profile and
@@ -90,7 +90,8 @@ def _scorer(path: str, digest: str, level: str):
 
 
 def _shipped(name: str, fallback: str) -> str:
-    """Where the artifact shipped with addFile is on this worker (the original path when not shipped)."""
+    """Where the artifact shipped by :func:`ship_model` is unpacked on this worker (the original path when not
+    shipped)."""
     from pyspark import SparkFiles
 
     try:
@@ -173,20 +174,21 @@ def session_scorer(path: str, digest: str, name: str):
 
 
 def ship_model(spark, model: Model) -> str:
-    """Send the artifact to every executor (``SparkContext.addFile``); the name the workers find it under.
+    """Send the artifact to every executor; the name the workers find it under (:func:`_shipped`).
 
-    Spark ships a name once per application and never overwrites it, so a model retrained into the same
-    directory would leave the workers scoring with the old one: each digest is shipped under a name of its own
-    (a copy of the artifact named ``<directory>-<digest>``), once per application."""
+    It goes as a zip (``SparkContext.addArchive``, unpacked on each executor): ``addFile`` takes a local directory
+    in local mode only, so a directory would be refused on any cluster. Spark ships a name once per application
+    and never overwrites it, so a model retrained into the same directory would leave the workers scoring with the
+    old one: each digest is shipped under a name of its own (``<directory>-<digest>.zip``), once per application."""
     context = spark.sparkContext
     shipped = f"{context.applicationId} {model.digest or os.urandom(8).hex()}"   # a schema-1 artifact has no digest
     if shipped not in _SHIPPED:
         staging = Path(tempfile.mkdtemp(prefix="waflens-model-"))
         atexit.register(shutil.rmtree, staging, True)   # executors fetch it as long as the application runs
-        copy = staging / f"{Path(model.path.rstrip('/')).name}-{model.digest[:16]}"
-        shutil.copytree(model.path, copy)
-        context.addFile(str(copy), recursive=True)
-        _SHIPPED[shipped] = copy.name
+        name = f"{Path(model.path.rstrip('/')).name}-{(model.digest or shipped[-16:])[:16]}"
+        archive = shutil.make_archive(str(staging / name), "zip", root_dir=model.path)
+        context.addArchive(archive)
+        _SHIPPED[shipped] = Path(archive).name
     return _SHIPPED[shipped]
 
 

@@ -8,10 +8,14 @@ one of a missing file, each in its own JVM (while they run, this process compute
 on stderr (Spark's PythonRunner merges the Python driver's stderr into its stdout; see
 :mod:`waflens.pipeline.spark.submit_stderr`); the Parquet equals the in-process run's.
 
-Then the daily job as one application: ``spark-submit --name NAME .../__main__.py --json run LOG --out DIR --model
-SESSION_MODEL --request-model REQUEST_MODEL`` while this process runs the per-step commands on the same log. Checked:
-stdout is the run's JSON summary alone, stderr has no pyspark FutureWarning and no traceback, the application is
-named by ``--name``, and every table the run writes equals what the steps wrote.
+Then the daily job as one application, on a real standalone cluster (a master and a worker on 127.0.0.1, each its
+own JVM: :mod:`tests.spark.standalone`): ``spark-submit --master spark://… --name NAME .../__main__.py --json run
+LOG --out DIR --model SESSION_MODEL --request-model REQUEST_MODEL`` while this process runs the per-step commands
+on the same log. Its executors run in a JVM of the worker, so the models travel as a cluster ships them (local
+mode refuses nothing a cluster refuses: a model shipped as a directory worked there and failed here). Checked:
+stdout is the run's JSON summary alone, stderr has no pyspark FutureWarning and no traceback, the application ran
+on the cluster's executors and is named by ``--name``, and every table the run writes equals what the steps
+wrote.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pyarrow.dataset as ds
 
 from tests.data.cli_process import KEY, waflens_here
 from tests.spark.pipeline import MODELS
+from tests.spark.standalone import standalone_cluster
 
 LOG = "scanner_w3af.log.gz"   # the smallest shared access log: 3996 requests
 # the smallest shared log with clusters: 1262 requests, 795 sessions, 620 suspicious; a sample of 300 of them is
@@ -41,20 +46,25 @@ SPARK_CHILD_ENV = ("SPARK_ENV_LOADED", "PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_
                    "WAFLENS_KEY_FILE", "WAFLENS_DB")
 
 
-def _spark_submit(cwd: Path, *args: str, submit_options: tuple[str, ...] = ()) -> subprocess.Popen:
+def _submit_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SPARK_CHILD_ENV}
+    env.update(PYSPARK_PYTHON=sys.executable, WAFLENS_PSEUDONYM_KEY=KEY, WAFLENS_SPARK_MASTER=WAFLENS_MASTER)
+    return env
+
+
+def _spark_submit(cwd: Path, *args: str, master: str = SUBMIT_MASTER,
+                  submit_options: tuple[str, ...] = ()) -> subprocess.Popen:
     import pyspark
 
     import waflens.pipeline.spark.__main__ as entry_point
 
     submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-    env = {k: v for k, v in os.environ.items() if k not in SPARK_CHILD_ENV}
-    env.update(PYSPARK_PYTHON=sys.executable, WAFLENS_PSEUDONYM_KEY=KEY, WAFLENS_SPARK_MASTER=WAFLENS_MASTER)
     event_log = cwd / "events"
     event_log.mkdir()
-    command = [str(submit), "--master", SUBMIT_MASTER, "--conf", "spark.eventLog.enabled=true",
+    command = [str(submit), "--master", master, "--conf", "spark.eventLog.enabled=true",
                "--conf", f"spark.eventLog.dir={event_log}", "--conf", "spark.eventLog.compress=false",
                "--conf", "spark.eventLog.rolling.enabled=false", *submit_options, entry_point.__file__, "--json", *args]
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=cwd, env=_submit_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(run: subprocess.Popen) -> tuple[int, str, str]:
@@ -75,11 +85,18 @@ def _recorded(event_log: Path) -> tuple[str, set]:
     """What the application's event log records: ``spark.master`` (what its SparkContext ran on) and the
     ``spark.sql.shuffle.partitions`` its queries ran with."""
     events = _events(event_log)
-    (master,) = [event["Spark Properties"]["spark.master"] for event in events
-                 if event["Event"] == "SparkListenerEnvironmentUpdate"]
+    # one environment update at the start, and on a cluster others as executors come
+    (master,) = {event["Spark Properties"]["spark.master"] for event in events
+                 if event["Event"] == "SparkListenerEnvironmentUpdate"}
     partitions = {event["modifiedConfigs"].get("spark.sql.shuffle.partitions") for event in events
                   if event["Event"].endswith("SparkListenerSQLExecutionStart")}
     return master, partitions
+
+
+def _executor_hosts(event_log: Path) -> set:
+    """The hosts of the executors the application was given (none in local mode: the driver runs the tasks)."""
+    return {event["Executor Info"]["Host"] for event in _events(event_log)
+            if event["Event"] == "SparkListenerExecutorAdded"}
 
 
 def _application_name(event_log: Path) -> str:
@@ -146,13 +163,22 @@ def _counts(summary: dict) -> dict:
 
 
 def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datasets, tmp_path, monkeypatch):
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    with standalone_cluster(cluster, _submit_env()) as master:
+        _daily_job_on(master, shared_datasets, tmp_path, monkeypatch)
+
+
+def _daily_job_on(master: str, shared_datasets: Path, tmp_path: Path, monkeypatch) -> None:
     log = shared_datasets / "access_logs" / RUN_LOG
     submitted = tmp_path / "submitted"
     submitted.mkdir()
     relative = os.path.relpath(log, submitted)
     session_model, request_model = str(MODELS / "session"), str(MODELS / "request")
+    # on a cluster, waflens keeps the cluster's shuffle partitions (Spark's 200 would triple this test's time)
     run = _spark_submit(submitted, "run", relative, "--out", "out", "--model", session_model,
-                        "--request-model", request_model, *RUN_CLUSTERING, submit_options=("--name", RUN_NAME))
+                        "--request-model", request_model, *RUN_CLUSTERING, master=master,
+                        submit_options=("--name", RUN_NAME, "--conf", "spark.sql.shuffle.partitions=4"))
     refused = tmp_path / "refused"   # a request model as --model: refused before the session starts
     refused.mkdir()
     wrong_model = _spark_submit(refused, "run", relative, "--out", "out", "--model", request_model)
@@ -183,6 +209,8 @@ def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datase
         summary = json.loads(summary_line)
         assert "FutureWarning" not in err and "Traceback" not in err, err[-3000:]
         assert _application_name(submitted / "events") == RUN_NAME
+        assert _recorded(submitted / "events")[0] == master
+        assert _executor_hosts(submitted / "events") == {"127.0.0.1"}   # the worker's executor ran the tasks
         assert [(f["file"], f["records"], f["parsed"]) for f in summary["ingest"]["files"]] == [(relative, 1262, 1262)]
         assert summary["ingest"]["failed"] == [] and summary["out"] == "out"
         for step in ("sessionize", "score", "cluster"):
