@@ -70,6 +70,25 @@ def test_bad_models_and_missing_inputs_are_refused(spark, tmp_path):
         score_directory(spark, str(tmp_path / "nothing"), MODELS / "session")
 
 
+@pytest.mark.parametrize("whole_file_bytes", [spark_score.WHOLE_FILE_BYTES, 0], ids=["whole files", "rows"])
+def test_session_features_of_an_older_version_are_refused_before_any_task(spark, spark_pipeline, tmp_path,
+                                                                          whole_file_bytes):
+    """Session features written without a column the model wants (an older waflens): one clear error, from the
+    footer the driver reads (whole files) or Spark's schema (rows), and no scores written."""
+    import pyarrow.parquet as pq
+
+    dropped = spark_score.checked_model(MODELS / "session").names[-1]
+    old = tmp_path / "old" / "session_features"
+    old.mkdir(parents=True)
+    for i, part in enumerate(sorted((spark_pipeline.out / "session_features").glob("*.parquet"))):
+        # without Spark's schema in the footer's metadata, which would still name the dropped column
+        table = pq.read_table(part).drop_columns([dropped]).replace_schema_metadata(None)
+        pq.write_table(table, old / f"part-{i}.parquet")
+    with pytest.raises(InputError, match=rf"wants session features \['{dropped}'\].*rerun `waflens spark sessionize"):
+        score_directory(spark, str(old.parent), MODELS / "session", whole_file_bytes=whole_file_bytes)
+    assert not (old.parent / "scores").exists()
+
+
 def test_sessionize_with_a_model_scores_in_the_same_pass_as_spark_score_would(spark, spark_pipeline, tmp_path):
     """``spark sessionize DIR --model`` writes the sessions and features of a plain sessionize and, from the same
     tasks, the scores ``spark score`` wrote for them (exactly: same feature rows, same batch function)."""
