@@ -18,6 +18,7 @@ fitted sessions, NULL for placed ones) and ``fitted``. Known cost: each task ref
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ from waflens.pipeline.spark.selection import feature_matrix, suspicious_batches
 
 DEFAULT_SAMPLE = 20_000
 CLIENT_BUCKETS_PER_CORE = 2   # tasks per core that place sessions (each refits the space once)
+_FIT: list = []               # per Python worker: [(broadcast, the fit it holds)], the last one, unpickled once
 
 
 @dataclass
@@ -103,6 +105,23 @@ def fitted_space(fit: Fit, extra: pd.DataFrame | None = None, extra_targets: pd.
     return reduce_for_hdbscan(matrix.X, fit.seed, extra_matrix, matrix.names)
 
 
+def broadcast_fit(spark, fit: Fit):
+    """Broadcast the fit as pickled bytes, for :func:`broadcast_fit_value` in the tasks.
+
+    pyspark cannot broadcast a numpy array when the cluster encrypts its I/O (``spark.io.encryption.enabled``,
+    as a cluster holding personal data should): the encrypted writer takes the pickler's out-of-band buffers
+    for bytes and fails with "object of type 'pickle.PickleBuffer' has no len()". Bytes it can write."""
+    return spark.sparkContext.broadcast(pickle.dumps(fit, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def broadcast_fit_value(broadcast) -> Fit:
+    """The fit of :func:`broadcast_fit`, unpickled once per Python worker (the last one only is kept; a worker
+    holds one object per broadcast for as long as it lives)."""
+    if not _FIT or _FIT[0][0] is not broadcast:
+        _FIT[:] = [(broadcast, pickle.loads(broadcast.value))]
+    return _FIT[0][1]
+
+
 def place_group(fit: Fit, sessions: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     """Cluster (or -1) of each session of one client bucket, in the fitted space (see the module docstring)."""
     if len(sessions) == 0:
@@ -150,12 +169,12 @@ def cluster_directory(spark, out: str, options: SparkClusterOptions | None = Non
         "fitted": np.ones(len(labels), dtype=bool)}), "session_id long, cluster_id int, probability double, fitted boolean")
 
     rest = selected.where("NOT fitted").drop("fitted")
-    broadcast = spark.sparkContext.broadcast(fit)
+    broadcast = broadcast_fit(spark, fit)
     buckets = max(1, CLIENT_BUCKETS_PER_CORE * spark.sparkContext.defaultParallelism)
     bucket = F.pmod(F.xxhash64("client_key"), F.lit(buckets))
 
     def placed_bucket(group_sessions: pd.DataFrame, group_targets: pd.DataFrame) -> pd.DataFrame:
-        return place_group(broadcast.value, group_sessions, group_targets)
+        return place_group(broadcast_fit_value(broadcast), group_sessions, group_targets)
 
     if len(fit.labels) and (fit.labels >= 0).any():
         placed = rest.withColumn("bucket", bucket).groupBy("bucket").cogroup(

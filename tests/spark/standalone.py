@@ -59,11 +59,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def standalone_cluster(directory: Path, env: dict, *, cores: int = 2, memory: str = "2g",
-                       timeout: float = 120) -> Iterator[str]:
+def standalone_cluster(directory: Path, env: dict, *, secret: str | None = None, cores: int = 2,
+                       memory: str = "2g", timeout: float = 120) -> Iterator[str]:
     """The master's URL (``spark://127.0.0.1:PORT``) of a cluster whose worker has ``cores`` and ``memory``; its
-    logs and the executors' work directories are under ``directory``."""
+    logs and the executors' work directories are under ``directory``. With ``secret``, the daemons authenticate
+    every connection with it (``spark.authenticate``): applications must then give the same secret."""
     env = {**env, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(directory)}
+    if secret is not None:
+        env["SPARK_DAEMON_JAVA_OPTS"] = f"-Dspark.authenticate=true -Dspark.authenticate.secret={secret}"
     master_log, worker_log = directory / "master.log", directory / "worker.log"
     processes = [_start(master_log, env, "org.apache.spark.deploy.master.Master",
                         "--host", "127.0.0.1", "--port", "0", "--webui-port", "0")]

@@ -11,8 +11,9 @@ on stderr (Spark's PythonRunner merges the Python driver's stderr into its stdou
 Then the daily job as one application, on a real standalone cluster (a master and a worker on 127.0.0.1, each its
 own JVM: :mod:`tests.spark.standalone`): ``spark-submit --master spark://… --name NAME .../__main__.py --json run
 LOG --out DIR --model SESSION_MODEL --request-model REQUEST_MODEL`` while this process runs the per-step commands
-on the same log. Its executors run in a JVM of the worker, so the models travel as a cluster ships them (local
-mode refuses nothing a cluster refuses: a model shipped as a directory worked there and failed here). Checked:
+on the same log, with connections authenticated and encrypted and I/O encrypted, as a cluster holding personal data
+should run. Its executors run in a JVM of the worker, so the models travel as a cluster ships them (a model shipped
+as a directory worked in local mode and failed here; a broadcast numpy array failed under I/O encryption). Checked:
 stdout is the run's JSON summary alone, stderr has no pyspark FutureWarning and no traceback, the application ran
 on the cluster's executors and is named by ``--name``, and every table the run writes equals what the steps
 wrote.
@@ -157,6 +158,14 @@ def _sorted(directory: Path, by: str) -> pd.DataFrame:
     return frame.drop(columns=[c for c in ("file",) if c in frame]).sort_values(by).reset_index(drop=True)
 
 
+def _secured(secret: str) -> tuple[str, ...]:
+    """spark-submit options of a cluster that holds personal data: connections authenticated and encrypted,
+    shuffle and broadcast files encrypted (pyspark's broadcast of a numpy array fails under the last one)."""
+    return tuple(option for setting in (f"spark.authenticate.secret={secret}", "spark.authenticate=true",
+                                        "spark.network.crypto.enabled=true", "spark.io.encryption.enabled=true")
+                 for option in ("--conf", setting))
+
+
 def _counts(summary: dict) -> dict:
     """A step's summary without the paths it wrote (relative under spark-submit, absolute here)."""
     return {k: v for k, v in summary.items() if k not in ("scores", "output", "out")}
@@ -165,11 +174,12 @@ def _counts(summary: dict) -> dict:
 def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datasets, tmp_path, monkeypatch):
     cluster = tmp_path / "cluster"
     cluster.mkdir()
-    with standalone_cluster(cluster, _submit_env()) as master:
-        _daily_job_on(master, shared_datasets, tmp_path, monkeypatch)
+    secret = os.urandom(16).hex()
+    with standalone_cluster(cluster, _submit_env(), secret=secret) as master:
+        _daily_job_on(master, secret, shared_datasets, tmp_path, monkeypatch)
 
 
-def _daily_job_on(master: str, shared_datasets: Path, tmp_path: Path, monkeypatch) -> None:
+def _daily_job_on(master: str, secret: str, shared_datasets: Path, tmp_path: Path, monkeypatch) -> None:
     log = shared_datasets / "access_logs" / RUN_LOG
     submitted = tmp_path / "submitted"
     submitted.mkdir()
@@ -178,7 +188,8 @@ def _daily_job_on(master: str, shared_datasets: Path, tmp_path: Path, monkeypatc
     # on a cluster, waflens keeps the cluster's shuffle partitions (Spark's 200 would triple this test's time)
     run = _spark_submit(submitted, "run", relative, "--out", "out", "--model", session_model,
                         "--request-model", request_model, *RUN_CLUSTERING, master=master,
-                        submit_options=("--name", RUN_NAME, "--conf", "spark.sql.shuffle.partitions=4"))
+                        submit_options=("--name", RUN_NAME, "--conf", "spark.sql.shuffle.partitions=4",
+                                        *_secured(secret)))
     refused = tmp_path / "refused"   # a request model as --model: refused before the session starts
     refused.mkdir()
     wrong_model = _spark_submit(refused, "run", relative, "--out", "out", "--model", request_model)
