@@ -86,6 +86,9 @@ def spark_session(master: str | None = None, app_name: str = "waflens", config: 
     session = builder.getOrCreate()
     if submitted:
         _local_shuffle_default(session)
+    from waflens.pipeline.spark.executors import check_executors
+
+    check_executors(session)   # on a cluster: the executors run this waflens (local mode: nothing to check)
     return session
 
 

@@ -177,6 +177,33 @@ def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datase
     secret = os.urandom(16).hex()
     with standalone_cluster(cluster, _submit_env(), secret=secret) as master:
         _daily_job_on(master, secret, shared_datasets, tmp_path, monkeypatch)
+        _another_waflens_on_the_executors_is_refused(master, secret, shared_datasets, tmp_path)
+
+
+def _another_waflens_on_the_executors_is_refused(master: str, secret: str, shared_datasets: Path,
+                                                  tmp_path: Path) -> None:
+    """Executors whose Python finds another waflens (here a copy of ``waflens.data`` with one line added, first
+    on their PYTHONPATH, as an executor image not rebuilt would have) are refused before any step: exit 5, one
+    line naming them, nothing written."""
+    import shutil
+
+    import waflens.data
+
+    shadow = tmp_path / "shadow"
+    copied = shutil.copytree(Path(waflens.data.__file__).parent, shadow / "waflens" / "data",
+                             ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copied / "feature_spec.py", "a") as spec:
+        spec.write("# another version\n")
+    submitted = tmp_path / "another"
+    submitted.mkdir()
+    run = _spark_submit(submitted, "features", str(shared_datasets / "access_logs" / LOG), "--out", "out",
+                        master=master,
+                        submit_options=(*_secured(secret), "--conf", f"spark.executorEnv.PYTHONPATH={shadow}"))
+    code, out, err = _finish(run)
+    assert (code, out) == (5, ""), err[-3000:]
+    (line,) = [line for line in err.splitlines() if line.startswith("waflens: ")]
+    assert line.startswith("waflens: error: the executors on ") and "run another waflens (code " in line, line
+    assert "Shipping Python" in line and not (submitted / "out").exists()
 
 
 def _daily_job_on(master: str, secret: str, shared_datasets: Path, tmp_path: Path, monkeypatch) -> None:
