@@ -33,7 +33,9 @@ class ExecutorEnvironmentError(ConfigError):
 def python_environment() -> dict:
     """This Python's waflens code digest (None without waflens), its libraries' versions and its host.
 
-    The standard library only, and no waflens module imported: an executor without waflens answers too."""
+    The standard library only: the packages are found and read as files, none of them imported (an executor with
+    another waflens may fail to import it). An executor without waflens cannot run this module at all; its task
+    fails with ModuleNotFoundError, which :func:`check_executors` reports."""
     import hashlib
     import importlib.metadata
     import importlib.util
