@@ -7,6 +7,7 @@ every executor slot for a digest of waflens's code (every ``.py``, ``.sql`` and 
 run) and the versions of the libraries the tasks compute with, and the driver compares them with its own:
 
 * another waflens (or none) on an executor is a :class:`ExecutorEnvironmentError` (exit 5), naming the host;
+  so is a Python the executors cannot start (a relative ``PYSPARK_PYTHON``, which works in local mode only);
 * another version of a library (numpy, numba, duckdb, …) is one warning line on stderr: results may differ in
   the last digits, not in what is computed.
 
@@ -16,6 +17,7 @@ Executors that join later (dynamic allocation) are not asked. Local mode runs th
 
 from __future__ import annotations
 
+import re
 import sys
 
 from waflens.data.errors import ConfigError
@@ -23,6 +25,7 @@ from waflens.data.errors import ConfigError
 CODE_PACKAGES = ("waflens.data", "waflens.pipeline", "waflens.runtime", "waflens.clustering", "waflens.scoring")
 CODE_SUFFIXES = (".py", ".sql", ".properties", ".json", ".txt")
 LIBRARIES = ("numpy", "numba", "pyarrow", "pandas", "duckdb", "scikit-learn", "hdbscan")
+CANNOT_RUN = re.compile(r'Cannot run program ("[^"]*"): error=\d+, ([^)\n]*)')
 HOW_TO_SHIP = "ship the driver's environment to the executors (docs/scaling.md, Shipping Python)"
 
 
@@ -85,6 +88,12 @@ def check_executors(spark) -> None:
     except Exception as error:
         if "No module named 'waflens" in str(error):
             raise ExecutorEnvironmentError(f"the executors' Python cannot import waflens: {HOW_TO_SHIP}") from None
+        program = CANNOT_RUN.search(str(error))
+        if program:   # a relative PYSPARK_PYTHON works in local mode, not in an executor's working directory
+            raise ExecutorEnvironmentError(
+                f"the executors cannot run the Python {program.group(1)} ({program.group(2)}): give "
+                "PYSPARK_PYTHON (spark.pyspark.python) as a path on the executors: an absolute path, or "
+                "./env/bin/python in an environment shipped with --archives env.tar.gz#env") from None
         raise
     driver = python_environment()
     for host, code, libraries in sorted(seen, key=lambda row: (row[0], str(row[1]))):

@@ -177,14 +177,15 @@ def test_spark_submit_runs_the_daily_job_as_one_application(spark, shared_datase
     secret = os.urandom(16).hex()
     with standalone_cluster(cluster, _submit_env(), secret=secret) as master:
         _daily_job_on(master, secret, shared_datasets, tmp_path, monkeypatch)
-        _another_waflens_on_the_executors_is_refused(master, secret, shared_datasets, tmp_path)
+        _executors_without_the_drivers_waflens_are_refused(master, secret, shared_datasets, tmp_path)
 
 
-def _another_waflens_on_the_executors_is_refused(master: str, secret: str, shared_datasets: Path,
-                                                  tmp_path: Path) -> None:
-    """Executors whose Python finds another waflens (here a copy of ``waflens.data`` with one line added, first
-    on their PYTHONPATH, as an executor image not rebuilt would have) are refused before any step: exit 5, one
-    line naming them, nothing written."""
+def _executors_without_the_drivers_waflens_are_refused(master: str, secret: str, shared_datasets: Path,
+                                                        tmp_path: Path) -> None:
+    """Two applications refused before any step, each with exit 5, one line, nothing written: executors whose
+    Python finds another waflens (here a copy of ``waflens.data`` with one line added, first on their PYTHONPATH,
+    as an executor image not rebuilt would have), and executors given a relative Python path (it works in local
+    mode, where the working directory is the driver's)."""
     import shutil
 
     import waflens.data
@@ -194,16 +195,26 @@ def _another_waflens_on_the_executors_is_refused(master: str, secret: str, share
                              ignore=shutil.ignore_patterns("__pycache__"))
     with open(copied / "feature_spec.py", "a") as spec:
         spec.write("# another version\n")
-    submitted = tmp_path / "another"
-    submitted.mkdir()
-    run = _spark_submit(submitted, "features", str(shared_datasets / "access_logs" / LOG), "--out", "out",
-                        master=master,
-                        submit_options=(*_secured(secret), "--conf", f"spark.executorEnv.PYTHONPATH={shadow}"))
-    code, out, err = _finish(run)
-    assert (code, out) == (5, ""), err[-3000:]
-    (line,) = [line for line in err.splitlines() if line.startswith("waflens: ")]
-    assert line.startswith("waflens: error: the executors on ") and "run another waflens (code " in line, line
-    assert "Shipping Python" in line and not (submitted / "out").exists()
+    relative_python = "waflens-env/bin/python"   # as docs/scaling.md's local-mode commands give it
+    runs = {}
+    for name, options in (("another", ("--conf", f"spark.executorEnv.PYTHONPATH={shadow}")),
+                          ("relative", ("--conf", f"spark.pyspark.python={relative_python}",
+                                        "--conf", f"spark.pyspark.driver.python={sys.executable}"))):
+        (tmp_path / name).mkdir()
+        runs[name] = _spark_submit(tmp_path / name, "features", str(shared_datasets / "access_logs" / LOG),
+                                   "--out", "out", master=master, submit_options=(*_secured(secret), *options))
+    lines = {}
+    for name, run in runs.items():
+        code, out, err = _finish(run)
+        assert (code, out) == (5, ""), (name, err[-3000:])
+        (lines[name],) = [line for line in err.splitlines() if line.startswith("waflens: ")]
+        assert not (tmp_path / name / "out").exists()
+    assert lines["another"].startswith("waflens: error: the executors on ") and "run another waflens (code " in \
+        lines["another"] and "Shipping Python" in lines["another"], lines["another"]
+    assert lines["relative"] == (
+        f'waflens: error: the executors cannot run the Python "{relative_python}" (No such file or directory): '
+        "give PYSPARK_PYTHON (spark.pyspark.python) as a path on the executors: an absolute path, or "
+        "./env/bin/python in an environment shipped with --archives env.tar.gz#env")
 
 
 def _daily_job_on(master: str, secret: str, shared_datasets: Path, tmp_path: Path, monkeypatch) -> None:
