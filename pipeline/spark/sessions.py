@@ -190,6 +190,7 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
     :class:`~waflens.pipeline.spark.score.Model` of one already checked), score the sessions in the same tasks and
     write ``DIR/scores/level=session`` as ``waflens spark score DIR --model`` would (one pass instead of two)."""
     from pyspark import StorageLevel
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from waflens.data.feature_spec import SESSION_FEATURES
@@ -206,8 +207,13 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
         shipped = score.ship_model(spark, checked)
     rows = session_rows(read_table(spark, out, layout.REQUESTS), gap, checked, shipped) \
         .persist(StorageLevel.MEMORY_AND_DISK)
+    # the totals ride along with the first write (an Observation) instead of a job reading the rows again
+    observed = Observation("sessions")
+    counted = rows.observe(observed, F.coalesce(F.sum("n_requests"), F.lit(0)).alias("requests"),
+                           F.count(F.lit(1)).alias("sessions"),
+                           *(score.class_counts() if checked is not None else []))
     try:
-        write_table(rows.select(*SESSION_COLUMNS), out, layout.SESSIONS)
+        write_table(counted.select(*SESSION_COLUMNS), out, layout.SESSIONS)
         write_table(rows.select("session_id", *[f.name for f in SESSION_FEATURES]), out, layout.SESSION_FEATURES)
         write_table(rows.select(F.explode("request_ids").alias("request_id"), "session_id"), out,
                     layout.REQUEST_SESSIONS)
@@ -215,9 +221,7 @@ def sessionize_directory(spark, out: str, gap_minutes: float = DEFAULT_GAP_MINUT
         if checked is not None:
             rows.select(*score.session_score_schema(checked).names) \
                 .write.mode("overwrite").parquet(score.scores_path(out, "session"))
-        totals = rows.agg(F.coalesce(F.sum("n_requests"), F.lit(0)).alias("requests"),
-                          F.count(F.lit(1)).alias("sessions"),
-                          *(score.class_counts() if checked is not None else [])).collect()[0].asDict()
+        totals = observed.get
     finally:
         rows.unpersist()
     if checked is None:
