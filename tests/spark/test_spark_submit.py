@@ -16,7 +16,8 @@ should run. Its executors run in a JVM of the worker, so the models travel as a 
 as a directory worked in local mode and failed here; a broadcast numpy array failed under I/O encryption). Checked:
 stdout is the run's JSON summary alone, stderr has no pyspark FutureWarning and no traceback, the application ran
 on the cluster's executors and is named by ``--name``, and every table the run writes equals what the steps
-wrote.
+wrote. Then two applications the cluster must refuse before any step (exit 5, one line, nothing written): executors
+that find another waflens, and executors given a relative Python path.
 """
 
 from __future__ import annotations
