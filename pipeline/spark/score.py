@@ -28,9 +28,10 @@ from waflens.runtime.artifact import read_artifact
 # Session features are read as whole files up to this size (a task holds its files in memory), else as rows
 WHOLE_FILE_BYTES = 256 * 2**20
 FILE_BATCH_ROWS = 10_000   # rows per scored batch of a whole file, as Spark's arrow.maxRecordsPerBatch default
+# a top-level field in the text of a Parquet schema (see _parquet_columns)
+TOP_LEVEL_FIELD = re.compile(r"^  (?:optional|required|repeated) \S+ ([^\s;(]+)", re.MULTILINE)
 _LOADED: dict[tuple[str, str], object] = {}  # per Python worker: (artifact path, digest) -> loaded scorer
 _VERIFIED: set[str] = set()                   # on the driver: digests of artifacts the runtime's checks passed
-TOP_LEVEL_FIELD = re.compile(r"^  (?:optional|required|repeated) \S+ ([^\s;(]+)", re.MULTILINE)
 _SHIPPED: dict[str, str] = {}                 # on the driver: "<application id> <digest>" -> the name shipped
 
 
