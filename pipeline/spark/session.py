@@ -196,5 +196,18 @@ def wait_for_idle_scheduler(spark, seconds: float) -> bool:
 
 
 def scheduled_task_sets(spark) -> int:
-    """The task sets (one a running or cancelled stage attempt) the driver's task scheduler holds now."""
-    return spark._jsc.sc().taskScheduler().rootPool().getSortedTaskSetQueue().size()
+    """The task sets (one a running or cancelled stage attempt) the driver's task scheduler holds now.
+
+    Read from the pools' queues, where a task set stays until its last task has ended: the scheduler's sorted
+    queue (``getSortedTaskSetQueue``) leaves out a cancelled stage's task set (a zombie) at once, while its
+    killed tasks still run and are still to be logged. A queue holds task sets (FIFO) or pools (FAIR), whose
+    own queue is None for a task set."""
+    count, pools = 0, [spark._jsc.sc().taskScheduler().rootPool()]
+    while pools:
+        for schedulable in pools.pop().schedulableQueue().toArray():
+            inner = schedulable.schedulableQueue()
+            if inner is None:
+                count += 1
+            else:
+                pools.append(schedulable)
+    return count
