@@ -20,6 +20,7 @@ Apache directives (modifiers such as ``%>s``, ``%<s``, ``%400,501{User-agent}i``
     %H  protocol         %s  status       %b %B %O  bytes
     %{usec}t time_epoch_us                 %{format}t  time_strftime:<format> (DuckDB strptime)
     %{usec_frac}t %{msec_frac}t  time_frac_us / time_frac_ms (added to a %{format}t or %t time)
+    several %{format}t write one time in pieces ([%{%F %T}t.%{usec_frac}t %{%z}t]): read together
     %{Referer}i  referer %{User-Agent}i  user_agent           %{Name}i  header:name
     %{Name}C  cookie:Name                 %D %{us}T  duration_us
     %T %{s}T  duration_s %{ms}T  duration_ms                  %v %V  vhost

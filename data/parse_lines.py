@@ -9,6 +9,8 @@ fragments below, so nothing read from a log or typed by a user becomes SQL.
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pyarrow as pa
 
@@ -49,6 +51,26 @@ def _strftime_time(field: str) -> str:
     server's zone in the format (%z) where it is not UTC."""
     strptime = field[len(STRFTIME_PREFIX):]
     return "try_strptime({0}, '" + strptime.replace("'", "''").replace("{", "{{").replace("}", "}}") + "')::TIMESTAMP"
+
+
+# between the pieces of a time written by several %{format}t ("[%{%F %T}t.%{usec_frac}t %{%z}t]"), in the text
+# and in the strptime format alike: a character no conversion reads
+_PART_SEPARATOR = "|"
+
+
+def _strftime_parts(names: list[str]) -> list[str]:
+    """The %{format}t fields that together write one time, in the format's order: the first, and each later one
+    whose conversions none before it has (a zone ``%{%z}t`` after ``%{%F %T}t``, as netnea's "extended" format
+    writes it); a later one repeating a conversion (``%{begin:…}t`` and ``%{end:…}t``) is another time, left out."""
+    parts, seen = [], set()
+    for name in names:
+        conversions = set(re.findall(r"%-?(.)", name[len(STRFTIME_PREFIX):]))
+        if not parts or not conversions & seen:
+            parts.append(name)
+            seen |= conversions
+    return parts
+
+
 _REQUEST_PARTS = "regexp_extract({0}, '^(\\S+)\\s+(.*?)(?:\\s+(HTTP/[0-9.]+))?$', ['method', 'target', 'protocol'])"
 
 
@@ -72,13 +94,17 @@ def _field_sql(fmt: LineFormat, session_cookie: str | None) -> dict[str, str]:
     chosen = [col for name, col in cookie_fields if session_cookie is None or name.lower() == session_cookie.lower()]
     if chosen:
         cols["session_cookie"] = _dash(chosen[0])
-    times = [(name, template) for name, template in (
+    times = [(name, template, index.get(name)) for name, template in (
         ("time_clf", _CLF_TIME), ("time_iso8601", _ISO_TIME), ("time_epoch", _EPOCH_TIME),
         ("time_epoch_ms", _EPOCH_MS_TIME), ("time_epoch_us", _EPOCH_US_TIME))]
-    times += [(name, _strftime_time(name)) for name in index if name.startswith(STRFTIME_PREFIX)]
-    for name, template in times:
+    strftime = _strftime_parts([name for name in index if name.startswith(STRFTIME_PREFIX)])
+    if strftime:   # one time, read from its pieces joined in the text and in the format alike
+        joined = _PART_SEPARATOR.join(part[len(STRFTIME_PREFIX):] for part in strftime)
+        times.append((strftime[0], _strftime_time(STRFTIME_PREFIX + joined),
+                      f" || '{_PART_SEPARATOR}' || ".join(index[part] for part in strftime)))
+    for name, template, text in times:
         if name in index:
-            cols["ts"] = template.format(index[name])
+            cols["ts"] = template.format(text)
             cols["_time_text"] = index[name]
             fraction = next(((index[f], scale) for f, scale in (("time_frac_us", 1), ("time_frac_ms", 1000))
                              if f in index), None)

@@ -87,7 +87,8 @@ def test_gzip_and_raw_http(tmp_path):
 
 def test_apache_strftime_times_with_their_fraction_and_zone(tmp_path):
     """``%{format}t`` (any strftime, glibc's %F %T included) is the request's time, with ``%{usec_frac}t`` or
-    ``%{msec_frac}t`` beside it added; a zone in the format (%z) is normalized to UTC, none is taken as UTC."""
+    ``%{msec_frac}t`` beside it added; a zone in the format (%z), or in a %{format}t of its own, is normalized to
+    UTC, none is taken as UTC."""
     cases = {
         '%h [%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t] "%r" %>s': (
             ['192.0.2.1 [2026-11-02 10:00:00.123456] "GET /a HTTP/1.1" 200',
@@ -95,6 +96,14 @@ def test_apache_strftime_times_with_their_fraction_and_zone(tmp_path):
             ["2026-11-02 10:00:00.123456", "2026-11-02 10:00:01.000007"]),
         '%h %{%FT%T%z}t.%{msec_frac}t "%r" %>s': (
             ['192.0.2.1 2026-11-02T10:00:00+0100.042 "GET /a HTTP/1.1" 200'], ["2026-11-02 09:00:00.042000"]),
+        # one time in three pieces, its zone apart (netnea's "extended" format); begin and end: two times, the first
+        '%h [%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t %{%z}t] "%r" %>s': (
+            ['192.0.2.1 [2026-11-02 10:00:00.123456 +0100] "GET /a HTTP/1.1" 200',
+             '192.0.2.1 [2026-11-02 23:30:00.000001 -0100] "GET /b HTTP/1.1" 200'],
+            ["2026-11-02 09:00:00.123456", "2026-11-03 00:30:00.000001"]),
+        '%h [%{begin:%F %T %z}t] [%{end:%F %T %z}t] "%r" %>s': (
+            ['192.0.2.1 [2026-11-02 10:00:00 +0100] [2026-11-02 10:00:07 +0100] "GET /a HTTP/1.1" 200'],
+            ["2026-11-02 09:00:00"]),
         '%h %{end:%d/%b/%Y %T}t "%r" %>s': (
             ['192.0.2.1 02/Nov/2026 10:00:00 "GET /a HTTP/1.1" 200'], ["2026-11-02 10:00:00"]),
         '%h %{usec}t "%r" %>s': (['192.0.2.1 1793527200123456 "GET /a HTTP/1.1" 200'], ["2026-11-01 10:00:00.123456"]),

@@ -1,6 +1,7 @@
 """`waflens spark features --log-format` against `waflens ingest --log-format` on an Apache LogFormat with a
-strftime time and its microseconds (``[%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t]``), a request duration, a unique id
-and headers: the same records parsed and quarantined, the same times, targets and durations."""
+strftime time in pieces, its microseconds and its zone apart (``[%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t %{%z}t]``),
+a request duration, a unique id and headers: the same records parsed and quarantined, the same times, targets
+and durations."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import duckdb
 
 from tests.data.cli_process import KEY, waflens_here
 
-SPEC = ('%h %{GEOIP_COUNTRY_CODE}e %u [%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t] "%r" %>s %b "%{Referer}i" '
+SPEC = ('%h %{GEOIP_COUNTRY_CODE}e %u [%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t %{%z}t] "%r" %>s %b "%{Referer}i" '
         '"%{User-Agent}i" %v %A %p %{UNIQUE_ID}e %I %O %D')
 LINES = [
-    '192.0.2.1 CH - [2026-11-02 10:00:00.123456] "GET /index.html HTTP/1.1" 200 512 "-" "Mozilla/5.0" '
+    '192.0.2.1 CH - [2026-11-02 10:00:00.123456 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "Mozilla/5.0" '
     'shop.example 10.0.0.1 443 aBcD1 410 812 1234',
-    '192.0.2.1 CH - [2026-11-02 10:00:00.623001] "GET /search?q=%27%20OR%201=1-- HTTP/1.1" 403 99 '
+    '192.0.2.1 CH - [2026-11-02 10:00:00.623001 +0100] "GET /search?q=%27%20OR%201=1-- HTTP/1.1" 403 99 '
     '"https://shop.example/" "sqlmap/1.7" shop.example 10.0.0.1 443 aBcD2 300 200 887',
-    '2001:db8::9 - bob [2026-11-02 23:59:59.999999] "POST /login HTTP/1.1" 302 0 "-" "curl/8.0" '
+    '2001:db8::9 - bob [2026-11-02 23:59:59.999999 -0100] "POST /login HTTP/1.1" 302 0 "-" "curl/8.0" '
     'shop.example 10.0.0.1 443 aBcD3 120 90 15',
-    '192.0.2.7 DE - [2026-13-45 10:00:00.000001] "GET /bad-date HTTP/1.1" 200 1 "-" "x" s 10.0.0.1 443 id 1 1 1',
+    '192.0.2.7 DE - [2026-13-45 10:00:00.000001 +0000] "GET /bad-date HTTP/1.1" 200 1 "-" "x" s 10.0.0.1 443 id 1 1 1',
     'garbage that is not a log line at all',
-    '192.0.2.7 DE - [2026-11-03 00:00:01.5] "GET /short-fraction HTTP/1.1" 200 1 "-" "x" s 10.0.0.1 443 id 1 1 1',
+    '192.0.2.7 DE - [2026-11-03 00:00:01.5 +0000] "GET /short-fraction HTTP/1.1" 200 1 "-" "x" s 10.0.0.1 443 id 1 1 1',
 ]
 
 
@@ -47,6 +48,6 @@ def test_spark_reads_an_apache_strftime_format_as_duckdb_does(spark, tmp_path, m
         "record", "reason").collect()
     assert [tuple(row) for row in requests] == duck
     assert [tuple(row) for row in quarantine] == duck_quarantine
-    assert [str(row[1]) for row in duck] == ["2026-11-02 10:00:00.123456", "2026-11-02 10:00:00.623001",
-                                             "2026-11-02 23:59:59.999999", "2026-11-03 00:00:01.000005"]
+    assert [str(row[1]) for row in duck] == ["2026-11-02 10:00:00.123456", "2026-11-02 09:00:00.623001",
+                                             "2026-11-03 00:59:59.999999", "2026-11-03 00:00:01.000005"]
     assert [r for r, _ in duck_quarantine] == [4, 5] and duck[1][6] == 0.887
