@@ -102,7 +102,7 @@ def test_waiting_for_an_idle_scheduler_ends_when_the_last_task_set_does(spark):
     assert done == [[1, 2]]
 
 
-def test_a_cancelled_stage_counts_until_its_killed_tasks_have_ended(spark):
+def test_a_cancelled_stage_counts_until_its_killed_tasks_have_ended(spark, tmp_path):
     """A failed scan cancels its stage: the stage's task set is a zombie from then on, and the driver logs each
     of its tasks' kills ("Lost task ... TaskKilled") as they end, after the job has already failed. The wait
     must hold until then (the scheduler's own queue of schedulable task sets leaves zombies out at once)."""
@@ -111,20 +111,25 @@ def test_a_cancelled_stage_counts_until_its_killed_tasks_have_ended(spark):
 
     from waflens.pipeline.spark.session import scheduled_task_sets, wait_for_idle_scheduler
 
-    failed = []
+    started, failed = tmp_path / "started", []
+    started.mkdir()
+
+    def slow(x):   # in the task's Python worker: says it runs, then outlasts the check below
+        (started / str(x)).touch()
+        time.sleep(8)
+        return x
 
     def slow_job():
         try:
-            spark.sparkContext.parallelize([1, 2], 2).map(lambda x: time.sleep(8) or x).collect()
+            spark.sparkContext.parallelize([1, 2], 2).map(slow).collect()
         except Exception as error:   # cancelled: the job fails at once, its tasks end later
             failed.append(error)
 
     job = threading.Thread(target=slow_job)
     job.start()
     deadline = time.monotonic() + 60
-    while not spark.sparkContext.statusTracker().getActiveStageIds() and time.monotonic() < deadline:
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.5)   # the tasks have started
     spark.sparkContext.cancelAllJobs()
     job.join(60)
     assert failed, "the job was not cancelled"
