@@ -99,6 +99,17 @@ def pytest_sessionstart(session):
     warm(log=reporter.write_line if reporter else print)
 
 
+# Test files xdist hands out first (``--dist loadfile`` gives files out in collection order, one at a time to the
+# worker that is free): the Spark tests, whose files run longest (a whole Spark application or cluster each, up
+# to 90 s). Collected last, as the alphabet would have them, one worker ran them alone while the other had
+# finished: longest first leaves the short files to even out the end.
+LONGEST_FIRST = ("tests/spark/",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))   # stable: each file keeps its order
+
+
 # The repository's root is on sys.path while tests run (they import `tests.*`), so a left-over bare
 # `import data` / `from scoring...` would still work here and fail for every installed user. Any such
 # import fails the run: the folders are only ever the packages waflens.app, waflens.data, ...
