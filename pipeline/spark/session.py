@@ -202,12 +202,12 @@ def scheduled_task_sets(spark) -> int:
     queue (``getSortedTaskSetQueue``) leaves out a cancelled stage's task set (a zombie) at once, while its
     killed tasks still run and are still to be logged. A queue holds task sets (FIFO) or pools (FAIR), whose
     own queue is None for a task set."""
-    count, pools = 0, [spark._jsc.sc().taskScheduler().rootPool()]
-    while pools:
-        for schedulable in pools.pop().schedulableQueue().toArray():
+    count, queues = 0, [spark._jsc.sc().taskScheduler().rootPool().schedulableQueue()]
+    while queues:
+        for schedulable in queues.pop().toArray():
             inner = schedulable.schedulableQueue()
             if inner is None:
                 count += 1
             else:
-                pools.append(schedulable)
+                queues.append(inner)
     return count
